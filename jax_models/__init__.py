@@ -1,0 +1,1 @@
+"""SkinDoc machine learning: lesion classifier, training, calibration, serving and the GAN."""

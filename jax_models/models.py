@@ -1,0 +1,83 @@
+"""The lesion classifier network: a compact residual CNN in Flax NNX."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+class ConvBN(nnx.Module):
+  """Convolution, batch norm and an optional ReLU6."""
+
+  def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1,
+               groups: int = 1, act: bool = True, *, rngs: nnx.Rngs):
+    self.conv = nnx.Conv(cin, cout, (kernel, kernel), strides=(stride, stride),
+                         padding='SAME', feature_group_count=groups,
+                         use_bias=False, rngs=rngs)
+    self.bn = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
+    self.act = act
+
+  def __call__(self, x):
+    x = self.bn(self.conv(x))
+    return jax.nn.relu6(x) if self.act else x
+
+
+class InvertedResidual(nnx.Module):
+  """MobileNetV2 block: 1x1 expand, 3x3 depthwise, 1x1 project, skip if shapes match."""
+
+  def __init__(self, cin: int, cout: int, stride: int, expand: int, *, rngs: nnx.Rngs):
+    hidden = cin * expand
+    self.expand = ConvBN(cin, hidden, 1, rngs=rngs) if expand != 1 else None
+    self.depthwise = ConvBN(hidden, hidden, 3, stride, groups=hidden, rngs=rngs)
+    self.project = ConvBN(hidden, cout, 1, act=False, rngs=rngs)
+    self.skip = stride == 1 and cin == cout
+
+  def __call__(self, x):
+    y = self.expand(x) if self.expand is not None else x
+    y = self.project(self.depthwise(y))
+    return x + y if self.skip else y
+
+
+class LesionNet(nnx.Module):
+  """Stem, stages of inverted residual blocks, global pooling, a linear head.
+
+  `stages` lists (channels, blocks, first stride, expansion) per stage.
+  """
+
+  def __init__(self, num_classes: int, stem: int,
+               stages: Sequence[Sequence[int]], head: int,
+               dropout: float, *, rngs: nnx.Rngs):
+    self.stem = ConvBN(3, stem, 3, 2, rngs=rngs)
+    blocks = []
+    cin = stem
+    for cout, n, stride, expand in stages:
+      for i in range(n):
+        blocks.append(InvertedResidual(cin, cout, stride if i == 0 else 1,
+                                       expand, rngs=rngs))
+        cin = cout
+    self.blocks = nnx.List(blocks) if hasattr(nnx, 'List') else blocks
+    self.head_conv = ConvBN(cin, head, 1, rngs=rngs)
+    self.dropout = nnx.Dropout(dropout, rngs=rngs)
+    self.classifier = nnx.Linear(head, num_classes, rngs=rngs)
+
+  def features(self, x):
+    """The last convolutional feature map (used by Grad-CAM)."""
+    x = self.stem(x)
+    for block in self.blocks:
+      x = block(x)
+    return self.head_conv(x)
+
+  def classify(self, fmap):
+    return self.classifier(self.dropout(jnp.mean(fmap, axis=(1, 2))))
+
+  def __call__(self, x):
+    return self.classify(self.features(x))
+
+
+def build_model(model_config: dict, num_classes: int, seed: int = 0) -> LesionNet:
+  return LesionNet(num_classes=num_classes, stem=model_config['stem'],
+                   stages=model_config['stages'], head=model_config['head'],
+                   dropout=model_config['dropout'], rngs=nnx.Rngs(seed))

@@ -1,0 +1,1 @@
+"""Storage layer: the PostgreSQL pool and migrations, the Redis client, embedded servers."""

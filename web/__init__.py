@@ -1,0 +1,1 @@
+"""The composition root: settings, the aiohttp app factory, the command line, health and metrics."""

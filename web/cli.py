@@ -1,0 +1,92 @@
+"""The `skindoc` command line: serve, migrate, admin and audit commands, and the model's commands."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from store.connections import Stores
+from store.embedded import EmbeddedServers
+from web.app import all_migrations, create_app, resolve_urls
+from web.logs import configure_logging
+from web.settings import Settings
+
+log = logging.getLogger("skindoc")
+
+
+@contextlib.asynccontextmanager
+async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
+    """Stores for a one-off command, with the same embedded fallback as the server."""
+    embedded = EmbeddedServers(settings.data_dir)
+    stores = Stores()
+    database_url, redis_url = await resolve_urls(settings, embedded)
+    await stores.open(database_url, redis_url, all_migrations(), pool_size=2)
+    try:
+        yield stores
+    finally:
+        await stores.close()
+        embedded.stop()
+
+
+def run_with_stores(settings: Settings, work: Callable[[Stores], Awaitable[int]]) -> int:
+    async def main() -> int:
+        async with open_stores(settings) as stores:
+            return await work(stores)
+
+    return asyncio.run(main())
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    host = args.host or settings.host
+    port = args.port or settings.port
+    log.info("serving", extra={"host": host, "port": port})
+    web.run_app(create_app(settings), host=host, port=port, access_log=None, print=None)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(stores: Stores) -> int:
+        rows = await stores.pool.fetch("SELECT domain, version, name FROM schema_migrations ORDER BY applied_at")
+        for row in rows:
+            print(f"{row['domain']:10} {row['version']:04d} {row['name']}")
+        return 0
+
+    return run_with_stores(settings, work)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skindoc", description="SkinDoc teledermatology triage server.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the web server (HTTP API, Socket.IO, browser apps)")
+    serve.add_argument("--host", help="interface to listen on (default SKINDOC_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (default SKINDOC_PORT)")
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations and list them")
+    migrate.set_defaults(func=cmd_migrate)
+
+    _register_domain_commands(sub)
+    return parser
+
+
+def _register_domain_commands(sub: argparse._SubParsersAction) -> None:
+    from auth import cli as auth_cli
+
+    auth_cli.register(sub, run_with_stores)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    return args.func(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Settings from SKINDOC_* environment variables, with safe defaults (see the README's table)."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path("var")
+    log_level: str = "INFO"
+    log_format: str = "json"
+    max_request_bytes: int = 16 * 1024 * 1024
+    max_json_bytes: int = 64 * 1024
+    db_pool_size: int = 10
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        return cls(
+            host=env.get("SKINDOC_HOST", cls.host),
+            port=_int(env, "SKINDOC_PORT", cls.port),
+            database_url=env.get("SKINDOC_DATABASE_URL") or None,
+            redis_url=env.get("SKINDOC_REDIS_URL") or None,
+            data_dir=Path(env.get("SKINDOC_DATA_DIR", str(cls.data_dir))),
+            log_level=env.get("SKINDOC_LOG_LEVEL", cls.log_level).upper(),
+            log_format=env.get("SKINDOC_LOG_FORMAT", cls.log_format),
+            max_request_bytes=_int(env, "SKINDOC_MAX_REQUEST_BYTES", cls.max_request_bytes),
+            max_json_bytes=_int(env, "SKINDOC_MAX_JSON_BYTES", cls.max_json_bytes),
+            db_pool_size=_int(env, "SKINDOC_DB_POOL_SIZE", cls.db_pool_size),
+        )
