@@ -147,4 +147,17 @@ async def client(aiohttp_client, settings):
     return await aiohttp_client(create_app(settings))
 
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+
+@pytest.fixture
+def live_server(settings, tmp_path):
+    """A real `skindoc serve` process on a free port, sharing the test's database and Redis."""
+    from tests.live_server import start_server
+
+    server = start_server({"SKINDOC_DATABASE_URL": settings.database_url,
+                           "SKINDOC_REDIS_URL": settings.redis_url,
+                           "SKINDOC_DATA_DIR": str(settings.data_dir),
+                           "SKINDOC_LOG_FORMAT": "json"}, tmp_path / "server.log")
+    yield server
+    server.stop()
