@@ -1,0 +1,24 @@
+# One image for the web nodes and the CPU worker; the `gpu` target adds CUDA JAX for the GPU worker.
+FROM node:20-slim AS browser-deps
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts
+
+FROM python:3.11-slim AS cpu
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 SKINDOC_DATA_DIR=/var/lib/skindoc
+RUN useradd --system --home /var/lib/skindoc --create-home skindoc
+WORKDIR /app
+COPY . .
+COPY --from=browser-deps /src/node_modules ./node_modules
+RUN pip install .
+USER skindoc
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
+    CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz').status != 200)"
+CMD ["skindoc", "serve", "--host", "0.0.0.0"]
+
+FROM cpu AS gpu
+USER root
+RUN pip install "jax[cuda12]>=0.4.35"
+USER skindoc
+CMD ["skindoc", "worker"]
