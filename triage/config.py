@@ -1,0 +1,78 @@
+"""Triage settings from SKINDOC_TRIAGE_* (and SKINDOC_INPROCESS_WORKER) environment variables."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SystemExit(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    if raw.strip().lower() in _TRUE:
+        return True
+    if raw.strip().lower() in _FALSE:
+        return False
+    raise SystemExit(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class TriageConfig:
+    # Intake: the body cap covers the whole multipart request, photos and fields together.
+    max_upload_bytes: int = 15 * 1024 * 1024
+    max_photos_per_consultation: int = 6
+    # Decompression-bomb guard, checked from the header before any pixel is decoded.
+    max_pixels: int = 64_000_000
+    # Low enough for dermoscopy crops (the training images are 171x128).
+    min_side: int = 128
+    # The job stream and its consumer group (stream keys live in the configured Redis database).
+    stream: str = "skindoc:triage:jobs"
+    group: str = "triage-workers"
+    max_batch: int = 32
+    batch_wait_ms: int = 20
+    # A job pending this long on a consumer is taken over by another worker (its owner is presumed dead).
+    claim_idle_ms: int = 30_000
+    max_attempts: int = 3
+    # None: the weights shipped in jax_models/weights.
+    model_dir: Path | None = None
+    saliency: bool = True
+    # Run a worker inside `skindoc serve` even when PostgreSQL and Redis are external.
+    inprocess_worker: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "TriageConfig":
+        env = os.environ if env is None else env
+        model_dir = env.get("SKINDOC_TRIAGE_MODEL_DIR") or None
+        return cls(
+            max_upload_bytes=_int(env, "SKINDOC_TRIAGE_MAX_UPLOAD_BYTES", cls.max_upload_bytes),
+            max_photos_per_consultation=_int(env, "SKINDOC_TRIAGE_MAX_PHOTOS", cls.max_photos_per_consultation),
+            max_pixels=_int(env, "SKINDOC_TRIAGE_MAX_PIXELS", cls.max_pixels),
+            min_side=_int(env, "SKINDOC_TRIAGE_MIN_SIDE", cls.min_side),
+            stream=env.get("SKINDOC_TRIAGE_STREAM") or cls.stream,
+            group=env.get("SKINDOC_TRIAGE_GROUP") or cls.group,
+            max_batch=_int(env, "SKINDOC_TRIAGE_MAX_BATCH", cls.max_batch),
+            batch_wait_ms=_int(env, "SKINDOC_TRIAGE_BATCH_WAIT_MS", cls.batch_wait_ms, minimum=0),
+            claim_idle_ms=_int(env, "SKINDOC_TRIAGE_CLAIM_IDLE_MS", cls.claim_idle_ms),
+            max_attempts=_int(env, "SKINDOC_TRIAGE_MAX_ATTEMPTS", cls.max_attempts),
+            model_dir=Path(model_dir) if model_dir else None,
+            saliency=_bool(env, "SKINDOC_TRIAGE_SALIENCY", cls.saliency),
+            inprocess_worker=_bool(env, "SKINDOC_INPROCESS_WORKER", cls.inprocess_worker),
+        )

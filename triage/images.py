@@ -1,0 +1,170 @@
+"""Checking an uploaded photo and normalising it: sniffed type, size and pixel caps, one frame, EXIF
+orientation applied, every metadata block dropped, sRGB RGB, re-encoded as JPEG with a thumbnail.
+
+Every rejection is a DomainError; nothing here touches storage, so a rejected photo leaves no trace.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageCms, ImageOps
+
+from store.errors import DomainError, unprocessable
+
+try:
+    # HEIC/HEIF from phones, when pillow-heif is installed; without it HEIC is an unsupported type.
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    HEIF_SUPPORTED = True
+except ImportError:
+    HEIF_SUPPORTED = False
+
+STORED_MEDIA_TYPE = "image/jpeg"
+STORED_JPEG_QUALITY = 92
+THUMBNAIL_SIDE = 256
+THUMBNAIL_JPEG_QUALITY = 80
+# The teledermatology guideline for clinical photos; below it we accept with a warning.
+GUIDELINE_SIZE = (800, 600)
+# Stored photos are decoded for the model at no less than this (well above any model input size).
+MODEL_DRAFT_SIDE = 512
+
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+_SRGB_PROFILE = ImageCms.createProfile("sRGB")
+
+
+@dataclass(frozen=True)
+class NormalisedPhoto:
+    image: bytes
+    thumbnail: bytes
+    sha256: str
+    width: int
+    height: int
+    source_format: str
+    warnings: tuple[str, ...]
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format named by the file's first bytes (never by its name or declared type)."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if len(data) >= 12 and data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return "HEIF"
+    return None
+
+
+def _unsupported_type() -> DomainError:
+    accepted = "JPEG, PNG, WebP" + (" or HEIC" if HEIF_SUPPORTED else "")
+    return DomainError(415, "unsupported_image_type", f"The file is not a {accepted} image.")
+
+
+def _corrupt(reason: str) -> DomainError:
+    return unprocessable("corrupt_image", f"The image could not be read ({reason}); it may be truncated or damaged.")
+
+
+def _open_checked(data: bytes, fmt: str, max_pixels: int, min_side: int) -> Image.Image:
+    """Opens the header, applies the caps that need no decoding, then decodes the pixels."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=[fmt])
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _too_many_pixels(max_pixels) from None
+    # Untrusted bytes can make a decoder fail in many ways; each one is the same typed rejection.
+    except Exception as exc:
+        raise _corrupt(type(exc).__name__) from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise _too_many_pixels(max_pixels)
+    if min(width, height) < min_side:
+        raise unprocessable("image_too_small",
+                            f"The image is {width}x{height} pixels; each side must be at least {min_side}.",
+                            width=width, height=height, min_side=min_side)
+    if getattr(image, "n_frames", 1) > 1 or getattr(image, "is_animated", False):
+        raise unprocessable("animated_image", "Animated or multi-frame images are not accepted; send a single photo.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+    except Exception as exc:
+        raise _corrupt(type(exc).__name__) from None
+    return image
+
+
+def _too_many_pixels(max_pixels: int) -> DomainError:
+    return unprocessable("image_too_many_pixels",
+                         f"The image has more than {max_pixels} pixels; send a smaller photo.", max_pixels=max_pixels)
+
+
+def _to_srgb_rgb(image: Image.Image) -> Image.Image:
+    """RGB pixels in sRGB, with transparency flattened onto white; the result carries no metadata."""
+    icc = image.info.get("icc_profile")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        flattened = Image.new("RGB", rgba.size, (255, 255, 255))
+        flattened.paste(rgba, mask=rgba.getchannel("A"))
+        rgb = flattened
+    else:
+        rgb = image.convert("RGB")
+    if icc and image.mode in ("RGB", "RGBA"):
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            rgb = ImageCms.profileToProfile(rgb, source, _SRGB_PROFILE, outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError):
+            # A broken embedded profile: keep the pixels as sRGB rather than refuse a usable photo.
+            pass
+    clean = Image.new("RGB", rgb.size)
+    clean.paste(rgb)
+    return clean
+
+
+def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=quality, optimize=True)
+    return out.getvalue()
+
+
+def normalise_photo(data: bytes, *, max_pixels: int, min_side: int) -> NormalisedPhoto:
+    """Checks one uploaded photo and returns it re-encoded without metadata, or raises a DomainError."""
+    if not data:
+        raise unprocessable("empty_file", "The photo is empty.")
+    fmt = sniff_format(data)
+    if fmt is None or (fmt == "HEIF" and not HEIF_SUPPORTED):
+        raise _unsupported_type()
+    image = _open_checked(data, fmt, max_pixels, min_side)
+    try:
+        upright = ImageOps.exif_transpose(image)
+        rgb = _to_srgb_rgb(upright)
+    except Exception as exc:  # a malformed EXIF block or an odd mode in bytes we do not control
+        raise _corrupt(type(exc).__name__) from None
+    stored = _encode_jpeg(rgb, STORED_JPEG_QUALITY)
+    thumb = rgb.copy()
+    thumb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+    width, height = rgb.size
+    notes = []
+    if max(width, height) < GUIDELINE_SIZE[0] or min(width, height) < GUIDELINE_SIZE[1]:
+        notes.append(f"The photo is {width}x{height} pixels, below the 800x600 recommended for clinical "
+                     "photos; a sharper, closer photo helps the doctor.")
+    return NormalisedPhoto(
+        image=stored,
+        thumbnail=_encode_jpeg(thumb, THUMBNAIL_JPEG_QUALITY),
+        sha256=hashlib.sha256(stored).hexdigest(),
+        width=width,
+        height=height,
+        source_format=fmt,
+        warnings=tuple(notes),
+    )
+
+
+def decode_for_model(data: bytes) -> Image.Image:
+    """A stored photo as RGB for the classifier; JPEG's draft mode skips decoding pixels the model never sees."""
+    image = Image.open(io.BytesIO(data), formats=["JPEG"])
+    image.draft("RGB", (MODEL_DRAFT_SIDE, MODEL_DRAFT_SIDE))
+    return image.convert("RGB")

@@ -1,0 +1,168 @@
+"""The triage worker: reads photo jobs from the stream, scores them in batches, writes, acknowledges, notifies.
+
+A batch is whatever arrives within `batch_wait_ms` of its first job, up to `max_batch`. The
+worker compiles every batch size the classifier serves before it reads a job (`ready`), so
+no request ever waits on a compilation. Jobs left unacknowledged by a dead worker are claimed
+after `claim_idle_ms`; the idempotent write makes their second run change nothing.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Protocol
+
+import asyncpg
+import redis.asyncio as redis
+
+from triage import jobs, scoring, store
+from triage.config import TriageConfig
+from triage.policy import ConsultationTriage
+
+log = logging.getLogger(__name__)
+
+# Photos still pending this long after upload are re-queued (their job was lost with Redis); a
+# duplicate job is harmless, since a photo is scored once per model version.
+LOST_JOB_AGE_SECONDS = 300.0
+IDLE_BLOCK_MS = 1000
+RETRY_AFTER_ERROR_SECONDS = 1.0
+
+
+class QueueNotifier(Protocol):
+    """Tells every node's doctor consoles that the queue changed (chat's write-only notifier)."""
+
+    async def queue_changed(self, reason: str, consultation_id: uuid.UUID) -> None: ...
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class TriageWorker:
+    def __init__(self, pool: asyncpg.Pool, client: redis.Redis, classifier: scoring.Classifier,
+                 config: TriageConfig, *, on_scored: store.OnScored, notifier: QueueNotifier | None,
+                 consumer: str | None = None) -> None:
+        self.pool = pool
+        self.redis = client
+        self.classifier = classifier
+        self.config = config
+        self.on_scored = on_scored
+        self.notifier = notifier
+        self.consumer = consumer or consumer_name()
+        self.ready = asyncio.Event()
+        # Photos per model call, for the benchmark and the logs.
+        self.batch_histogram: collections.Counter[int] = collections.Counter()
+        self.scored = 0
+
+    async def start(self) -> None:
+        """Compiles every batch size, joins the consumer group and re-queues lost jobs; then `ready` is set."""
+        started = time.perf_counter()
+        await asyncio.to_thread(self.classifier.warmup)
+        await jobs.ensure_group(self.redis, self.config.stream, self.config.group)
+        await self._requeue_lost_jobs()
+        self.ready.set()
+        log.info("triage worker ready", extra={"consumer": self.consumer, "model_version": self.classifier.version,
+                                               "batch_sizes": list(self.classifier.batch_sizes),
+                                               "warmup_seconds": round(time.perf_counter() - started, 2)})
+
+    async def run(self) -> None:
+        """Starts, then works until cancelled; a failing store is retried, never fatal."""
+        await self.start()
+        last_requeue = time.monotonic()
+        while True:
+            try:
+                await self.run_once(block_ms=IDLE_BLOCK_MS)
+                if time.monotonic() - last_requeue > LOST_JOB_AGE_SECONDS:
+                    last_requeue = time.monotonic()
+                    await self._requeue_lost_jobs()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("triage worker iteration failed; jobs stay pending and will be retried")
+                await asyncio.sleep(RETRY_AFTER_ERROR_SECONDS)
+
+    async def run_once(self, *, block_ms: int) -> int:
+        """One batch: stale jobs first, else new ones; returns how many jobs it handled."""
+        batch = await self.take_batch(block_ms=block_ms)
+        if batch:
+            await self.process(batch)
+        return len(batch)
+
+    async def take_batch(self, *, block_ms: int) -> list[jobs.Job]:
+        cfg = self.config
+        batch = await jobs.claim_stale_jobs(self.redis, cfg.stream, cfg.group, self.consumer,
+                                            min_idle_ms=cfg.claim_idle_ms, count=cfg.max_batch)
+        if batch:
+            log.info("claimed stale triage jobs", extra={"count": len(batch), "consumer": self.consumer})
+            return batch
+        batch = await jobs.read_new_jobs(self.redis, cfg.stream, cfg.group, self.consumer,
+                                         count=cfg.max_batch, block_ms=block_ms)
+        if not batch:
+            return batch
+        # Wait a moment for more: one model call on many photos is far cheaper than many calls on one.
+        deadline = time.monotonic() + cfg.batch_wait_ms / 1000
+        while len(batch) < cfg.max_batch:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0:
+                break
+            batch += await jobs.read_new_jobs(self.redis, cfg.stream, cfg.group, self.consumer,
+                                              count=cfg.max_batch - len(batch), block_ms=remaining_ms)
+        return batch
+
+    async def process(self, batch: Sequence[jobs.Job]) -> None:
+        """Scores a batch, writes it, then acknowledges it; a crash before the ack leaves it to be claimed."""
+        to_score, failures = await self._load(batch)
+        results = failures + await scoring.predict_photos(self.classifier, to_score)
+        changed = await scoring.write_results(self.pool, self.classifier, results, self.on_scored)
+        await jobs.acknowledge(self.redis, self.config.stream, self.config.group, [job.entry_id for job in batch])
+        scored_ids = {r.photo_id for r in results if r.failure is None}
+        for result in results:
+            if result.failure is None:
+                self.batch_histogram[result.batch_size] += 1
+        self.scored += len(scored_ids)
+        await self._notify(changed, {r.consultation_id for r in results if r.failure is not None})
+        if self.config.saliency:
+            await scoring.store_saliency(self.pool, self.classifier, [p for p in to_score if p.photo_id in scored_ids])
+
+    async def _load(self, batch: Sequence[jobs.Job]) -> tuple[list[scoring.PhotoToScore], list[store.PhotoResult]]:
+        """The photos to score now, and the failures decided without the model (too many attempts)."""
+        async with self.pool.acquire() as conn:
+            rows = await store.claim_photos_for_scoring_txn(conn, [job.photo_id for job in batch],
+                                                            self.classifier.version)
+        to_score, failures, seen = [], [], set()
+        for row in rows:
+            if row["already_scored"] or row["missing"] or row["id"] in seen:
+                continue
+            seen.add(row["id"])
+            if row["attempts"] > self.config.max_attempts:
+                failures.append(store.PhotoResult(row["id"], row["consultation_id"], self.classifier.version,
+                                                  failure=f"gave up after {self.config.max_attempts} attempts"))
+            else:
+                to_score.append(scoring.PhotoToScore(row["id"], row["consultation_id"], row["image"]))
+        return to_score, failures
+
+    async def _notify(self, changed: Sequence[ConsultationTriage], failed_consultations: set[uuid.UUID]) -> None:
+        if self.notifier is None:
+            return
+        events = [("scored", s.consultation_id) for s in changed]
+        events += [("triage_failed", c) for c in failed_consultations]
+        for reason, consultation_id in events:
+            try:
+                await self.notifier.queue_changed(reason, consultation_id)
+            except Exception:
+                # The score is committed; consoles catch up on their next snapshot.
+                log.exception("queue notification failed", extra={"consultation_id": str(consultation_id)})
+
+    async def _requeue_lost_jobs(self) -> None:
+        async with self.pool.acquire() as conn:
+            lost = await store.pending_photos(conn, LOST_JOB_AGE_SECONDS)
+        if lost:
+            await jobs.enqueue_photo_jobs(self.redis, self.config.stream,
+                                          [(row["id"], row["consultation_id"]) for row in lost])
+            log.warning("re-queued photos pending since before start-up", extra={"count": len(lost)})
