@@ -3,4 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from auth.principal import Principal
+
 REQUEST_ID = web.RequestKey("request_id", str)
+PRINCIPAL = web.RequestKey("principal", Principal)

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from auth.config import AuthConfig
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -29,6 +31,7 @@ class Settings:
     max_request_bytes: int = 16 * 1024 * 1024
     max_json_bytes: int = 64 * 1024
     db_pool_size: int = 10
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -44,4 +47,5 @@ class Settings:
             max_request_bytes=_int(env, "SKINDOC_MAX_REQUEST_BYTES", cls.max_request_bytes),
             max_json_bytes=_int(env, "SKINDOC_MAX_JSON_BYTES", cls.max_json_bytes),
             db_pool_size=_int(env, "SKINDOC_DB_POOL_SIZE", cls.db_pool_size),
+            auth=AuthConfig.from_env(env),
         )

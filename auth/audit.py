@@ -1,0 +1,66 @@
+"""The audit log every domain writes to: who did what to which subject, when, from where.
+
+Rows are append-only (a trigger refuses UPDATE, DELETE and TRUNCATE) and
+hash-chained by the database itself, so `skindoc audit verify` can name the first
+row altered behind the application's back. Call `record` inside the transaction
+that makes the change, so the change and its audit row commit together. The
+chain lock is held until that transaction ends: keep such transactions short.
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from auth import store
+from auth.context import PRINCIPAL, REQUEST_ID
+from auth.principal import Principal
+
+
+async def record(conn: asyncpg.Connection, *, actor: Principal | None, action: str, subject_type: str,
+                 subject_id: str | None, client_ip: str | None = None, request_id: str | None = None,
+                 details: dict | None = None) -> None:
+    await store.insert_audit_entry(
+        conn,
+        actor_id=actor.user_id if actor else None,
+        actor_role=actor.role if actor else None,
+        action=action,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        client_ip=_valid_ip(client_ip),
+        request_id=request_id,
+        details=details or {},
+    )
+
+
+async def record_for_request(conn: asyncpg.Connection, request: web.Request, action: str, subject_type: str,
+                             subject_id: str | None, details: dict | None = None) -> None:
+    """Records with the request's caller (if authenticated), client address and request id."""
+    await record(conn, actor=request.get(PRINCIPAL), action=action, subject_type=subject_type,
+                 subject_id=subject_id, client_ip=request.remote, request_id=request.get(REQUEST_ID),
+                 details=details)
+
+
+def _valid_ip(value: str | None) -> str | None:
+    # request.remote is None or a socket path for unix sockets; keep only real addresses.
+    try:
+        return str(ipaddress.ip_address(value)) if value else None
+    except ValueError:
+        return None
+
+
+def entry_as_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "occurred_at": row["occurred_at"].isoformat(),
+        "actor_id": str(row["actor_id"]) if row["actor_id"] else None,
+        "actor_role": row["actor_role"],
+        "action": row["action"],
+        "subject_type": row["subject_type"],
+        "subject_id": row["subject_id"],
+        "client_ip": row["client_ip"],
+        "request_id": row["request_id"],
+        "details": row["details"],
+    }

@@ -1,0 +1,211 @@
+"""HTTP routes under /api/v1/auth, /api/v1/me and /api/v1/admin: check the input, call the service, answer."""
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from auth.authz import authenticate, require_role
+from auth.context import REQUEST_ID
+from auth.service import AUTH_SERVICE, AuthService, Origin
+from auth.store import AuditQuery
+from store import payloads
+from store.errors import DomainError, unprocessable
+
+# Deliberately loose (one @, a dot in the domain, no spaces): the provider's
+# confirmation, not a regex, is what proves an address.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_EMAIL_LENGTH = 254
+MAX_NAME_LENGTH = 100
+MAX_TOKEN_LENGTH = 8192
+DOCTOR_STATUSES = ("pending", "active", "disabled", "all")
+
+
+def _service(request: web.Request) -> AuthService:
+    return request.config_dict[AUTH_SERVICE]
+
+
+def _origin(request: web.Request) -> Origin:
+    return Origin(client_ip=request.remote, request_id=request.get(REQUEST_ID))
+
+
+async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
+    """The body as a JSON object, refused (413/415/400/422) before anything is done with it."""
+    if request.content_type not in ("application/json", "application/octet-stream") and request.body_exists:
+        raise DomainError(415, "unsupported_media_type", "Send the body as application/json.")
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise _too_large(max_bytes)
+    raw = await request.content.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise _too_large(max_bytes)
+    return payloads.parse_json_object(raw)
+
+
+def _too_large(max_bytes: int) -> DomainError:
+    return DomainError(413, "payload_too_large", f"The body may be at most {max_bytes} bytes.")
+
+
+def _email(payload: dict[str, Any]) -> str:
+    email = payloads.get_str(payload, "email", min_len=3, max_len=MAX_EMAIL_LENGTH).strip().lower()
+    if not _EMAIL.match(email):
+        raise unprocessable("invalid_field", "'email' is not an email address.", field="email")
+    return email
+
+
+def _name(payload: dict[str, Any], *, required: bool) -> str | None:
+    name = payloads.get_str(payload, "name", required=required, min_len=1, max_len=MAX_NAME_LENGTH)
+    if name is not None and not name.strip():
+        raise unprocessable("invalid_field", "'name' must not be blank.", field="name")
+    return name.strip() if name is not None else None
+
+
+def _password(payload: dict[str, Any], name: str = "password", *, required: bool = True) -> str | None:
+    return payloads.get_str(payload, name, required=required, min_len=1, max_len=1024)
+
+
+class AuthRoutes:
+    def __init__(self, max_json_bytes: int) -> None:
+        self._max_json_bytes = max_json_bytes
+
+    def register_on(self, app: web.Application) -> None:
+        app.router.add_post("/api/v1/auth/register", self.register)
+        app.router.add_post("/api/v1/auth/login", self.login)
+        app.router.add_post("/api/v1/auth/refresh", self.refresh)
+        app.router.add_post("/api/v1/auth/logout", self.logout)
+        app.router.add_post("/api/v1/auth/oidc", self.oidc)
+        app.router.add_get("/api/v1/me", self.get_me)
+        app.router.add_patch("/api/v1/me", self.patch_me)
+        app.router.add_get("/api/v1/admin/doctors", self.list_doctors)
+        app.router.add_post("/api/v1/admin/doctors/{doctor_id}/approve", self.approve_doctor)
+        app.router.add_get("/api/v1/admin/audit", self.search_audit)
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        return await read_json(request, self._max_json_bytes)
+
+    async def register(self, request: web.Request) -> web.Response:
+        payload = await self._body(request)
+        email = _email(payload)
+        password = _password(payload)
+        name = _name(payload, required=True)
+        role = payloads.get_choice(payload, "role", ("patient", "doctor"), required=False, default="patient")
+        user = await _service(request).register(email=email, password=password, name=name, role=role,
+                                                origin=_origin(request))
+        return web.json_response({"user": user.as_json()}, status=201)
+
+    async def login(self, request: web.Request) -> web.Response:
+        payload = await self._body(request)
+        email = _email(payload)
+        password = _password(payload)
+        return web.json_response(await _service(request).login(email=email, password=password,
+                                                                origin=_origin(request)))
+
+    async def refresh(self, request: web.Request) -> web.Response:
+        payload = await self._body(request)
+        token = payloads.get_str(payload, "refresh_token", min_len=1, max_len=MAX_TOKEN_LENGTH)
+        return web.json_response(await _service(request).refresh(token, origin=_origin(request)))
+
+    async def logout(self, request: web.Request) -> web.Response:
+        principal = await authenticate(request)
+        payload = await self._body(request)
+        token = payloads.get_str(payload, "refresh_token", min_len=1, max_len=MAX_TOKEN_LENGTH)
+        await _service(request).logout(principal, token, origin=_origin(request))
+        return web.Response(status=204)
+
+    async def oidc(self, request: web.Request) -> web.Response:
+        payload = await self._body(request)
+        id_token = payloads.get_str(payload, "id_token", min_len=1, max_len=MAX_TOKEN_LENGTH)
+        nonce = payloads.get_str(payload, "nonce", required=False, min_len=1, max_len=512)
+        return web.json_response(await _service(request).oidc_sign_in(id_token, nonce=nonce,
+                                                                      origin=_origin(request)))
+
+    async def get_me(self, request: web.Request) -> web.Response:
+        principal = await authenticate(request)
+        user = await _service(request).get_user(principal.user_id)
+        return web.json_response({"user": user.as_json()})
+
+    async def patch_me(self, request: web.Request) -> web.Response:
+        principal = await authenticate(request)
+        payload = await self._body(request)
+        unknown = set(payload) - {"name", "current_password", "new_password"}
+        if unknown:
+            raise unprocessable("unknown_field", f"Unknown field(s): {', '.join(sorted(unknown))}.",
+                                field=sorted(unknown)[0])
+        user = await _service(request).update_profile(
+            principal, name=_name(payload, required=False),
+            current_password=_password(payload, "current_password", required=False),
+            new_password=_password(payload, "new_password", required=False), origin=_origin(request))
+        return web.json_response({"user": user.as_json()})
+
+    async def list_doctors(self, request: web.Request) -> web.Response:
+        await require_role(request, "admin")
+        query = dict(request.query)
+        status = payloads.get_choice(query, "status", DOCTOR_STATUSES, required=False, default="pending")
+        limit = _query_int(query, "limit", default=50, minimum=1, maximum=200)
+        offset = _query_int(query, "offset", default=0, minimum=0, maximum=1_000_000)
+        doctors = await _service(request).list_doctors(status=None if status == "all" else status, limit=limit,
+                                                       offset=offset)
+        return web.json_response({"doctors": [d.as_json() for d in doctors]})
+
+    async def approve_doctor(self, request: web.Request) -> web.Response:
+        principal = await require_role(request, "admin")
+        doctor_id = _uuid(request.match_info["doctor_id"], "doctor_id")
+        user = await _service(request).approve_doctor(doctor_id, actor=principal, origin=_origin(request))
+        return web.json_response({"user": user.as_json()})
+
+    async def search_audit(self, request: web.Request) -> web.Response:
+        principal = await require_role(request, "admin")
+        query = _audit_query(dict(request.query))
+        entries = await _service(request).search_audit(query, actor=principal, origin=_origin(request))
+        next_before = entries[-1]["id"] if len(entries) == query.limit else None
+        return web.json_response({"entries": entries, "next_before": next_before})
+
+
+def _audit_query(query: dict[str, str]) -> AuditQuery:
+    actor = payloads.get_str(query, "actor", required=False, max_len=64)
+    return AuditQuery(
+        actor_id=_uuid(actor, "actor") if actor is not None else None,
+        action=payloads.get_str(query, "action", required=False, min_len=1, max_len=100),
+        subject_type=payloads.get_str(query, "subject_type", required=False, min_len=1, max_len=100),
+        subject_id=payloads.get_str(query, "subject_id", required=False, min_len=1, max_len=200),
+        since=_query_time(query, "since"),
+        until=_query_time(query, "until"),
+        before_id=_query_int(query, "before", default=None, minimum=1, maximum=2**62),
+        limit=_query_int(query, "limit", default=50, minimum=1, maximum=200),
+    )
+
+
+def _uuid(value: str, field: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise unprocessable("invalid_field", f"'{field}' must be a UUID.", field=field) from None
+
+
+def _query_int(query: dict[str, str], name: str, *, default: int | None, minimum: int, maximum: int) -> int | None:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise unprocessable("invalid_field", f"'{name}' must be an integer.", field=name) from None
+    if not minimum <= value <= maximum:
+        raise unprocessable("invalid_field", f"'{name}' must be between {minimum} and {maximum}.", field=name)
+    return value
+
+
+def _query_time(query: dict[str, str], name: str) -> datetime | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise unprocessable("invalid_field", f"'{name}' must be an ISO 8601 time with a zone.", field=name) from None
+    if value.tzinfo is None:
+        raise unprocessable("invalid_field", f"'{name}' must include a time zone (e.g. Z).", field=name)
+    return value
+

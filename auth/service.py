@@ -1,0 +1,326 @@
+"""The auth domain's operations: accounts, sign-in, tokens, OpenID Connect, doctor approval, audit search.
+
+Handlers (auth/routes.py) and the command line (auth/cli.py) only check input and
+call these; each operation that changes something writes its audit row in the
+same transaction.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from auth import audit, store
+from auth.config import AuthConfig
+from auth.oidc import OidcVerifier
+from auth.passwords import Passwords, check_policy
+from auth.principal import Principal
+from auth.throttle import LoginThrottle
+from auth.tokens import AccessTokens, invalid_token
+from store.connections import Stores
+from store.errors import DomainError, conflict, not_found, unauthorized, unprocessable
+
+log = logging.getLogger(__name__)
+
+_DENIED_JTI_PREFIX = "skindoc:auth:denied-jti:"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a call came from, for the audit log and throttling."""
+    client_ip: str | None = None
+    request_id: str | None = None
+
+
+def hash_refresh_token(token: str) -> bytes:
+    # The token is 256 random bits, so a fast hash is enough: there is nothing to guess.
+    return hashlib.sha256(token.encode()).digest()
+
+
+class AuthService:
+    def __init__(self, stores: Stores, config: AuthConfig, tokens: AccessTokens) -> None:
+        self._stores = stores
+        self.config = config
+        self.tokens = tokens
+        self.passwords = Passwords(config)
+        self.oidc = (OidcVerifier(config.oidc_issuer, config.oidc_client_id, config.oidc_cache_s)
+                     if config.oidc_issuer and config.oidc_client_id else None)
+
+    @property
+    def _throttle(self) -> LoginThrottle:
+        return LoginThrottle(self._stores.redis, self.config.login_max_failures, self.config.login_failure_window_s)
+
+    async def close(self) -> None:
+        if self.oidc is not None:
+            await self.oidc.close()
+
+    # --- accounts ------------------------------------------------------------
+
+    async def register(self, *, email: str, password: str, name: str, role: str, origin: Origin) -> store.User:
+        """A patient is active at once; a doctor waits, pending, for an admin's approval."""
+        check_policy(password, self.config)
+        password_hash = await self.passwords.hash(password)
+        status = "pending" if role == "doctor" else "active"
+        async with self._stores.pool.acquire() as conn, conn.transaction():
+            user = await store.insert_user(conn, email=email, display_name=name, role=role, status=status,
+                                           password_hash=password_hash)
+            await audit.record(conn, actor=None, action="auth.register", subject_type="user",
+                               subject_id=str(user.id), client_ip=origin.client_ip, request_id=origin.request_id,
+                               details={"role": role, "status": status})
+        return user
+
+    async def create_admin(self, *, email: str, name: str, password: str) -> store.User:
+        check_policy(password, self.config)
+        password_hash = await self.passwords.hash(password)
+        async with self._stores.pool.acquire() as conn, conn.transaction():
+            user = await store.insert_user(conn, email=email, display_name=name, role="admin", status="active",
+                                           password_hash=password_hash)
+            await audit.record(conn, actor=None, action="admin.create", subject_type="user",
+                               subject_id=str(user.id), details={"via": "cli", "role": "admin"})
+        return user
+
+    async def approve_doctor(self, doctor_id: uuid.UUID, *, actor: Principal | None, origin: Origin) -> store.User:
+        async with self._stores.pool.acquire() as conn, conn.transaction():
+            user = await store.approve_doctor(conn, doctor_id, actor.user_id if actor else None)
+            if user is None:
+                existing = await store.get_user_by_id(conn, doctor_id)
+                if existing is None or existing.role != "doctor":
+                    raise not_found("doctor_not_found", "No doctor has this id.")
+                raise conflict("not_pending", f"This doctor is {existing.status}, not pending approval.")
+            await audit.record(conn, actor=actor, action="admin.doctor_approve", subject_type="user",
+                               subject_id=str(user.id), client_ip=origin.client_ip, request_id=origin.request_id,
+                               details={"role": "doctor", "status": {"from": "pending", "to": "active"},
+                                        "via": "api" if actor else "cli"})
+        return user
+
+    async def find_user(self, email_or_id: str) -> store.User | None:
+        async with self._stores.pool.acquire() as conn:
+            try:
+                return await store.get_user_by_id(conn, uuid.UUID(email_or_id))
+            except ValueError:
+                return await store.get_user_by_email(conn, email_or_id.strip().lower())
+
+    async def get_user(self, user_id: uuid.UUID) -> store.User:
+        async with self._stores.pool.acquire() as conn:
+            user = await store.get_user_by_id(conn, user_id)
+        if user is None:
+            raise invalid_token("The account behind this token no longer exists.")
+        return user
+
+    async def update_profile(self, principal: Principal, *, name: str | None, current_password: str | None,
+                             new_password: str | None, origin: Origin) -> store.User:
+        if new_password is not None:
+            check_policy(new_password, self.config, field="new_password")
+        async with self._stores.pool.acquire() as conn:
+            user = await store.get_user_by_id(conn, principal.user_id)
+        if user is None:
+            raise invalid_token("The account behind this token no longer exists.")
+        new_hash = await self._checked_new_password_hash(user, current_password, new_password)
+        async with self._stores.pool.acquire() as conn, conn.transaction():
+            if name is not None and name != user.display_name:
+                await store.set_display_name(conn, user.id, name)
+                await audit.record(conn, actor=principal, action="user.profile_update", subject_type="user",
+                                   subject_id=str(user.id), client_ip=origin.client_ip,
+                                   request_id=origin.request_id, details={"fields": ["name"]})
+            if new_hash is not None:
+                await store.set_password_hash(conn, user.id, new_hash)
+                # Other sessions were opened with the old password: sign them out.
+                await store.revoke_all_refresh_families(conn, user.id, "password_change")
+                await audit.record(conn, actor=principal, action="user.password_change", subject_type="user",
+                                   subject_id=str(user.id), client_ip=origin.client_ip,
+                                   request_id=origin.request_id)
+            updated = await store.get_user_by_id(conn, user.id)
+        assert updated is not None
+        return updated
+
+    async def _checked_new_password_hash(self, user: store.User, current_password: str | None,
+                                         new_password: str | None) -> str | None:
+        if new_password is None:
+            return None
+        if user.password_hash is None:
+            raise conflict("no_password_set", "This account signs in through its identity provider only.")
+        if current_password is None:
+            raise unprocessable("missing_field", "'current_password' is required to change the password.",
+                                field="current_password")
+        if not await self.passwords.verify(user.password_hash, current_password):
+            raise DomainError(403, "wrong_password", "The current password is not correct.",
+                              {"field": "current_password"})
+        return await self.passwords.hash(new_password)
+
+    # --- sign-in and tokens --------------------------------------------------
+
+    async def login(self, *, email: str, password: str, origin: Origin) -> dict[str, Any]:
+        throttle = self._throttle
+        await throttle.check(email, origin.client_ip)
+        async with self._stores.pool.acquire() as conn:
+            user = await store.get_user_by_email(conn, email)
+        if user is None:
+            await self.passwords.spend_equal_time(password)
+        valid = user is not None and user.status != "disabled" and await self.passwords.verify(
+            user.password_hash, password)
+        if not valid:
+            await throttle.record_failure(email, origin.client_ip)
+            async with self._stores.pool.acquire() as conn:
+                await audit.record(conn, actor=None, action="auth.login_failed", subject_type="user",
+                                   subject_id=str(user.id) if user else None, client_ip=origin.client_ip,
+                                   request_id=origin.request_id, details={"email": email})
+            raise unauthorized("invalid_credentials", "The email or password is not correct.")
+        await throttle.clear_account(email)
+        assert user is not None and user.password_hash is not None
+        if self.passwords.needs_rehash(user.password_hash):
+            new_hash = await self.passwords.hash(password)
+            async with self._stores.pool.acquire() as conn:
+                await store.set_password_hash(conn, user.id, new_hash)
+        return await self._start_session(user, action="auth.login", origin=origin)
+
+    async def _start_session(self, user: store.User, *, action: str, origin: Origin,
+                             details: dict[str, Any] | None = None) -> dict[str, Any]:
+        refresh_token = secrets.token_urlsafe(32)
+        async with self._stores.pool.acquire() as conn, conn.transaction():
+            family_id = await store.start_refresh_family(conn, user.id)
+            await store.insert_refresh_token(conn, hash_refresh_token(refresh_token), family_id,
+                                             self.config.refresh_token_ttl_s)
+            response, principal = self._token_response(user, refresh_token)
+            await audit.record(conn, actor=principal, action=action, subject_type="user", subject_id=str(user.id),
+                               client_ip=origin.client_ip, request_id=origin.request_id,
+                               details={"refresh_family": str(family_id), **(details or {})})
+        return response
+
+    def _token_response(self, user: store.User, refresh_token: str) -> tuple[dict[str, Any], Principal]:
+        access_token = self.tokens.issue(user.id, user.role)
+        claims = self.tokens.verify(access_token)
+        principal = Principal(user.id, user.role, user.status == "active", claims.token_id,
+                              datetime.fromtimestamp(claims.expires_at, timezone.utc))
+        response = {"access_token": access_token, "refresh_token": refresh_token, "token_type": "Bearer",
+                    "expires_in": self.tokens.ttl_s, "user": user.as_json()}
+        return response, principal
+
+    async def refresh(self, refresh_token: str, *, origin: Origin) -> dict[str, Any]:
+        """Rotates the token; presenting an already rotated one revokes its whole family."""
+        token_hash = hash_refresh_token(refresh_token)
+        new_refresh_token = secrets.token_urlsafe(32)
+        async with self._stores.pool.acquire() as conn:
+            async with conn.transaction():
+                row = await store.lock_refresh_token(conn, token_hash)
+                failure = self._refresh_failure(row)
+                if failure is None:
+                    assert row is not None
+                    user = await store.get_user_by_id(conn, row.user_id)
+                    if user is None or user.status == "disabled":
+                        failure = unauthorized("invalid_refresh_token", "This account cannot sign in.")
+                if failure is not None:
+                    if failure.code == "refresh_token_reused":
+                        assert row is not None
+                        await store.revoke_refresh_family(conn, row.family_id, "reuse_detected")
+                        await audit.record(conn, actor=None, action="auth.refresh_reuse_detected",
+                                           subject_type="user", subject_id=str(row.user_id),
+                                           client_ip=origin.client_ip, request_id=origin.request_id,
+                                           details={"refresh_family": str(row.family_id)})
+                else:
+                    await store.mark_refresh_token_rotated(conn, token_hash)
+                    await store.insert_refresh_token(conn, hash_refresh_token(new_refresh_token), row.family_id,
+                                                     self.config.refresh_token_ttl_s)
+        # Raised after the commit, so a detected reuse stays revoked.
+        if failure is not None:
+            raise failure
+        response, _ = self._token_response(user, new_refresh_token)
+        return response
+
+    @staticmethod
+    def _refresh_failure(row: store.RefreshTokenRow | None) -> DomainError | None:
+        if row is None:
+            return unauthorized("invalid_refresh_token", "This refresh token is not known.")
+        if row.family_revoked_at is not None:
+            return unauthorized("invalid_refresh_token", "This session has been signed out.")
+        if row.rotated_at is not None:
+            return unauthorized("refresh_token_reused",
+                                "This refresh token was already used; the session has been revoked for safety.")
+        if row.expires_at <= datetime.now(timezone.utc):
+            return unauthorized("invalid_refresh_token", "This refresh token has expired; sign in again.")
+        return None
+
+    async def logout(self, principal: Principal, refresh_token: str, *, origin: Origin) -> None:
+        """Revokes the refresh family and denies the access token until it would have expired anyway."""
+        async with self._stores.pool.acquire() as conn, conn.transaction():
+            row = await store.lock_refresh_token(conn, hash_refresh_token(refresh_token))
+            if row is None or row.user_id != principal.user_id:
+                raise unauthorized("invalid_refresh_token", "This refresh token does not belong to this session.")
+            await store.revoke_refresh_family(conn, row.family_id, "logout")
+            await audit.record(conn, actor=principal, action="auth.logout", subject_type="user",
+                               subject_id=str(principal.user_id), client_ip=origin.client_ip,
+                               request_id=origin.request_id, details={"refresh_family": str(row.family_id)})
+        remaining_s = int(principal.expires_at.timestamp() - time.time()) + 1
+        if remaining_s > 0:
+            await self._stores.redis.set(_DENIED_JTI_PREFIX + principal.token_id, b"1", ex=remaining_s)
+
+    async def verify_access_token(self, token: str) -> Principal:
+        """The caller behind a Bearer token; 401 when it is invalid, expired, signed out or its account is gone."""
+        claims = self.tokens.verify(token)
+        if await self._stores.redis.exists(_DENIED_JTI_PREFIX + claims.token_id):
+            raise invalid_token("This access token has been signed out.")
+        async with self._stores.pool.acquire() as conn:
+            current = await store.get_role_and_status(conn, claims.user_id)
+        # The account's current role and status win over the token's, so approval and
+        # disabling take effect at once.
+        if current is None or current[1] == "disabled":
+            raise invalid_token("The account behind this token cannot be used.")
+        role, status = current
+        return Principal(claims.user_id, role, status == "active", claims.token_id,
+                         datetime.fromtimestamp(claims.expires_at, timezone.utc))
+
+    # --- OpenID Connect ------------------------------------------------------
+
+    async def oidc_sign_in(self, id_token: str, *, nonce: str | None, origin: Origin) -> dict[str, Any]:
+        """Signs in the linked account, links one with the verified email, or creates a patient."""
+        if self.oidc is None:
+            raise DomainError(503, "oidc_not_configured", "Sign-in with an identity provider is not set up here.")
+        identity = await self.oidc.verify(id_token, nonce)
+        async with self._stores.pool.acquire() as conn, conn.transaction():
+            user = await store.get_user_by_oidc_identity(conn, identity.issuer, identity.subject)
+            outcome = "existing"
+            if user is None:
+                user = await store.get_user_by_email(conn, identity.email)
+                outcome = "linked"
+                if user is None:
+                    name = (identity.name or identity.email.split("@")[0])[:100]
+                    user = await store.insert_user(conn, email=identity.email, display_name=name, role="patient",
+                                                   status="active", password_hash=None)
+                    outcome = "created"
+                await store.link_oidc_identity(conn, identity.issuer, identity.subject, user.id)
+        if user.status == "disabled":
+            raise unauthorized("account_disabled", "This account is disabled.")
+        return await self._start_session(user, action="auth.oidc_login", origin=origin,
+                                         details={"issuer": identity.issuer, "account": outcome})
+
+    # --- admin views -----------------------------------------------------------
+
+    async def list_doctors(self, *, status: str | None, limit: int, offset: int) -> list[store.User]:
+        async with self._stores.pool.acquire() as conn:
+            return await store.list_doctors(conn, status=status, limit=limit, offset=offset)
+
+    async def search_audit(self, query: store.AuditQuery, *, actor: Principal, origin: Origin) -> list[dict]:
+        async with self._stores.pool.acquire() as conn, conn.transaction():
+            rows = await store.search_audit_entries(conn, query)
+            # Reading the log is itself a read of patient data.
+            await audit.record(conn, actor=actor, action="admin.audit_search", subject_type="audit_log",
+                               subject_id=None, client_ip=origin.client_ip, request_id=origin.request_id,
+                               details={"filters": _query_filters(query), "returned": len(rows)})
+        return [audit.entry_as_json(row) for row in rows]
+
+    async def verify_audit_chain(self) -> tuple[int, store.ChainBreak | None]:
+        async with self._stores.pool.acquire() as conn:
+            return await store.find_first_audit_chain_break(conn)
+
+
+def _query_filters(query: store.AuditQuery) -> dict[str, Any]:
+    return {k: str(v) for k, v in vars(query).items() if v is not None and k != "limit"}
+
+
+AUTH_SERVICE = web.AppKey("auth_service", AuthService)
