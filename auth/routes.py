@@ -48,9 +48,15 @@ def _too_large(max_bytes: int) -> DomainError:
     return DomainError(413, "payload_too_large", f"The body may be at most {max_bytes} bytes.")
 
 
+def normalise_email(raw: str) -> str | None:
+    """The address lower-cased and trimmed, or None when it does not look like one."""
+    email = raw.strip().lower()
+    return email if len(email) <= MAX_EMAIL_LENGTH and _EMAIL.match(email) else None
+
+
 def _email(payload: dict[str, Any]) -> str:
-    email = payloads.get_str(payload, "email", min_len=3, max_len=MAX_EMAIL_LENGTH).strip().lower()
-    if not _EMAIL.match(email):
+    email = normalise_email(payloads.get_str(payload, "email", min_len=3, max_len=MAX_EMAIL_LENGTH))
+    if email is None:
         raise unprocessable("invalid_field", "'email' is not an email address.", field="email")
     return email
 

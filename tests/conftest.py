@@ -20,12 +20,16 @@ import asyncpg
 import pytest
 import redis.asyncio as redis_asyncio
 
+from auth.config import AuthConfig
 from store.embedded import EmbeddedServers
 from store.migrations import apply_migrations
 from web.app import all_migrations, create_app
 from web.settings import Settings
 
 TEST_REDIS_DB = 9
+
+# argon2id at its cheapest, so tests that create many accounts stay fast on a small machine.
+TEST_AUTH_CONFIG = AuthConfig(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -130,7 +134,8 @@ async def clean_redis(redis_url) -> AsyncIterator[str]:
 
 @pytest.fixture
 def settings(database_url, clean_redis, tmp_path) -> Settings:
-    return replace(Settings(), database_url=database_url, redis_url=clean_redis, data_dir=tmp_path / "var")
+    return replace(Settings(), database_url=database_url, redis_url=clean_redis, data_dir=tmp_path / "var",
+                   auth=TEST_AUTH_CONFIG)
 
 
 @pytest.fixture
