@@ -10,7 +10,7 @@ from aiohttp import web
 from store.connections import Stores
 from store.embedded import EmbeddedServers
 from store.migrations import Migration
-from web import health, metrics
+from web import health, metrics, pages
 from web.problems import problem_middleware
 from web.settings import Settings
 
@@ -55,6 +55,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(stores_context)
     health.setup(app, stores)
     _setup_domains(app, stores, settings)
+    pages.setup(app, settings)
     return app
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from auth.config import AuthConfig
+from web.pages import PagesConfig
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -32,6 +33,7 @@ class Settings:
     max_json_bytes: int = 64 * 1024
     db_pool_size: int = 10
     auth: AuthConfig = field(default_factory=AuthConfig)
+    pages: PagesConfig = field(default_factory=PagesConfig)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -48,4 +50,5 @@ class Settings:
             max_json_bytes=_int(env, "SKINDOC_MAX_JSON_BYTES", cls.max_json_bytes),
             db_pool_size=_int(env, "SKINDOC_DB_POOL_SIZE", cls.db_pool_size),
             auth=AuthConfig.from_env(env),
+            pages=PagesConfig.from_env(env),
         )

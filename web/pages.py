@@ -1,0 +1,195 @@
+"""The browser apps: the patient page at /, the doctor console at /console, their static files and security headers.
+
+Files are read once at start-up and kept in memory with a gzip copy and an ETag,
+because the patient page must stay light on slow mobile data: every response is
+compressed, and a returning browser revalidates instead of downloading again.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import html
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from store.errors import DomainError
+
+if TYPE_CHECKING:  # web.settings imports this module for PagesConfig
+    from web.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The Socket.IO browser client comes from npm (`npm ci`), never copied into the repository.
+VENDOR_FILES = {"vendor/socket.io.esm.min.js": Path("socket.io-client/dist/socket.io.esm.min.js")}
+
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".webmanifest": "application/manifest+json",
+}
+
+# No inline script or style, no eval, no third-party origin; Trusted Types with no
+# policy makes every string-to-HTML sink (innerHTML and friends) throw, so text
+# from users can only ever reach the page as text.
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' blob:",
+    "connect-src 'self'",
+    "manifest-src 'self'",
+    "form-action 'self'",
+    "base-uri 'none'",
+    "frame-ancestors 'none'",
+    "object-src 'none'",
+    "require-trusted-types-for 'script'",
+    "trusted-types 'none'",
+])
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+}
+
+
+@dataclass(frozen=True)
+class PagesConfig:
+    """Where the npm packages live (`npm ci` puts them in the repository's node_modules by default)."""
+
+    node_modules_dir: Path = REPO_ROOT / "node_modules"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "PagesConfig":
+        env = os.environ if env is None else env
+        raw = env.get("SKINDOC_NODE_MODULES_DIR")
+        return cls(node_modules_dir=Path(raw) if raw else cls.node_modules_dir)
+
+
+@dataclass(frozen=True)
+class Asset:
+    body: bytes
+    gzipped: bytes
+    content_type: str
+    etag: str
+
+
+def make_asset(body: bytes, suffix: str) -> Asset:
+    content_type = CONTENT_TYPES.get(suffix, "application/octet-stream")
+    etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+    return Asset(body, gzip.compress(body, compresslevel=9, mtime=0), content_type, etag)
+
+
+def load_asset(path: Path) -> Asset:
+    return make_asset(path.read_bytes(), path.suffix)
+
+
+def load_assets(config: PagesConfig) -> dict[str, Asset]:
+    """Every file under web/static, plus the npm files the pages import, keyed by their URL path."""
+    assets = {str(path.relative_to(STATIC_DIR)): load_asset(path)
+              for path in sorted(STATIC_DIR.rglob("*")) if path.is_file() and path.suffix != ".html"}
+    for url_path, package_path in VENDOR_FILES.items():
+        source = config.node_modules_dir / package_path
+        if source.is_file():
+            assets[url_path] = load_asset(source)
+        else:
+            log.warning("browser dependency missing; run `npm ci`", extra={"path": str(source)})
+    return assets
+
+
+def asset_response(request: web.Request, asset: Asset, cache_control: str) -> web.StreamResponse:
+    headers = {**SECURITY_HEADERS, "ETag": asset.etag, "Cache-Control": cache_control, "Vary": "Accept-Encoding"}
+    if asset.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        body = asset.gzipped
+    else:
+        body = asset.body
+    headers["Content-Type"] = asset.content_type
+    return web.Response(body=body, headers=headers)
+
+
+PAGES = {"/": "index.html", "/console": "console.html"}
+CONFIG_PLACEHOLDER = b'<meta name="skindoc-config" content="{}">'
+OIDC_DISCOVERY_TIMEOUT_S = 5
+
+
+def page_config(settings: Settings, oidc_authorization_endpoint: str | None) -> dict[str, Any]:
+    """What the browser needs to know before its first API call: the photo limits and how to sign in."""
+    config: dict[str, Any] = {}
+    if oidc_authorization_endpoint and settings.auth.oidc_client_id:
+        config["oidc"] = {"authorization_endpoint": oidc_authorization_endpoint,
+                          "client_id": settings.auth.oidc_client_id}
+    return config
+
+
+def render_page(template: Path, config: dict[str, Any]) -> Asset:
+    """The page with its settings in a <meta> (HTML-escaped JSON), so they cost no extra request."""
+    meta = f'<meta name="skindoc-config" content="{html.escape(json.dumps(config), quote=True)}">'
+    body = template.read_bytes()
+    if CONFIG_PLACEHOLDER not in body:
+        raise RuntimeError(f"{template} lacks the skindoc-config placeholder")
+    return make_asset(body.replace(CONFIG_PLACEHOLDER, meta.encode()), template.suffix)
+
+
+async def discover_authorization_endpoint(issuer: str) -> str | None:
+    """The provider's authorization endpoint, from its OpenID discovery document; None when unreachable."""
+    url = f"{issuer}/.well-known/openid-configuration"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=OIDC_DISCOVERY_TIMEOUT_S)) as client:
+            async with client.get(url) as response:
+                response.raise_for_status()
+                return (await response.json())["authorization_endpoint"]
+    except (aiohttp.ClientError, TimeoutError, KeyError, ValueError) as exc:
+        log.warning("OpenID discovery failed; the Google sign-in button stays hidden",
+                    extra={"url": url, "error": repr(exc)})
+        return None
+
+
+def setup(app: web.Application, settings: Settings) -> None:
+    assets = load_assets(settings.pages)
+    pages = {name: render_page(STATIC_DIR / name, page_config(settings, None)) for name in PAGES.values()}
+
+    async def discover_oidc(app: web.Application) -> None:
+        if settings.auth.oidc_issuer and settings.auth.oidc_client_id:
+            endpoint = await discover_authorization_endpoint(settings.auth.oidc_issuer)
+            config = page_config(settings, endpoint)
+            pages.update({name: render_page(STATIC_DIR / name, config) for name in PAGES.values()})
+
+    def page(name: str):
+        async def handler(request: web.Request) -> web.StreamResponse:
+            # Pages always revalidate so a deploy is seen at once; the ETag makes that one cheap round trip.
+            return asset_response(request, pages[name], "no-cache")
+        return handler
+
+    async def static_file(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        asset = assets.get(name)
+        if asset is None:
+            if name in VENDOR_FILES:
+                raise DomainError(503, "dependency_missing",
+                                  "The Socket.IO browser client is not installed on this server; run `npm ci`.")
+            raise DomainError(404, "not_found", "No such file.")
+        return asset_response(request, asset, "no-cache")
+
+    app.on_startup.append(discover_oidc)
+    for path, name in PAGES.items():
+        app.router.add_get(path, page(name))
+    app.router.add_get("/static/{name:.+}", static_file)

@@ -1,0 +1,85 @@
+// Plain words for the codes the API uses, and small formatting helpers shared by both apps.
+
+import { h } from './dom.js';
+
+export const BODY_SITES = {
+  scalp: 'Scalp', face: 'Face', ear: 'Ear', neck: 'Neck', chest: 'Chest', back: 'Back', abdomen: 'Abdomen',
+  arm: 'Arm', hand: 'Hand', leg: 'Leg', foot: 'Foot', genital: 'Genital area', other: 'Somewhere else',
+};
+
+export const SYMPTOMS = {
+  changed_size: 'changed size', changed_shape: 'changed shape', changed_colour: 'changed colour',
+  bleeding: 'bleeding', itching: 'itching',
+};
+
+export const DURATIONS = { days: 'days', weeks: 'weeks', months: 'months', years: 'years' };
+
+export const STATES = { waiting: 'Waiting for a doctor', active: 'With a doctor', resolved: 'Resolved', cancelled: 'Cancelled' };
+
+export const OUTCOMES = {
+  reassure: 'Reassurance: nothing to worry about',
+  monitor: 'Keep an eye on it',
+  in_person_visit: 'Book an in-person visit',
+  urgent_referral: 'Urgent referral to a specialist',
+};
+
+const BAND_LABELS = { urgent: 'Urgent', soon: 'Soon', routine: 'Routine' };
+
+// What a patient should understand from the band, without numbers.
+const PATIENT_GUIDANCE = {
+  urgent: 'Your photos suggest this should be looked at quickly. A doctor will review it as a priority.',
+  soon: 'Your photos suggest this should be looked at soon. A doctor will review it shortly.',
+  routine: 'Nothing in your photos suggests it needs to be rushed. A doctor will still review it.',
+};
+
+export const SCREENING_AID = 'Screening aid, not a diagnosis: only a doctor can tell you what this is.';
+
+export function screeningAid() {
+  return h('p', { class: 'screening-aid' }, SCREENING_AID);
+}
+
+/** The band as a labelled chip (words, not colour alone). */
+export function bandChip(urgency, awaitingScore) {
+  if (awaitingScore || !urgency) return h('span', { class: 'band band-awaiting' }, 'Awaiting score');
+  return h('span', { class: `band band-${urgency}` }, BAND_LABELS[urgency] || urgency);
+}
+
+export function patientGuidance(consultation) {
+  if (consultation.awaiting_score) return 'Your photos are being checked. This takes a few seconds.';
+  return PATIENT_GUIDANCE[consultation.urgency] || '';
+}
+
+export function symptomList(symptoms = {}) {
+  const present = Object.keys(SYMPTOMS).filter((key) => symptoms[key]).map((key) => SYMPTOMS[key]);
+  const duration = symptoms.duration ? `present for ${DURATIONS[symptoms.duration] || symptoms.duration}` : '';
+  return [present.length ? present.join(', ') : 'no changes reported', duration].filter(Boolean).join('; ');
+}
+
+export function percent(p) { return p === null || p === undefined ? '—' : `${Math.round(p * 100)} %`; }
+
+export function duration(seconds) {
+  if (seconds === null || seconds === undefined) return '—';
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 1) return 'under a minute';
+  if (minutes < 60) return `${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  return `${hours} h ${minutes % 60} min`;
+}
+
+export function when(iso) {
+  if (!iso) return '—';
+  return new Date(iso).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+}
+
+export function clock(iso) {
+  return new Date(iso).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+}
+
+export function fact(term, value) {
+  return h('div', {}, h('dt', {}, term), h('dd', {}, value));
+}
+
+/** Options for a <select> from a code → words table. */
+export function options(select, table) {
+  for (const [value, words] of Object.entries(table)) select.append(h('option', { value }, words));
+}
