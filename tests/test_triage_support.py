@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import uuid
+from dataclasses import dataclass
 
 from PIL import Image
 
@@ -46,3 +48,56 @@ def animated(fmt: str) -> bytes:
 def decompression_bomb_png(side: int = 20_000) -> bytes:
     """A tiny file that claims side x side pixels (a 1-bit image compresses to almost nothing)."""
     return encode(Image.new("1", (side, side)), "PNG")
+
+
+# ---- people and consultations, through the real auth and chat code -------------------------------
+
+PASSWORD = "correct horse battery staple 42"
+
+
+@dataclass
+class Account:
+    user_id: uuid.UUID
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def account(client, role: str = "patient") -> Account:
+    """A signed-in user; a doctor is approved by the admin path first."""
+    from auth.service import AUTH_SERVICE
+    from auth.service import Origin
+
+    email = f"{role}-{uuid.uuid4().hex[:10]}@example.org"
+    response = await client.post("/api/v1/auth/register",
+                                 json={"email": email, "password": PASSWORD, "name": f"Test {role}", "role": role})
+    assert response.status == 201, await response.text()
+    user_id = uuid.UUID((await response.json())["user"]["id"])
+    if role == "doctor":
+        await client.app[AUTH_SERVICE].approve_doctor(user_id, actor=None, origin=Origin(None, "test"))
+    response = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert response.status == 200, await response.text()
+    return Account(user_id, (await response.json())["access_token"])
+
+
+async def consultation(pool, patient: Account, body_site: str = "back") -> uuid.UUID:
+    from chat import store as chat_store
+
+    async with pool.acquire() as conn:
+        row = await chat_store.create_consultation_txn(
+            conn, patient_id=patient.user_id, description="A mole that changed colour", body_site=body_site,
+            symptoms={"changed_size": False, "changed_shape": False, "changed_colour": True, "bleeding": False,
+                      "itching": False, "duration": "weeks"},
+            max_open=3, ctx=chat_store.SYSTEM)
+    return row["id"]
+
+
+async def assign(pool, consultation_id: uuid.UUID, doctor: Account) -> None:
+    from chat import store as chat_store
+
+    async with pool.acquire() as conn:
+        await chat_store.ensure_doctor(conn, doctor.user_id, 3)
+        await chat_store.take_case_txn(conn, doctor_id=doctor.user_id, consultation_id=consultation_id,
+                                       ctx=chat_store.SYSTEM)

@@ -40,16 +40,19 @@ async def normalise_uploads(uploads: Sequence[tuple[str, bytes]], config: Triage
     return await asyncio.to_thread(_normalise_all, uploads, config)
 
 
-async def accept_photos(conn: asyncpg.Connection, client: redis.Redis, config: TriageConfig,
-                        consultation_id: uuid.UUID, body_site: str, tag: str | None,
-                        photos: Sequence[NormalisedPhoto]) -> list[store.StoredPhoto]:
-    """Stores the photos and queues a triage job for each one not stored before."""
-    stored = await store.add_photos_txn(conn, consultation_id, body_site, tag, photos,
-                                        config.max_photos_per_consultation)
+async def store_photos(conn: asyncpg.Connection, config: TriageConfig, consultation_id: uuid.UUID, body_site: str,
+                       tag: str | None, photos: Sequence[NormalisedPhoto]) -> list[store.StoredPhoto]:
+    """Stores the photos, within the per-consultation cap; one already stored comes back as a duplicate."""
+    return await store.add_photos_txn(conn, consultation_id, body_site, tag, photos,
+                                      config.max_photos_per_consultation)
+
+
+async def queue_jobs(client: redis.Redis, config: TriageConfig, consultation_id: uuid.UUID,
+                     stored: Sequence[store.StoredPhoto]) -> None:
+    """Queues a triage job for each photo stored now; call it after the photos' transaction commits."""
     fresh = [(s.photo["id"], consultation_id) for s in stored if not s.duplicate]
     try:
         await jobs.enqueue_photo_jobs(client, config.stream, fresh)
     except Exception:
         # The photos are safely stored and stay "awaiting score"; workers re-queue lost jobs.
         log.exception("could not queue triage jobs", extra={"consultation_id": str(consultation_id)})
-    return stored

@@ -42,7 +42,7 @@ class PhotoResult:
 
 
 async def _lock_consultation(conn: asyncpg.Connection, consultation_id: uuid.UUID) -> None:
-    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2::text))",
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))",
                        _CONSULTATION_LOCK_SPACE, consultation_id)
 
 
@@ -67,8 +67,15 @@ async def add_photos_txn(conn: asyncpg.Connection, consultation_id: uuid.UUID, b
                 consultation_id, body_site, tag, photo.sha256, photo.source_format, photo.width, photo.height,
                 photo.image, photo.thumbnail)
             stored[photo.sha256] = dict(row)
-    return [StoredPhoto(existing[p.sha256], True) if p.sha256 in existing else StoredPhoto(stored[p.sha256], False)
-            for p in photos]
+    result, returned = [], set()
+    for photo in photos:
+        if photo.sha256 in existing:
+            result.append(StoredPhoto(existing[photo.sha256], True))
+        else:
+            # The same photo twice in one upload: stored once, the second copy is a duplicate.
+            result.append(StoredPhoto(stored[photo.sha256], photo.sha256 in returned))
+            returned.add(photo.sha256)
+    return result
 
 
 async def list_photos(conn: asyncpg.Connection, consultation_id: uuid.UUID) -> list[dict[str, Any]]:
