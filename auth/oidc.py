@@ -46,6 +46,7 @@ class OidcVerifier:
         self.issuer = issuer
         self._client_id = client_id
         self._cache_s = cache_s
+        self.min_refetch_s = MIN_REFETCH_S
         self._session: aiohttp.ClientSession | None = None
         self._jwks_uri: str | None = None
         self._algorithms: list[str] = list(ALLOWED_ALGORITHMS)
@@ -78,7 +79,7 @@ class OidcVerifier:
         async with self._lock:
             stale = time.monotonic() - self._fetched_at > self._cache_s
             unknown = kid is not None and self._keys is not None and not _has_kid(self._keys, kid)
-            may_refetch = time.monotonic() - self._fetched_at > MIN_REFETCH_S
+            may_refetch = time.monotonic() - self._fetched_at >= self.min_refetch_s
             if self._keys is None or stale or (unknown and may_refetch):
                 await self._fetch_keys()
             assert self._keys is not None
