@@ -23,8 +23,9 @@ STORES = web.AppKey("stores", Stores)
 def all_migrations() -> list[Migration]:
     """Every domain's schema files, in dependency order (later domains reference earlier tables)."""
     import auth
+    import chat
 
-    return [*auth.migrations()]
+    return [*auth.migrations(), *chat.migrations()]
 
 
 async def resolve_urls(settings: Settings, embedded: EmbeddedServers) -> tuple[str, str]:
@@ -61,5 +62,7 @@ def create_app(settings: Settings) -> web.Application:
 
 def _setup_domains(app: web.Application, stores: Stores, settings: Settings) -> None:
     import auth
+    import chat
 
-    auth.setup(app, stores, settings)
+    auth_service = auth.setup(app, stores, settings)
+    chat.setup(app, stores, settings, auth_service)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from auth.config import AuthConfig
+from chat.config import ChatConfig
 from web.pages import PagesConfig
 
 
@@ -33,6 +34,7 @@ class Settings:
     max_json_bytes: int = 64 * 1024
     db_pool_size: int = 10
     auth: AuthConfig = field(default_factory=AuthConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)
     pages: PagesConfig = field(default_factory=PagesConfig)
 
     @classmethod
@@ -50,5 +52,6 @@ class Settings:
             max_json_bytes=_int(env, "SKINDOC_MAX_JSON_BYTES", cls.max_json_bytes),
             db_pool_size=_int(env, "SKINDOC_DB_POOL_SIZE", cls.db_pool_size),
             auth=AuthConfig.from_env(env),
+            chat=ChatConfig.from_env(env),
             pages=PagesConfig.from_env(env),
         )

@@ -1,0 +1,58 @@
+"""Real-time consultations: the triage queue, doctor pairing, chat, presence and appointments over Socket.IO."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import socketio
+from aiohttp import web
+
+from auth.service import AuthService
+from chat.broadcast import QueueBroadcaster
+from chat.messages import MessageWriter
+from chat.namespace import ConsultationNamespace
+from chat.presence import DoctorPresence
+from chat.realtime import create_server
+from chat.routes import ChatRoutes
+from chat.service import ChatService
+from store.connections import Stores
+from store.migrations import Migration, discover
+
+CHAT_SERVICE = web.AppKey("chat_service", ChatService)
+SOCKETIO_SERVER = web.AppKey("socketio_server", socketio.AsyncServer)
+
+
+def migrations() -> list[Migration]:
+    return discover("chat", Path(__file__).parent / "migrations")
+
+
+def setup(app: web.Application, stores: Stores, settings, auth_service: AuthService) -> ChatService:
+    """Attaches Socket.IO and the consultation routes; background work starts once the stores are open."""
+    config = settings.chat
+    server = create_server(config, stores)
+    writer = MessageWriter(stores, batch_max=config.message_batch_max)
+    service = ChatService(stores, config, server, writer)
+    presence = DoctorPresence(stores, config, service)
+    broadcaster = QueueBroadcaster(stores, config, server)
+    server.manager.on_queue_signal = broadcaster.on_signal
+    server.register_namespace(ConsultationNamespace(service, auth_service, presence, broadcaster))
+    server.attach(app)
+    ChatRoutes(service, settings.max_json_bytes).register_on(app)
+    app[CHAT_SERVICE] = service
+    app[SOCKETIO_SERVER] = server
+
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        # Listen to the other nodes from the start, not from this node's first connection.
+        server.manager_initialized = True
+        server.manager.initialize()
+        writer.start()
+        presence.start()
+        yield
+        await presence.stop()
+        await broadcaster.stop()
+        await writer.stop()
+        await server.shutdown()
+        await server.manager.close()
+
+    app.cleanup_ctx.append(background)
+    return service

@@ -1,0 +1,70 @@
+"""Who may do what to a consultation: the one place the ownership rules live.
+
+Actions:
+- `read`: the full consultation and its chat history — the patient, the assigned doctor.
+- `chat`: post messages, typing, read receipts — the patient, the assigned doctor.
+- `summary`: the queue summary and photo thumbnails — also any approved doctor while it waits.
+- `upload`: add photos — the patient.
+- `cancel`, `respond` (answer an appointment) — the patient.
+- `resolve`, `transfer`, `appoint` — the assigned doctor.
+- `take` — any approved doctor while it waits.
+
+A caller who may not know the consultation exists gets 404 (another patient, a
+pending doctor, a doctor for a case neither waiting nor theirs); one who may know
+it but not do the action gets 403 (admins: no clinical reads).
+"""
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from auth.principal import Principal
+from chat import store
+from store.errors import forbidden, not_found
+
+PATIENT_ACTIONS = frozenset({"read", "chat", "summary", "upload", "cancel", "respond"})
+ASSIGNED_DOCTOR_ACTIONS = frozenset({"read", "chat", "summary", "resolve", "transfer", "appoint"})
+QUEUE_DOCTOR_ACTIONS = frozenset({"summary", "take"})
+ACTIONS = PATIENT_ACTIONS | ASSIGNED_DOCTOR_ACTIONS | QUEUE_DOCTOR_ACTIONS
+
+
+def _unknown() -> Exception:
+    return not_found("consultation_not_found", "No such consultation.")
+
+
+def _not_allowed(action: str) -> Exception:
+    return forbidden("forbidden", f"You may not {action} this consultation.")
+
+
+async def authorize_consultation(conn: asyncpg.Connection, principal: Principal, consultation_id: uuid.UUID, *,
+                                 action: str) -> asyncpg.Record:
+    """The consultation row if `principal` may do `action` to it; else DomainError 404 or 403 (see above)."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown consultation action {action!r}")
+    row = await store.get_consultation(conn, consultation_id)
+    if row is None:
+        raise _unknown()
+    return check_access(row, principal, action)
+
+
+def check_access(row: asyncpg.Record, principal: Principal, action: str) -> asyncpg.Record:
+    if principal.role == "patient":
+        if row["patient_id"] != principal.user_id:
+            raise _unknown()
+        if action not in PATIENT_ACTIONS:
+            raise _not_allowed(action)
+        return row
+    if principal.role == "doctor":
+        if not principal.approved:
+            raise _unknown()
+        if row["doctor_id"] == principal.user_id:
+            if action not in ASSIGNED_DOCTOR_ACTIONS:
+                raise _not_allowed(action)
+            return row
+        if row["state"] == "waiting":
+            if action not in QUEUE_DOCTOR_ACTIONS:
+                raise _not_allowed(action)
+            return row
+        raise _unknown()
+    raise _not_allowed(action)

@@ -1,0 +1,74 @@
+"""Group commit for chat messages: sends that arrive while a transaction is in flight share the next one.
+
+One commit (one WAL flush) then covers many messages, which is what lets a node
+store every message before acknowledging it and still keep up with a busy chat.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from chat import store
+from chat.store import PendingMessage, StoredMessage
+from store.connections import Stores
+
+log = logging.getLogger(__name__)
+
+
+class MessageWriter:
+    def __init__(self, stores: Stores, *, batch_max: int, writers: int = 3) -> None:
+        self._stores = stores
+        self._batch_max = batch_max
+        self._writers = writers
+        self._queue: asyncio.Queue[tuple[PendingMessage, asyncio.Future]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._run(), name=f"chat-message-writer-{i}")
+                       for i in range(self._writers)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def send(self, message: PendingMessage) -> StoredMessage:
+        """Resolves once the message is committed (or was already stored under its client id)."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((message, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._batch_max and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[PendingMessage, asyncio.Future]]) -> None:
+        try:
+            async with self._stores.pool.acquire() as conn:
+                results = await store.insert_messages_txn(conn, [m for m, _ in batch])
+        except Exception:
+            # One bad message (or a retry racing its original in another batch) must not fail
+            # the others: store each alone, so each gets its own answer.
+            log.warning("message batch failed; storing its %d messages one by one", len(batch), exc_info=True)
+            for item in batch:
+                await self._commit_one(item)
+            return
+        for (_, future), result in zip(batch, results):
+            if not future.done():
+                future.set_result(result)
+
+    async def _commit_one(self, item: tuple[PendingMessage, asyncio.Future]) -> None:
+        message, future = item
+        try:
+            async with self._stores.pool.acquire() as conn:
+                result = (await store.insert_messages_txn(conn, [message]))[0]
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(result)

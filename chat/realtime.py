@@ -1,0 +1,153 @@
+"""The Socket.IO server for consultations: its Redis manager, internal signals between nodes, and QueueNotifier.
+
+Every node runs one `socketio.AsyncServer` whose `ChatRedisManager` carries emits
+across nodes on one Redis pub/sub channel. Two internal events ride the same
+channel and never reach a client: `QUEUE_SIGNAL` (the queue changed: each node
+recomputes the queue once and pushes it to its own consoles and waiting patients)
+and `ROOMS_SIGNAL` (put every connection of some users, on whichever node holds
+it, into or out of a consultation room).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as redis_asyncio
+import socketio
+from aiohttp.web import WebSocketResponse
+from engineio.async_drivers.aiohttp import WebSocket as EngineIoWebSocket
+
+from chat.config import ChatConfig
+from store.connections import Stores
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIGNAL = "__chat:queue"
+ROOMS_SIGNAL = "__chat:rooms"
+# Nobody ever joins this room: a signal emitted to it reaches no client.
+SIGNAL_ROOM = "__chat:signals"
+NAMESPACE = "/"
+
+
+def user_room(user_id: uuid.UUID | str) -> str:
+    return f"user:{user_id}"
+
+
+def consultation_room(consultation_id: uuid.UUID | str) -> str:
+    return f"consultation:{consultation_id}"
+
+
+QUEUE_ROOM = "queue"
+
+SignalHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ChatRedisManager(socketio.AsyncRedisManager):
+    """The stock Redis manager plus the two internal signals, handled once on every node (this one included).
+
+    It borrows the process's Redis connection pool (opened at start-up, embedded
+    Redis included) instead of dialling a URL of its own.
+    """
+
+    def __init__(self, stores: Stores, channel: str) -> None:
+        super().__init__(channel=channel)
+        self._stores = stores
+        self.on_queue_signal: SignalHandler | None = None
+
+    def _redis_connect(self) -> None:
+        self.redis = redis_asyncio.Redis(connection_pool=self._stores.redis.connection_pool)
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self.connected = True
+
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        event = message.get("event")
+        if event == QUEUE_SIGNAL:
+            if self.on_queue_signal is not None:
+                await self.on_queue_signal(message["data"][0])
+            return
+        if event == ROOMS_SIGNAL:
+            await self._move_local_connections(message["data"][0])
+            return
+        await super()._handle_emit(message)
+
+    async def _move_local_connections(self, change: dict[str, Any]) -> None:
+        for user_id in change["user_ids"]:
+            for sid, _ in list(self.get_participants(NAMESPACE, user_room(user_id))):
+                # The local-only room change: this handler already runs on every node.
+                if change["join"]:
+                    self.basic_enter_room(sid, NAMESPACE, change["room"])
+                else:
+                    self.basic_leave_room(sid, NAMESPACE, change["room"])
+
+    async def close(self) -> None:
+        thread = getattr(self, "thread", None)
+        if thread is not None:
+            thread.cancel()
+            await asyncio.gather(thread, return_exceptions=True)
+        if self.pubsub is not None:
+            await self.pubsub.aclose()
+        self.redis = self.pubsub = None
+        self.connected = False
+
+
+class UncompressedWebSocket(EngineIoWebSocket):
+    """engineio's aiohttp websocket, but refusing permessage-deflate (aiohttp accepts it by default).
+
+    Compressing every frame costs the server CPU on each send; chat frames are small,
+    so by default we leave it off (SKINDOC_WEBSOCKET_COMPRESSION=true turns it on).
+    """
+
+    async def __call__(self, environ):
+        request = environ["aiohttp.request"]
+        self._sock = WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
+        await self._sock.prepare(request)
+        self.environ = environ
+        await self.handler(self)
+        return self._sock
+
+
+def create_server(config: ChatConfig, stores: Stores) -> socketio.AsyncServer:
+    manager = ChatRedisManager(stores, config.socketio_channel)
+    server = socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=manager,
+        cors_allowed_origins=list(config.cors_origins) or None,
+        max_http_buffer_size=64 * 1024,
+        logger=False,
+        engineio_logger=False,
+    )
+    if not config.websocket_compression:
+        # Per server (not the module-wide driver table), so two servers in one process may differ.
+        server.eio._async = {**server.eio._async, "websocket": UncompressedWebSocket}
+    return server
+
+
+class QueueNotifier:
+    """Tells every node that the queue changed; usable in the server and from another process (the triage worker)."""
+
+    def __init__(self, emitter: socketio.AsyncServer | socketio.AsyncRedisManager) -> None:
+        self._emitter = emitter
+
+    @classmethod
+    def write_only(cls, redis_url: str, channel: str) -> "QueueNotifier":
+        return cls(socketio.AsyncRedisManager(redis_url, channel=channel, write_only=True))
+
+    async def queue_changed(self, reason: str, consultation_id: uuid.UUID | None) -> None:
+        payload = {"reason": reason, "consultation_id": str(consultation_id) if consultation_id else None}
+        await self._emitter.emit(QUEUE_SIGNAL, payload, room=SIGNAL_ROOM, namespace=NAMESPACE)
+
+    async def close(self) -> None:
+        """Closes a write-only notifier's Redis connection (a server's notifier closes with the server)."""
+        if isinstance(self._emitter, socketio.AsyncRedisManager) and self._emitter.redis is not None:
+            await self._emitter.redis.aclose()
+            self._emitter.redis = None
+            self._emitter.connected = False
+
+
+async def move_users(server: socketio.AsyncServer, user_ids: list[uuid.UUID], room: str, *, join: bool) -> None:
+    """Puts every connection of these users, on every node, into (or out of) `room`."""
+    change = {"user_ids": [str(u) for u in user_ids], "room": room, "join": join}
+    await server.emit(ROOMS_SIGNAL, change, room=SIGNAL_ROOM, namespace=NAMESPACE)

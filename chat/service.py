@@ -1,0 +1,325 @@
+"""Consultation use cases shared by the REST routes and the Socket.IO namespace: check access, run the
+transaction, then tell the people concerned (room moves, `consultation:updated`, queue signal, auto pairing).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+import asyncpg
+import socketio
+
+from auth.principal import Principal
+from chat import serialize, store
+from chat.access import authorize_consultation
+from chat.config import ChatConfig
+from chat.messages import MessageWriter
+from chat.realtime import QueueNotifier, consultation_room, move_users, user_room
+from chat.store import AuditContext, PendingMessage
+from store.connections import Stores
+from store.errors import conflict, forbidden, not_found
+
+log = logging.getLogger(__name__)
+
+
+def require_patient(principal: Principal) -> None:
+    if principal.role != "patient":
+        raise forbidden("forbidden_role", "Only a patient can do this.")
+
+
+def require_clinician(principal: Principal) -> None:
+    if principal.role != "doctor":
+        raise forbidden("forbidden_role", "Only a doctor can do this.")
+    if not principal.approved:
+        raise forbidden("doctor_not_approved", "An admin has not approved this doctor account yet.")
+
+
+class ChatService:
+    def __init__(self, stores: Stores, config: ChatConfig, server: socketio.AsyncServer,
+                 writer: MessageWriter) -> None:
+        self._stores = stores
+        self.config = config
+        self._server = server
+        self.notifier = QueueNotifier(server)
+        self._writer = writer
+        self._drain_lock = asyncio.Lock()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._stores.pool
+
+    @property
+    def ageing_s(self) -> int:
+        return self.config.queue_ageing_minutes * 60
+
+    # ---- consultations ----------------------------------------------------------------------
+
+    async def open_consultation(self, principal: Principal, ctx: AuditContext, new) -> dict[str, Any]:
+        require_patient(principal)
+        async with self.pool.acquire() as conn:
+            row = await store.create_consultation_txn(
+                conn, patient_id=principal.user_id, description=new.description, body_site=new.body_site,
+                symptoms=new.symptoms, max_open=self.config.patient_max_open, ctx=ctx)
+        await self._queue_changed("created", row["id"])
+        return await self._view(row)
+
+    async def list_consultations(self, principal: Principal, ctx: AuditContext, state: str | None,
+                                 limit: int) -> list[dict[str, Any]]:
+        if principal.role == "doctor":
+            require_clinician(principal)
+        elif principal.role != "patient":
+            raise forbidden("forbidden_role", "Only patients and doctors have consultations.")
+        async with self.pool.acquire() as conn:
+            rows = await store.list_consultations_txn(conn, user_id=principal.user_id,
+                                                      as_doctor=principal.role == "doctor", state=state,
+                                                      limit=limit, ctx=ctx)
+        queue = await self._positions() if any(r["state"] == "waiting" for r in rows) else {}
+        return [serialize.consultation(r, queue.get(r["id"])) for r in rows]
+
+    async def get_consultation(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
+                               action: str = "read") -> dict[str, Any]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await authorize_consultation(conn, principal, consultation_id, action=action)
+            await store.record_read(conn, ctx, "consultation.read", consultation_id)
+        return await self._view(row)
+
+    async def cancel(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
+                     reason: str | None) -> dict[str, Any]:
+        async with self.pool.acquire() as conn:
+            await authorize_consultation(conn, principal, consultation_id, action="cancel")
+            row = await store.cancel_consultation_txn(conn, consultation_id=consultation_id,
+                                                      patient_id=principal.user_id, reason=reason, ctx=ctx)
+        await self._changed(row, "cancelled", extra_users=[])
+        return serialize.consultation(row)
+
+    async def take(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID | None) -> dict[str, Any]:
+        require_clinician(principal)
+        async with self.pool.acquire() as conn:
+            await store.ensure_doctor(conn, principal.user_id, self.config.doctor_capacity)
+            if consultation_id is None:
+                row = await store.take_next_txn(conn, doctor_id=principal.user_id, ageing_s=self.ageing_s, ctx=ctx)
+            else:
+                await authorize_consultation(conn, principal, consultation_id, action="take")
+                row = await store.take_case_txn(conn, doctor_id=principal.user_id, consultation_id=consultation_id,
+                                                ctx=ctx)
+        await self._assigned(row)
+        return serialize.consultation(row)
+
+    async def transfer(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID, reason: str,
+                       to_doctor_id: uuid.UUID | None) -> dict[str, Any]:
+        async with self.pool.acquire() as conn:
+            await authorize_consultation(conn, principal, consultation_id, action="transfer")
+            row = await store.transfer_txn(conn, consultation_id=consultation_id, doctor_id=principal.user_id,
+                                           to_doctor_id=to_doctor_id, reason=reason, ctx=ctx)
+        room = consultation_room(consultation_id)
+        await move_users(self._server, [principal.user_id], room, join=False)
+        if to_doctor_id is not None:
+            await move_users(self._server, [to_doctor_id], room, join=True)
+        await self._changed(row, "transferred", extra_users=[principal.user_id])
+        await self.drain_backlog()
+        return serialize.consultation(row)
+
+    async def resolve(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID, outcome: str,
+                      note: str) -> dict[str, Any]:
+        async with self.pool.acquire() as conn:
+            await authorize_consultation(conn, principal, consultation_id, action="resolve")
+            row = await store.resolve_txn(conn, consultation_id=consultation_id, doctor_id=principal.user_id,
+                                          outcome=outcome, note=note, ctx=ctx)
+        await self._changed(row, "resolved", extra_users=[])
+        await self.drain_backlog()
+        return serialize.consultation(row)
+
+    # ---- the queue --------------------------------------------------------------------------
+
+    async def queue(self, principal: Principal, ctx: AuditContext) -> list[dict[str, Any]]:
+        require_clinician(principal)
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await store.queue_rows(conn, self.ageing_s)
+            await store.record_queue_read(conn, ctx, len(rows))
+        return [serialize.queue_entry(r) for r in rows]
+
+    async def drain_backlog(self) -> int:
+        """Assigns waiting cases to eligible doctors until none can be; returns how many were assigned."""
+        assigned = 0
+        # One drain at a time per node: concurrent drains would only skip each other's locked rows.
+        async with self._drain_lock:
+            while True:
+                async with self.pool.acquire() as conn:
+                    row = await store.assign_next_waiting_txn(conn, ageing_s=self.ageing_s,
+                                                              grace_s=self.config.presence_grace_s)
+                if row is None:
+                    return assigned
+                assigned += 1
+                await self._assigned(row)
+
+    async def _positions(self) -> dict[uuid.UUID, dict[str, int]]:
+        async with self.pool.acquire() as conn:
+            rows = await store.queue_rows(conn, self.ageing_s)
+            online = await store.count_online_available(conn, self.config.presence_grace_s)
+            mean = await store.mean_consultation_seconds(conn)
+        mean_s = mean or self.config.default_consultation_minutes * 60
+        return {r["id"]: serialize.queue_position(r["position"], online, mean_s) for r in rows}
+
+    async def _view(self, row: asyncpg.Record) -> dict[str, Any]:
+        queue = (await self._positions()).get(row["id"]) if row["state"] == "waiting" else None
+        return serialize.consultation(row, queue)
+
+    # ---- chat -------------------------------------------------------------------------------
+
+    async def history(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID, *,
+                      after_seq: int | None, before_seq: int | None, limit: int) -> tuple[list[dict], bool]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await authorize_consultation(conn, principal, consultation_id, action="read")
+            if before_seq is not None:
+                rows = await store.messages_before(conn, consultation_id, before_seq, limit + 1)
+                has_more = len(rows) > limit
+                rows = rows[1:] if has_more else rows
+            else:
+                rows = await store.messages_after(conn, consultation_id, after_seq or 0, limit + 1)
+                has_more = len(rows) > limit
+                rows = rows[:limit]
+            await store.record_read(conn, ctx, "chat.history.read", consultation_id,
+                                    {"after_seq": after_seq, "before_seq": before_seq, "count": len(rows)})
+        return [serialize.message(r) for r in rows], has_more
+
+    async def send_message(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
+                           client_msg_id: str, body: str) -> tuple[dict[str, Any], bool]:
+        stored = await self._writer.send(PendingMessage(consultation_id, principal, client_msg_id, body, ctx))
+        if stored.row is None:
+            async with self.pool.acquire() as conn:
+                row = await authorize_consultation(conn, principal, consultation_id, action="chat")
+            raise conflict("wrong_state", f"Messages can be sent only while the consultation is active "
+                                          f"(it is {row['state']}).")
+        message = serialize.message(stored.row)
+        if not stored.duplicate:
+            await self._server.emit("message", message, room=consultation_room(consultation_id))
+        return message, stored.duplicate
+
+    async def mark_read(self, principal: Principal, consultation_id: uuid.UUID, seq: int) -> int:
+        async with self.pool.acquire() as conn:
+            await authorize_consultation(conn, principal, consultation_id, action="chat")
+            read_seq = await store.mark_read(conn, consultation_id, principal.user_id, seq)
+        await self._server.emit("read", {"consultation_id": str(consultation_id), "user_id": str(principal.user_id),
+                                         "read_seq": read_seq}, room=consultation_room(consultation_id))
+        return read_seq
+
+    # ---- appointments -----------------------------------------------------------------------
+
+    async def propose_appointment(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
+                                  slots: list[store.SlotRequest]) -> dict[str, Any]:
+        async with self.pool.acquire() as conn:
+            consultation = await authorize_consultation(conn, principal, consultation_id, action="appoint")
+            if consultation["state"] != "active":
+                raise conflict("wrong_state", "Appointments can be proposed only in an active consultation.")
+            await store.ensure_doctor(conn, principal.user_id, self.config.doctor_capacity)
+            row, slot_rows = await store.propose_appointment_txn(conn, consultation=consultation, slots=slots,
+                                                                  ctx=ctx)
+        return await self._appointment_changed(row, slot_rows)
+
+    async def confirm_appointment(self, principal: Principal, ctx: AuditContext, appointment_id: uuid.UUID,
+                                  slot_id: uuid.UUID) -> dict[str, Any]:
+        require_patient(principal)
+        async with self.pool.acquire() as conn:
+            row, slot_rows = await store.confirm_appointment_txn(conn, appointment_id=appointment_id,
+                                                                  patient_id=principal.user_id, slot_id=slot_id,
+                                                                  ctx=ctx)
+        return await self._appointment_changed(row, slot_rows)
+
+    async def decline_appointment(self, principal: Principal, ctx: AuditContext, appointment_id: uuid.UUID,
+                                  reason: str | None) -> dict[str, Any]:
+        require_patient(principal)
+        async with self.pool.acquire() as conn:
+            row, slot_rows = await store.decline_appointment_txn(conn, appointment_id=appointment_id,
+                                                                  patient_id=principal.user_id, reason=reason,
+                                                                  ctx=ctx)
+        return await self._appointment_changed(row, slot_rows)
+
+    async def list_appointments(self, principal: Principal, ctx: AuditContext) -> list[dict[str, Any]]:
+        if principal.role == "doctor":
+            require_clinician(principal)
+        elif principal.role != "patient":
+            raise forbidden("forbidden_role", "Only patients and doctors have appointments.")
+        async with self.pool.acquire() as conn:
+            found = await store.list_appointments_txn(conn, user_id=principal.user_id, ctx=ctx)
+        return [serialize.appointment(row, slots) for row, slots in found]
+
+    async def _appointment_changed(self, row: asyncpg.Record, slot_rows: list) -> dict[str, Any]:
+        body = serialize.appointment(row, slot_rows)
+        await self._server.emit("appointment:updated", {"appointment": body},
+                                room=[user_room(row["patient_id"]), user_room(row["doctor_id"])])
+        return body
+
+    # ---- doctors ----------------------------------------------------------------------------
+
+    async def doctor_status(self, principal: Principal) -> dict[str, Any]:
+        require_clinician(principal)
+        async with self.pool.acquire() as conn:
+            await store.ensure_doctor(conn, principal.user_id, self.config.doctor_capacity)
+            row = await store.get_doctor(conn, principal.user_id, self.config.presence_grace_s)
+        return serialize.doctor(row)
+
+    async def set_availability(self, principal: Principal, ctx: AuditContext, availability: str) -> dict[str, Any]:
+        require_clinician(principal)
+        async with self.pool.acquire() as conn:
+            await store.ensure_doctor(conn, principal.user_id, self.config.doctor_capacity)
+            await store.set_availability_txn(conn, principal.user_id, availability, ctx)
+            row = await store.get_doctor(conn, principal.user_id, self.config.presence_grace_s)
+        await self.presence_changed(row)
+        if availability == "available":
+            await self.drain_backlog()
+        return serialize.doctor(row)
+
+    async def set_capacity(self, principal: Principal, ctx: AuditContext, doctor_id: uuid.UUID,
+                           capacity: int) -> dict[str, Any]:
+        if principal.role != "admin":
+            raise forbidden("forbidden_role", "Only an admin can change a doctor's capacity.")
+        async with self.pool.acquire() as conn:
+            if await conn.fetchval("SELECT role FROM users WHERE id = $1", doctor_id) != "doctor":
+                raise not_found("doctor_not_found", "No such doctor.")
+            await store.ensure_doctor(conn, doctor_id, self.config.doctor_capacity)
+            await store.set_capacity_txn(conn, doctor_id, capacity, ctx)
+            row = await store.get_doctor(conn, doctor_id, self.config.presence_grace_s)
+        await self.drain_backlog()
+        return serialize.doctor(row)
+
+    async def presence_changed(self, row: asyncpg.Record) -> None:
+        event = {"doctor_id": str(row["doctor_id"]), "availability": row["availability"], "online": row["online"]}
+        await self._server.emit("presence", event, room=["queue", user_room(row["doctor_id"])])
+        await self._queue_changed("presence", None)
+
+    # ---- telling people ---------------------------------------------------------------------
+
+    async def _queue_changed(self, reason: str, consultation_id: uuid.UUID | None) -> None:
+        await self.notifier.queue_changed(reason, consultation_id)
+        if reason in ("created", "transferred"):
+            await self.drain_backlog()
+
+    async def _assigned(self, row: asyncpg.Record) -> None:
+        room = consultation_room(row["id"])
+        await move_users(self._server, [row["patient_id"], row["doctor_id"]], room, join=True)
+        await self._changed(row, "assigned", extra_users=[])
+
+    async def _changed(self, row: asyncpg.Record, reason: str, extra_users: list[uuid.UUID]) -> None:
+        users = {row["patient_id"], *extra_users}
+        if row["doctor_id"] is not None:
+            users.add(row["doctor_id"])
+        body = {"consultation": serialize.consultation(row), "reason": reason}
+        await self._server.emit("consultation:updated", body, room=[user_room(u) for u in users])
+        await self.notifier.queue_changed(reason, row["id"])
+
+    async def active_consultation_ids(self, user_id: uuid.UUID) -> list[uuid.UUID]:
+        async with self.pool.acquire() as conn:
+            return await store.active_consultation_ids(conn, user_id)
+
+    async def join_consultation(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
+                                after_seq: int) -> tuple[dict, list[dict], bool]:
+        """Checks `read` access and returns the consultation with its messages after `after_seq`."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await authorize_consultation(conn, principal, consultation_id, action="read")
+            rows = await store.messages_after(conn, consultation_id, after_seq, 201)
+            await store.record_read(conn, ctx, "chat.history.read", consultation_id,
+                                    {"after_seq": after_seq, "count": min(len(rows), 200), "via": "join"})
+        return await self._view(row), [serialize.message(r) for r in rows[:200]], len(rows) > 200
+

@@ -1,0 +1,125 @@
+"""Helpers for the chat tests: accounts through auth's service, real apps on real ports, Socket.IO clients.
+
+No tests here; the chat test modules import these.
+"""
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any
+
+import socketio
+
+from auth.service import AUTH_SERVICE, Origin
+from chat import CHAT_SERVICE
+from web.app import create_app
+from web.settings import Settings
+
+PASSWORD = "correct horse battery staple 9"
+SYMPTOMS = {"changed_size": True, "changed_shape": False, "changed_colour": True, "bleeding": False,
+            "itching": False, "duration": "months"}
+
+
+def chat_settings(settings: Settings, **chat_overrides: Any) -> Settings:
+    """The test's settings with a pub/sub channel no other test run shares."""
+    chat = replace(settings.chat, socketio_channel=f"test-chat-{secrets.token_hex(6)}", **chat_overrides)
+    return replace(settings, chat=chat)
+
+
+@dataclass
+class Node:
+    """One running app (a web node) and an HTTP client against it."""
+    client: Any
+
+    @property
+    def app(self):
+        return self.client.server.app
+
+    @property
+    def url(self) -> str:
+        return str(self.client.make_url("")).rstrip("/")
+
+    @property
+    def service(self):
+        return self.app[CHAT_SERVICE]
+
+
+async def start_node(aiohttp_client, settings: Settings) -> Node:
+    return Node(await aiohttp_client(create_app(settings)))
+
+
+@dataclass
+class User:
+    id: uuid.UUID
+    role: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def make_user(node: Node, role: str, *, approved: bool = True) -> User:
+    service = node.app[AUTH_SERVICE]
+    email = f"{role}-{secrets.token_hex(5)}@example.org"
+    if role == "admin":
+        user = await service.create_admin(email=email, name=f"Test {role}", password=PASSWORD)
+    else:
+        user = await service.register(email=email, password=PASSWORD, name=f"Test {role}", role=role,
+                                      origin=Origin())
+        if role == "doctor" and approved:
+            await service.approve_doctor(user.id, actor=None, origin=Origin())
+    return User(user.id, role, service.tokens.issue(user.id, role))
+
+
+async def open_case(node: Node, patient: User, description: str = "A mole that changed colour") -> dict:
+    response = await node.client.post("/api/v1/consultations", headers=patient.headers,
+                                      json={"description": description, "body_site": "back", "symptoms": SYMPTOMS})
+    assert response.status == 201, await response.text()
+    return await response.json()
+
+
+class Events:
+    """Collects what the server pushes to one Socket.IO client, and waits for it."""
+
+    def __init__(self) -> None:
+        self.received: dict[str, list[Any]] = {}
+        self._changed = asyncio.Condition()
+
+    async def record(self, event: str, data: Any) -> None:
+        async with self._changed:
+            self.received.setdefault(event, []).append(data)
+            self._changed.notify_all()
+
+    def of(self, event: str) -> list[Any]:
+        return self.received.get(event, [])
+
+    async def wait_for(self, event: str, predicate=lambda data: True, timeout: float = 5.0) -> Any:
+        async def found() -> Any:
+            async with self._changed:
+                while True:
+                    for data in self.of(event):
+                        if predicate(data):
+                            return data
+                    await self._changed.wait()
+        return await asyncio.wait_for(found(), timeout)
+
+
+async def connect(node: Node, user: User, *, transports: list[str] | None = None,
+                  events: Events | None = None) -> tuple[socketio.AsyncClient, Events]:
+    client = socketio.AsyncClient(reconnection=False)
+    events = events or Events()
+
+    async def on_any(event: str, data: Any = None) -> None:
+        await events.record(event, data)
+
+    client.on("*", on_any)
+    await client.connect(node.url, auth={"token": user.token}, transports=transports or ["websocket"],
+                         wait_timeout=5)
+    return client, events
+
+
+async def call(client: socketio.AsyncClient, event: str, payload: Any = None, timeout: float = 10) -> dict:
+    return await client.call(event, payload if payload is not None else {}, timeout=timeout)
