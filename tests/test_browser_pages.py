@@ -1,0 +1,90 @@
+"""How the browser apps are served: security headers, compression, caching, page weight, no inline code."""
+from __future__ import annotations
+
+import re
+
+from web.pages import STATIC_DIR
+
+PAGE_WEIGHT_LIMIT = 200 * 1024
+
+
+def referenced_assets(html: str) -> list[str]:
+    return re.findall(r'(?:href|src)="(/static/[^"]+)"', html)
+
+
+async def test_pages_carry_a_strict_content_security_policy(client):
+    for path in ("/", "/console"):
+        response = await client.get(path)
+        assert response.status == 200
+        assert response.content_type == "text/html"
+        csp = response.headers["Content-Security-Policy"]
+        directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+        assert directives["default-src"] == "'none'"
+        assert directives["script-src"] == "'self'"
+        assert directives["style-src"] == "'self'"
+        assert directives["frame-ancestors"] == "'none'"
+        assert directives["require-trusted-types-for"] == "'script'"
+        assert "unsafe" not in csp
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_no_inline_script_style_or_handler_in_the_pages():
+    for page in ("index.html", "console.html"):
+        html = (STATIC_DIR / page).read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), page
+        assert "<style" not in html and " style=" not in html, page
+        assert not re.search(r"\son[a-z]+=", html), page
+
+
+def test_scripts_never_write_html_from_strings():
+    for path in (STATIC_DIR / "js").glob("*.js"):
+        source = path.read_text()
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+            assert sink not in source, f"{path.name} uses {sink}"
+
+
+async def test_patient_page_weighs_under_200_kb_compressed(client):
+    response = await client.get("/", headers={"Accept-Encoding": "gzip"})
+    html = await response.text()
+    # aiohttp's client decompresses transparently, so the bytes on the wire are in Content-Length.
+    total = int(response.headers["Content-Length"])
+    assets = referenced_assets(html)
+    assert "/static/vendor/socket.io.esm.min.js" in assets
+    for asset in assets:
+        asset_response = await client.get(asset, headers={"Accept-Encoding": "gzip"})
+        assert asset_response.status == 200, asset
+        assert asset_response.headers["Content-Encoding"] == "gzip", asset
+        total += int(asset_response.headers["Content-Length"])
+    print(f"patient page weight (HTML + CSS + JS, gzip): {total / 1024:.1f} KB in {len(assets) + 1} requests")
+    assert total < PAGE_WEIGHT_LIMIT
+
+
+async def test_every_module_a_page_imports_is_preloaded(client):
+    """A module found only when its importer runs costs one more round trip: seconds on Slow 3G."""
+    for path in ("/", "/console"):
+        html = await (await client.get(path)).text()
+        preloaded = {a for a in referenced_assets(html) if a.endswith(".js")}
+        to_visit = list(preloaded)
+        while to_visit:
+            source = await (await client.get(to_visit.pop())).text()
+            for imported in re.findall(r"""from\s+'(\.?\.?/[^']+)'""", source):
+                url = "/static/js/" + imported[2:] if imported.startswith("./") else imported
+                assert url in preloaded, f"{path}: {url} is imported but not preloaded"
+
+
+async def test_assets_revalidate_with_etags(client):
+    first = await client.get("/static/css/skindoc.css")
+    etag = first.headers["ETag"]
+    assert first.headers["Cache-Control"] == "no-cache"
+    again = await client.get("/static/css/skindoc.css", headers={"If-None-Match": etag})
+    assert again.status == 304
+    assert await again.read() == b""
+
+
+async def test_unknown_static_file_is_a_problem_404(client):
+    response = await client.get("/static/../pages.py")
+    assert response.status == 404
+    response = await client.get("/static/js/nope.js")
+    assert response.status == 404
+    assert response.content_type == "application/problem+json"
