@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import random
 import uuid
 from dataclasses import dataclass
 
@@ -43,6 +44,12 @@ def jpeg_with_gps_and_orientation(orientation: int = 6) -> bytes:
 def animated(fmt: str) -> bytes:
     frames = [lesion(300, 300, seed) for seed in range(3)]
     return encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+def noise_png(width: int, height: int) -> bytes:
+    """A photo that does not compress: its PNG is about 3 bytes a pixel."""
+    return encode(Image.frombytes("RGB", (width, height), random.Random(width * height).randbytes(width * height * 3)),
+                  "PNG")
 
 
 def decompression_bomb_png(side: int = 20_000) -> bytes:

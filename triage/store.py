@@ -248,3 +248,9 @@ async def pending_photos(conn: asyncpg.Connection, older_than_seconds: float) ->
             WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
             ORDER BY created_at""", older_than_seconds)
     return [dict(r) for r in rows]
+
+
+async def load_photo_images(conn: asyncpg.Connection, photo_ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT id, consultation_id, image FROM triage_photos WHERE id = ANY($1::uuid[])",
+                            list(photo_ids))
+    return [dict(r) for r in rows]
