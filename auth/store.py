@@ -5,6 +5,7 @@ transaction boundaries (`async with conn.transaction()`).
 """
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -176,8 +177,9 @@ async def insert_audit_entry(conn: asyncpg.Connection, *, actor_id: uuid.UUID | 
     await conn.execute(
         """INSERT INTO audit_log (actor_id, actor_role, action, subject_type, subject_id, client_ip,
                                   request_id, details)
-           VALUES ($1, $2, $3, $4, $5, $6::inet, $7, $8)""",
-        actor_id, actor_role, action, subject_type, subject_id, client_ip, request_id, details)
+           VALUES ($1, $2, $3, $4, $5, $6::inet, $7, $8::text::jsonb)""",
+        # Sent as text so it works on any connection, with or without the pool's jsonb codec.
+        actor_id, actor_role, action, subject_type, subject_id, client_ip, request_id, json.dumps(details))
 
 
 @dataclass(frozen=True)
