@@ -11,6 +11,7 @@ from store.connections import Stores
 from store.embedded import EmbeddedServers
 from store.migrations import Migration
 from web import health, metrics, pages
+from triage.runner import TriageHooks, run_worker
 from web.problems import problem_middleware
 from web.settings import Settings
 
@@ -24,8 +25,9 @@ def all_migrations() -> list[Migration]:
     """Every domain's schema files, in dependency order (later domains reference earlier tables)."""
     import auth
     import chat
+    import triage
 
-    return [*auth.migrations(), *chat.migrations()]
+    return [*auth.migrations(), *chat.migrations(), *triage.migrations()]
 
 
 async def resolve_urls(settings: Settings, embedded: EmbeddedServers) -> tuple[str, str]:
@@ -66,3 +68,46 @@ def _setup_domains(app: web.Application, stores: Stores, settings: Settings) -> 
 
     auth_service = auth.setup(app, stores, settings)
     chat.setup(app, stores, settings, auth_service)
+    _setup_triage(app, stores, settings)
+
+
+def triage_hooks(settings: Settings, notifier) -> TriageHooks:
+    """Chat's side of triage, lent to it here so that triage imports no other domain."""
+    from chat import queue
+    from chat import store as chat_store
+
+    async def on_scored(conn, consultation_id, summary) -> None:
+        await queue.apply_triage_result(conn, consultation_id, urgency=summary.urgency,
+                                        p_malignant=summary.p_malignant, model_version=summary.model_version)
+
+    async def open_consultations(conn) -> list:
+        return [row["id"] for row in await chat_store.queue_rows(conn, settings.chat.queue_ageing_minutes * 60)]
+
+    return TriageHooks(on_scored=on_scored, notifier=notifier, open_consultations=open_consultations)
+
+
+def _setup_triage(app: web.Application, stores: Stores, settings: Settings) -> None:
+    """Photo routes always; the triage worker too when embedded (one command, a whole system) or asked for."""
+    from chat import SOCKETIO_SERVER
+    from chat.photo_routes import PhotoRoutes
+    from chat.realtime import QueueNotifier
+
+    PhotoRoutes(stores, settings.triage).register_on(app)
+    embedded = settings.database_url is None or settings.redis_url is None
+    if not (embedded or settings.triage.inprocess_worker):
+        return
+
+    async def worker_context(app: web.Application) -> AsyncIterator[None]:
+        hooks = triage_hooks(settings, QueueNotifier(app[SOCKETIO_SERVER]))
+        task = asyncio.create_task(run_worker(stores.pool, stores.redis, settings.triage, hooks))
+        task.add_done_callback(_log_worker_exit)
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    app.cleanup_ctx.append(worker_context)
+
+
+def _log_worker_exit(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("in-process triage worker stopped", exc_info=task.exception())

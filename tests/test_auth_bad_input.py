@@ -1,0 +1,107 @@
+"""Bad input to the auth routes: malformed JSON, wrong types, missing fields, oversized or non-JSON bodies.
+Each gets a typed problem document and writes nothing."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.test_auth_accounts import PASSWORD, bearer, signed_in
+
+ROUTES = ["/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout",
+          "/api/v1/auth/oidc", "/api/v1/me"]
+
+
+async def _counts(db) -> tuple:
+    return tuple([await db.fetchval(f"SELECT count(*) FROM {table}")
+                  for table in ("users", "refresh_tokens", "refresh_families", "audit_log", "oidc_identities")])
+
+
+async def _send(client, path: str, headers: dict, **kwargs):
+    method = client.patch if path == "/api/v1/me" else client.post
+    return await method(path, headers=headers, **kwargs)
+
+
+async def _problem(response, status: int, code: str) -> dict:
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/problem+json"
+    body = await response.json()
+    assert body["code"] == code and body["status"] == status
+    return body
+
+
+@pytest.fixture
+async def session(client):
+    return await signed_in(client, "someone@example.com")
+
+
+async def test_malformed_json_non_objects_and_wrong_media_type(client, db, session):
+    before = await _counts(db)
+    headers = {**bearer(session), "Content-Type": "application/json"}
+    for path in ROUTES:
+        await _problem(await _send(client, path, headers, data=b'{"email": '), 400, "malformed_json")
+        await _problem(await _send(client, path, headers, data=b"\xff\xfe"), 400, "malformed_json")
+        await _problem(await _send(client, path, headers, data=b""), 400, "malformed_json")
+        for not_an_object in (b"[]", b'"text"', b"42", b"null"):
+            await _problem(await _send(client, path, headers, data=not_an_object), 422, "invalid_payload")
+        form = {**bearer(session), "Content-Type": "application/x-www-form-urlencoded"}
+        await _problem(await _send(client, path, form, data=b"email=a"), 415, "unsupported_media_type")
+    assert await _counts(db) == before
+
+
+async def test_oversized_bodies_are_413(client, db, session):
+    before = await _counts(db)
+    big = json.dumps({"email": "a@example.com", "password": PASSWORD, "name": "x" * (70 * 1024)}).encode()
+
+    async def chunked():
+        for start in range(0, len(big), 8192):
+            yield big[start:start + 8192]
+
+    for path in ROUTES:
+        await _problem(await _send(client, path, {**bearer(session), "Content-Type": "application/json"}, data=big),
+                       413, "payload_too_large")
+        # Without a Content-Length the limit still holds.
+        await _problem(await _send(client, path, {**bearer(session), "Content-Type": "application/json"},
+                                   data=chunked()), 413, "payload_too_large")
+    assert await _counts(db) == before
+
+
+CASES = [
+    # (path, body, expected code, field)
+    ("/api/v1/auth/register", {"password": PASSWORD, "name": "N"}, "missing_field", "email"),
+    ("/api/v1/auth/register", {"email": "a@example.com", "name": "N"}, "missing_field", "password"),
+    ("/api/v1/auth/register", {"email": "a@example.com", "password": PASSWORD}, "missing_field", "name"),
+    ("/api/v1/auth/register", {"email": 7, "password": PASSWORD, "name": "N"}, "invalid_field", "email"),
+    ("/api/v1/auth/register", {"email": "no-at-sign", "password": PASSWORD, "name": "N"}, "invalid_field", "email"),
+    ("/api/v1/auth/register", {"email": "a@example.com", "password": ["x"], "name": "N"}, "invalid_field", "password"),
+    ("/api/v1/auth/register", {"email": "a@example.com", "password": PASSWORD, "name": {}}, "invalid_field", "name"),
+    ("/api/v1/auth/register", {"email": "a@example.com", "password": PASSWORD, "name": "   "}, "invalid_field", "name"),
+    ("/api/v1/auth/register", {"email": "a@example.com", "password": PASSWORD, "name": "x" * 101}, "invalid_field",
+     "name"),
+    ("/api/v1/auth/register", {"email": "a@example.com", "password": PASSWORD, "name": "N", "role": "admin"},
+     "invalid_field", "role"),
+    ("/api/v1/auth/register", {"email": "a@example.com", "password": "x" * 1025, "name": "N"}, "invalid_field",
+     "password"),
+    ("/api/v1/auth/login", {"email": "someone@example.com"}, "missing_field", "password"),
+    ("/api/v1/auth/login", {"email": "someone@example.com", "password": 12345678}, "invalid_field", "password"),
+    ("/api/v1/auth/login", {"email": None, "password": PASSWORD}, "missing_field", "email"),
+    ("/api/v1/auth/refresh", {}, "missing_field", "refresh_token"),
+    ("/api/v1/auth/refresh", {"refresh_token": True}, "invalid_field", "refresh_token"),
+    ("/api/v1/auth/refresh", {"refresh_token": ""}, "invalid_field", "refresh_token"),
+    ("/api/v1/auth/logout", {}, "missing_field", "refresh_token"),
+    ("/api/v1/auth/oidc", {}, "missing_field", "id_token"),
+    ("/api/v1/auth/oidc", {"id_token": 1}, "invalid_field", "id_token"),
+    ("/api/v1/me", {"name": 5}, "invalid_field", "name"),
+    ("/api/v1/me", {"role": "admin"}, "unknown_field", "role"),
+    ("/api/v1/me", {"new_password": 12}, "invalid_field", "new_password"),
+]
+
+
+@pytest.mark.parametrize("path, body, code, field", CASES)
+async def test_wrong_or_missing_fields_are_422_naming_the_field(client, db, session, path, body, code, field):
+    before = await _counts(db)
+    name_before = await db.fetchval("SELECT display_name FROM users")
+    problem = await _problem(await _send(client, path, bearer(session), json=body), 422, code)
+    assert problem["field"] == field
+    assert await _counts(db) == before
+    assert await db.fetchval("SELECT display_name FROM users") == name_before
