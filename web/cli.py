@@ -5,14 +5,16 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 
 from store.connections import Stores
 from store.embedded import EmbeddedServers
-from web.app import all_migrations, create_app, resolve_urls
+from web.app import all_migrations, create_app, resolve_urls, triage_hooks
 from web.logs import configure_logging
 from web.settings import Settings
 
@@ -59,6 +61,50 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return run_with_stores(settings, work)
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from chat.realtime import QueueNotifier
+    from triage.runner import run_worker
+
+    if settings.database_url is None or settings.redis_url is None:
+        # Embedded Redis belongs to one process: a separate worker would never see the server's jobs.
+        raise SystemExit("skindoc worker needs SKINDOC_DATABASE_URL and SKINDOC_REDIS_URL; "
+                         "without them `skindoc serve` runs the triage worker itself.")
+
+    async def work(stores: Stores) -> int:
+        # SIGTERM stops it like Ctrl-C: unacknowledged jobs stay pending for another worker.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+        notifier = QueueNotifier.write_only(settings.redis_url, settings.chat.socketio_channel)
+        try:
+            await run_worker(stores.pool, stores.redis, settings.triage, triage_hooks(settings, notifier))
+        except asyncio.CancelledError:
+            log.info("triage worker stopped")
+        finally:
+            await notifier.close()
+        return 0
+
+    return run_with_stores(settings, work)
+
+
+def cmd_rescore(args: argparse.Namespace, settings: Settings) -> int:
+    from chat.realtime import QueueNotifier
+    from triage.runner import rescore_open
+
+    async def work(stores: Stores) -> int:
+        notifier = (QueueNotifier.write_only(settings.redis_url, settings.chat.socketio_channel)
+                    if settings.redis_url else None)
+        try:
+            classifier, changed = await rescore_open(stores.pool, args.model, triage_hooks(settings, notifier))
+        finally:
+            if notifier is not None:
+                await notifier.close()
+        print(f"model {classifier.version}: {len(changed)} open consultations rescored")
+        for summary in changed:
+            print(f"{summary.consultation_id} {summary.urgency:8} {summary.p_malignant:.3f}")
+        return 0
+
+    return run_with_stores(settings, work)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skindoc", description="SkinDoc teledermatology triage server.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -70,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply database migrations and list them")
     migrate.set_defaults(func=cmd_migrate)
+
+    worker = sub.add_parser("worker", help="run a triage worker: score queued photos in batches")
+    worker.set_defaults(func=cmd_worker)
+
+    rescore = sub.add_parser("rescore", help="score the photos of open consultations with another model version")
+    rescore.add_argument("--model", type=Path, required=True, help="folder of the model's weights")
+    rescore.set_defaults(func=cmd_rescore)
 
     _register_domain_commands(sub)
     return parser

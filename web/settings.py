@@ -8,6 +8,7 @@ from pathlib import Path
 
 from auth.config import AuthConfig
 from chat.config import ChatConfig
+from triage.config import TriageConfig
 from web.pages import PagesConfig
 
 
@@ -35,6 +36,7 @@ class Settings:
     db_pool_size: int = 10
     auth: AuthConfig = field(default_factory=AuthConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
+    triage: TriageConfig = field(default_factory=TriageConfig)
     pages: PagesConfig = field(default_factory=PagesConfig)
 
     @classmethod
@@ -53,5 +55,6 @@ class Settings:
             db_pool_size=_int(env, "SKINDOC_DB_POOL_SIZE", cls.db_pool_size),
             auth=AuthConfig.from_env(env),
             chat=ChatConfig.from_env(env),
+            triage=TriageConfig.from_env(env),
             pages=PagesConfig.from_env(env),
         )
