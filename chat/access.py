@@ -7,7 +7,7 @@ Actions:
 - `upload`: add photos — the patient.
 - `cancel`, `respond` (answer an appointment) — the patient.
 - `resolve`, `transfer`, `appoint` — the assigned doctor.
-- `take` — any approved doctor while it waits.
+- `take` — any approved doctor while it waits (the assigned doctor gets 409 from the take itself).
 
 A caller who may not know the consultation exists gets 404 (another patient, a
 pending doctor, a doctor for a case neither waiting nor theirs); one who may know
@@ -24,7 +24,7 @@ from chat import store
 from store.errors import forbidden, not_found
 
 PATIENT_ACTIONS = frozenset({"read", "chat", "summary", "upload", "cancel", "respond"})
-ASSIGNED_DOCTOR_ACTIONS = frozenset({"read", "chat", "summary", "resolve", "transfer", "appoint"})
+ASSIGNED_DOCTOR_ACTIONS = frozenset({"read", "chat", "summary", "resolve", "transfer", "appoint", "take"})
 QUEUE_DOCTOR_ACTIONS = frozenset({"summary", "take"})
 ACTIONS = PATIENT_ACTIONS | ASSIGNED_DOCTOR_ACTIONS | QUEUE_DOCTOR_ACTIONS
 

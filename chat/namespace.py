@@ -99,7 +99,11 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         if connection.expiry is not None:
             connection.expiry.cancel()
         if connection.principal.role == "doctor":
-            await self._presence.disconnected(connection.principal.user_id, sid)
+            try:
+                await self._presence.disconnected(connection.principal.user_id, sid)
+            except Exception:
+                # At shutdown the pool may already be closing; presence then lapses by itself.
+                log.warning("could not record a doctor's disconnect", exc_info=True)
 
     def _schedule_expiry(self, sid: str, connection: Connection) -> None:
         if connection.expiry is not None:

@@ -9,7 +9,7 @@ from tests.test_chat_support import call, chat_settings, connect, make_user, ope
 
 
 @pytest.fixture
-async def node(aiohttp_client, settings):
+async def node(settings, aiohttp_client):
     return await start_node(aiohttp_client, chat_settings(settings))
 
 

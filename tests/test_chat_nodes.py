@@ -1,0 +1,118 @@
+"""Two web nodes sharing one database and Redis: chat across nodes, queue pushes across nodes, resync after a drop."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.test_chat_support import call, chat_settings, connect, make_user, open_case, start_node
+
+
+@pytest.fixture
+async def nodes(settings, aiohttp_client):
+    shared = chat_settings(settings)
+    return await start_node(aiohttp_client, shared), await start_node(aiohttp_client, shared)
+
+
+async def _paired_case(node_a, node_b):
+    """A patient on node A and a doctor on node B, in one active consultation."""
+    patient = await make_user(node_a, "patient")
+    doctor = await make_user(node_b, "doctor")
+    case = await open_case(node_a, patient)
+    response = await node_b.client.post(f"/api/v1/consultations/{case['id']}/take", headers=doctor.headers)
+    assert response.status == 200, await response.text()
+    return patient, doctor, case
+
+
+async def test_chat_between_nodes_and_queue_change_reaches_other_node(nodes):
+    node_a, node_b = nodes
+    doctor = await make_user(node_a, "doctor")
+    console, console_events = await connect(node_b, doctor)
+    try:
+        assert (await call(console, "queue:subscribe"))["queue"] == []
+        patient = await make_user(node_a, "patient")
+        case = await open_case(node_a, patient)  # a change made on node A
+        snapshot = await console_events.wait_for(
+            "queue:snapshot", lambda s: [e["consultation_id"] for e in s["queue"]] == [case["id"]], timeout=1.5)
+        assert snapshot["queue"][0]["awaiting_score"] is True
+
+        taken = await call(console, "queue:take", {})  # take next, through node B
+        assert taken["consultation"]["id"] == case["id"]
+        patient_sock, patient_events = await connect(node_a, patient)
+        try:
+            await call(patient_sock, "message:send",
+                       {"consultation_id": case["id"], "client_msg_id": "a1", "body": "from node A"})
+            assert (await console_events.wait_for("message"))["body"] == "from node A"
+            await call(console, "message:send",
+                       {"consultation_id": case["id"], "client_msg_id": "b1", "body": "from node B"})
+            got = await patient_events.wait_for("message", lambda m: m["seq"] == 2)
+            assert got["body"] == "from node B"
+        finally:
+            await patient_sock.disconnect()
+    finally:
+        await console.disconnect()
+
+
+async def test_patient_sees_position_change_pushed_from_other_node(nodes):
+    node_a, node_b = nodes
+    first, second = await make_user(node_a, "patient"), await make_user(node_a, "patient")
+    await open_case(node_a, first)
+    case = await open_case(node_a, second)
+    assert case["queue"]["position"] == 2
+    sock, events = await connect(node_a, second)
+    try:
+        doctor = await make_user(node_b, "doctor")
+        response = await node_b.client.post("/api/v1/queue/take-next", headers=doctor.headers)
+        assert response.status == 200
+        pushed = await events.wait_for("queue:position", lambda p: p["position"] == 1, timeout=1.5)
+        assert pushed["consultation_id"] == case["id"]
+    finally:
+        await sock.disconnect()
+
+
+async def _send_burst(sock, case_id: str, prefix: str, count: int, acked: list[int]) -> None:
+    """Sends `count` messages one after another; records the seq of each acknowledged one."""
+    for i in range(count):
+        try:
+            ack = await call(sock, "message:send",
+                             {"consultation_id": case_id, "client_msg_id": f"{prefix}-{i}", "body": f"{prefix} {i}"},
+                             timeout=2)
+        except Exception:
+            return  # the connection dropped: this one and the rest were never acknowledged
+        assert ack["ok"], ack
+        acked.append(ack["message"]["seq"])
+
+
+async def test_dropped_connection_mid_burst_then_resync_on_other_node(nodes):
+    node_a, node_b = nodes
+    patient, doctor, case = await _paired_case(node_a, node_b)
+    patient_sock, patient_events = await connect(node_a, patient)
+    doctor_sock, _ = await connect(node_b, doctor)
+    patient_acked: list[int] = []
+    doctor_acked: list[int] = []
+    patient_burst = asyncio.create_task(_send_burst(patient_sock, case["id"], "p", 60, patient_acked))
+    doctor_burst = asyncio.create_task(_send_burst(doctor_sock, case["id"], "d", 60, doctor_acked))
+    while len(patient_acked) < 15:
+        await asyncio.sleep(0.005)
+    # The patient's connection drops in the middle of both bursts.
+    await patient_sock.eio.disconnect(abort=True)
+    await asyncio.gather(patient_burst, doctor_burst)
+    assert 15 <= len(patient_acked) < 60 and len(doctor_acked) == 60
+
+    seen = sorted({m["seq"] for m in patient_events.of("message")})
+    last_seen = 0
+    while last_seen + 1 in seen:
+        last_seen += 1  # the highest seq the app shows, with nothing missing before it
+    resumed, _ = await connect(node_b, patient)  # reconnects to the other node
+    try:
+        ack = await call(resumed, "consultation:join", {"consultation_id": case["id"], "after_seq": last_seen})
+        assert ack["ok"], ack
+        messages = [m for m in patient_events.of("message") if m["seq"] <= last_seen] + ack["messages"]
+        seqs = [m["seq"] for m in messages]
+        assert seqs == sorted(set(seqs)) == list(range(1, len(seqs) + 1))  # in order, no gap, no duplicate
+        assert set(patient_acked) | set(doctor_acked) <= set(seqs)  # every acknowledged message is there
+        bodies = [m["body"] for m in messages]
+        assert len(bodies) == len(set(bodies))
+    finally:
+        await resumed.disconnect()
+        await doctor_sock.disconnect()
