@@ -39,7 +39,7 @@ class AuthConfig:
     oidc_cache_s: int = 3600
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "AuthConfig":
+    def from_env(cls, env: Mapping[str, str]) -> AuthConfig:
         return cls(
             jwt_key=env.get("SKINDOC_JWT_KEY") or None,
             jwt_issuer=env.get("SKINDOC_JWT_ISSUER") or cls.jwt_issuer,

@@ -108,7 +108,7 @@ class OidcVerifier:
             async with self._session.get(url) as response:
                 response.raise_for_status()
                 body = await response.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, aiohttp.ClientError, ValueError):
             raise DomainError(503, "oidc_unavailable", "The identity provider cannot be reached; try again.") from None
         if not isinstance(body, dict):
             raise DomainError(503, "oidc_unavailable", "The identity provider answered with something unexpected.")

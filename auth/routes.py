@@ -138,7 +138,7 @@ class AuthRoutes:
         unknown = set(payload) - {"name", "current_password", "new_password"}
         if unknown:
             raise unprocessable("unknown_field", f"Unknown field(s): {', '.join(sorted(unknown))}.",
-                                field=sorted(unknown)[0])
+                                field=min(unknown))
         user = await _service(request).update_profile(
             principal, name=_name(payload, required=False),
             current_password=_password(payload, "current_password", required=False),

@@ -12,7 +12,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -197,7 +197,7 @@ class AuthService:
         access_token = self.tokens.issue(user.id, user.role)
         claims = self.tokens.verify(access_token)
         principal = Principal(user.id, user.role, user.status == "active", claims.token_id,
-                              datetime.fromtimestamp(claims.expires_at, timezone.utc))
+                              datetime.fromtimestamp(claims.expires_at, UTC))
         response = {"access_token": access_token, "refresh_token": refresh_token, "token_type": "Bearer",
                     "expires_in": self.tokens.ttl_s, "user": user.as_json()}
         return response, principal
@@ -206,27 +206,16 @@ class AuthService:
         """Rotates the token; presenting an already rotated one revokes its whole family."""
         token_hash = hash_refresh_token(refresh_token)
         new_refresh_token = secrets.token_urlsafe(32)
-        async with self._stores.pool.acquire() as conn:
-            async with conn.transaction():
-                row = await store.lock_refresh_token(conn, token_hash)
-                failure = self._refresh_failure(row)
-                if failure is None:
-                    assert row is not None
-                    user = await store.get_user_by_id(conn, row.user_id)
-                    if user is None or user.status == "disabled":
-                        failure = unauthorized("invalid_refresh_token", "This account cannot sign in.")
-                if failure is not None:
-                    if failure.code == "refresh_token_reused":
-                        assert row is not None
-                        await store.revoke_refresh_family(conn, row.family_id, "reuse_detected")
-                        await audit.record(conn, actor=None, action="auth.refresh_reuse_detected",
-                                           subject_type="user", subject_id=str(row.user_id),
-                                           client_ip=origin.client_ip, request_id=origin.request_id,
-                                           details={"refresh_family": str(row.family_id)})
-                else:
-                    await store.mark_refresh_token_rotated(conn, token_hash)
-                    await store.insert_refresh_token(conn, hash_refresh_token(new_refresh_token), row.family_id,
-                                                     self.config.refresh_token_ttl_s)
+        async with self._stores.pool.acquire() as conn, conn.transaction():
+            row = await store.lock_refresh_token(conn, token_hash)
+            user = await store.get_user_by_id(conn, row.user_id) if row is not None else None
+            failure = self._refresh_failure(row, user)
+            if failure is None:
+                await store.mark_refresh_token_rotated(conn, token_hash)
+                await store.insert_refresh_token(conn, hash_refresh_token(new_refresh_token), row.family_id,
+                                                 self.config.refresh_token_ttl_s)
+            elif failure.code == "refresh_token_reused":
+                await self._revoke_stolen_family(conn, row, origin)
         # Raised after the commit, so a detected reuse stays revoked.
         if failure is not None:
             raise failure
@@ -234,7 +223,7 @@ class AuthService:
         return response
 
     @staticmethod
-    def _refresh_failure(row: store.RefreshTokenRow | None) -> DomainError | None:
+    def _refresh_failure(row: store.RefreshTokenRow | None, user: store.User | None) -> DomainError | None:
         if row is None:
             return unauthorized("invalid_refresh_token", "This refresh token is not known.")
         if row.family_revoked_at is not None:
@@ -242,9 +231,19 @@ class AuthService:
         if row.rotated_at is not None:
             return unauthorized("refresh_token_reused",
                                 "This refresh token was already used; the session has been revoked for safety.")
-        if row.expires_at <= datetime.now(timezone.utc):
+        if row.expires_at <= datetime.now(UTC):
             return unauthorized("invalid_refresh_token", "This refresh token has expired; sign in again.")
+        if user is None or user.status == "disabled":
+            return unauthorized("invalid_refresh_token", "This account cannot sign in.")
         return None
+
+    @staticmethod
+    async def _revoke_stolen_family(conn, row: store.RefreshTokenRow, origin: Origin) -> None:
+        # Someone holds a copy of a spent token: either party may be the thief, so end the whole session.
+        await store.revoke_refresh_family(conn, row.family_id, "reuse_detected")
+        await audit.record(conn, actor=None, action="auth.refresh_reuse_detected", subject_type="user",
+                           subject_id=str(row.user_id), client_ip=origin.client_ip, request_id=origin.request_id,
+                           details={"refresh_family": str(row.family_id)})
 
     async def logout(self, principal: Principal, refresh_token: str, *, origin: Origin) -> None:
         """Revokes the refresh family and denies the access token until it would have expired anyway."""
@@ -273,7 +272,7 @@ class AuthService:
             raise invalid_token("The account behind this token cannot be used.")
         role, status = current
         return Principal(claims.user_id, role, status == "active", claims.token_id,
-                         datetime.fromtimestamp(claims.expires_at, timezone.utc))
+                         datetime.fromtimestamp(claims.expires_at, UTC))
 
     # --- OpenID Connect ------------------------------------------------------
 

@@ -29,7 +29,7 @@ class User:
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record) -> "User":
+    def from_row(cls, row: asyncpg.Record) -> User:
         return cls(**dict(row))
 
     def as_json(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from auth import audit
 from auth.authz import authenticate
-from tests.test_auth_accounts import PASSWORD, bearer, login, register, service_of, signed_in
+from tests.test_auth_accounts import PASSWORD, bearer, login, register, signed_in
 from tests.test_auth_admin import run_cli  # noqa: F401  (fixture)
 from web.app import STORES, create_app
 
