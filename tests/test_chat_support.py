@@ -123,3 +123,20 @@ async def connect(node: Node, user: User, *, transports: list[str] | None = None
 
 async def call(client: socketio.AsyncClient, event: str, payload: Any = None, timeout: float = 10) -> dict:
     return await client.call(event, payload if payload is not None else {}, timeout=timeout)
+
+
+async def connect_refusal(node: Node, auth: Any) -> Any:
+    """What the server said when it refused a connection (the client's `connect_error` data)."""
+    client = socketio.AsyncClient(reconnection=False)
+    refusals: list[Any] = []
+
+    async def on_error(data: Any = None) -> None:
+        refusals.append(data)
+
+    client.on("connect_error", on_error)
+    try:
+        await client.connect(node.url, auth=auth, transports=["websocket"], wait_timeout=5)
+    except socketio.exceptions.ConnectionError:
+        return refusals[0] if refusals else None
+    await client.disconnect()
+    raise AssertionError("the connection was accepted")
