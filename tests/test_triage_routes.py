@@ -202,7 +202,7 @@ async def test_photo_reads_are_authorised_and_audited(client, db, case):
     assert await status(saliency, queue_doctor) == 403
     assert await status(saliency, patient) == 403
 
-    await ti.assign(pool, consultation_id, assigned_doctor)
+    await ti.assign(pool, consultation_id, assigned_doctor.user_id)
     assert await status(thumb, queue_doctor) == 404
     assert await status(image, assigned_doctor) == 200
     # No overlay exists until the worker has scored the photo.

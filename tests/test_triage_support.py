@@ -101,10 +101,10 @@ async def consultation(pool, patient: Account, body_site: str = "back") -> uuid.
     return row["id"]
 
 
-async def assign(pool, consultation_id: uuid.UUID, doctor: Account) -> None:
+async def assign(pool, consultation_id: uuid.UUID, doctor_id: uuid.UUID) -> None:
     from chat import store as chat_store
 
     async with pool.acquire() as conn:
-        await chat_store.ensure_doctor(conn, doctor.user_id, 3)
-        await chat_store.take_case_txn(conn, doctor_id=doctor.user_id, consultation_id=consultation_id,
+        await chat_store.ensure_doctor(conn, doctor_id, 3)
+        await chat_store.take_case_txn(conn, doctor_id=doctor_id, consultation_id=consultation_id,
                                        ctx=chat_store.SYSTEM)

@@ -29,8 +29,6 @@ THUMBNAIL_SIDE = 256
 THUMBNAIL_JPEG_QUALITY = 80
 # The teledermatology guideline for clinical photos; below it we accept with a warning.
 GUIDELINE_SIZE = (800, 600)
-# Stored photos are decoded for the model at no less than this (well above any model input size).
-MODEL_DRAFT_SIDE = 512
 
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 _SRGB_PROFILE = ImageCms.createProfile("sRGB")
@@ -163,8 +161,9 @@ def normalise_photo(data: bytes, *, max_pixels: int, min_side: int) -> Normalise
     )
 
 
-def decode_for_model(data: bytes) -> Image.Image:
-    """A stored photo as RGB for the classifier; JPEG's draft mode skips decoding pixels the model never sees."""
+def decode_for_model(data: bytes, min_side: int) -> Image.Image:
+    """A stored photo as RGB of at least `min_side` pixels a side; JPEG's draft mode decodes it at a
+    reduced scale, skipping work on pixels that the resize to the model's input would discard anyway."""
     image = Image.open(io.BytesIO(data), formats=["JPEG"])
-    image.draft("RGB", (MODEL_DRAFT_SIDE, MODEL_DRAFT_SIDE))
+    image.draft("RGB", (min_side, min_side))
     return image.convert("RGB")

@@ -2,6 +2,8 @@
 
 The model runs in a thread so the event loop keeps serving; a batch is cut into chunks no larger
 than the classifier's biggest compiled batch size (it pads each chunk to a compiled size itself).
+Stored photos are decoded at twice the model's input size, no more: preprocessing reduces a larger
+photo to that first anyway.
 A photo the model cannot process fails alone: a failing chunk is retried photo by photo.
 """
 from __future__ import annotations
@@ -23,6 +25,9 @@ from triage.policy import ConsultationTriage, band_severity
 
 log = logging.getLogger(__name__)
 
+# The overlay is drawn at the classifier's display size (384 px); decoding more is wasted.
+SALIENCY_SIDE = 384
+
 
 class Prediction(Protocol):
     p_malignant: float
@@ -37,6 +42,7 @@ class Classifier(Protocol):
     version: str
     thresholds: dict[str, float]
     batch_sizes: tuple[int, ...]
+    image_size: int
 
     def warmup(self) -> None: ...
 
@@ -71,7 +77,7 @@ def _predict_chunk(classifier: Classifier, photos: Sequence[PhotoToScore]) -> li
     results: list[store.PhotoResult] = []
     for photo in photos:
         try:
-            decoded.append((photo, decode_for_model(photo.image)))
+            decoded.append((photo, decode_for_model(photo.image, 2 * classifier.image_size)))
         except Exception as exc:  # stored bytes that no longer decode: fail this photo, not the batch
             results.append(_result(photo, classifier.version, 1, failure=f"stored image unreadable: {exc}"))
     if not decoded:
@@ -105,14 +111,17 @@ async def write_results(pool: asyncpg.Pool, classifier: Classifier, results: Seq
         return await store.record_results_txn(conn, results, band_severity(classifier.thresholds), on_scored)
 
 
-async def store_saliency(pool: asyncpg.Pool, classifier: Classifier, photos: Sequence[PhotoToScore]) -> None:
-    """Computes each photo's overlay after its score is out, so doctors never wait on it for the queue."""
+async def store_saliency(pool: asyncpg.Pool, classifier: Classifier, photos: Sequence[PhotoToScore]) -> list[uuid.UUID]:
+    """Draws and stores each photo's overlay; returns the photos the model could not explain."""
+    failed = []
     for photo in photos:
         try:
-            image = await asyncio.to_thread(decode_for_model, photo.image)
+            image = await asyncio.to_thread(decode_for_model, photo.image, SALIENCY_SIDE)
             png = await asyncio.to_thread(classifier.explain, image)
         except Exception:
             log.exception("saliency failed", extra={"photo_id": str(photo.photo_id)})
+            failed.append(photo.photo_id)
             continue
         async with pool.acquire() as conn:
             await store.store_saliency(conn, photo.photo_id, classifier.version, png)
+    return failed

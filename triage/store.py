@@ -254,3 +254,17 @@ async def load_photo_images(conn: asyncpg.Connection, photo_ids: Sequence[uuid.U
     rows = await conn.fetch("SELECT id, consultation_id, image FROM triage_photos WHERE id = ANY($1::uuid[])",
                             list(photo_ids))
     return [dict(r) for r in rows]
+
+
+async def photos_missing_saliency(conn: asyncpg.Connection, model_version: str, limit: int,
+                                  skip: Sequence[uuid.UUID] = ()) -> list[dict[str, Any]]:
+    """Photos scored by this model version that have no overlay yet (except `skip`), newest first."""
+    rows = await conn.fetch(
+        """SELECT p.id, p.consultation_id, p.image FROM triage_photo_scores s
+             JOIN triage_photos p ON p.id = s.photo_id
+            WHERE s.model_version = $1
+              AND NOT EXISTS (SELECT 1 FROM triage_saliency sal
+                               WHERE sal.photo_id = s.photo_id AND sal.model_version = s.model_version)
+              AND NOT s.photo_id = ANY($3::uuid[])
+            ORDER BY s.scored_at DESC LIMIT $2""", model_version, limit, list(skip))
+    return [dict(r) for r in rows]

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 # duplicate job is harmless, since a photo is scored once per model version.
 LOST_JOB_AGE_SECONDS = 300.0
 IDLE_BLOCK_MS = 1000
+# Saliency overlays (Grad-CAM, tens of ms each on a CPU) are drawn only when no job waits, one at a
+# time, so they never delay a score; they are found in the database, so none is lost with a worker.
+SALIENCY_PER_TURN = 1
 RETRY_AFTER_ERROR_SECONDS = 1.0
 
 
@@ -59,6 +62,8 @@ class TriageWorker:
         # Photos per model call, for the benchmark and the logs.
         self.batch_histogram: collections.Counter[int] = collections.Counter()
         self.scored = 0
+        # Photos whose overlay failed here: not retried by this process, so a bad one cannot spin the loop.
+        self._unexplainable: set[uuid.UUID] = set()
 
     async def start(self) -> None:
         """Compiles every batch size, joins the consumer group and re-queues lost jobs; then `ready` is set."""
@@ -75,9 +80,13 @@ class TriageWorker:
         """Starts, then works until cancelled; a failing store is retried, never fatal."""
         await self.start()
         last_requeue = time.monotonic()
+        saliency_backlog = self.config.saliency
         while True:
             try:
-                await self.run_once(block_ms=IDLE_BLOCK_MS)
+                # While overlays are owed, only peek at the stream: a new job must not wait behind them.
+                handled = await self.run_once(block_ms=1 if saliency_backlog else IDLE_BLOCK_MS)
+                if self.config.saliency:
+                    saliency_backlog = handled > 0 or await self.compute_missing_saliency(SALIENCY_PER_TURN) > 0
                 if time.monotonic() - last_requeue > LOST_JOB_AGE_SECONDS:
                     last_requeue = time.monotonic()
                     await self._requeue_lost_jobs()
@@ -127,8 +136,15 @@ class TriageWorker:
                 self.batch_histogram[result.batch_size] += 1
         self.scored += len(scored_ids)
         await self._notify(changed, {r.consultation_id for r in results if r.failure is not None})
-        if self.config.saliency:
-            await scoring.store_saliency(self.pool, self.classifier, [p for p in to_score if p.photo_id in scored_ids])
+
+    async def compute_missing_saliency(self, limit: int) -> int:
+        """Draws overlays for scored photos that lack one; returns how many it tried."""
+        async with self.pool.acquire() as conn:
+            rows = await store.photos_missing_saliency(conn, self.classifier.version, limit,
+                                                       skip=list(self._unexplainable))
+        photos = [scoring.PhotoToScore(r["id"], r["consultation_id"], r["image"]) for r in rows]
+        self._unexplainable.update(await scoring.store_saliency(self.pool, self.classifier, photos))
+        return len(photos)
 
     async def _load(self, batch: Sequence[jobs.Job]) -> tuple[list[scoring.PhotoToScore], list[store.PhotoResult]]:
         """The photos to score now, and the failures decided without the model (too many attempts)."""

@@ -1,0 +1,275 @@
+"""The triage worker on the real classifier, PostgreSQL, Redis and Socket.IO: upload → job → batch → score →
+queue reordered → doctors' consoles told; a worker killed mid-batch; photos the model cannot score; rescoring."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import replace
+
+import pytest
+
+from chat import SOCKETIO_SERVER
+from chat.realtime import QueueNotifier
+from jax_models import checkpoint
+from jax_models.serving import load_classifier
+from tests import test_chat_support as cs
+from tests import test_triage_support as ti
+from tests.test_triage_routes import form, photos_url
+from triage import jobs, scoring, store
+from triage.config import TriageConfig
+from triage.images import normalise_photo
+from triage.rescore import rescore_consultations
+from triage.worker import TriageWorker
+from web.app import SETTINGS, STORES, triage_hooks
+
+
+@pytest.fixture(scope="session")
+def classifier():
+    """The shipped classifier (or SKINDOC_TRIAGE_MODEL_DIR's), every batch size compiled once."""
+    model = load_classifier(TriageConfig.from_env().model_dir)
+    model.warmup()
+    return model
+
+
+@pytest.fixture
+async def node(aiohttp_client, settings):
+    triage = replace(settings.triage, batch_wait_ms=200, claim_idle_ms=300)
+    return await cs.start_node(aiohttp_client, replace(cs.chat_settings(settings), triage=triage))
+
+
+def make_worker(node, classifier, consumer: str) -> TriageWorker:
+    settings = node.app[SETTINGS]
+    hooks = triage_hooks(settings, QueueNotifier(node.app[SOCKETIO_SERVER]))
+    stores = node.app[STORES]
+    return TriageWorker(stores.pool, stores.redis, classifier, settings.triage, on_scored=hooks.on_scored,
+                        notifier=hooks.notifier, consumer=consumer)
+
+
+async def upload(node, patient, consultation_id, *photos: bytes) -> list[dict]:
+    response = await node.client.post(photos_url(consultation_id), data=form(*photos), headers=patient.headers)
+    assert response.status == 201, await response.text()
+    return (await response.json())["photos"]
+
+
+async def stream_state(node) -> tuple[int, int]:
+    """(entries in the stream, entries delivered but not acknowledged)."""
+    cfg = node.app[SETTINGS].triage
+    client = node.app[STORES].redis
+    await jobs.ensure_group(client, cfg.stream, cfg.group)  # jobs queued before any worker started are kept
+    return await client.xlen(cfg.stream), (await client.xpending(cfg.stream, cfg.group))["pending"]
+
+
+async def score_audits(node) -> dict[str, int]:
+    """How many times chat recorded a score for each consultation (once per scoring transaction)."""
+    async with node.app[STORES].pool.acquire() as conn:
+        rows = await conn.fetch("SELECT subject_id, count(*) AS n FROM audit_log WHERE action = 'consultation.score' "
+                                "GROUP BY subject_id")
+    return {r["subject_id"]: r["n"] for r in rows}
+
+
+async def test_upload_to_score_reorders_queue_and_tells_consoles(node, classifier):
+    doctor = await cs.make_user(node, "doctor")
+    console, events = await cs.connect(node, doctor)
+    try:
+        assert (await cs.call(console, "queue:subscribe"))["ok"]
+        patients = [await cs.make_user(node, "patient") for _ in range(2)]
+        cases = [uuid.UUID((await cs.open_case(node, p))["id"]) for p in patients]
+        await upload(node, patients[0], cases[0], *(ti.jpeg(seed=s) for s in range(3)))
+        await upload(node, patients[1], cases[1], ti.jpeg(seed=7), ti.jpeg_with_gps_and_orientation())
+        assert await stream_state(node) == (5, 0)
+
+        worker = make_worker(node, classifier, "worker-a")
+        await worker.start()
+        compiled = classifier.compile_count
+        assert await worker.run_once(block_ms=1000) == 5
+        assert dict(worker.batch_histogram) == {5: 5}, "five queued jobs go through one model call"
+        assert classifier.compile_count == compiled, "no compilation after start-up"
+        assert await stream_state(node) == (0, 0)
+
+        snapshot = await events.wait_for(
+            "queue:snapshot", lambda s: all(not e["awaiting_score"] for e in s["queue"]) and len(s["queue"]) == 2)
+        queue = snapshot["queue"]
+        async with node.app[STORES].pool.acquire() as conn:
+            summaries = {c: await store.get_consultation_triage(conn, c) for c in cases}
+        for entry in queue:
+            summary = summaries[uuid.UUID(entry["consultation_id"])]
+            assert entry["urgency"] == summary["urgency"]
+            assert entry["p_malignant"] == pytest.approx(summary["p_malignant"])
+        rank = {"urgent": 0, "soon": 1, "routine": 2}
+        assert [(rank[e["urgency"]], -e["p_malignant"]) for e in queue] == sorted(
+            (rank[e["urgency"]], -e["p_malignant"]) for e in queue)
+    finally:
+        await console.disconnect()
+
+    # The consultation's score is its highest-risk photo's.
+    async with node.app[STORES].pool.acquire() as conn:
+        photo_scores = await conn.fetch("SELECT p.consultation_id, s.p_malignant FROM triage_photo_scores s "
+                                        "JOIN triage_photos p ON p.id = s.photo_id")
+    for case in cases:
+        best = max(r["p_malignant"] for r in photo_scores if r["consultation_id"] == case)
+        assert summaries[case]["p_malignant"] == pytest.approx(best)
+        assert summaries[case]["model_version"] == classifier.version
+
+    # The patient sees the band in plain words; the doctor sees the numbers.
+    response = await node.client.get(f"/api/v1/consultations/{cases[0]}/triage", headers=patients[0].headers)
+    view = await response.json()
+    assert view["awaiting_score"] is False and view["urgency"] == summaries[cases[0]]["urgency"]
+    assert view["guidance"] and "screening aid, not a diagnosis" in view["disclaimer"]
+    assert "p_malignant" not in view and "probabilities" not in view
+    response = await node.client.get(f"/api/v1/consultations/{cases[0]}/triage", headers=doctor.headers)
+    view = await response.json()
+    assert view["p_malignant"] == pytest.approx(summaries[cases[0]]["p_malignant"])
+    assert set(view["probabilities"]) == set(classifier.class_names)
+    assert view["model_version"] == classifier.version
+
+
+async def test_worker_killed_after_reading_is_reclaimed_and_scored_once(node, classifier):
+    patient = await cs.make_user(node, "patient")
+    case = uuid.UUID((await cs.open_case(node, patient))["id"])
+    await upload(node, patient, case, *(ti.jpeg(seed=s) for s in range(4)))
+
+    # Worker A reads the batch, then dies before writing or acknowledging anything.
+    dead = make_worker(node, classifier, "worker-dead")
+    await dead.start()
+    assert len(await dead.take_batch(block_ms=1000)) == 4
+    assert await stream_state(node) == (4, 4)
+
+    survivor = make_worker(node, classifier, "worker-survivor")
+    await survivor.start()
+    assert await survivor.run_once(block_ms=50) == 0, "jobs of a live-looking consumer are not stolen"
+    await asyncio.sleep(0.4)  # past claim_idle_ms
+    assert await survivor.run_once(block_ms=50) == 4
+    assert await stream_state(node) == (0, 0)
+    async with node.app[STORES].pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM triage_photo_scores") == 4
+    assert (await score_audits(node)) == {str(case): 1}
+
+
+async def test_worker_killed_after_writing_before_ack_changes_nothing_on_retry(node, classifier):
+    patient = await cs.make_user(node, "patient")
+    case = uuid.UUID((await cs.open_case(node, patient))["id"])
+    await upload(node, patient, case, ti.jpeg(seed=1), ti.jpeg(seed=2))
+
+    # Worker A gets as far as committing the scores, then dies before XACK.
+    dead = make_worker(node, classifier, "worker-dead")
+    await dead.start()
+    batch = await dead.take_batch(block_ms=1000)
+    to_score, failures = await dead._load(batch)
+    results = await scoring.predict_photos(classifier, to_score)
+    await scoring.write_results(node.app[STORES].pool, classifier, failures + results, dead.on_scored)
+    async with node.app[STORES].pool.acquire() as conn:
+        before = await conn.fetch("SELECT photo_id, p_malignant, scored_at FROM triage_photo_scores ORDER BY photo_id")
+    assert len(before) == 2 and await stream_state(node) == (2, 2)
+
+    survivor = make_worker(node, classifier, "worker-survivor")
+    await survivor.start()
+    await asyncio.sleep(0.4)
+    assert await survivor.run_once(block_ms=50) == 2
+    assert await stream_state(node) == (0, 0)
+    async with node.app[STORES].pool.acquire() as conn:
+        after = await conn.fetch("SELECT photo_id, p_malignant, scored_at FROM triage_photo_scores ORDER BY photo_id")
+    assert after == before, "the reclaimed jobs wrote nothing new"
+    assert (await score_audits(node)) == {str(case): 1}
+    assert survivor.scored == 0
+
+
+async def test_photo_the_model_cannot_read_is_failed_and_the_case_stays_queued(node, classifier):
+    patient = await cs.make_user(node, "patient")
+    case = uuid.UUID((await cs.open_case(node, patient))["id"])
+    good = normalise_photo(ti.jpeg(), max_pixels=10**8, min_side=128)
+    # A stored photo that no longer decodes (say, damaged storage): the worker must not lose the case.
+    broken = replace(good, image=b"\xff\xd8\xff" + b"\0" * 64, sha256="0" * 64)
+    cfg = node.app[SETTINGS].triage
+    async with node.app[STORES].pool.acquire() as conn:
+        [stored] = await store.add_photos_txn(conn, case, "back", None, [broken], 6)
+    await jobs.enqueue_photo_jobs(node.app[STORES].redis, cfg.stream, [(stored.photo["id"], case)])
+
+    worker = make_worker(node, classifier, "worker-a")
+    await worker.start()
+    assert await worker.run_once(block_ms=1000) == 1
+    assert await stream_state(node) == (0, 0)
+    async with node.app[STORES].pool.acquire() as conn:
+        photo = await conn.fetchrow("SELECT status, failure_reason FROM triage_photos WHERE id = $1",
+                                    stored.photo["id"])
+        consultation = await conn.fetchrow("SELECT state, scored_at, p_malignant FROM consultations WHERE id = $1",
+                                           case)
+    assert photo["status"] == "failed" and "unreadable" in photo["failure_reason"]
+    assert consultation["state"] == "waiting" and consultation["scored_at"] is None
+    response = await node.client.get(f"/api/v1/consultations/{case}/triage", headers=patient.headers)
+    view = await response.json()
+    assert view["awaiting_score"] is True and view["photos"]["failed"] == 1
+    assert "could not check your photos automatically" in view["guidance"]
+
+
+async def test_photo_that_keeps_killing_workers_is_given_up(node, classifier):
+    patient = await cs.make_user(node, "patient")
+    case = uuid.UUID((await cs.open_case(node, patient))["id"])
+    [photo] = await upload(node, patient, case, ti.jpeg())
+    cfg = node.app[SETTINGS].triage
+    async with node.app[STORES].pool.acquire() as conn:
+        # Each delivery counts an attempt: as if every earlier worker had died on this photo.
+        await conn.execute("UPDATE triage_photos SET attempts = $1", cfg.max_attempts)
+    worker = make_worker(node, classifier, "worker-a")
+    await worker.start()
+    assert await worker.run_once(block_ms=1000) == 1
+    async with node.app[STORES].pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT status, failure_reason FROM triage_photos WHERE id = $1",
+                                  uuid.UUID(photo["id"]))
+    assert row["status"] == "failed" and "gave up" in row["failure_reason"]
+    assert await stream_state(node) == (0, 0)
+
+
+async def test_saliency_overlay_is_drawn_when_idle_and_shown_to_the_assigned_doctor_only(node, classifier):
+    patient = await cs.make_user(node, "patient")
+    assigned = await cs.make_user(node, "doctor")
+    other = await cs.make_user(node, "doctor")
+    case = uuid.UUID((await cs.open_case(node, patient))["id"])
+    [photo] = await upload(node, patient, case, ti.jpeg())
+    worker = make_worker(node, classifier, "worker-a")
+    await worker.start()
+    await worker.run_once(block_ms=1000)
+    saliency_url = f"/api/v1/photos/{photo['id']}/saliency"
+    await ti.assign(node.app[STORES].pool, case, assigned.id)
+    assert (await node.client.get(saliency_url, headers=assigned.headers)).status == 404
+    assert await worker.compute_missing_saliency(5) == 1
+    assert await worker.compute_missing_saliency(5) == 0
+    response = await node.client.get(saliency_url, headers=assigned.headers)
+    assert response.status == 200 and response.content_type == "image/png"
+    assert (await response.read()).startswith(b"\x89PNG")
+    assert (await node.client.get(saliency_url, headers=patient.headers)).status == 403
+    assert (await node.client.get(saliency_url, headers=other.headers)).status == 404
+    listing = await (await node.client.get(photos_url(case), headers=assigned.headers)).json()
+    assert listing["photos"][0]["saliency_url"] == saliency_url
+    assert listing["photos"][0]["score"]["model_version"] == classifier.version
+
+
+async def test_rescore_with_a_new_model_version_moves_open_cases(node, classifier, tmp_path):
+    patients = [await cs.make_user(node, "patient") for _ in range(2)]
+    cases = [uuid.UUID((await cs.open_case(node, p))["id"]) for p in patients]
+    for index, (patient, case) in enumerate(zip(patients, cases)):
+        await upload(node, patient, case, ti.jpeg(seed=index), ti.jpeg(seed=10 + index))
+    worker = make_worker(node, classifier, "worker-a")
+    await worker.start()
+    await worker.run_once(block_ms=1000)
+
+    # A new model version: the shipped weights recalibrated with another temperature.
+    model, metadata = checkpoint.load(TriageConfig.from_env().model_dir)
+    new_metadata = checkpoint.save(tmp_path / "model", model, {**metadata, "temperature": metadata["temperature"] * 3})
+    new_classifier = load_classifier(tmp_path / "model")
+    assert new_classifier.version != classifier.version
+
+    hooks = triage_hooks(node.app[SETTINGS], QueueNotifier(node.app[SOCKETIO_SERVER]))
+    async with node.app[STORES].pool.acquire() as conn:
+        open_ids = await hooks.open_consultations(conn)
+    assert set(open_ids) == set(cases)
+    changed = await rescore_consultations(node.app[STORES].pool, new_classifier, open_ids,
+                                          on_scored=hooks.on_scored, notifier=hooks.notifier)
+    assert {c.consultation_id for c in changed} == set(cases)
+    async with node.app[STORES].pool.acquire() as conn:
+        rows = await conn.fetch("SELECT id, model_version, p_malignant FROM consultations")
+        versions = await conn.fetch("SELECT model_version, count(*) AS n FROM triage_photo_scores GROUP BY 1")
+    assert {r["model_version"] for r in rows} == {new_metadata["version"]}
+    assert {r["model_version"]: r["n"] for r in versions} == {classifier.version: 4, new_classifier.version: 4}
+    # Running it again finds nothing left to do.
+    assert await rescore_consultations(node.app[STORES].pool, new_classifier, open_ids,
+                                       on_scored=hooks.on_scored, notifier=None) == []
