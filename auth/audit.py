@@ -30,7 +30,7 @@ async def record(conn: asyncpg.Connection, *, actor: Principal | None, action: s
         subject_type=subject_type,
         subject_id=subject_id,
         client_ip=_valid_ip(client_ip),
-        request_id=request_id,
+        request_id=_printable(request_id),
         details=details or {},
     )
 
@@ -49,6 +49,11 @@ def _valid_ip(value: str | None) -> str | None:
         return str(ipaddress.ip_address(value)) if value else None
     except ValueError:
         return None
+
+
+def _printable(value: str | None) -> str | None:
+    # The request id may come from a client's header: keep what a text column and a log reader can take.
+    return "".join(c for c in value if c.isascii() and c.isprintable()) if value is not None else None
 
 
 def entry_as_json(row: Any) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,7 @@ from store.errors import DomainError, unprocessable
 
 # Deliberately loose (one @, a dot in the domain, no spaces): the provider's
 # confirmation, not a regex, is what proves an address.
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
 MAX_EMAIL_LENGTH = 254
 MAX_NAME_LENGTH = 100
 MAX_TOKEN_LENGTH = 8192
@@ -48,6 +49,21 @@ def _too_large(max_bytes: int) -> DomainError:
     return DomainError(413, "payload_too_large", f"The body may be at most {max_bytes} bytes.")
 
 
+def _text(payload: dict[str, Any], name: str, *, shown_to_people: bool = False, **limits: Any) -> str | None:
+    """A string field that PostgreSQL and UTF-8 can hold: no NUL, no lone surrogates (both are valid JSON)."""
+    value = payloads.get_str(payload, name, **limits)
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise unprocessable("invalid_field", f"'{name}' is not valid Unicode text.", field=name) from None
+    control = "\x00" in value or (shown_to_people and any(unicodedata.category(c) == "Cc" for c in value))
+    if control:
+        raise unprocessable("invalid_field", f"'{name}' must not contain control characters.", field=name)
+    return value
+
+
 def normalise_email(raw: str) -> str | None:
     """The address lower-cased and trimmed, or None when it does not look like one."""
     email = raw.strip().lower()
@@ -55,21 +71,21 @@ def normalise_email(raw: str) -> str | None:
 
 
 def _email(payload: dict[str, Any]) -> str:
-    email = normalise_email(payloads.get_str(payload, "email", min_len=3, max_len=MAX_EMAIL_LENGTH))
+    email = normalise_email(_text(payload, "email", min_len=3, max_len=MAX_EMAIL_LENGTH))
     if email is None:
         raise unprocessable("invalid_field", "'email' is not an email address.", field="email")
     return email
 
 
 def _name(payload: dict[str, Any], *, required: bool) -> str | None:
-    name = payloads.get_str(payload, "name", required=required, min_len=1, max_len=MAX_NAME_LENGTH)
+    name = _text(payload, "name", required=required, min_len=1, max_len=MAX_NAME_LENGTH, shown_to_people=True)
     if name is not None and not name.strip():
         raise unprocessable("invalid_field", "'name' must not be blank.", field="name")
     return name.strip() if name is not None else None
 
 
 def _password(payload: dict[str, Any], name: str = "password", *, required: bool = True) -> str | None:
-    return payloads.get_str(payload, name, required=required, min_len=1, max_len=1024)
+    return _text(payload, name, required=required, min_len=1, max_len=1024)
 
 
 class AuthRoutes:
@@ -110,20 +126,20 @@ class AuthRoutes:
 
     async def refresh(self, request: web.Request) -> web.Response:
         payload = await self._body(request)
-        token = payloads.get_str(payload, "refresh_token", min_len=1, max_len=MAX_TOKEN_LENGTH)
+        token = _text(payload, "refresh_token", min_len=1, max_len=MAX_TOKEN_LENGTH)
         return web.json_response(await _service(request).refresh(token, origin=_origin(request)))
 
     async def logout(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
         payload = await self._body(request)
-        token = payloads.get_str(payload, "refresh_token", min_len=1, max_len=MAX_TOKEN_LENGTH)
+        token = _text(payload, "refresh_token", min_len=1, max_len=MAX_TOKEN_LENGTH)
         await _service(request).logout(principal, token, origin=_origin(request))
         return web.Response(status=204)
 
     async def oidc(self, request: web.Request) -> web.Response:
         payload = await self._body(request)
-        id_token = payloads.get_str(payload, "id_token", min_len=1, max_len=MAX_TOKEN_LENGTH)
-        nonce = payloads.get_str(payload, "nonce", required=False, min_len=1, max_len=512)
+        id_token = _text(payload, "id_token", min_len=1, max_len=MAX_TOKEN_LENGTH)
+        nonce = _text(payload, "nonce", required=False, min_len=1, max_len=512)
         return web.json_response(await _service(request).oidc_sign_in(id_token, nonce=nonce,
                                                                       origin=_origin(request)))
 
@@ -170,12 +186,12 @@ class AuthRoutes:
 
 
 def _audit_query(query: dict[str, str]) -> AuditQuery:
-    actor = payloads.get_str(query, "actor", required=False, max_len=64)
+    actor = _text(query, "actor", required=False, max_len=64)
     return AuditQuery(
         actor_id=_uuid(actor, "actor") if actor is not None else None,
-        action=payloads.get_str(query, "action", required=False, min_len=1, max_len=100),
-        subject_type=payloads.get_str(query, "subject_type", required=False, min_len=1, max_len=100),
-        subject_id=payloads.get_str(query, "subject_id", required=False, min_len=1, max_len=200),
+        action=_text(query, "action", required=False, min_len=1, max_len=100),
+        subject_type=_text(query, "subject_type", required=False, min_len=1, max_len=100),
+        subject_id=_text(query, "subject_id", required=False, min_len=1, max_len=200),
         since=_query_time(query, "since"),
         until=_query_time(query, "until"),
         before_id=_query_int(query, "before", default=None, minimum=1, maximum=2**62),

@@ -279,7 +279,7 @@ class AuthService:
     async def oidc_sign_in(self, id_token: str, *, nonce: str | None, origin: Origin) -> dict[str, Any]:
         """Signs in the linked account, links one with the verified email, or creates a patient."""
         if self.oidc is None:
-            raise DomainError(503, "oidc_not_configured", "Sign-in with an identity provider is not set up here.")
+            raise not_found("oidc_not_configured", "Sign-in with an identity provider is not set up here.")
         identity = await self.oidc.verify(id_token, nonce)
         async with self._stores.pool.acquire() as conn, conn.transaction():
             user = await store.get_user_by_oidc_identity(conn, identity.issuer, identity.subject)
@@ -288,7 +288,7 @@ class AuthService:
                 user = await store.get_user_by_email(conn, identity.email)
                 outcome = "linked"
                 if user is None:
-                    name = (identity.name or identity.email.split("@")[0])[:100]
+                    name = "".join(c for c in identity.name or identity.email.split("@")[0] if c.isprintable())[:100]
                     user = await store.insert_user(conn, email=identity.email, display_name=name, role="patient",
                                                    status="active", password_hash=None)
                     outcome = "created"

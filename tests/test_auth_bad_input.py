@@ -94,7 +94,35 @@ CASES = [
     ("/api/v1/me", {"name": 5}, "invalid_field", "name"),
     ("/api/v1/me", {"role": "admin"}, "unknown_field", "role"),
     ("/api/v1/me", {"new_password": 12}, "invalid_field", "new_password"),
+    # Valid JSON that PostgreSQL or UTF-8 cannot hold (found by schemathesis as 500s).
+    ("/api/v1/auth/register", {"email": "a@example.com", "password": PASSWORD, "name": "A\u0000b"}, "invalid_field",
+     "name"),
+    ("/api/v1/auth/register", {"email": "a@example.com", "password": PASSWORD, "name": "A\x07b"}, "invalid_field",
+     "name"),
+    ("/api/v1/auth/register", {"email": "a@example.com", "password": PASSWORD, "name": "A\ud800b"}, "invalid_field",
+     "name"),
+    ("/api/v1/auth/register", {"email": "a\u0000@example.com", "password": PASSWORD, "name": "N"}, "invalid_field",
+     "email"),
+    ("/api/v1/auth/register", {"email": "a@example.com", "password": PASSWORD + "\udc00", "name": "N"},
+     "invalid_field", "password"),
+    ("/api/v1/auth/login", {"email": "a@example.com", "password": "\ud800" * 12}, "invalid_field", "password"),
+    ("/api/v1/auth/refresh", {"refresh_token": "\udfff"}, "invalid_field", "refresh_token"),
+    ("/api/v1/auth/oidc", {"id_token": "a.b\ud800.c"}, "invalid_field", "id_token"),
+    ("/api/v1/me", {"name": "\ud800"}, "invalid_field", "name"),
 ]
+
+
+async def test_unstorable_query_text_and_request_ids_are_handled(client, db):
+    admin = await signed_in(client, "admin@example.com", role="admin")
+    for query in ("action=a%00b", "subject_type=x%00"):
+        response = await client.get(f"/api/v1/admin/audit?{query}", headers=bearer(admin))
+        assert response.status == 422, query
+    # A client's odd request id is kept printable in the audit log rather than failing the request.
+    response = await client.post("/api/v1/auth/register", headers={"X-Request-Id": "id\u00e9x"},
+                                 json={"email": "rid@example.com", "password": PASSWORD, "name": "R"})
+    assert response.status == 201
+    assert await db.fetchval("SELECT request_id FROM audit_log WHERE action = 'auth.register' "
+                             "ORDER BY id DESC LIMIT 1") == "idx"
 
 
 @pytest.mark.parametrize("path, body, code, field", CASES)

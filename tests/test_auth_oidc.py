@@ -167,8 +167,8 @@ async def test_unreachable_issuer_is_503(aiohttp_client, settings):
     assert (await response.json())["code"] == "oidc_unavailable"
 
 
-async def test_not_configured_is_503(aiohttp_client, settings):
+async def test_not_configured_is_404(aiohttp_client, settings):
     client = await aiohttp_client(create_app(settings))
     response = await sign_in(client, "a.b.c")
-    assert response.status == 503
+    assert response.status == 404
     assert (await response.json())["code"] == "oidc_not_configured"
