@@ -140,3 +140,28 @@ async def test_verify_access_token_for_socket_connects(client):
     with pytest.raises(DomainError) as refused:
         await service_of(client).verify_access_token(tamper_payload(tokens["access_token"], role="admin"))
     assert refused.value.status == 401
+
+
+async def test_key_file_is_private_and_shared_by_restarts(aiohttp_client, settings):
+    """With no SKINDOC_JWT_KEY, the first start writes a 0600 key file that later starts reuse."""
+    from web.app import create_app
+
+    without_key = replace(settings, auth=replace(settings.auth, jwt_key=None))
+    first = await aiohttp_client(create_app(without_key))
+    tokens = await signed_in(first, "restart@example.com")
+    key_file = settings.data_dir / "auth" / "jwt_signing_key.pem"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    second = await aiohttp_client(create_app(without_key))
+    response = await second.get("/api/v1/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert response.status == 200
+
+
+def test_a_bad_configured_key_stops_start_up(tmp_path):
+    from auth.config import AuthConfig
+    from auth.tokens import load_signing_key
+
+    for bad in ("not a key", OTHER_KEY.as_pem(private=False).decode(), '{"kty": "oct", "k": "c2VjcmV0"}'):
+        with pytest.raises(SystemExit):
+            load_signing_key(AuthConfig(jwt_key=bad), tmp_path)
+    assert load_signing_key(AuthConfig(jwt_key=OTHER_KEY.as_pem(private=True).decode()), tmp_path).is_private
+    assert not (tmp_path / "auth").exists()
