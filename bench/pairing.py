@@ -1,0 +1,289 @@
+"""Pairing: assignments per second under contention, and the wait from "doctor frees capacity" to "next case assigned".
+
+    python bench/pairing.py [--nodes 1|2] [--doctors 50] [--capacity 3] [--resolves 50] [--bursts 2]
+
+Set-up: D approved doctors connected over Socket.IO (websocket) with their
+consoles subscribed to the queue, spread over the nodes, all `away`; enough
+patients with waiting cases (three each) to fill every doctor and keep a backlog.
+
+1. Manual contention: every doctor runs `--takers` concurrent `queue:take`
+   (take next) loops until the server answers `doctor_at_capacity`; prints
+   assignments/s, take ack p50/p99, the refusals, and checks that no case was
+   assigned twice and no doctor is over capacity.
+2. Freed capacity, one at a time: every doctor turns `available` (all are full);
+   then `--resolves` times a doctor resolves one case and we time from sending
+   `consultation:resolve` to that doctor's console receiving
+   `consultation:updated` (reason `assigned`) for its next case (auto pairing).
+3. Freed capacity, all at once (`--bursts` times): every doctor resolves a case
+   at the same moment; prints the same latency and the automatic assignments/s.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import socketio
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._harness import (  # noqa: E402
+    DEFAULT_PG_ADMIN_URL, DEFAULT_REDIS_URL, Account, AccountMaker, Cluster, CpuMeter, load_average, percentile,
+    postgres_backend_pids, print_table, raise_open_file_limit, scratch_database, workdir)
+
+
+@dataclass
+class Console:
+    """A doctor's connected console: the cases it holds and a waiter for its next assignment."""
+    account: Account
+    url: str
+    sio: socketio.AsyncClient | None = None
+    active: set[str] = field(default_factory=set)
+    next_assignment: asyncio.Future | None = None
+    snapshots: int = 0
+
+    def on_updated(self, data: dict) -> None:
+        case = data.get("consultation", {})
+        if data.get("reason") != "assigned" or case.get("doctor_id") != self.account.user_id:
+            return
+        if case["id"] in self.active:
+            return
+        self.active.add(case["id"])
+        if self.next_assignment is not None and not self.next_assignment.done():
+            self.next_assignment.set_result(time.monotonic())
+
+    def on_snapshot(self, data: dict) -> None:
+        self.snapshots += 1
+
+    async def call(self, event: str, payload: dict) -> dict:
+        return await self.sio.call(event, payload, timeout=60)
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    assignments: int
+    seconds: float
+    latencies: list[float]
+    refusals: dict[str, int]
+    cpu: CpuMeter
+    note: str = ""
+
+
+async def connect_consoles(consoles: list[Console], session: aiohttp.ClientSession) -> None:
+    limit = asyncio.Semaphore(25)
+
+    async def one(console: Console) -> None:
+        sio = socketio.AsyncClient(reconnection=False, http_session=session, handle_sigint=False, request_timeout=30)
+        sio.on("consultation:updated", console.on_updated)
+        sio.on("queue:snapshot", console.on_snapshot)
+        async with limit:
+            await sio.connect(console.url, transports=["websocket"], auth={"token": console.account.token},
+                              wait_timeout=60)
+            console.sio = sio
+            ack = await console.call("queue:subscribe", {})
+        if not ack.get("ok"):
+            raise RuntimeError(f"queue:subscribe refused: {ack}")
+
+    await asyncio.gather(*(one(c) for c in consoles))
+
+
+def new_meter(pids: list[int]) -> CpuMeter:
+    meter = CpuMeter(pids)
+    meter.start()
+    return meter
+
+
+async def manual_contention(consoles: list[Console], takers: int, pids: list[int]) -> PhaseResult:
+    latencies: list[float] = []
+    refusals: dict[str, int] = {}
+    taken: list[str] = []
+
+    async def take_until_full(console: Console) -> None:
+        while True:
+            started = time.monotonic()
+            ack = await console.call("queue:take", {})
+            if ack.get("ok"):
+                latencies.append(time.monotonic() - started)
+                taken.append(ack["consultation"]["id"])
+                console.active.add(ack["consultation"]["id"])
+                continue
+            code = ack["error"]["code"]
+            refusals[code] = refusals.get(code, 0) + 1
+            if code in ("doctor_at_capacity", "queue_empty"):
+                return
+
+    meter = new_meter(pids)
+    started = time.monotonic()
+    await asyncio.gather(*(take_until_full(c) for c in consoles for _ in range(takers)))
+    seconds = time.monotonic() - started
+    meter.stop()
+    twice = len(taken) - len(set(taken))
+    note = f"{len(consoles)} doctors x {takers} concurrent takers; cases acked to two doctors: {twice}"
+    return PhaseResult("manual take-next under contention", len(taken), seconds, latencies, refusals, meter, note)
+
+
+async def resolve_and_wait(console: Console, refusals: dict[str, int]) -> float | None:
+    """Resolves one of the console's cases; the seconds until its next case is assigned (None: none came)."""
+    case_id = console.active.pop()
+    console.next_assignment = asyncio.get_running_loop().create_future()
+    started = time.monotonic()
+    ack = await console.call("consultation:resolve", {"consultation_id": case_id, "outcome": "reassure",
+                                                     "note": "benchmark"})
+    if not ack.get("ok"):
+        code = ack["error"]["code"]
+        refusals[code] = refusals.get(code, 0) + 1
+        return None
+    try:
+        assigned_at = await asyncio.wait_for(console.next_assignment, timeout=10)
+    except asyncio.TimeoutError:
+        refusals["no_assignment_within_10s"] = refusals.get("no_assignment_within_10s", 0) + 1
+        return None
+    return assigned_at - started
+
+
+async def freed_one_at_a_time(consoles: list[Console], resolves: int, pids: list[int]) -> PhaseResult:
+    latencies: list[float] = []
+    refusals: dict[str, int] = {}
+    meter = new_meter(pids)
+    started = time.monotonic()
+    for k in range(resolves):
+        latency = await resolve_and_wait(consoles[k % len(consoles)], refusals)
+        if latency is not None:
+            latencies.append(latency)
+    seconds = time.monotonic() - started
+    meter.stop()
+    return PhaseResult("freed capacity, one doctor at a time", len(latencies), seconds, latencies, refusals, meter,
+                       "sequential resolve -> auto assignment")
+
+
+async def freed_all_at_once(consoles: list[Console], burst: int, pids: list[int]) -> PhaseResult:
+    refusals: dict[str, int] = {}
+    meter = new_meter(pids)
+    started = time.monotonic()
+    found = await asyncio.gather(*(resolve_and_wait(c, refusals) for c in consoles))
+    seconds = time.monotonic() - started
+    meter.stop()
+    latencies = [x for x in found if x is not None]
+    return PhaseResult(f"freed capacity, all {len(consoles)} doctors at once (burst {burst})", len(latencies),
+                       max(latencies, default=seconds), latencies, refusals, meter,
+                       "seconds = until the last doctor's next case arrived")
+
+
+async def check_invariants(database_url: str, capacity: int) -> str:
+    conn = await asyncpg.connect(database_url)
+    try:
+        over = await conn.fetchval(
+            """SELECT count(*) FROM (SELECT doctor_id FROM consultations WHERE state = 'active'
+               GROUP BY doctor_id HAVING count(*) > $1) o""", capacity)
+        doubled = await conn.fetchval(
+            """SELECT count(*) FROM (SELECT patient_id, doctor_id FROM consultations WHERE state = 'active'
+               GROUP BY patient_id, doctor_id HAVING count(*) > 1) d""")
+        waiting = await conn.fetchval("SELECT count(*) FROM consultations WHERE state = 'waiting'")
+    finally:
+        await conn.close()
+    return (f"doctors over capacity: {over}; patients with two active cases with one doctor: {doubled}; "
+            f"cases still waiting: {waiting}")
+
+
+async def run(args: argparse.Namespace) -> None:
+    slots = args.doctors * args.capacity
+    cases = slots + args.resolves + args.bursts * args.doctors + args.doctors
+    patients = math.ceil(cases / 3)
+    with workdir("skindoc-pairing-") as tmp:
+        async with scratch_database(args.pg_admin_url, "pairing") as database_url:
+            cluster = Cluster(database_url, args.redis_url, tmp,
+                              extra_env={"SKINDOC_DOCTOR_CAPACITY": str(args.capacity)})
+            try:
+                print(f"starting {args.nodes} node(s)…", flush=True)
+                await cluster.start(args.nodes)
+                await measure(cluster, database_url, args, patients, cases)
+            finally:
+                cluster.stop()
+
+
+async def measure(cluster: Cluster, database_url: str, args: argparse.Namespace, patients: int, cases: int) -> None:
+    started = time.monotonic()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                     cookie_jar=aiohttp.DummyCookieJar()) as session:
+        maker = AccountMaker(cluster, session, secrets.token_hex(3))
+        doctors = await maker.make_many("doctor", args.doctors)
+        patient_accounts = await maker.make_many("patient", patients)
+        limit = asyncio.Semaphore(16)
+
+        async def open_case(i: int) -> None:
+            async with limit:
+                await maker.open_case(patient_accounts[i // 3], i)
+
+        await asyncio.gather(*(open_case(i) for i in range(cases)))
+        consoles = [Console(d, cluster.nodes[i % len(cluster.nodes)].url) for i, d in enumerate(doctors)]
+        await connect_consoles(consoles, session)
+        print(f"  {args.doctors} doctors (consoles subscribed), {patients} patients, {cases} waiting cases; "
+              f"set up in {time.monotonic() - started:.0f} s", flush=True)
+        pids = [n.pid for n in cluster.nodes] + await postgres_backend_pids(database_url)
+        node_pids = [n.pid for n in cluster.nodes]
+
+        results = [await manual_contention(consoles, args.takers, pids)]
+        checks = [await check_invariants(database_url, args.capacity)]
+        await asyncio.gather(*(c.call("presence:set", {"availability": "available"}) for c in consoles))
+        await asyncio.sleep(1)  # let the drains that availability starts finish (every doctor is full)
+        results.append(await freed_one_at_a_time(consoles, args.resolves, pids))
+        for burst in range(1, args.bursts + 1):
+            results.append(await freed_all_at_once(consoles, burst, pids))
+        checks.append(await check_invariants(database_url, args.capacity))
+        snapshots = sum(c.snapshots for c in consoles)
+        for console in consoles:
+            await console.sio.disconnect()
+    report(results, checks, node_pids, snapshots, args)
+
+
+def report(results: list[PhaseResult], checks: list[str], node_pids: list[int], snapshots: int,
+           args: argparse.Namespace) -> None:
+    rows = []
+    for r in results:
+        node_cpu = sum(r.cpu.used.get(pid, 0.0) for pid in node_pids)
+        db_cpu = r.cpu.total() - node_cpu
+        rows.append([r.name, r.assignments, r.seconds, r.assignments / r.seconds if r.seconds else float("nan"),
+                     1000 * percentile(r.latencies, 50), 1000 * percentile(r.latencies, 99),
+                     1000 * max(r.latencies, default=float("nan")), r.cpu.percent(node_cpu), r.cpu.percent(db_cpu),
+                     r.cpu.percent(r.cpu.self_used), ", ".join(f"{k} {v}" for k, v in sorted(r.refusals.items()))
+                     or "-"])
+    print_table(f"Pairing: {args.nodes} node(s), {args.doctors} doctors of capacity {args.capacity}",
+                ["phase", "assigned", "seconds", "assignments/s", "p50 ms", "p99 ms", "max ms", "nodes CPU %",
+                 "pg CPU %", "load-gen CPU %", "refusals"], rows)
+    print("  latency: manual = queue:take sent -> ack; freed = consultation:resolve sent -> the doctor's "
+          "consultation:updated (assigned) for the next case")
+    for r in results:
+        if r.note:
+            print(f"  {r.name}: {r.note}")
+    print(f"  after manual phase: {checks[0]}")
+    print(f"  at the end: {checks[1]}")
+    print(f"  queue:snapshot pushes received by all consoles: {snapshots}; load average {load_average()}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, choices=(1, 2), default=1, help="server nodes (default 1)")
+    parser.add_argument("--doctors", type=int, default=50, help="doctors (default 50)")
+    parser.add_argument("--capacity", type=int, default=3, help="each doctor's capacity (default 3)")
+    parser.add_argument("--takers", type=int, default=2, help="concurrent take-next loops per doctor (default 2)")
+    parser.add_argument("--resolves", type=int, default=50, help="sequential resolve -> next case rounds")
+    parser.add_argument("--bursts", type=int, default=2, help="rounds where every doctor resolves at once")
+    parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN_URL,
+                        help="PostgreSQL URL where a scratch database may be created")
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="Redis URL (default database 5)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    raise_open_file_limit(4096)
+    print(f"load average {load_average()}", flush=True)
+    asyncio.run(run(args))
