@@ -1,0 +1,213 @@
+"""A hypothesis state machine over the queue's transactions, against PostgreSQL, checked against a plain model.
+
+Rules checked after every step: a doctor never holds more active cases than their
+capacity, a patient never has more than the open limit, never two active cases of
+one patient with one doctor, a waiting case has no doctor, and "take next" always
+returns the head of the queue in the documented order (band, score, waiting time).
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+
+from auth import store as auth_store
+from auth.principal import Principal
+from chat import store
+from chat.queue import apply_triage_result
+from store.errors import DomainError
+from store.postgres import create_pool
+
+CAPACITY = 2
+MAX_OPEN = 3
+AGEING_S = 3600
+PATIENTS = 4
+DOCTORS = 3
+CTX = store.AuditContext(actor=None, request_id="hypothesis")
+
+
+@dataclass
+class Case:
+    id: uuid.UUID
+    patient: int
+    queued_at: object
+    state: str = "waiting"
+    doctor: int | None = None
+    urgency: str = "routine"
+    p: float | None = None
+
+    def order_key(self):
+        return (store.BAND_RANK[self.urgency], -(self.p if self.p is not None else -1.0), self.queued_at, self.id)
+
+
+class QueueRules(RuleBasedStateMachine):
+    def __init__(self, loop: asyncio.AbstractEventLoop, pool: asyncpg.Pool) -> None:
+        super().__init__()
+        self.loop, self.pool = loop, pool
+        self.run(self._reset())
+        self.patients = [self.run(self._user("patient")) for _ in range(PATIENTS)]
+        self.doctors = [self.run(self._user("doctor")) for _ in range(DOCTORS)]
+        for doctor in self.doctors:
+            self.run(self._ensure_doctor(doctor))
+        self.cases: list[Case] = []
+
+    def run(self, coro):
+        return self.loop.run_until_complete(coro)
+
+    async def _reset(self) -> None:
+        # Examples share the database: close what earlier examples left open, with fresh users below.
+        async with self.pool.acquire() as conn:
+            await conn.execute("UPDATE consultations SET state = 'cancelled', closed_at = now() "
+                               "WHERE state IN ('waiting', 'active')")
+            await conn.execute("UPDATE chat_doctors SET availability = 'away'")
+
+    async def _user(self, role: str) -> uuid.UUID:
+        async with self.pool.acquire() as conn:
+            user = await auth_store.insert_user(conn, email=f"{uuid.uuid4().hex}@example.org", display_name="H",
+                                                role=role, status="active", password_hash=None)
+        return user.id
+
+    async def _ensure_doctor(self, doctor_id: uuid.UUID) -> None:
+        async with self.pool.acquire() as conn:
+            await store.ensure_doctor(conn, doctor_id, CAPACITY)
+
+    async def _call(self, fn, **kwargs):
+        async with self.pool.acquire() as conn:
+            try:
+                return await fn(conn, **kwargs), None
+            except DomainError as exc:
+                return None, exc.code
+
+    def _active(self, doctor: int | None = None, patient: int | None = None) -> list[Case]:
+        return [c for c in self.cases if c.state == "active" and (doctor is None or c.doctor == doctor)
+                and (patient is None or c.patient == patient)]
+
+    def _open(self, patient: int) -> list[Case]:
+        return [c for c in self.cases if c.patient == patient and c.state in ("waiting", "active")]
+
+    def _waiting_sorted(self) -> list[Case]:
+        return sorted((c for c in self.cases if c.state == "waiting"), key=Case.order_key)
+
+    @rule(patient=st.integers(0, PATIENTS - 1))
+    def open_case(self, patient):
+        row, error = self.run(self._call(
+            store.create_consultation_txn, patient_id=self.patients[patient], description="d", body_site="arm",
+            symptoms={}, max_open=MAX_OPEN, ctx=CTX))
+        if len(self._open(patient)) >= MAX_OPEN:
+            assert error == "patient_at_capacity"
+        else:
+            assert error is None
+            self.cases.append(Case(row["id"], patient, row["queued_at"]))
+
+    @precondition(lambda self: self.cases)
+    @rule(data=st.data(), urgency=st.sampled_from(["urgent", "routine"]), p=st.sampled_from([0.1, 0.5, 0.9]))
+    def score(self, data, urgency, p):
+        case = data.draw(st.sampled_from(self.cases))
+
+        async def apply():
+            async with self.pool.acquire() as conn:
+                await apply_triage_result(conn, case.id, urgency=urgency, p_malignant=p, model_version="h")
+        self.run(apply())
+        case.urgency, case.p = urgency, p
+
+    @rule(doctor=st.integers(0, DOCTORS - 1))
+    def take_next(self, doctor):
+        row, error = self.run(self._call(store.take_next_txn, doctor_id=self.doctors[doctor], ageing_s=AGEING_S,
+                                         ctx=CTX))
+        seen_patients = {c.patient for c in self._active(doctor=doctor)}
+        eligible = [c for c in self._waiting_sorted() if c.patient not in seen_patients]
+        if len(self._active(doctor=doctor)) >= CAPACITY:
+            assert error == "doctor_at_capacity"
+        elif not eligible:
+            assert error == "queue_empty"
+        else:
+            assert error is None and row["id"] == eligible[0].id
+            eligible[0].state, eligible[0].doctor = "active", doctor
+
+    @precondition(lambda self: any(c.state == "waiting" for c in self.cases))
+    @rule(data=st.data(), doctor=st.integers(0, DOCTORS - 1))
+    def take_named(self, data, doctor):
+        case = data.draw(st.sampled_from([c for c in self.cases if c.state == "waiting"]))
+        row, error = self.run(self._call(store.take_case_txn, doctor_id=self.doctors[doctor],
+                                         consultation_id=case.id, ctx=CTX))
+        if len(self._active(doctor=doctor)) >= CAPACITY:
+            assert error == "doctor_at_capacity"
+        elif self._active(doctor=doctor, patient=case.patient):
+            assert error == "already_with_doctor"
+        else:
+            assert error is None
+            case.state, case.doctor = "active", doctor
+
+    @precondition(lambda self: any(c.state == "active" for c in self.cases))
+    @rule(data=st.data(), how=st.sampled_from(["resolve", "cancel", "transfer"]))
+    def close_or_hand_back(self, data, how):
+        case = data.draw(st.sampled_from(self._active()))
+        doctor_id = self.doctors[case.doctor]
+        if how == "resolve":
+            _, error = self.run(self._call(store.resolve_txn, consultation_id=case.id, doctor_id=doctor_id,
+                                           outcome="monitor", note="", ctx=CTX))
+            case.state = "resolved"
+        elif how == "cancel":
+            _, error = self.run(self._call(store.cancel_consultation_txn, consultation_id=case.id,
+                                           patient_id=self.patients[case.patient], reason=None, ctx=CTX))
+            case.state = "cancelled"
+        else:
+            _, error = self.run(self._call(store.transfer_txn, consultation_id=case.id, doctor_id=doctor_id,
+                                           to_doctor_id=None, reason="r", ctx=CTX))
+            case.state, case.doctor = "waiting", None
+        assert error is None
+
+    @rule(doctor=st.integers(0, DOCTORS - 1))
+    def doctor_comes_online_and_backlog_drains(self, doctor):
+        async def drain():
+            async with self.pool.acquire() as conn:
+                await conn.execute("UPDATE chat_doctors SET availability = 'available', last_seen = now() "
+                                   "WHERE doctor_id = $1", self.doctors[doctor])
+                assigned = []
+                while (row := await store.assign_next_waiting_txn(conn, ageing_s=AGEING_S, grace_s=30)) is not None:
+                    assigned.append(row)
+                return assigned
+        for row in self.run(drain()):
+            case = next(c for c in self.cases if c.id == row["id"])
+            assert case.state == "waiting"
+            case.state, case.doctor = "active", self.doctors.index(row["doctor_id"])
+
+    @invariant()
+    def database_matches_model_and_rules_hold(self):
+        async def fetch():
+            async with self.pool.acquire() as conn:
+                return await conn.fetch("SELECT id, state, doctor_id FROM consultations WHERE patient_id = ANY($1)",
+                                        self.patients)
+        rows = {r["id"]: r for r in self.run(fetch())}
+        assert len(rows) == len(self.cases)
+        for case in self.cases:
+            row = rows[case.id]
+            assert row["state"] == case.state
+            expected_doctor = self.doctors[case.doctor] if case.doctor is not None else None
+            if case.state in ("waiting", "active"):
+                assert row["doctor_id"] == expected_doctor
+        for d in range(DOCTORS):
+            assert len(self._active(doctor=d)) <= CAPACITY
+            assert len({c.patient for c in self._active(doctor=d)}) == len(self._active(doctor=d))
+        for p in range(PATIENTS):
+            assert len(self._open(p)) <= MAX_OPEN
+
+
+def _run_machine(database_url: str) -> None:
+    loop = asyncio.new_event_loop()
+    pool = loop.run_until_complete(create_pool(database_url, max_size=3))
+    try:
+        machine_settings = settings(max_examples=40, stateful_step_count=30, deadline=None,
+                                    suppress_health_check=list(HealthCheck))
+        run_state_machine_as_test(lambda: QueueRules(loop, pool), settings=machine_settings)
+    finally:
+        loop.run_until_complete(pool.close())
+        loop.close()
+
+
+async def test_queue_rules_state_machine(database_url):
+    await asyncio.to_thread(_run_machine, database_url)
