@@ -29,6 +29,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 HAM10000 = REPO_ROOT / "tests" / "fixtures" / "ham10000"
 PASSWORD = "a long enough test passphrase"
+# Until the model's weights are in the repository the worker cannot score, and cases stay "awaiting score".
+CLASSIFIER_SHIPPED = (REPO_ROOT / "jax_models" / "weights" / "metadata.json").exists()
 PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1360, "height": 900}
 # Chromium DevTools' "Slow 3G" preset: 2 s round trip, 400 kbit/s down and up (×0.8 as DevTools applies it).
@@ -285,4 +287,212 @@ async def test_reconnecting_banner_on_server_restart_and_no_message_lost_or_doub
                            patient["token"])
     assert [m["body"] for m in stored["messages"]] == expected
     assert [m["seq"] for m in stored["messages"]] == [1, 2, 3, 4, 5]
+    assert errors == []
+
+
+async def test_patient_flow_completes_on_slow_3g(chat_server, browser, tmp_path):
+    errors: list[str] = []
+    context, page = await new_page(browser, PHONE, errors)
+    cdp = await context.new_cdp_session(page)
+    await cdp.send("Network.enable")
+    await cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
+    await cdp.send("Network.emulateNetworkConditions", SLOW_3G)
+    received: dict[str, float] = {}
+    cdp.on("Network.loadingFinished", lambda event: received.__setitem__(event["requestId"], event["encodedDataLength"]))
+
+    started = time.monotonic()
+    await page.goto(chat_server.url + "/", timeout=60_000)
+    await expect(page.locator("#form-signin")).to_be_visible(timeout=60_000)
+    await page.wait_for_load_state("networkidle", timeout=60_000)
+    loaded_s = time.monotonic() - started
+    weight = sum(received.values())
+    print(f"\nSlow 3G: patient page weight {weight / 1024:.1f} KB in {len(received)} requests "
+          f"(HTML, CSS, JS, icon; compressed, headers included), usable after {loaded_s:.1f} s")
+    assert weight < 200 * 1024
+
+    # A phone camera's photo, far larger than needed: it must be downscaled before it goes over the air.
+    big_photo = lesion_photo(tmp_path / "camera.jpg", 5, size=(3200, 2400))
+    await sign_up(page, chat_server.url, "/", "Ravi Kumar", f"ravi-{secrets.token_hex(4)}@example.com")
+    await expect(page.locator("#view-home")).to_be_visible(timeout=60_000)
+    case_id = await open_consultation(page, "A rough patch on my cheek that bleeds sometimes.", "face", big_photo)
+    await expect(page.locator("#case-status")).to_have_text("Waiting for a doctor", timeout=60_000)
+    await expect(page.locator("#case-photo-grid .photo-tile")).to_have_count(1, timeout=60_000)
+    print(f"Slow 3G: sign-up, consultation and photo upload done after {time.monotonic() - started:.1f} s")
+
+    token = await page.evaluate("sessionStorage.getItem('skindoc.patient.refresh')")
+    async with aiohttp.ClientSession() as http:
+        tokens = await api(http, "POST", f"{chat_server.url}/api/v1/auth/refresh", json={"refresh_token": token})
+        photos = await api(http, "GET", f"{chat_server.url}/api/v1/consultations/{case_id}/photos",
+                           tokens["access_token"])
+    (photo,) = photos["photos"]
+    assert max(photo["width"], photo["height"]) == 1280 and min(photo["width"], photo["height"]) == 960
+    print(f"Slow 3G: {big_photo.stat().st_size / 1024:.0f} KB 3200x2400 photo sent as "
+          f"{photo['width']}x{photo['height']}")
+    assert errors == []
+
+
+async def test_photo_errors_are_clear_and_a_lost_answer_is_retried_without_a_duplicate(chat_server, browser,
+                                                                                          tmp_path):
+    errors: list[str] = []
+    _, page = await new_page(browser, PHONE, errors)
+    await sign_up(page, chat_server.url, "/", "Lena Novak", f"lena-{secrets.token_hex(4)}@example.com")
+    await expect(page.locator("#view-home")).to_be_visible()
+    await page.get_by_role("button", name="New consultation").click()
+    form_error = page.locator("#form-new .form-error")
+
+    tiny = tmp_path / "tiny.jpg"
+    Image.new("RGB", (100, 90), (200, 150, 130)).save(tiny, "JPEG")
+    await page.set_input_files("#new-photos", str(tiny))
+    await expect(form_error).to_contain_text("100x90 pixels; each side must be at least 128")
+    await expect(page.locator("#new-photo-grid .photo-tile")).to_have_count(0)
+
+    await page.fill("#new-description", "Itchy red ring on my leg.")
+    await page.select_option("#new-site", "leg")
+    await page.set_input_files("#new-photos", files=[{"name": "notes.jpg", "mimeType": "image/jpeg",
+                                                      "buffer": b"these are not the pixels you are looking for"}])
+    await page.get_by_role("button", name="Send to a doctor").click()
+    await expect(page.locator("#new-photo-grid .photo-tile .error")).to_contain_text("is not a JPEG, PNG, WebP")
+    await expect(form_error).to_contain_text("did not upload")
+    await page.get_by_role("button", name="Remove notes.jpg").click()
+
+    # The first upload reaches the server but its answer is lost; the browser retries the same bytes.
+    answers_dropped = []
+
+    async def drop_first_answer(route):
+        if route.request.method == "POST" and not answers_dropped:
+            await route.fetch()
+            answers_dropped.append(route.request.url)
+            await route.abort("connectionreset")
+        else:
+            await route.continue_()
+
+    await page.route("**/api/v1/consultations/*/photos", drop_first_answer)
+    await page.set_input_files("#new-photos", str(lesion_photo(tmp_path / "ring.jpg", 7)))
+    await page.get_by_role("button", name="Send to a doctor").click()
+    await expect(page.locator("#view-case")).to_be_visible(timeout=30_000)
+    assert len(answers_dropped) == 1
+    await expect(page.locator("#case-photo-grid .photo-tile")).to_have_count(1)
+    await page.reload()
+    await expect(page.locator("#case-photo-grid .photo-tile")).to_have_count(1)
+    assert errors == []
+
+
+async def wait_until_scored(http: aiohttp.ClientSession, server: AppServer, token: str, count: int) -> list[dict]:
+    """The doctors' queue once every case in it has its triage score (the worker runs in the server)."""
+    deadline = time.monotonic() + 90
+    while True:
+        queue = (await api(http, "GET", f"{server.url}/api/v1/queue", token))["queue"]
+        if len(queue) == count and not (CLASSIFIER_SHIPPED and any(entry["awaiting_score"] for entry in queue)):
+            return queue
+        assert time.monotonic() < deadline, f"not scored in time: {queue}"
+        await asyncio.sleep(0.5)
+
+
+async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_server, browser, tmp_path):
+    errors: list[str] = []
+    url = app_server.url
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    suffix = secrets.token_hex(4)
+    admin_email, doctor_email, patient_email = (f"{who}-{suffix}@example.com" for who in ("admin", "doctor", "asha"))
+
+    # A doctor asks for an account; an administrator approves it in the console and finds it in the audit log.
+    app_server.cli("admin", "create", "--email", admin_email, "--name", "Clinic Admin", "--password-stdin",
+                   stdin=PASSWORD + "\n")
+    _, doctor_page = await new_page(browser, DESKTOP, errors)
+    await sign_up(doctor_page, url, "/console", "Dr Amara Okafor", doctor_email)
+    await expect(doctor_page.locator("#view-pending")).to_be_visible()
+    _, admin_page = await new_page(browser, DESKTOP, errors)
+    await sign_in(admin_page, url, "/console", admin_email)
+    await admin_page.locator("#pending-doctors li", has_text=doctor_email).get_by_role("button", name="Approve").click()
+    await expect(admin_page.locator("#pending-empty")).to_be_visible()
+    await admin_page.fill("#audit-action", "admin.doctor_approve")
+    await admin_page.get_by_role("button", name="Search").click()
+    await expect(admin_page.locator("#audit-rows tr")).to_have_count(1)
+    await admin_page.screenshot(path=SCREENSHOTS / "admin.png", full_page=True)
+
+    # Three other patients are already waiting, so the queue has an order to show.
+    async with aiohttp.ClientSession() as http:
+        for index, (name, description, site) in enumerate([
+                ("Jon Berg", "Scaly patch on my scalp, flaking for months.", "scalp"),
+                ("Ines Duarte", "New mole on my shoulder that looks uneven.", "back"),
+                ("Kofi Mensah", "Small bump on my nose that has been bleeding.", "face")]):
+            other = await register(http, app_server, "patient", name)
+            await api_consultation(http, app_server, other, description, site,
+                                   lesion_photo(tmp_path / f"other-{index}.jpg", 11 + index))
+
+    # The patient, on a phone: signs up and opens a consultation with a photo of the lesion.
+    _, patient_page = await new_page(browser, PHONE, errors)
+    await sign_up(patient_page, url, "/", "Asha Patel", patient_email)
+    await expect(patient_page.locator("#view-home")).to_be_visible()
+    case_id = await open_consultation(patient_page, "A mole on my back that has grown and darkened since summer.",
+                                      "back", lesion_photo(tmp_path / "asha.jpg", 1))
+    await expect(patient_page.locator("#case-status")).to_have_text("Waiting for a doctor")
+    await expect(patient_page.locator("#case-facts")).to_contain_text("Place in queue")
+    if CLASSIFIER_SHIPPED:
+        await expect(patient_page.locator("#case-triage .band")).not_to_have_text("Awaiting score", timeout=90_000)
+    await expect(patient_page.locator("#case-triage")).to_contain_text("Screening aid, not a diagnosis")
+
+    # The doctor, approved now, sees the four cases in the server's order, scores and bands shown.
+    await doctor_page.get_by_role("button", name="Check again").click()
+    await expect(doctor_page.locator("#view-console")).to_be_visible()
+    async with aiohttp.ClientSession() as http:
+        tokens = await api(http, "POST", f"{url}/api/v1/auth/login", json={"email": doctor_email, "password": PASSWORD})
+        queue = await wait_until_scored(http, app_server, tokens["access_token"], 4)
+    items = doctor_page.locator("#queue-list .queue-item")
+    await expect(items).to_have_count(4)
+    if CLASSIFIER_SHIPPED:
+        await expect(doctor_page.locator("#queue-list")).not_to_contain_text("Awaiting score")
+    assert [await item.get_attribute("data-id") for item in await items.all()] == \
+        [entry["consultation_id"] for entry in queue]
+    rank = {"urgent": 0, "soon": 1, "routine": 2}
+    bands = [rank[entry["effective_band"]] for entry in queue]
+    assert bands == sorted(bands)
+    await expect(doctor_page.locator("#queue-list .thumb[src^='blob:']")).to_have_count(4)
+    await doctor_page.screenshot(path=SCREENSHOTS / "console-queue.png", full_page=True)
+
+    # The doctor takes this case; both sides see it move.
+    await doctor_page.locator(f'.queue-item[data-id="{case_id}"]').get_by_role("button", name="Take this one").click()
+    await expect(items).to_have_count(3)
+    await expect(doctor_page.locator("#capacity")).to_have_text("1/3")
+    await expect(patient_page.locator("#case-status")).to_have_text("With a doctor")
+
+    # Chat both ways: typing indicator, delivery and read ticks.
+    await doctor_page.locator(".composer textarea").press_sequentially("Hello Asha")
+    await expect(patient_page.locator(".typing")).to_have_text("The doctor is typing…")
+    await doctor_page.locator(".composer textarea").fill("Hello Asha, I am Dr Okafor. Has it itched or bled?")
+    await doctor_page.locator(".composer button[type=submit]").click()
+    await expect(bubble(patient_page, "I am Dr Okafor")).to_have_count(1)
+    await send_chat(patient_page, "It itches a little, it has never bled.")
+    await expect(bubble(doctor_page, "never bled")).to_have_count(1)
+    await expect(bubble(patient_page, "never bled")).to_have_attribute("data-state", "read")
+    await expect(bubble(doctor_page, "I am Dr Okafor")).to_have_attribute("data-state", "read")
+
+    # A follow-up: the doctor proposes a video slot, the patient confirms it, both see it.
+    await doctor_page.get_by_label("Link or address").fill("https://meet.example.org/skindoc-follow-up")
+    await doctor_page.get_by_role("button", name="Propose").click()
+    await expect(patient_page.locator("#case-appointments")).to_contain_text("Your doctor proposes a follow-up")
+    await patient_page.get_by_role("button", name="Confirm this time").click()
+    await expect(patient_page.locator("#case-appointments")).to_contain_text("Confirmed")
+    await expect(doctor_page.locator(".case-panel")).to_contain_text("Confirmed by the patient")
+    await patient_page.screenshot(path=SCREENSHOTS / "patient-case.png", full_page=True)
+    await doctor_page.screenshot(path=SCREENSHOTS / "console-case.png", full_page=True)
+
+    # The doctor resolves the case; the patient reads the outcome; the chat stays readable.
+    await doctor_page.get_by_label("Outcome").select_option("monitor")
+    await doctor_page.get_by_label("Note for the patient").fill("Photograph it monthly; come back if it changes.")
+    await doctor_page.get_by_role("button", name="Resolve").click()
+    await expect(doctor_page.locator("#no-cases")).to_be_visible()
+    await expect(doctor_page.locator("#capacity")).to_have_text("0/3")
+    await expect(patient_page.locator("#case-status")).to_have_text("Resolved")
+    await expect(patient_page.locator("#case-outcome")).to_contain_text("Keep an eye on it")
+    await expect(patient_page.locator("#case-outcome")).to_contain_text("Photograph it monthly")
+    await expect(patient_page.locator(".composer")).to_be_hidden()
+    await expect(bubble(patient_page, "never bled")).to_have_count(1)
+    await patient_page.screenshot(path=SCREENSHOTS / "patient-resolved.png", full_page=True)
+
+    # Both histories keep it.
+    await patient_page.get_by_role("button", name="All consultations").click()
+    await expect(patient_page.locator("#consultation-list li")).to_have_count(1)
+    await expect(patient_page.locator("#consultation-list")).to_contain_text("Resolved")
+    await expect(patient_page.locator("#appointment-list")).to_contain_text("Confirmed")
     assert errors == []

@@ -133,7 +133,9 @@ OIDC_DISCOVERY_TIMEOUT_S = 5
 
 def page_config(settings: Settings, oidc_authorization_endpoint: str | None) -> dict[str, Any]:
     """What the browser needs to know before its first API call: the photo limits and how to sign in."""
-    config: dict[str, Any] = {}
+    triage = settings.triage
+    config: dict[str, Any] = {"photos": {"min_side": triage.min_side, "max_upload_bytes": triage.max_upload_bytes,
+                                         "max_photos": triage.max_photos_per_consultation}}
     if oidc_authorization_endpoint and settings.auth.oidc_client_id:
         config["oidc"] = {"authorization_endpoint": oidc_authorization_endpoint,
                           "client_id": settings.auth.oidc_client_id}

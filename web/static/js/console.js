@@ -38,6 +38,7 @@ async function signedIn() {
     showOnly('.view', $('#view-pending'));
     return;
   }
+  $('#still-pending').hidden = true;
   showOnly('.view', $('#view-console'));
   $('#doctor-controls').hidden = false;
   realtime.start();
@@ -89,11 +90,15 @@ function renderQueue(queue) {
     return h('li', { class: 'queue-item', dataset: { id: entry.consultation_id } },
       thumb,
       h('div', { class: 'grow' },
-        h('div', {}, words.bandChip(entry.effective_band || entry.urgency, entry.awaiting_score), ' ',
-          h('strong', {}, entry.awaiting_score ? 'score pending' : `score ${words.percent(entry.p_malignant)}`)),
-        h('div', { class: 'title' }, `${words.BODY_SITES[entry.body_site] || entry.body_site}: ${entry.description.slice(0, 90)}`),
-        h('div', { class: 'meta' }, `Waiting ${words.duration(entry.waiting_seconds)} · ${words.symptomList(entry.symptoms)}`)),
-      h('button', { type: 'button', class: 'small', disabled: full, onclick: () => take(entry.consultation_id) }, 'Take this one'));
+        h('div', { class: 'queue-head' },
+          words.bandChip(entry.effective_band || entry.urgency, entry.awaiting_score),
+          entry.awaiting_score ? null : h('strong', { class: 'score' }, words.percent(entry.p_malignant)),
+          h('span', { class: 'meta' }, `waiting ${words.duration(entry.waiting_seconds)}`)),
+        h('div', { class: 'queue-title' }, h('strong', {}, `${words.BODY_SITES[entry.body_site] || entry.body_site}: `),
+          entry.description),
+        h('div', { class: 'meta' }, words.symptomList(entry.symptoms)),
+        h('button', { type: 'button', class: 'small', disabled: full, onclick: () => take(entry.consultation_id) },
+          'Take this one')));
   }));
 }
 
@@ -133,7 +138,8 @@ function openCase(consultation, select = false) {
     buildCasePanel(entry);
   }
   entry.consultation = consultation;
-  entry.tab.textContent = `${words.BODY_SITES[consultation.body_site] || consultation.body_site} · ${(consultation.urgency || 'routine')}`;
+  const band = consultation.awaiting_score ? 'awaiting score' : consultation.urgency;
+  entry.tab.textContent = `${words.BODY_SITES[consultation.body_site] || consultation.body_site} · ${band}`;
   renderCaseHeader(entry);
   $('#no-cases').hidden = true;
   if (select || !selectedCaseId) selectCase(consultation.id);
@@ -176,9 +182,10 @@ function buildCasePanel(entry) {
     h('div', { class: 'case-grid' },
       h('div', {}, h('h3', {}, 'Photos'), entry.viewer),
       h('div', {}, h('h3', {}, 'Chat with the patient'), chatBox)),
+    h('div', {}, h('h3', {}, 'Follow-up appointment'), appointmentForm(entry)),
     h('div', { class: 'case-grid' },
-      h('div', {}, h('h3', {}, 'Follow-up appointment'), appointmentForm(entry)),
-      h('div', {}, h('h3', {}, 'Close or hand over'), resolveForm(entry), transferForm(entry))));
+      h('div', {}, h('h3', {}, 'Resolve'), resolveForm(entry)),
+      h('div', {}, h('h3', {}, 'Hand over'), transferForm(entry))));
   entry.chat = new ChatView({ realtime, session, consultationId: consultation.id, container: chatBox,
     otherLabel: 'The patient', writable: true });
   loadPhotos(entry);
@@ -191,7 +198,7 @@ function renderCaseHeader(entry) {
     h('div', { class: 'heading-row' },
       h('h2', {}, `${words.BODY_SITES[c.body_site] || c.body_site}`),
       h('span', {}, words.bandChip(c.urgency, c.awaiting_score), ' ',
-        h('strong', {}, c.awaiting_score ? 'score pending' : `p(malignant) ${words.percent(c.p_malignant)}`))),
+        c.awaiting_score ? null : h('strong', {}, `p(malignant) ${words.percent(c.p_malignant)}`))),
     h('p', { class: 'screening-aid' }, `Screening aid, not a diagnosis. Model ${c.model_version || '—'}.`),
     h('p', { class: 'title' }, c.description),
     h('dl', { class: 'facts' },
@@ -264,7 +271,7 @@ function appointmentForm(entry) {
   const slots = h('div', {}, slotRow());
   entry.appointments = h('div');
   const form = h('form', { novalidate: true },
-    entry.appointments, slots,
+    entry.appointments, h('p', { class: 'muted small' }, 'Offer the patient one or more times:'), slots,
     h('p', { class: 'form-error', role: 'alert', hidden: true }),
     h('div', { class: 'actions' },
       h('button', { type: 'button', onclick: () => slots.append(slotRow()) }, 'Add another time'),
@@ -391,6 +398,12 @@ realtime.on('appointment:updated', ({ appointment }) => {
 
 $('#availability').addEventListener('change', setAvailability);
 $('#take-next').addEventListener('click', () => take(null));
+$('#check-approval').addEventListener('click', async () => {
+  // New tokens carry the account's current status.
+  await session.refresh();
+  await signedIn();
+  $('#still-pending').hidden = !$('#view-pending').offsetParent;
+});
 $('#sign-out').addEventListener('click', () => session.signOut());
 session.addEventListener('signedout', signedOut);
 setupSignIn(session, signedIn);

@@ -97,12 +97,20 @@ function resetNew() {
   showFormError($('#form-new'), null);
 }
 
-function photoTile(previewUrl, name) {
+function photoTile(previewUrl, name, onRemove) {
   const status = h('span', { class: 'status-line' }, 'Ready');
   const progress = h('progress', { max: 1, value: 0, 'aria-label': `Upload of ${name}` });
   const tile = h('div', { class: 'photo-tile' },
-    previewUrl ? h('img', { src: previewUrl, alt: `Preview of ${name}` }) : null, progress, h('div', {}, status));
+    previewUrl ? h('img', { src: previewUrl, alt: `Preview of ${name}` }) : h('p', { class: 'muted' }, name),
+    progress, h('div', {}, status),
+    h('button', { type: 'button', class: 'small link-button', onclick: onRemove, 'aria-label': `Remove ${name}` }, 'Remove'));
   return { tile, progress, status };
+}
+
+function removeDraftPhoto(photo) {
+  URL.revokeObjectURL(photo.previewUrl);
+  photo.tile.remove();
+  draftPhotos = draftPhotos.filter((other) => other !== photo);
 }
 
 async function addDraftPhotos(files) {
@@ -118,10 +126,11 @@ async function addDraftPhotos(files) {
         throw new Error(`${file.name} is too large (${Math.round(prepared.blob.size / 1048576)} MB); the limit is ${Math.round(limits.max_upload_bytes / 1048576)} MB.`);
       }
       const previewUrl = prepared.width ? URL.createObjectURL(prepared.blob) : null;
-      const parts = photoTile(previewUrl, file.name);
-      if (prepared.note) parts.status.textContent = `Ready (${prepared.note})`;
-      draftPhotos.push({ prepared, previewUrl, ...parts, done: false });
-      $('#new-photo-grid').append(parts.tile);
+      const photo = { prepared, previewUrl, done: false };
+      Object.assign(photo, photoTile(previewUrl, file.name, () => removeDraftPhoto(photo)));
+      if (prepared.note) photo.status.textContent = `Ready (${prepared.note})`;
+      draftPhotos.push(photo);
+      $('#new-photo-grid').append(photo.tile);
     } catch (error) {
       showFormError(form, error);
     }
@@ -134,12 +143,14 @@ async function uploadDraftPhotos(consultationId, bodySite) {
     photo.status.textContent = 'Uploading…';
     photo.status.className = '';
     try {
-      await uploadPhoto(session, consultationId, photo.prepared, { body_site: bodySite },
+      const reply = await uploadPhoto(session, consultationId, photo.prepared, { body_site: bodySite },
         (fraction) => { photo.progress.value = fraction; });
+      const warnings = reply.photos.flatMap((stored) => stored.warnings || []);
       photo.done = true;
       photo.progress.value = 1;
-      photo.status.textContent = 'Sent';
+      photo.status.textContent = ['Sent.', ...warnings].join(' ');
       photo.status.className = 'ok';
+      photo.tile.querySelector('button').remove();  // it is on the server now
     } catch (error) {
       failures += 1;
       photo.status.textContent = error.message;
@@ -166,7 +177,7 @@ async function submitNew(event) {
       }
       const failures = await uploadDraftPhotos(draftConsultationId, values.body_site);
       if (failures) {
-        throw new Error(`${failures} photo(s) did not upload. Your consultation is saved: press "Send to a doctor" to retry them, or remove them.`);
+        throw new Error(`${failures} photo(s) did not upload. Your consultation is saved: press "Send to a doctor" to try again, or remove them.`);
       }
       const id = draftConsultationId;
       resetNew();
