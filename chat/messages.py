@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import asyncpg
+
 from chat import store
 from chat.store import PendingMessage, StoredMessage
 from store.connections import Stores
@@ -64,11 +66,21 @@ class MessageWriter:
     async def _commit_one(self, item: tuple[PendingMessage, asyncio.Future]) -> None:
         message, future = item
         try:
-            async with self._stores.pool.acquire() as conn:
-                result = (await store.insert_messages_txn(conn, [message]))[0]
+            result = await self._store_alone(message)
         except Exception as exc:
             if not future.done():
                 future.set_exception(exc)
             return
         if not future.done():
             future.set_result(result)
+
+    async def _store_alone(self, message: PendingMessage) -> StoredMessage:
+        try:
+            return await self._insert(message)
+        except asyncpg.UniqueViolationError:
+            # The original of a retried send committed meanwhile: a second try finds it and acks it.
+            return await self._insert(message)
+
+    async def _insert(self, message: PendingMessage) -> StoredMessage:
+        async with self._stores.pool.acquire() as conn:
+            return (await store.insert_messages_txn(conn, [message]))[0]
