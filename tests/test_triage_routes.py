@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
+from tests import test_chat_support as cs
 from tests import test_triage_support as ti
 from web.app import SETTINGS, STORES, create_app
 
@@ -29,6 +30,12 @@ def form(*photos: bytes, body_site: str | None = "back", tag: str | None = None,
 
 def photos_url(consultation_id: uuid.UUID) -> str:
     return f"/api/v1/consultations/{consultation_id}/photos"
+
+
+@pytest.fixture
+async def client(aiohttp_client, settings):
+    """The app with a Socket.IO channel of its own: pub/sub is shared by every test run on this Redis."""
+    return await aiohttp_client(create_app(cs.chat_settings(settings)))
 
 
 @pytest.fixture
@@ -90,7 +97,7 @@ async def test_not_multipart_is_refused(client, db, case):
 
 
 async def test_body_over_the_cap_is_refused(aiohttp_client, settings, db):
-    small = replace(settings, triage=replace(settings.triage, max_upload_bytes=100_000))
+    small = replace(cs.chat_settings(settings), triage=replace(settings.triage, max_upload_bytes=100_000))
     client = await aiohttp_client(create_app(small))
     patient = await ti.account(client, "patient")
     consultation_id = await ti.consultation(client.app[STORES].pool, patient)

@@ -26,7 +26,8 @@ from web.app import SETTINGS, STORES, triage_hooks
 @pytest.fixture(scope="session")
 def classifier():
     """The shipped classifier (or SKINDOC_TRIAGE_MODEL_DIR's), every batch size compiled once."""
-    model = load_classifier(TriageConfig.from_env().model_dir)
+    config = TriageConfig.from_env()
+    model = load_classifier(config.model_dir, batch_sizes=config.batch_sizes)
     model.warmup()
     return model
 
@@ -255,7 +256,7 @@ async def test_rescore_with_a_new_model_version_moves_open_cases(node, classifie
     # A new model version: the shipped weights recalibrated with another temperature.
     model, metadata = checkpoint.load(TriageConfig.from_env().model_dir)
     new_metadata = checkpoint.save(tmp_path / "model", model, {**metadata, "temperature": metadata["temperature"] * 3})
-    new_classifier = load_classifier(tmp_path / "model")
+    new_classifier = load_classifier(tmp_path / "model", batch_sizes=classifier.batch_sizes)
     assert new_classifier.version != classifier.version
 
     hooks = triage_hooks(node.app[SETTINGS], QueueNotifier(node.app[SOCKETIO_SERVER]))

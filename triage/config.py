@@ -57,6 +57,17 @@ class TriageConfig:
     # Run a worker inside `skindoc serve` even when PostgreSQL and Redis are external.
     inprocess_worker: bool = False
 
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        """The batch sizes the classifier compiles: powers of two up to max_batch (and max_batch itself),
+        so a batch is padded by less than half and no compiled size goes unused."""
+        sizes = {self.max_batch}
+        size = 1
+        while size < self.max_batch:
+            sizes.add(size)
+            size *= 2
+        return tuple(sorted(sizes))
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "TriageConfig":
         env = os.environ if env is None else env

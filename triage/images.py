@@ -102,15 +102,16 @@ def _too_many_pixels(max_pixels: int) -> DomainError:
 
 
 def _to_srgb_rgb(image: Image.Image) -> Image.Image:
-    """RGB pixels in sRGB, with transparency flattened onto white; the result carries no metadata."""
+    """RGB pixels in sRGB, with transparency flattened onto white, holding no metadata."""
     icc = image.info.get("icc_profile")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
-        flattened = Image.new("RGB", rgba.size, (255, 255, 255))
-        flattened.paste(rgba, mask=rgba.getchannel("A"))
-        rgb = flattened
-    else:
+        rgb = Image.new("RGB", rgba.size, (255, 255, 255))
+        rgb.paste(rgba, mask=rgba.getchannel("A"))
+    elif image.mode != "RGB":
         rgb = image.convert("RGB")
+    else:
+        rgb = image
     if icc and image.mode in ("RGB", "RGBA"):
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
@@ -118,9 +119,19 @@ def _to_srgb_rgb(image: Image.Image) -> Image.Image:
         except (ImageCms.PyCMSError, OSError):
             # A broken embedded profile: keep the pixels as sRGB rather than refuse a usable photo.
             pass
-    clean = Image.new("RGB", rgb.size)
-    clean.paste(rgb)
-    return clean
+    # The JPEG encoder writes only the metadata it is handed; dropping what the image holds makes
+    # sure none (EXIF, GPS, XMP, ICC, comments) can be handed on by accident.
+    rgb.info = {}
+    return rgb
+
+
+def _thumbnail(image: Image.Image) -> Image.Image:
+    scale = THUMBNAIL_SIDE / max(image.size)
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    # reducing_gap: a cheap integer reduction first, then a filtered resize of the small image.
+    return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
 
 
 def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
@@ -138,13 +149,11 @@ def normalise_photo(data: bytes, *, max_pixels: int, min_side: int) -> Normalise
         raise _unsupported_type()
     image = _open_checked(data, fmt, max_pixels, min_side)
     try:
-        upright = ImageOps.exif_transpose(image)
-        rgb = _to_srgb_rgb(upright)
+        ImageOps.exif_transpose(image, in_place=True)
+        rgb = _to_srgb_rgb(image)
     except Exception as exc:  # a malformed EXIF block or an odd mode in bytes we do not control
         raise _corrupt(type(exc).__name__) from None
     stored = _encode_jpeg(rgb, STORED_JPEG_QUALITY)
-    thumb = rgb.copy()
-    thumb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
     width, height = rgb.size
     notes = []
     if max(width, height) < GUIDELINE_SIZE[0] or min(width, height) < GUIDELINE_SIZE[1]:
@@ -152,7 +161,7 @@ def normalise_photo(data: bytes, *, max_pixels: int, min_side: int) -> Normalise
                      "photos; a sharper, closer photo helps the doctor.")
     return NormalisedPhoto(
         image=stored,
-        thumbnail=_encode_jpeg(thumb, THUMBNAIL_JPEG_QUALITY),
+        thumbnail=_encode_jpeg(_thumbnail(rgb), THUMBNAIL_JPEG_QUALITY),
         sha256=hashlib.sha256(stored).hexdigest(),
         width=width,
         height=height,

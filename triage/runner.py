@@ -27,24 +27,24 @@ class TriageHooks:
     open_consultations: Callable[[asyncpg.Connection], Awaitable[list[uuid.UUID]]]
 
 
-def load_classifier(model_dir: Path | None) -> scoring.Classifier:
+def load_classifier(model_dir: Path | None, config: TriageConfig) -> scoring.Classifier:
     from jax_models.serving import load_classifier as load
 
-    return load(weights_dir=model_dir)
+    return load(weights_dir=model_dir, batch_sizes=config.batch_sizes)
 
 
 async def run_worker(pool: asyncpg.Pool, client: redis.Redis, config: TriageConfig, hooks: TriageHooks,
                      classifier: scoring.Classifier | None = None) -> None:
     """Loads the classifier (unless given; loading runs off the event loop), then consumes jobs until cancelled."""
-    classifier = classifier or await asyncio.to_thread(load_classifier, config.model_dir)
+    classifier = classifier or await asyncio.to_thread(load_classifier, config.model_dir, config)
     worker = TriageWorker(pool, client, classifier, config, on_scored=hooks.on_scored, notifier=hooks.notifier)
     await worker.run()
 
 
-async def rescore_open(pool: asyncpg.Pool, model_dir: Path,
+async def rescore_open(pool: asyncpg.Pool, model_dir: Path, config: TriageConfig,
                        hooks: TriageHooks) -> tuple[scoring.Classifier, list[ConsultationTriage]]:
     """Scores the open consultations' photos with the model in `model_dir`; returns it and what changed."""
-    classifier = await asyncio.to_thread(load_classifier, model_dir)
+    classifier = await asyncio.to_thread(load_classifier, model_dir, config)
     async with pool.acquire() as conn:
         open_ids = await hooks.open_consultations(conn)
     changed = await rescore.rescore_consultations(pool, classifier, open_ids, on_scored=hooks.on_scored,

@@ -166,17 +166,42 @@ async def mark_photo_failed(conn: asyncpg.Connection, photo_id: uuid.UUID, reaso
         photo_id, reason[:500])
 
 
-async def _summarise_consultation(conn: asyncpg.Connection, consultation_id: uuid.UUID, model_version: str,
-                                  severity: Sequence[str]) -> ConsultationTriage:
+async def _insert_scores(conn: asyncpg.Connection, scored: Sequence[PhotoResult]) -> set[uuid.UUID]:
+    """Inserts the scores not already written for their photo and model version; returns those photos."""
     rows = await conn.fetch(
-        """SELECT s.photo_id, s.urgency, s.p_malignant FROM triage_photo_scores s
-             JOIN triage_photos p ON p.id = s.photo_id
-            WHERE p.consultation_id = $1 AND s.model_version = $2""", consultation_id, model_version)
-    scores = [PhotoScore(r["photo_id"], r["urgency"], r["p_malignant"]) for r in rows]
-    top = deciding_photo(scores, severity)
-    summary = ConsultationTriage(consultation_id, top.urgency, top.p_malignant, model_version, top.photo_id,
-                                 len(scores))
-    await conn.execute(
+        """INSERT INTO triage_photo_scores
+               (photo_id, model_version, p_malignant, probabilities, dx, urgency, batch_size)
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::float8[], $4::jsonb[], $5::text[], $6::text[],
+                                $7::int[])
+           ON CONFLICT (photo_id, model_version) DO NOTHING RETURNING photo_id""",
+        [r.photo_id for r in scored], [r.model_version for r in scored], [r.p_malignant for r in scored],
+        [r.probabilities for r in scored], [r.dx for r in scored], [r.urgency for r in scored],
+        [r.batch_size for r in scored])
+    inserted = {row["photo_id"] for row in rows}
+    await conn.execute("UPDATE triage_photos SET status = 'scored', failure_reason = NULL WHERE id = ANY($1::uuid[])",
+                       list(inserted))
+    return inserted
+
+
+async def _summarise_consultations(conn: asyncpg.Connection, changed: dict[uuid.UUID, str],
+                                   severity: Sequence[str]) -> list[ConsultationTriage]:
+    """Each consultation's deciding photo under the model version that just scored it, stored."""
+    rows = await conn.fetch(
+        """SELECT p.consultation_id, s.photo_id, s.urgency, s.p_malignant
+             FROM unnest($1::uuid[], $2::text[]) AS c(consultation_id, model_version)
+             JOIN triage_photos p ON p.consultation_id = c.consultation_id
+             JOIN triage_photo_scores s ON s.photo_id = p.id AND s.model_version = c.model_version""",
+        list(changed), list(changed.values()))
+    scores: dict[uuid.UUID, list[PhotoScore]] = {}
+    for row in rows:
+        scores.setdefault(row["consultation_id"], []).append(
+            PhotoScore(row["photo_id"], row["urgency"], row["p_malignant"]))
+    summaries = []
+    for consultation_id, model_version in changed.items():
+        top = deciding_photo(scores[consultation_id], severity)
+        summaries.append(ConsultationTriage(consultation_id, top.urgency, top.p_malignant, model_version,
+                                            top.photo_id, len(scores[consultation_id])))
+    await conn.executemany(
         """INSERT INTO triage_consultation_scores
                (consultation_id, photo_id, model_version, urgency, p_malignant, scored_photos)
            VALUES ($1, $2, $3, $4, $5, $6)
@@ -184,8 +209,9 @@ async def _summarise_consultation(conn: asyncpg.Connection, consultation_id: uui
               SET photo_id = excluded.photo_id, model_version = excluded.model_version,
                   urgency = excluded.urgency, p_malignant = excluded.p_malignant,
                   scored_photos = excluded.scored_photos, updated_at = now()""",
-        consultation_id, top.photo_id, model_version, top.urgency, top.p_malignant, len(scores))
-    return summary
+        [(t.consultation_id, t.photo_id, t.model_version, t.urgency, t.p_malignant, t.scored_photos)
+         for t in summaries])
+    return summaries
 
 
 async def record_results_txn(conn: asyncpg.Connection, results: Sequence[PhotoResult], severity: Sequence[str],
@@ -194,32 +220,23 @@ async def record_results_txn(conn: asyncpg.Connection, results: Sequence[PhotoRe
     that gained a score and hands the summary to `on_scored` in the same transaction.
 
     Returns the summaries that changed; a result already written by another worker changes nothing.
+    The callbacks come last: they may take locks (chat's audit chain) that are best held briefly.
     """
-    changed: dict[uuid.UUID, str] = {}
     async with conn.transaction():
-        for consultation_id in sorted({r.consultation_id for r in results}):
-            await _lock_consultation(conn, consultation_id)
+        # One statement, in a fixed order, so that two workers' batches cannot deadlock.
+        await conn.execute(
+            """SELECT pg_advisory_xact_lock($1, hashtext(c::text))
+                 FROM (SELECT DISTINCT unnest($2::uuid[]) AS c ORDER BY 1) ordered""",
+            _CONSULTATION_LOCK_SPACE, [r.consultation_id for r in results])
         for result in results:
             if result.failure is not None:
                 await mark_photo_failed(conn, result.photo_id, result.failure)
-                continue
-            inserted = await conn.fetchval(
-                """INSERT INTO triage_photo_scores
-                       (photo_id, model_version, p_malignant, probabilities, dx, urgency, batch_size)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7)
-                   ON CONFLICT (photo_id, model_version) DO NOTHING RETURNING true""",
-                result.photo_id, result.model_version, result.p_malignant, result.probabilities, result.dx,
-                result.urgency, result.batch_size)
-            if inserted:
-                await conn.execute(
-                    "UPDATE triage_photos SET status = 'scored', failure_reason = NULL WHERE id = $1",
-                    result.photo_id)
-                changed[result.consultation_id] = result.model_version
-        summaries = []
-        for consultation_id, model_version in changed.items():
-            summary = await _summarise_consultation(conn, consultation_id, model_version, severity)
-            await on_scored(conn, consultation_id, summary)
-            summaries.append(summary)
+        scored = [r for r in results if r.failure is None]
+        inserted = await _insert_scores(conn, scored) if scored else set()
+        changed = {r.consultation_id: r.model_version for r in scored if r.photo_id in inserted}
+        summaries = await _summarise_consultations(conn, changed, severity) if changed else []
+        for summary in summaries:
+            await on_scored(conn, summary.consultation_id, summary)
     return summaries
 
 

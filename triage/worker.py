@@ -126,10 +126,16 @@ class TriageWorker:
 
     async def process(self, batch: Sequence[jobs.Job]) -> None:
         """Scores a batch, writes it, then acknowledges it; a crash before the ack leaves it to be claimed."""
+        started = time.perf_counter()
         to_score, failures = await self._load(batch)
+        loaded = time.perf_counter()
         results = failures + await scoring.predict_photos(self.classifier, to_score)
+        predicted = time.perf_counter()
         changed = await scoring.write_results(self.pool, self.classifier, results, self.on_scored)
         await jobs.acknowledge(self.redis, self.config.stream, self.config.group, [job.entry_id for job in batch])
+        log.debug("triage batch", extra={"jobs": len(batch), "load_ms": round((loaded - started) * 1000),
+                                         "model_ms": round((predicted - loaded) * 1000),
+                                         "write_ms": round((time.perf_counter() - predicted) * 1000)})
         scored_ids = {r.photo_id for r in results if r.failure is None}
         for result in results:
             if result.failure is None:

@@ -1,0 +1,281 @@
+"""Triage pipeline benchmark: concurrent photo uploads over HTTP for a bounded time, scored by a separate worker.
+
+Runs the whole system twice on a fresh database each time, as deployed: `skindoc serve` and
+`skindoc worker` processes on the machine's PostgreSQL and Redis, once with batching (the
+worker's SKINDOC_TRIAGE_MAX_BATCH) and once without (batch size 1). Prints accepted uploads/s,
+upload-to-score latency p50/p99 (from the database clock: photo stored → score committed),
+the batch-size histogram and the ratio of scoring throughputs.
+
+    .venv/bin/python bench/triage_pipeline.py --seconds 20 --concurrency 16
+
+Photos are 1280x960 JPEGs, the size the patient page downscales to before uploading.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import io
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+from PIL import Image, ImageDraw
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.live_server import LiveServer, start_server  # noqa: E402
+
+PASSWORD = "bench passphrase not for production 7"
+SYMPTOMS = {"changed_size": True, "changed_shape": False, "changed_colour": True, "bleeding": False,
+            "itching": False, "duration": "weeks"}
+
+
+@dataclass
+class RunResult:
+    mode: str
+    seconds: float
+    accepted: int = 0
+    refused: collections.Counter = field(default_factory=collections.Counter)
+    upload_ms: list[float] = field(default_factory=list)
+    score_latency_ms: list[float] = field(default_factory=list)
+    scored_in_window: int = 0
+    unscored: int = 0
+    batch_photos: collections.Counter = field(default_factory=collections.Counter)
+
+
+def photo_bytes(client: int, index: int) -> bytes:
+    """A distinct 1280x960 JPEG per (client, index), so no upload is a duplicate of another."""
+    image = Image.new("RGB", (1280, 960), (215 - client % 30, 168, 142 + index % 40))
+    draw = ImageDraw.Draw(image)
+    x, y = 400 + (index * 7) % 300, 300 + (client * 11) % 200
+    draw.ellipse((x, y, x + 260 + index % 50, y + 200), fill=(90 + index % 60, 55, 40))
+    draw.text((10, 10), f"{client}-{index}", fill=(0, 0, 0))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def create_database(admin_url: str) -> str:
+    name = f"skindoc_bench_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return name
+
+
+async def drop_database(admin_url: str, name: str) -> None:
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def start_worker(env: dict[str, str], log_path: Path, timeout: float = 180.0) -> subprocess.Popen:
+    """`skindoc worker`, once it has compiled every batch size and joined the consumer group."""
+    log = open(log_path, "ab")
+    process = subprocess.Popen([sys.executable, "-m", "web.cli", "worker"], env={**os.environ, **env},
+                               stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited: {log_path.read_text()[-3000:]}")
+        if b"triage worker ready" in log_path.read_bytes():
+            return process
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"worker not ready in {timeout}s: {log_path.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def open_cases(session: aiohttp.ClientSession, base: str, count: int) -> list[tuple[str, str]]:
+    """(access token, consultation id) for `count` patients, one open consultation each."""
+    cases = []
+    for _ in range(count):
+        email = f"bench-{secrets.token_hex(5)}@example.org"
+        async with session.post(f"{base}/api/v1/auth/register",
+                                json={"email": email, "password": PASSWORD, "name": "Bench patient"}) as r:
+            assert r.status == 201, await r.text()
+        async with session.post(f"{base}/api/v1/auth/login", json={"email": email, "password": PASSWORD}) as r:
+            token = (await r.json())["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        async with session.post(f"{base}/api/v1/consultations", headers=headers,
+                                json={"description": "bench", "body_site": "back", "symptoms": SYMPTOMS}) as r:
+            assert r.status == 201, await r.text()
+            cases.append((token, (await r.json())["id"]))
+    return cases
+
+
+async def upload_for(session: aiohttp.ClientSession, base: str, client: int, token: str, consultation_id: str,
+                     photos: list[bytes], deadline: float, result: RunResult) -> None:
+    url = f"{base}/api/v1/consultations/{consultation_id}/photos"
+    headers = {"Authorization": f"Bearer {token}"}
+    index = 0
+    while time.monotonic() < deadline:
+        data = aiohttp.FormData(default_to_multipart=True)
+        data.add_field("body_site", "back")
+        data.add_field("photo", photos[index % len(photos)], filename="lesion.jpg", content_type="image/jpeg")
+        index += 1
+        started = time.perf_counter()
+        async with session.post(url, data=data, headers=headers) as response:
+            body = await response.json()
+        if response.status == 201 and not body["photos"][0]["duplicate"]:
+            result.accepted += 1
+            result.upload_ms.append((time.perf_counter() - started) * 1000)
+        else:
+            result.refused[body.get("code", str(response.status))] += 1
+
+
+async def measure(db_url: str, result: RunResult, window: tuple[float, float], drain_s: float) -> None:
+    """Waits for the backlog to drain, then reads latencies and batch sizes from the database."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        deadline = time.monotonic() + drain_s
+        while time.monotonic() < deadline:
+            if not await conn.fetchval("SELECT count(*) FROM triage_photos WHERE status = 'pending'"):
+                break
+            await asyncio.sleep(0.5)
+        rows = await conn.fetch(
+            """SELECT extract(epoch FROM s.scored_at - p.created_at) * 1000 AS latency_ms, s.batch_size,
+                      extract(epoch FROM s.scored_at) AS scored_epoch
+                 FROM triage_photos p JOIN triage_photo_scores s ON s.photo_id = p.id""")
+        result.unscored = await conn.fetchval("SELECT count(*) FROM triage_photos WHERE status <> 'scored'")
+    finally:
+        await conn.close()
+    start, end = window
+    for row in rows:
+        result.score_latency_ms.append(float(row["latency_ms"]))
+        result.batch_photos[row["batch_size"]] += 1
+        if start <= float(row["scored_epoch"]) <= end:
+            result.scored_in_window += 1
+
+
+async def run(mode: str, max_batch: int, args: argparse.Namespace, workdir: Path) -> RunResult:
+    name = await create_database(args.database_url)
+    db_url = with_database(args.database_url, name)
+    tag = secrets.token_hex(4)
+    env = {
+        "SKINDOC_DATABASE_URL": db_url,
+        "SKINDOC_REDIS_URL": args.redis_url,
+        "SKINDOC_DATA_DIR": str(workdir / "var"),
+        "SKINDOC_TRIAGE_STREAM": f"bench:triage:{tag}",
+        "SKINDOC_SOCKETIO_CHANNEL": f"bench-socketio-{tag}",
+        "SKINDOC_TRIAGE_MAX_BATCH": str(max_batch),
+        # One consultation per simulated client keeps uploading for the whole run.
+        "SKINDOC_TRIAGE_MAX_PHOTOS": "100000",
+        "SKINDOC_ARGON2_TIME_COST": "1",
+        "SKINDOC_ARGON2_MEMORY_KIB": "1024",
+        "SKINDOC_LOG_LEVEL": "WARNING",
+        "SKINDOC_INPROCESS_WORKER": "false",
+    }
+    if args.model:
+        env["SKINDOC_TRIAGE_MODEL_DIR"] = str(args.model)
+    server: LiveServer | None = None
+    worker: subprocess.Popen | None = None
+    try:
+        server = start_server(env, workdir / f"serve-{mode}.log")
+        worker = start_worker({**env, "SKINDOC_LOG_LEVEL": args.worker_log_level}, workdir / f"worker-{mode}.log")
+        result = RunResult(mode, args.seconds)
+        connector = aiohttp.TCPConnector(limit=args.concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            cases = await open_cases(session, server.url, args.concurrency)
+            per_client = int(args.seconds * 100 / args.concurrency) + 20
+            photos = [[photo_bytes(c, i) for i in range(per_client)] for c in range(args.concurrency)]
+            start = time.time()
+            deadline = time.monotonic() + args.seconds
+            await asyncio.gather(*(upload_for(session, server.url, c, token, cid, photos[c], deadline, result)
+                                   for c, (token, cid) in enumerate(cases)))
+            end = time.time()
+        result.seconds = end - start
+        await measure(db_url, result, (start, end), args.drain_seconds)
+        return result
+    finally:
+        if worker is not None:
+            stop(worker)
+        if server is not None:
+            server.stop()
+        await drop_database(args.database_url, name)
+
+
+def report(result: RunResult) -> None:
+    calls = {size: photos // size for size, photos in sorted(result.batch_photos.items())}
+    print(f"\n== {result.mode} ==")
+    print(f"accepted uploads      {result.accepted} in {result.seconds:.1f} s = {result.accepted / result.seconds:.1f}/s"
+          + (f"  (refused: {dict(result.refused)})" if result.refused else ""))
+    print(f"upload request        p50 {percentile(result.upload_ms, 0.5):.0f} ms, "
+          f"p99 {percentile(result.upload_ms, 0.99):.0f} ms")
+    print(f"scored during load    {result.scored_in_window / result.seconds:.1f} photos/s")
+    print(f"upload-to-score       p50 {percentile(result.score_latency_ms, 0.5):.0f} ms, "
+          f"p99 {percentile(result.score_latency_ms, 0.99):.0f} ms, max {max(result.score_latency_ms, default=0):.0f} ms"
+          f"  ({len(result.score_latency_ms)} scored, {result.unscored} not scored after draining)")
+    print("model calls by batch  " + ", ".join(f"{size}: {n}" for size, n in calls.items()))
+    if calls:
+        print(f"mean batch            {sum(result.batch_photos.values()) / sum(calls.values()):.1f} photos per model call")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="load duration per run")
+    parser.add_argument("--concurrency", type=int, default=16, help="simultaneous uploading clients")
+    parser.add_argument("--max-batch", type=int, default=32, help="the batched run's SKINDOC_TRIAGE_MAX_BATCH")
+    parser.add_argument("--drain-seconds", type=float, default=120.0, help="how long to wait for the backlog")
+    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
+                        help="a PostgreSQL admin URL: each run creates and drops its own database")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/3")
+    parser.add_argument("--model", type=Path, help="model folder (default: the shipped weights)")
+    parser.add_argument("--worker-log-level", default="INFO", help="DEBUG logs each batch's timings")
+    parser.add_argument("--keep-logs", type=Path, help="copy the server and worker logs into this folder")
+    parser.add_argument("--only", choices=("batched", "unbatched"), help="run one mode only")
+    args = parser.parse_args()
+    os.chdir(REPO)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="skindoc-bench-") as tmp:
+        for mode, max_batch in (("batched", args.max_batch), ("unbatched", 1)):
+            if args.only and args.only != mode:
+                continue
+            results.append(await run(mode, max_batch, args, Path(tmp)))
+            report(results[-1])
+        if args.keep_logs:
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            for log in Path(tmp).glob("*.log"):
+                (args.keep_logs / log.name).write_bytes(log.read_bytes())
+    if len(results) == 2 and results[1].scored_in_window:
+        ratio = results[0].scored_in_window / results[1].scored_in_window
+        print(f"\nbatched / unbatched scoring throughput under load: {ratio:.1f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
