@@ -93,7 +93,8 @@ def cmd_rescore(args: argparse.Namespace, settings: Settings) -> int:
         notifier = (QueueNotifier.write_only(settings.redis_url, settings.chat.socketio_channel)
                     if settings.redis_url else None)
         try:
-            classifier, changed = await rescore_open(stores.pool, args.model, triage_hooks(settings, notifier))
+            classifier, changed = await rescore_open(stores.pool, args.model, settings.triage,
+                                                     triage_hooks(settings, notifier))
         finally:
             if notifier is not None:
                 await notifier.close()
