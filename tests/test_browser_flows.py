@@ -68,8 +68,9 @@ class AppServer:
         return result.stdout
 
 
-def server_env(settings, *, worker: bool) -> dict[str, str]:
+def server_env(settings, *, worker: bool, **extra: str) -> dict[str, str]:
     return {
+        **extra,
         "SKINDOC_DATABASE_URL": settings.database_url,
         "SKINDOC_REDIS_URL": settings.redis_url,
         "SKINDOC_DATA_DIR": str(settings.data_dir),
@@ -95,6 +96,14 @@ def app_server(settings, tmp_path):
 def chat_server(settings, tmp_path):
     """Without the triage worker, so a restart takes a second rather than a model compilation."""
     server = AppServer(server_env(settings, worker=False), tmp_path / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def short_token_server(settings, tmp_path):
+    """Access tokens that live four seconds, so a test sees several renewals."""
+    server = AppServer(server_env(settings, worker=False, SKINDOC_ACCESS_TOKEN_TTL_S="4"), tmp_path / "server.log")
     yield server
     server.stop()
 
@@ -495,4 +504,28 @@ async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_ser
     await expect(patient_page.locator("#consultation-list li")).to_have_count(1)
     await expect(patient_page.locator("#consultation-list")).to_contain_text("Resolved")
     await expect(patient_page.locator("#appointment-list")).to_contain_text("Confirmed")
+    assert errors == []
+
+
+async def test_expiring_tokens_are_renewed_without_the_user_noticing(short_token_server, browser, tmp_path):
+    errors: list[str] = []
+    patient, doctor, case_id = await active_case(short_token_server, tmp_path)
+    patient_page, doctor_page = await open_both(browser, short_token_server, patient, doctor, case_id, errors)
+    watch_banner = """() => {
+        window.__bannerShown = 0;
+        new MutationObserver(() => { if (!document.querySelector('#reconnecting').hidden) window.__bannerShown++; })
+            .observe(document.querySelector('#reconnecting'), { attributes: true });
+    }"""
+    for page in (patient_page, doctor_page):
+        await page.evaluate(watch_banner)
+    await patient_page.wait_for_timeout(9_000)  # two lifetimes of the first access token
+    await send_chat(patient_page, "Still there?")
+    await expect(bubble(doctor_page, "Still there?")).to_have_count(1)
+    await send_chat(doctor_page, "Yes, still here.")
+    await expect(bubble(patient_page, "Yes, still here.")).to_have_count(1)
+    await patient_page.get_by_role("button", name="All consultations").click()  # HTTP with a renewed token
+    await expect(patient_page.locator("#consultation-list li")).to_have_count(1)
+    for page in (patient_page, doctor_page):
+        assert await page.evaluate("window.__bannerShown") == 0
+        await expect(page.locator("#sign-out")).to_be_visible()
     assert errors == []

@@ -16,12 +16,18 @@ let currentCase = null;  // { id, consultation, chat }
 // ---- routing: #/ (home), #/new, #/case/<id> ----
 
 function route() {
+  $('#page-error').hidden = true;
   if (!session.signedIn) return showSignIn();
   const [, page, id] = location.hash.split('/');
   if (page !== 'case') leaveCase();
-  if (page === 'new') return showNew();
-  if (page === 'case' && id) return showCase(id);
-  return showHome();
+  const shown = page === 'new' ? showNew() : page === 'case' && id ? showCase(id) : showHome();
+  return Promise.resolve(shown).catch(showPageError);
+}
+
+function showPageError(error) {
+  const box = $('#page-error');
+  box.textContent = error.message;
+  box.hidden = false;
 }
 
 function go(hash) {
@@ -205,7 +211,7 @@ async function showCase(id) {
   const consultation = await session.get(`/api/v1/consultations/${id}`);
   renderCase(consultation);
   renderPhotos(id);
-  renderAppointments(id);
+  renderAppointments(id).catch(showPageError);
 }
 
 function renderCase(consultation) {
@@ -326,10 +332,10 @@ realtime.on('queue:position', (event) => {
   renderCase({ ...consultation, queue: { position: event.position, estimated_wait_seconds: event.estimated_wait_seconds } });
 });
 realtime.on('appointment:updated', ({ appointment }) => {
-  if (currentCase && currentCase.id === appointment.consultation_id) renderAppointments(appointment.consultation_id);
+  if (currentCase && currentCase.id === appointment.consultation_id) renderAppointments(appointment.consultation_id).catch(showPageError);
 });
 // After a network drop, refetch the case: its state may have moved while we were away.
-realtime.onResync(() => { if (currentCase) showCase(currentCase.id).catch(() => {}); });
+realtime.onResync(() => { if (currentCase) showCase(currentCase.id).catch(showPageError); });
 
 // ---- start ----
 
@@ -352,9 +358,9 @@ $('#case-photos').addEventListener('change', async (event) => {
   }
   renderPhotos(id);
 });
-$('#case-cancel').addEventListener('click', async () => {
+$('#case-cancel').addEventListener('click', () => {
   if (!confirm('Cancel this consultation? A doctor will no longer see it.')) return;
-  renderCase(await session.post(`/api/v1/consultations/${currentCase.id}/cancel`, {}));
+  session.post(`/api/v1/consultations/${currentCase.id}/cancel`, {}).then(renderCase).catch(showPageError);
 });
 $('#sign-out').addEventListener('click', async () => {
   realtime.stop();

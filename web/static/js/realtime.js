@@ -5,7 +5,7 @@ import { io } from '/static/vendor/socket.io.esm.min.js';
 import { ApiError } from './api.js';
 
 const ACK_TIMEOUT_MS = 10000;
-const AUTH_ERROR_CODES = new Set(['token_expired', 'invalid_token', 'unauthorized', 'signed_out']);
+const AUTH_ERROR_CODES = new Set(['token_missing', 'token_invalid', 'token_expired']);
 
 export class Realtime {
   constructor(session, banner) {
@@ -25,6 +25,10 @@ export class Realtime {
     this.socket.on('connect', () => this.connected());
     this.socket.on('disconnect', (reason) => this.disconnected(reason));
     this.socket.on('connect_error', (error) => this.refused(error));
+    // Renewed tokens go to the open connection too, so the server never has to cut it for expiry.
+    session.addEventListener('tokens', () => {
+      if (this.socket.connected) this.call('session:refresh', { token: session.accessToken }).catch(() => {});
+    });
   }
 
   start() { this.socket.connect(); }
@@ -76,7 +80,7 @@ export class Realtime {
     if (this.everConnected) this.showBanner(true);
     const code = error.data && error.data.code;
     // A refusal by the server is final for socket.io-client; a network failure retries by itself.
-    if (!this.socket.active) this.reauthenticate(AUTH_ERROR_CODES.has(code));
+    if (!this.socket.active && code !== 'account_pending') this.reauthenticate(AUTH_ERROR_CODES.has(code));
   }
 
   async reauthenticate(needsNewToken = true) {
