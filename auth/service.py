@@ -122,7 +122,7 @@ class AuthService:
             user = await store.get_user_by_id(conn, principal.user_id)
         if user is None:
             raise invalid_token("The account behind this token no longer exists.")
-        new_hash = await self._checked_new_password_hash(user, current_password, new_password)
+        new_hash = await self._checked_new_password_hash(user, current_password, new_password, origin)
         async with self._stores.pool.acquire() as conn, conn.transaction():
             if name is not None and name != user.display_name:
                 await store.set_display_name(conn, user.id, name)
@@ -141,7 +141,7 @@ class AuthService:
         return updated
 
     async def _checked_new_password_hash(self, user: store.User, current_password: str | None,
-                                         new_password: str | None) -> str | None:
+                                         new_password: str | None, origin: Origin) -> str | None:
         if new_password is None:
             return None
         if user.password_hash is None:
@@ -149,7 +149,11 @@ class AuthService:
         if current_password is None:
             raise unprocessable("missing_field", "'current_password' is required to change the password.",
                                 field="current_password")
+        # Throttled like sign-in, so a stolen access token cannot be used to guess the password.
+        throttle = self._throttle
+        await throttle.check(user.email, origin.client_ip)
         if not await self.passwords.verify(user.password_hash, current_password):
+            await throttle.record_failure(user.email, origin.client_ip)
             raise DomainError(403, "wrong_password", "The current password is not correct.",
                               {"field": "current_password"})
         return await self.passwords.hash(new_password)
@@ -240,6 +244,8 @@ class AuthService:
     @staticmethod
     async def _revoke_stolen_family(conn, row: store.RefreshTokenRow, origin: Origin) -> None:
         # Someone holds a copy of a spent token: either party may be the thief, so end the whole session.
+        log.warning("refresh token reused; session revoked",
+                    extra={"user_id": str(row.user_id), "client_ip": origin.client_ip})
         await store.revoke_refresh_family(conn, row.family_id, "reuse_detected")
         await audit.record(conn, actor=None, action="auth.refresh_reuse_detected", subject_type="user",
                            subject_id=str(row.user_id), client_ip=origin.client_ip, request_id=origin.request_id,

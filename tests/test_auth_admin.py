@@ -149,3 +149,17 @@ async def test_address_is_throttled_across_accounts(client):
     response = await client.post("/api/v1/auth/login", json={"email": "innocent@example.com", "password": PASSWORD})
     assert response.status == 429
     assert "Retry-After" in response.headers
+
+
+async def test_password_change_guesses_are_throttled_too(client):
+    """A stolen access token must not turn PATCH /me into a password-guessing oracle."""
+    tokens = await signed_in(client, "victim@example.com")
+    guess = {"current_password": "x" * 12, "new_password": "a new passphrase for me"}
+    for _ in range(10):
+        response = await client.patch("/api/v1/me", json=guess, headers=bearer(tokens))
+        assert response.status == 403
+    right = {**guess, "current_password": PASSWORD}
+    response = await client.patch("/api/v1/me", json=right, headers=bearer(tokens))
+    assert response.status == 429 and "Retry-After" in response.headers
+    refused = await client.post("/api/v1/auth/login", json={"email": "victim@example.com", "password": PASSWORD})
+    assert refused.status == 429
