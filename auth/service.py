@@ -11,7 +11,7 @@ import logging
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from aiohttp import web
 
 from auth import audit, store
 from auth.config import AuthConfig
-from auth.oidc import OidcVerifier
+from auth.oidc import OidcVerifier, VerifiedIdentity
 from auth.passwords import Passwords, check_policy
 from auth.principal import Principal
 from auth.throttle import LoginThrottle
@@ -291,18 +291,32 @@ class AuthService:
             user = await store.get_user_by_oidc_identity(conn, identity.issuer, identity.subject)
             outcome = "existing"
             if user is None:
-                user = await store.get_user_by_email(conn, identity.email)
-                outcome = "linked"
-                if user is None:
-                    name = "".join(c for c in identity.name or identity.email.split("@")[0] if c.isprintable())[:100]
-                    user = await store.insert_user(conn, email=identity.email, display_name=name, role="patient",
-                                                   status="active", password_hash=None)
-                    outcome = "created"
-                await store.link_oidc_identity(conn, identity.issuer, identity.subject, user.id)
+                user, outcome = await self._link_or_create(conn, identity)
         if user.status == "disabled":
             raise unauthorized("account_disabled", "This account is disabled.")
         return await self._start_session(user, action="auth.oidc_login", origin=origin,
                                          details={"issuer": identity.issuer, "account": outcome})
+
+    @staticmethod
+    async def _link_or_create(conn, identity: VerifiedIdentity) -> tuple[store.User, str]:
+        user = await store.get_user_by_email(conn, identity.email)
+        if user is None:
+            name = "".join(c for c in identity.name or identity.email.split("@")[0] if c.isprintable())[:100]
+            user = await store.insert_user(conn, email=identity.email, display_name=name, role="patient",
+                                           status="active", password_hash=None)
+            outcome = "created"
+        elif user.role != "admin" and user.password_hash is not None:
+            # Self-registration never proved who owns the address; the provider just did. A password set by
+            # whoever registered first may be an attacker's (account pre-hijacking), so it and its sessions
+            # go, and the owner signs in through the provider from now on.
+            await store.clear_password(conn, user.id)
+            await store.revoke_all_refresh_families(conn, user.id, "oidc_link")
+            user = replace(user, password_hash=None)
+            outcome = "linked_password_cleared"
+        else:
+            outcome = "linked"
+        await store.link_oidc_identity(conn, identity.issuer, identity.subject, user.id)
+        return user, outcome
 
     # --- admin views -----------------------------------------------------------
 

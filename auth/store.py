@@ -74,6 +74,10 @@ async def set_password_hash(conn: asyncpg.Connection, user_id: uuid.UUID, passwo
                        user_id, password_hash)
 
 
+async def clear_password(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE users SET password_hash = NULL, updated_at = now() WHERE id = $1", user_id)
+
+
 async def set_display_name(conn: asyncpg.Connection, user_id: uuid.UUID, display_name: str) -> None:
     await conn.execute("UPDATE users SET display_name = $2, updated_at = now() WHERE id = $1",
                        user_id, display_name)

@@ -13,7 +13,7 @@ from aiohttp import web
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from tests.test_auth_accounts import PASSWORD, bearer, login, register, service_of
+from tests.test_auth_accounts import PASSWORD, bearer, login, service_of, signed_in
 from web.app import create_app
 
 CLIENT_ID = "skindoc-test-client"
@@ -88,13 +88,29 @@ async def test_first_sign_in_creates_a_patient_then_signs_the_same_one_in(client
     assert issuer.jwks_fetches == 1  # cached
 
 
-async def test_verified_email_links_to_an_existing_account(client, issuer, db):
-    user = await register(client, "olivia@example.com")
+async def test_verified_email_links_to_an_existing_account_and_drops_its_password(client, issuer, db):
+    """Registration never proved the address; the provider does. A password someone else may have set
+    (account pre-hijacking) stops working, and so do that password's sessions."""
+    squatter = await signed_in(client, "olivia@example.com")
     response = await sign_in(client, issuer.id_token())
     assert response.status == 200
-    assert (await response.json())["user"]["id"] == user["id"]
+    assert (await response.json())["user"]["id"] == squatter["user"]["id"]
     assert await db.fetchval("SELECT count(*) FROM oidc_identities") == 1
-    await login(client, "olivia@example.com", PASSWORD)  # the password still works
+    assert await db.fetchval("SELECT password_hash FROM users") is None
+    refused = await client.post("/api/v1/auth/login", json={"email": "olivia@example.com", "password": PASSWORD})
+    assert refused.status == 401
+    stale = await client.post("/api/v1/auth/refresh", json={"refresh_token": squatter["refresh_token"]})
+    assert stale.status == 401
+    outcome = await db.fetchval("SELECT details->>'account' FROM audit_log WHERE action = 'auth.oidc_login'")
+    assert outcome == "linked_password_cleared"
+
+
+async def test_an_admin_keeps_their_password_when_linked(client, issuer, db):
+    await signed_in(client, "olivia@example.com", role="admin")
+    response = await sign_in(client, issuer.id_token())
+    assert response.status == 200
+    assert (await response.json())["user"]["role"] == "admin"
+    await login(client, "olivia@example.com", PASSWORD)
 
 
 @pytest.mark.parametrize("overrides, what", [
