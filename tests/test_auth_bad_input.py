@@ -2,6 +2,7 @@
 Each gets a typed problem document and writes nothing."""
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -64,6 +65,19 @@ async def test_oversized_bodies_are_413(client, db, session):
         await _problem(await _send(client, path, {**bearer(session), "Content-Type": "application/json"},
                                    data=chunked()), 413, "payload_too_large")
     assert await _counts(db) == before
+
+
+async def test_a_body_arriving_in_pieces_is_read_whole(client, db):
+    body = json.dumps({"email": "slow@example.com", "password": PASSWORD, "name": "Slow", "padding": "x" * 40_000})
+
+    async def trickle():
+        for start in range(0, len(body), 4096):
+            yield body[start:start + 4096].encode()
+            await asyncio.sleep(0.005)
+
+    response = await client.post("/api/v1/auth/register", data=trickle(), headers={"Content-Type": "application/json"})
+    assert response.status == 201, await response.text()
+    assert await db.fetchval("SELECT email FROM users") == "slow@example.com"
 
 
 CASES = [
