@@ -4,7 +4,8 @@ Runs the whole system twice on a fresh database each time, as deployed: `skindoc
 `skindoc worker` processes on the machine's PostgreSQL and Redis, once with batching (the
 worker's SKINDOC_TRIAGE_MAX_BATCH) and once without (batch size 1). Prints accepted uploads/s,
 upload-to-score latency p50/p99 (from the database clock: photo stored → score committed),
-the batch-size histogram and the ratio of scoring throughputs.
+the batch-size histogram and the ratio of scoring throughputs. Before the batched run's load, a
+doctor's Socket.IO console measures upload → queue update on the otherwise idle system.
 
     .venv/bin/python bench/triage_pipeline.py --seconds 20 --concurrency 16
 
@@ -28,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
+import socketio
 from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,6 +53,7 @@ class RunResult:
     scored_in_window: int = 0
     unscored: int = 0
     batch_photos: collections.Counter = field(default_factory=collections.Counter)
+    console_s: list[float] = field(default_factory=list)
 
 
 def photo_bytes(client: int, index: int) -> bytes:
@@ -139,6 +142,47 @@ async def open_cases(session: aiohttp.ClientSession, base: str, count: int) -> l
     return cases
 
 
+async def console_update_latency(session: aiohttp.ClientSession, base: str, env: dict[str, str],
+                                 samples: int) -> list[float]:
+    """Seconds from starting an upload to a doctor's console receiving the queue with its score."""
+    email = f"bench-doctor-{secrets.token_hex(4)}@example.org"
+    async with session.post(f"{base}/api/v1/auth/register",
+                            json={"email": email, "password": PASSWORD, "name": "Bench doctor", "role": "doctor"}) as r:
+        assert r.status == 201, await r.text()
+    subprocess.run([sys.executable, "-m", "web.cli", "admin", "approve", email], env={**os.environ, **env},
+                   check=True, capture_output=True, cwd=REPO)
+    async with session.post(f"{base}/api/v1/auth/login", json={"email": email, "password": PASSWORD}) as r:
+        doctor_token = (await r.json())["access_token"]
+    scored: dict[str, asyncio.Event] = {}
+
+    async def on_snapshot(snapshot: dict) -> None:
+        for entry in snapshot["queue"]:
+            if not entry["awaiting_score"] and entry["consultation_id"] in scored:
+                scored[entry["consultation_id"]].set()
+
+    console = socketio.AsyncClient(reconnection=False)
+    console.on("queue:snapshot", on_snapshot)
+    await console.connect(base, auth={"token": doctor_token}, transports=["websocket"])
+    await console.call("queue:subscribe", {})
+    latencies = []
+    try:
+        for index, (token, consultation_id) in enumerate(await open_cases(session, base, samples)):
+            scored[consultation_id] = asyncio.Event()
+            data = aiohttp.FormData(default_to_multipart=True)
+            data.add_field("body_site", "back")
+            data.add_field("photo", photo_bytes(999, index), filename="lesion.jpg", content_type="image/jpeg")
+            started = time.perf_counter()
+            async with session.post(f"{base}/api/v1/consultations/{consultation_id}/photos", data=data,
+                                    headers={"Authorization": f"Bearer {token}"}) as r:
+                assert r.status == 201, await r.text()
+            await asyncio.wait_for(scored[consultation_id].wait(), 30)
+            latencies.append(time.perf_counter() - started)
+            await asyncio.sleep(0.3)
+    finally:
+        await console.disconnect()
+    return latencies
+
+
 async def upload_for(session: aiohttp.ClientSession, base: str, client: int, token: str, consultation_id: str,
                      photos: list[bytes], deadline: float, result: RunResult) -> None:
     url = f"{base}/api/v1/consultations/{consultation_id}/photos"
@@ -168,10 +212,12 @@ async def measure(db_url: str, result: RunResult, window: tuple[float, float], d
             if not await conn.fetchval("SELECT count(*) FROM triage_photos WHERE status = 'pending'"):
                 break
             await asyncio.sleep(0.5)
+        # Photos of the load only (not the console probe's), by the database's clock.
         rows = await conn.fetch(
             """SELECT extract(epoch FROM s.scored_at - p.created_at) * 1000 AS latency_ms, s.batch_size,
                       extract(epoch FROM s.scored_at) AS scored_epoch
-                 FROM triage_photos p JOIN triage_photo_scores s ON s.photo_id = p.id""")
+                 FROM triage_photos p JOIN triage_photo_scores s ON s.photo_id = p.id
+                WHERE p.created_at >= to_timestamp($1)""", window[0])
         result.unscored = await conn.fetchval("SELECT count(*) FROM triage_photos WHERE status <> 'scored'")
     finally:
         await conn.close()
@@ -211,6 +257,8 @@ async def run(mode: str, max_batch: int, args: argparse.Namespace, workdir: Path
         result = RunResult(mode, args.seconds)
         connector = aiohttp.TCPConnector(limit=args.concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
+            if mode == "batched" and args.console_samples:
+                result.console_s = await console_update_latency(session, server.url, env, args.console_samples)
             cases = await open_cases(session, server.url, args.concurrency)
             per_client = int(args.seconds * 100 / args.concurrency) + 20
             photos = [[photo_bytes(c, i) for i in range(per_client)] for c in range(args.concurrency)]
@@ -233,6 +281,9 @@ async def run(mode: str, max_batch: int, args: argparse.Namespace, workdir: Path
 def report(result: RunResult) -> None:
     calls = {size: photos // size for size, photos in sorted(result.batch_photos.items())}
     print(f"\n== {result.mode} ==")
+    if result.console_s:
+        print(f"idle upload -> console queue update: p50 {percentile(result.console_s, 0.5) * 1000:.0f} ms, "
+              f"max {max(result.console_s) * 1000:.0f} ms over {len(result.console_s)} uploads")
     print(f"accepted uploads      {result.accepted} in {result.seconds:.1f} s = {result.accepted / result.seconds:.1f}/s"
           + (f"  (refused: {dict(result.refused)})" if result.refused else ""))
     print(f"upload request        p50 {percentile(result.upload_ms, 0.5):.0f} ms, "
@@ -256,6 +307,8 @@ async def main() -> None:
                         help="a PostgreSQL admin URL: each run creates and drops its own database")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/3")
     parser.add_argument("--model", type=Path, help="model folder (default: the shipped weights)")
+    parser.add_argument("--console-samples", type=int, default=10,
+                        help="idle uploads timed to a doctor's console before the batched load (0: none)")
     parser.add_argument("--worker-log-level", default="INFO", help="DEBUG logs each batch's timings")
     parser.add_argument("--keep-logs", type=Path, help="copy the server and worker logs into this folder")
     parser.add_argument("--only", choices=("batched", "unbatched"), help="run one mode only")
