@@ -71,6 +71,10 @@ class ChatRoutes:
     async def _body(self, request: web.Request) -> dict[str, Any]:
         return await read_json(request, self._max_json_bytes)
 
+    async def _optional_body(self, request: web.Request) -> dict[str, Any]:
+        """The body for routes whose fields are all optional: none at all means {}."""
+        return await self._body(request) if request.body_exists else {}
+
     async def open_consultation(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "patient")
         new = validation.new_consultation(await self._body(request))
@@ -91,7 +95,7 @@ class ChatRoutes:
     async def cancel(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "patient")
         consultation_id = _path_id(request, "consultation_id")
-        reason = validation.optional_reason(await self._body(request))
+        reason = validation.optional_reason(await self._optional_body(request))
         return _json(await self._service.cancel(principal, _ctx(request, principal), consultation_id, reason))
 
     async def take(self, request: web.Request) -> web.Response:
@@ -163,7 +167,7 @@ class ChatRoutes:
     async def decline_appointment(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "patient")
         appointment_id = _path_id(request, "appointment_id")
-        reason = validation.optional_reason(await self._body(request))
+        reason = validation.optional_reason(await self._optional_body(request))
         return _json(await self._service.decline_appointment(principal, _ctx(request, principal), appointment_id,
                                                              reason))
 
