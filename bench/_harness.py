@@ -26,6 +26,9 @@ import aiohttp
 import asyncpg
 
 REPO = Path(__file__).resolve().parents[1]
+# The source tree the servers run from: this checkout, or (SKINDOC_BENCH_TREE) e.g. an export of
+# one commit, so that colleagues' unfinished edits in the checkout do not end up in the figures.
+SERVER_TREE = Path(os.environ.get("SKINDOC_BENCH_TREE") or REPO)
 DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/5"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -159,6 +162,16 @@ async def redis_server_pid(redis_url: str) -> int | None:
     return pid if pid and Path(f"/proc/{pid}").exists() else None
 
 
+def server_tree_commit() -> str:
+    """Which code the servers run: the tree's commit (an export records it in a COMMIT file)."""
+    marker = SERVER_TREE / "COMMIT"
+    if marker.exists():
+        return f"{SERVER_TREE} at {marker.read_text().strip()}"
+    result = subprocess.run(["git", "-C", str(SERVER_TREE), "describe", "--always", "--dirty"], capture_output=True,
+                            text=True)
+    return f"{SERVER_TREE} at {result.stdout.strip() or 'unknown commit'}"
+
+
 def load_average() -> str:
     one, five, _ = os.getloadavg()
     return f"{one:.2f} (1 min), {five:.2f} (5 min)"
@@ -195,7 +208,7 @@ async def start_process(argv: Sequence[str], env: Mapping[str, str], log_path: P
                         ready_path: str, timeout: float = 120.0) -> Node:
     """Starts a server subprocess and waits until `ready_path` answers 200."""
     log = open(log_path, "ab")
-    process = subprocess.Popen(list(argv), cwd=REPO, env={**os.environ, **env}, stdout=log,
+    process = subprocess.Popen(list(argv), cwd=SERVER_TREE, env={**os.environ, **env}, stdout=log,
                                stderr=subprocess.STDOUT)
     log.close()
     node = Node(process, port, log_path)
@@ -243,7 +256,7 @@ class Cluster:
 
     def cli(self, args: Sequence[str], stdin: str | None = None) -> str:
         """Runs `skindoc …` against this cluster's database (e.g. `admin create`)."""
-        result = subprocess.run([sys.executable, "-m", "web.cli", *args], cwd=REPO, env={**os.environ,
+        result = subprocess.run([sys.executable, "-m", "web.cli", *args], cwd=SERVER_TREE, env={**os.environ,
                                 **self.env(0)}, input=stdin, capture_output=True, text=True, timeout=300)
         if result.returncode != 0:
             raise RuntimeError(f"skindoc {' '.join(args)} failed: {result.stderr[-2000:]}")
@@ -252,11 +265,15 @@ class Cluster:
 
 @contextlib.contextmanager
 def workdir(prefix: str):
+    """A temporary folder for the servers' data and logs; kept (and named) when SKINDOC_BENCH_KEEP_LOGS is set."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        if os.environ.get("SKINDOC_BENCH_KEEP_LOGS"):
+            print(f"  server logs kept in {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 # ---- accounts over the REST API -------------------------------------------------------------------
@@ -366,3 +383,70 @@ def _fmt(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+class PgWaitSampler:
+    """Samples what the database's backends are doing (pg_stat_activity) to show where a transaction waits."""
+
+    def __init__(self, database_url: str, interval: float = 0.05) -> None:
+        self._url = database_url
+        self._interval = interval
+        self._task: asyncio.Task | None = None
+        self.counts: dict[str, int] = {}
+        self.samples = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._sample())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _sample(self) -> None:
+        conn = await asyncpg.connect(self._url)
+        try:
+            name = await conn.fetchval("SELECT current_database()")
+            while True:
+                rows = await conn.fetch(
+                    """SELECT state, wait_event_type, wait_event FROM pg_stat_activity
+                       WHERE datname = $1 AND pid <> pg_backend_pid()""", name)
+                self.samples += 1
+                for row in rows:
+                    if row["state"] == "idle":
+                        what = "idle (in the pool)"
+                    elif row["wait_event_type"] is None:
+                        what = f"{row['state']}: on CPU"
+                    else:
+                        what = f"{row['state']}: {row['wait_event_type']}/{row['wait_event']}"
+                    self.counts[what] = self.counts.get(what, 0) + 1
+                await asyncio.sleep(self._interval)
+        finally:
+            await conn.close()
+
+    def summary(self, top: int = 6) -> str:
+        """The commonest backend states, as the mean number of backends in each."""
+        ranked = sorted(self.counts.items(), key=lambda kv: -kv[1])[:top]
+        return "; ".join(f"{what} {count / max(self.samples, 1):.1f}" for what, count in ranked)
+
+
+def start_py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen:
+    """Samples a node's Python stacks for `seconds` (collapsed stacks, for a flame graph or grep)."""
+    return subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
+                             "--duration", str(max(1, int(seconds))), "--rate", "200", "--format", "raw",
+                             "--output", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def top_frames(collapsed: Path, top: int = 15) -> list[tuple[str, float]]:
+    """Share of samples in which each function appears anywhere on the stack (inclusive time)."""
+    totals: dict[str, int] = {}
+    samples = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        samples += n
+        for frame in set(stack.split(";")):
+            totals[frame] = totals.get(frame, 0) + n
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
+    return [(frame, 100.0 * n / max(samples, 1)) for frame, n in ranked]

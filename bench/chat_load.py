@@ -38,9 +38,9 @@ import socketio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._harness import (  # noqa: E402
-    DEFAULT_PG_ADMIN_URL, DEFAULT_REDIS_URL, AccountMaker, Cluster, CpuMeter, Node, free_port, load_average,
-    percentile, postgres_backend_pids, print_table, raise_open_file_limit, redis_server_pid, rss_bytes,
-    scratch_database, start_process, workdir)
+    DEFAULT_PG_ADMIN_URL, DEFAULT_REDIS_URL, AccountMaker, Cluster, CpuMeter, Node, PgWaitSampler, free_port,
+    load_average, percentile, postgres_backend_pids, print_table, raise_open_file_limit, redis_server_pid, rss_bytes,
+    scratch_database, server_tree_commit, start_process, start_py_spy, top_frames, workdir)
 
 # Above this many unacknowledged messages a client skips its turn: an overloaded
 # server then shows up as a shortfall against the target rate, not as a queue
@@ -86,6 +86,8 @@ class RunResult:
     db_pids: list[int]
     redis_pid: int | None
     rss_per_connection: float
+    pg_waits: str = ""
+    profiles: list[Path] = field(default_factory=list)
 
 
 # ---- clients -------------------------------------------------------------------------------------
@@ -249,7 +251,7 @@ async def join_rooms(peers: list[Peer]) -> None:
 
 
 async def measure_load(label: str, peers: list[Peer], node_pids: list[int], db_pids: list[int],
-                       redis_pid: int | None, args: argparse.Namespace) -> RunResult:
+                       redis_pid: int | None, args: argparse.Namespace, database_url: str | None = None) -> RunResult:
     rss_before = sum(rss_bytes(pid) for pid in node_pids)
     generator = LoadGenerator(peers, args.rate, args.body_chars)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
@@ -263,10 +265,20 @@ async def measure_load(label: str, peers: list[Peer], node_pids: list[int], db_p
         meter = CpuMeter([*node_pids, *db_pids, *([redis_pid] if redis_pid else [])])
         print(f"  {label}: {connected} clients connected; sending for {args.warmup:g} s warm-up + "
               f"{args.seconds:g} s measured", flush=True)
+        sampler = PgWaitSampler(database_url) if database_url else None
+        if sampler is not None:
+            sampler.start()
+        profiles = [args.py_spy / f"{label.split(',')[0].replace(' ', '-')}-{len(node_pids)}n-{i}.txt"
+                    for i in range(len(node_pids))] if args.py_spy else []
+        spies = [start_py_spy(pid, args.warmup + args.seconds, out) for pid, out in zip(node_pids, profiles)]
         await generator.run(args.warmup, args.seconds, meter)
+        if sampler is not None:
+            await sampler.stop()
+        for spy in spies:
+            spy.wait()
         await disconnect_all(peers)
     return RunResult(label, len(peers), connected, generator.stats, meter, node_pids, db_pids, redis_pid,
-                     (rss_after - rss_before) / max(connected, 1))
+                     (rss_after - rss_before) / max(connected, 1), sampler.summary() if sampler else "", profiles)
 
 
 async def server_load(args: argparse.Namespace) -> RunResult:
@@ -281,7 +293,7 @@ async def server_load(args: argparse.Namespace) -> RunResult:
                 db_pids = await postgres_backend_pids(database_url)
                 redis_pid = await redis_server_pid(args.redis_url)
                 return await measure_load(f"skindoc, {args.nodes} node(s)", peers, [n.pid for n in cluster.nodes],
-                                          db_pids, redis_pid, args)
+                                          db_pids, redis_pid, args, database_url)
             finally:
                 cluster.stop()
 
@@ -431,6 +443,12 @@ def print_load(results: list[RunResult], args: argparse.Namespace) -> None:
     for r in results:
         if r.stats.ack_errors:
             print(f"  {r.label}: error acks {r.stats.ack_errors}")
+        if r.pg_waits:
+            print(f"  {r.label}: PostgreSQL backends, mean number in each state: {r.pg_waits}")
+        for profile in r.profiles:
+            if profile.exists():
+                frames = ", ".join(f"{frame} {share:.0f}%" for frame, share in top_frames(profile, 25))
+                print(f"  {r.label}: py-spy {profile}: {frames}")
     print("  CPU % is of one core over the measured window (100 = one core busy); shortfall = skipped turns "
           "(client over 50 unacked), error acks and missing acks.")
     if len(results) == 2:
@@ -441,7 +459,8 @@ def print_load(results: list[RunResult], args: argparse.Namespace) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     limit = raise_open_file_limit(2 * max(args.clients, args.idle) + 1024)
-    print(f"open-file limit {limit}; load average {load_average()}", flush=True)
+    print(f"servers run {server_tree_commit()}; open-file limit {limit}; load average {load_average()}",
+          flush=True)
     if args.idle:
         results = [await server_idle(args)]
         if args.target == "bare":
@@ -470,10 +489,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="bare: also run the same load against bench/bare_relay.py and print the ratio")
     parser.add_argument("--body-chars", type=int, default=100, help="message body length (default 100)")
     parser.add_argument("--connect-concurrency", type=int, default=50, help="connections opened at once")
+    parser.add_argument("--py-spy", type=Path, metavar="DIR",
+                        help="sample each node with py-spy during the run; collapsed stacks are written to DIR")
     parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN_URL,
                         help="PostgreSQL URL where a scratch database may be created")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="Redis URL (default database 5)")
     args = parser.parse_args(argv)
+    if args.py_spy:
+        args.py_spy.mkdir(parents=True, exist_ok=True)
     if args.clients < 2 or args.clients % 2:
         parser.error("--clients must be an even number, at least 2")
     return args

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._harness import (  # noqa: E402
     DEFAULT_PG_ADMIN_URL, DEFAULT_REDIS_URL, Account, AccountMaker, Cluster, CpuMeter, load_average, percentile,
-    postgres_backend_pids, print_table, raise_open_file_limit, scratch_database, workdir)
+    postgres_backend_pids, print_table, raise_open_file_limit, server_tree_commit, scratch_database, workdir)
 
 
 @dataclass
@@ -285,5 +285,5 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":
     args = parse_args()
     raise_open_file_limit(4096)
-    print(f"load average {load_average()}", flush=True)
+    print(f"servers run {server_tree_commit()}; load average {load_average()}", flush=True)
     asyncio.run(run(args))
