@@ -3,6 +3,8 @@ queue reordered → doctors' consoles told; a worker killed mid-batch; photos th
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import uuid
 from dataclasses import replace
 
@@ -274,3 +276,33 @@ async def test_rescore_with_a_new_model_version_moves_open_cases(node, classifie
     # Running it again finds nothing left to do.
     assert await rescore_consultations(node.app[STORES].pool, new_classifier, open_ids,
                                        on_scored=hooks.on_scored, notifier=None) == []
+
+
+async def test_skindoc_rescore_command_moves_the_live_queue(node, classifier, tmp_path):
+    settings = node.app[SETTINGS]
+    patient = await cs.make_user(node, "patient")
+    doctor = await cs.make_user(node, "doctor")
+    case = uuid.UUID((await cs.open_case(node, patient))["id"])
+    await upload(node, patient, case, ti.jpeg(seed=5))
+    worker = make_worker(node, classifier, "worker-a")
+    await worker.start()
+    await worker.run_once(block_ms=1000)
+    model, metadata = checkpoint.load(TriageConfig.from_env().model_dir)
+    new_version = checkpoint.save(tmp_path / "model", model, {**metadata, "temperature": metadata["temperature"] / 3})
+    console, events = await cs.connect(node, doctor)
+    try:
+        assert (await cs.call(console, "queue:subscribe"))["ok"]
+        command = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "web.cli", "rescore", "--model", str(tmp_path / "model"),
+            env={**os.environ, "SKINDOC_DATABASE_URL": settings.database_url, "SKINDOC_REDIS_URL": settings.redis_url,
+                 "SKINDOC_SOCKETIO_CHANNEL": settings.chat.socketio_channel, "SKINDOC_DATA_DIR": str(tmp_path)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(command.communicate(), 120)
+        assert command.returncode == 0, err.decode()[-2000:]
+        assert f"model {new_version['version']}: 1 open consultations rescored" in out.decode()
+        async with node.app[STORES].pool.acquire() as conn:
+            rescored = await conn.fetchval("SELECT p_malignant FROM consultations WHERE id = $1", case)
+        await events.wait_for("queue:snapshot", lambda s: any(
+            e["consultation_id"] == str(case) and e["p_malignant"] == pytest.approx(rescored) for e in s["queue"]))
+    finally:
+        await console.disconnect()
