@@ -90,9 +90,10 @@ export class Session extends EventTarget {
     sessionStorage.setItem(this.storageKey, tokens.refresh_token);
     if (tokens.user) this.user = tokens.user;
     clearTimeout(this.refreshTimer);
-    // Renew at 80 % of the lifetime so no request meets an expired token.
+    // Renew a minute early (or half-way through a short lifetime) so no request, and no open socket, meets an
+    // expired token: the expiry is in whole seconds and a slow network needs time for the renewal itself.
     const lifetime = (tokens.expires_in || 900) * 1000;
-    this.refreshTimer = setTimeout(() => this.refresh().catch(() => {}), lifetime * 0.8);
+    this.refreshTimer = setTimeout(() => this.refresh().catch(() => {}), Math.max(lifetime / 2, lifetime - 60000));
     this.dispatchEvent(new Event('tokens'));
   }
 
