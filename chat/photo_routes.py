@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from auth import audit
 from auth.authz import authenticate
@@ -83,7 +84,7 @@ async def read_photo_upload(request: web.Request, max_bytes: int,
             budget = max_bytes - sum(len(d) for _, d in files)
     except UnicodeDecodeError:
         raise unprocessable("invalid_field", "Text fields must be UTF-8.") from None
-    except (ValueError, AssertionError, RuntimeError, aiohttp.ClientPayloadError) as exc:
+    except (ValueError, AssertionError, RuntimeError, aiohttp.ClientPayloadError, HttpProcessingError) as exc:
         # aiohttp's multipart reader raises these on a malformed body.
         raise bad_request("malformed_multipart", f"The multipart body could not be read: {exc}") from None
     if not files:

@@ -384,38 +384,67 @@ class StoredMessage:
 async def insert_messages_txn(conn: asyncpg.Connection, batch: list[PendingMessage]) -> list[StoredMessage]:
     """Stores a batch of messages in one transaction (group commit), each with the next sequence number.
 
-    Consultation rows are locked in id order, so two nodes committing batches never deadlock;
-    a batch keeps its arrival order within each consultation.
+    Set-based, so a batch costs a few statements whatever its size (plus its audit rows).
+    The consultations are locked in id order, so two nodes' batches never deadlock; a
+    batch keeps its arrival order within each consultation, and a client id sent twice
+    (in this batch or before) is stored once.
     """
-    order = sorted(range(len(batch)), key=lambda i: batch[i].consultation_id)
-    results: list[StoredMessage | None] = [None] * len(batch)
+    first_of = {}
+    for i, m in enumerate(batch):
+        first_of.setdefault((m.consultation_id, m.sender.user_id, m.client_msg_id), i)
+    unique = sorted(set(first_of.values()))
+    results: dict[int, StoredMessage] = {}
     async with conn.transaction():
-        for i in order:
-            results[i] = await _insert_one_message(conn, batch[i])
-    return results  # type: ignore[return-value]
-
-
-async def _insert_one_message(conn: asyncpg.Connection, message: PendingMessage) -> StoredMessage:
-    sender_id = message.sender.user_id
-    existing = await conn.fetchrow(
-        """SELECT * FROM consultation_messages
-           WHERE consultation_id = $1 AND sender_id = $2 AND client_msg_id = $3""",
-        message.consultation_id, sender_id, message.client_msg_id)
-    if existing is not None:
-        return StoredMessage(existing, duplicate=True)
-    seq = await conn.fetchval(
-        """UPDATE consultations SET last_seq = last_seq + 1
-           WHERE id = $1 AND state = 'active' AND (patient_id = $2 OR doctor_id = $2) RETURNING last_seq""",
-        message.consultation_id, sender_id)
-    if seq is None:
-        return StoredMessage(None, duplicate=False)
-    row = await conn.fetchrow(
-        """INSERT INTO consultation_messages (consultation_id, seq, sender_id, sender_role, client_msg_id, body)
-           VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
-        message.consultation_id, seq, sender_id, message.sender.role, message.client_msg_id, message.body)
-    await message.ctx.record(conn, "chat.message.send", "consultation", message.consultation_id,
-                             {"seq": seq, "chars": len(message.body)})
-    return StoredMessage(row, duplicate=False)
+        cases = {r["id"]: r for r in await conn.fetch(
+            """SELECT id, patient_id, doctor_id, state, last_seq FROM consultations
+               WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE""",
+            sorted({batch[i].consultation_id for i in unique}))}
+        stored = await conn.fetch(
+            """SELECT m.* FROM consultation_messages m
+               JOIN unnest($1::uuid[], $2::uuid[], $3::text[]) AS k(consultation_id, sender_id, client_msg_id)
+                 USING (consultation_id, sender_id, client_msg_id)""",
+            [batch[i].consultation_id for i in unique], [batch[i].sender.user_id for i in unique],
+            [batch[i].client_msg_id for i in unique])
+        earlier = {(r["consultation_id"], r["sender_id"], r["client_msg_id"]): r for r in stored}
+        next_seq = {case_id: case["last_seq"] for case_id, case in cases.items()}
+        to_insert: list[tuple[int, int]] = []
+        for i in unique:
+            m = batch[i]
+            row = earlier.get((m.consultation_id, m.sender.user_id, m.client_msg_id))
+            case = cases.get(m.consultation_id)
+            if row is not None:
+                results[i] = StoredMessage(row, duplicate=True)
+            elif case is None or case["state"] != "active" or m.sender.user_id not in (case["patient_id"],
+                                                                                       case["doctor_id"]):
+                results[i] = StoredMessage(None, duplicate=False)
+            else:
+                next_seq[m.consultation_id] += 1
+                to_insert.append((i, next_seq[m.consultation_id]))
+        if to_insert:
+            rows = await conn.fetch(
+                """INSERT INTO consultation_messages (consultation_id, seq, sender_id, sender_role, client_msg_id, body)
+                   SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::text[])
+                   RETURNING *""",
+                [batch[i].consultation_id for i, _ in to_insert], [seq for _, seq in to_insert],
+                [batch[i].sender.user_id for i, _ in to_insert], [batch[i].sender.role for i, _ in to_insert],
+                [batch[i].client_msg_id for i, _ in to_insert], [batch[i].body for i, _ in to_insert])
+            by_key = {(r["consultation_id"], r["seq"]): r for r in rows}
+            await conn.execute(
+                """UPDATE consultations c SET last_seq = v.last_seq
+                   FROM unnest($1::uuid[], $2::bigint[]) AS v(id, last_seq) WHERE c.id = v.id""",
+                list(next_seq), list(next_seq.values()))
+            for i, seq in to_insert:
+                m = batch[i]
+                results[i] = StoredMessage(by_key[(m.consultation_id, seq)], duplicate=False)
+                await m.ctx.record(conn, "chat.message.send", "consultation", m.consultation_id,
+                                   {"seq": seq, "chars": len(m.body)})
+    answers = []
+    for i, m in enumerate(batch):
+        first = first_of[(m.consultation_id, m.sender.user_id, m.client_msg_id)]
+        result = results[first]
+        # A repeat of a client id within one batch gets the first one's row, marked as a duplicate.
+        answers.append(result if i == first or result.row is None else StoredMessage(result.row, duplicate=True))
+    return answers
 
 
 async def messages_after(conn: asyncpg.Connection, consultation_id: uuid.UUID, after_seq: int,

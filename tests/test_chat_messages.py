@@ -1,0 +1,51 @@
+"""Group commit: one batch mixing consultations, repeats, outsiders and closed cases gets the right answer for each."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from auth.principal import Principal
+from chat import store
+from tests.test_chat_support import chat_settings, make_user, open_case, start_node
+
+
+@pytest.fixture
+async def node(settings, aiohttp_client):
+    return await start_node(aiohttp_client, chat_settings(settings))
+
+
+def _principal(user) -> Principal:
+    return Principal(user.id, user.role, True, "test", datetime.now(timezone.utc))
+
+
+async def test_one_batch_answers_each_message_correctly(node, db):
+    doctor = await make_user(node, "doctor")
+    patients = [await make_user(node, "patient") for _ in range(3)]
+    cases = [await open_case(node, p) for p in patients]
+    for case in cases[:2]:
+        assert (await node.client.post(f"/api/v1/consultations/{case['id']}/take", headers=doctor.headers)).status == 200
+    ctx = store.AuditContext(None, request_id="test")
+
+    def pending(case, user, client_id):
+        return store.PendingMessage(uuid.UUID(case["id"]), _principal(user), client_id, f"body {client_id}", ctx)
+
+    batch = [
+        pending(cases[1], patients[1], "a"),   # consultation 2, seq 1
+        pending(cases[0], patients[0], "a"),   # consultation 1, seq 1 (same client id, other case)
+        pending(cases[0], doctor, "b"),        # consultation 1, seq 2
+        pending(cases[0], patients[0], "a"),   # a repeat within the batch
+        pending(cases[0], patients[1], "c"),   # an outsider
+        pending(cases[2], patients[2], "d"),   # a waiting case: no chat yet
+        pending(cases[1], patients[1], "e"),   # consultation 2, seq 2
+    ]
+    results = await store.insert_messages_txn(db, batch)
+    summary = [(r.row["seq"] if r.row else None, r.duplicate) for r in results]
+    assert summary == [(1, False), (1, False), (2, False), (1, True), (None, False), (None, False), (2, False)]
+    again = await store.insert_messages_txn(db, [pending(cases[0], doctor, "b")])
+    assert again[0].row["seq"] == 2 and again[0].duplicate is True
+    last = {str(r["id"]): r["last_seq"] for r in await db.fetch("SELECT id, last_seq FROM consultations")}
+    assert [last[c["id"]] for c in cases] == [2, 2, 0]
+    assert await db.fetchval("SELECT count(*) FROM consultation_messages") == 4
+    assert await db.fetchval("SELECT count(*) FROM audit_log WHERE action = 'chat.message.send'") == 4
