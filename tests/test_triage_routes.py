@@ -235,3 +235,24 @@ async def test_patient_triage_view_before_scoring(client, case):
     assert view["photos"] == {"pending": 1, "scored": 0, "failed": 0}
     assert "screening aid, not a diagnosis" in view["disclaimer"]
     assert "p_malignant" not in view
+
+
+RAW_BOUNDARY = "triage-raw-boundary"
+MALFORMED_BODIES = [
+    ("control character in a part header",
+     f'--{RAW_BOUNDARY}\r\nContent-Disposition: form-data; name="\x02\U0001e5fe"\r\n\r\nx\r\n--{RAW_BOUNDARY}--\r\n'),
+    ("no closing boundary",
+     f'--{RAW_BOUNDARY}\r\nContent-Disposition: form-data; name="body_site"\r\n\r\nback'),
+    ("not multipart at all", "just some text"),
+]
+
+
+@pytest.mark.parametrize("name, body", MALFORMED_BODIES, ids=[m[0] for m in MALFORMED_BODIES])
+async def test_malformed_multipart_is_a_typed_400(client, db, case, name, body):
+    patient, consultation_id = case
+    response = await client.post(photos_url(consultation_id), data=body.encode(),
+                                 headers={**patient.headers,
+                                          "Content-Type": f"multipart/form-data; boundary={RAW_BOUNDARY}"})
+    assert response.status in (400, 422), await response.text()
+    assert response.content_type == "application/problem+json"
+    await nothing_stored(client, db)
