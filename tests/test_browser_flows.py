@@ -168,6 +168,7 @@ async def open_consultation(page: Page, description: str, site: str, photo: Path
     await page.get_by_label("itched").check()
     await page.set_input_files("#new-photos", str(photo))
     await expect(page.locator("#new-photo-grid .photo-tile")).to_have_count(1)
+    await assert_fits_the_screen(page)
     await page.get_by_role("button", name="Send to a doctor").click()
     await expect(page.locator("#view-case")).to_be_visible(timeout=60_000)
     return page.url.rsplit("/", 1)[1]
@@ -176,6 +177,15 @@ async def open_consultation(page: Page, description: str, site: str, photo: Path
 async def send_chat(page: Page, text: str, *, scope: str = "") -> None:
     await page.locator(f"{scope} .composer textarea").fill(text)
     await page.locator(f"{scope} .composer button[type=submit]").click()
+
+
+async def assert_fits_the_screen(page: Page) -> None:
+    """Nothing wider than the viewport: at 375 px a sideways scroll hides half of every line."""
+    too_wide = await page.evaluate("""() => [...document.querySelectorAll('body *')]
+        .filter((node) => node.offsetParent !== null
+                && node.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5)
+        .map((node) => `${node.tagName.toLowerCase()}#${node.id}.${node.className}`)""")
+    assert too_wide == [], f"wider than the screen at {page.url}: {too_wide}"
 
 
 def bubble(page: Page, text: str, scope: str = ""):
@@ -483,6 +493,7 @@ async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_ser
     await patient_page.get_by_role("button", name="Confirm this time").click()
     await expect(patient_page.locator("#case-appointments")).to_contain_text("Confirmed")
     await expect(doctor_page.locator(".case-panel")).to_contain_text("Confirmed by the patient")
+    await assert_fits_the_screen(patient_page)
     await patient_page.screenshot(path=SCREENSHOTS / "patient-case.png", full_page=True)
     await doctor_page.screenshot(path=SCREENSHOTS / "console-case.png", full_page=True)
 
@@ -504,6 +515,7 @@ async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_ser
     await expect(patient_page.locator("#consultation-list li")).to_have_count(1)
     await expect(patient_page.locator("#consultation-list")).to_contain_text("Resolved")
     await expect(patient_page.locator("#appointment-list")).to_contain_text("Confirmed")
+    await assert_fits_the_screen(patient_page)
     assert errors == []
 
 

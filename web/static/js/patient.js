@@ -320,16 +320,22 @@ function answerAppointment(form, appointment, slotId) {
 
 // ---- live updates ----
 
-realtime.on('consultation:updated', ({ consultation, reason }) => {
+realtime.on('consultation:updated', ({ consultation }) => {
   if (currentCase && currentCase.id === consultation.id) {
     renderCase(consultation);
-    if (reason === 'scored') renderPhotos(consultation.id);
   }
 });
 realtime.on('queue:position', (event) => {
   const consultation = currentCase && currentCase.consultation;
   if (!consultation || consultation.id !== event.consultation_id || consultation.state !== 'waiting') return;
   renderCase({ ...consultation, queue: { position: event.position, estimated_wait_seconds: event.estimated_wait_seconds } });
+  // A score landing moves the queue; no other event says so to the patient, so fetch the band then.
+  if (consultation.awaiting_score) {
+    session.get(`/api/v1/consultations/${consultation.id}`).then((fresh) => {
+      renderCase(fresh);
+      if (!fresh.awaiting_score) renderPhotos(fresh.id);
+    }).catch(showPageError);
+  }
 });
 realtime.on('appointment:updated', ({ appointment }) => {
   if (currentCase && currentCase.id === appointment.consultation_id) renderAppointments(appointment.consultation_id).catch(showPageError);
