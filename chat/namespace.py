@@ -21,7 +21,13 @@ from chat.presence import DoctorPresence
 from chat.realtime import NAMESPACE, QUEUE_ROOM, consultation_room, user_room
 from chat.service import ChatService, require_clinician
 from chat.store import AuditContext
-from store.errors import DomainError, bad_request, forbidden, unauthorized, unprocessable
+from store.errors import (
+    DomainError,
+    bad_request,
+    forbidden,
+    unauthorized,
+    unprocessable,
+)
 from store.payloads import get_bool, get_choice, get_int, get_str, require_object
 
 log = logging.getLogger(__name__)

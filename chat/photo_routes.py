@@ -20,7 +20,14 @@ from chat.access import authorize_consultation
 from chat.validation import BODY_SITES
 from store import payloads
 from store.connections import Stores
-from store.errors import DomainError, bad_request, conflict, forbidden, not_found, unprocessable
+from store.errors import (
+    DomainError,
+    bad_request,
+    conflict,
+    forbidden,
+    not_found,
+    unprocessable,
+)
 from triage import intake, store, views
 from triage.config import TriageConfig
 

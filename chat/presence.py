@@ -1,4 +1,4 @@
-"""Doctors' online state: connections on this node keep `last_seen` fresh; the last one dropping starts the grace period.
+"""Doctors' online state: open connections keep `last_seen` fresh; the last one closing starts the grace period.
 
 Availability (available / away) is the doctor's explicit choice and lives in
 PostgreSQL; being online is derived: seen within SKINDOC_PRESENCE_GRACE_SECONDS.

@@ -62,7 +62,8 @@ class ChatService:
             row = await store.create_consultation_txn(
                 conn, patient_id=principal.user_id, description=new.description, body_site=new.body_site,
                 symptoms=new.symptoms, max_open=self.config.patient_max_open, ctx=ctx)
-        await self._queue_changed("created", row["id"])
+        await self.notifier.queue_changed("created", row["id"])
+        await self.drain_backlog()
         return await self._view(row)
 
     async def list_consultations(self, principal: Principal, ctx: AuditContext, state: str | None,
@@ -287,14 +288,9 @@ class ChatService:
     async def presence_changed(self, row: asyncpg.Record) -> None:
         event = {"doctor_id": str(row["doctor_id"]), "availability": row["availability"], "online": row["online"]}
         await self._server.emit("presence", event, room=["queue", user_room(row["doctor_id"])])
-        await self._queue_changed("presence", None)
+        await self.notifier.queue_changed("presence", None)
 
     # ---- telling people ---------------------------------------------------------------------
-
-    async def _queue_changed(self, reason: str, consultation_id: uuid.UUID | None) -> None:
-        await self.notifier.queue_changed(reason, consultation_id)
-        if reason in ("created", "transferred"):
-            await self.drain_backlog()
 
     async def _assigned(self, row: asyncpg.Record) -> None:
         room = consultation_room(row["id"])

@@ -1,4 +1,4 @@
-"""The chat domain's SQL: one named function per query or transaction (consultations, queue, pairing, messages, appointments).
+"""The chat domain's SQL: one named function per query or transaction (queue, pairing, messages, appointments).
 
 Lock order, so that concurrent nodes never deadlock: a transaction that may wait
 for a lock takes doctor rows (`chat_doctors`) before consultation rows, and
@@ -329,7 +329,8 @@ async def transfer_txn(conn: asyncpg.Connection, *, consultation_id: uuid.UUID, 
                 consultation_id, doctor_id)
         else:
             if await _already_with(conn, case["patient_id"], to_doctor_id):
-                raise conflict("already_with_doctor", "That doctor already has an active consultation with this patient.")
+                raise conflict("already_with_doctor",
+                               "That doctor already has an active consultation with this patient.")
             await conn.execute("UPDATE chat_doctors SET last_assigned_at = now() WHERE doctor_id = $1", to_doctor_id)
             row = await conn.fetchrow(
                 "UPDATE consultations SET doctor_id = $2, assigned_at = now() WHERE id = $1 RETURNING *",

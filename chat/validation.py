@@ -9,7 +9,14 @@ from typing import Any
 
 from chat.store import SlotRequest
 from store.errors import unprocessable
-from store.payloads import get_bool, get_choice, get_int, get_list, get_str, require_object
+from store.payloads import (
+    get_bool,
+    get_choice,
+    get_int,
+    get_list,
+    get_str,
+    require_object,
+)
 
 BODY_SITES = ("scalp", "face", "ear", "neck", "chest", "back", "abdomen", "arm", "hand", "leg", "foot",
               "genital", "other")

@@ -7,8 +7,16 @@ from dataclasses import replace
 import pytest
 
 from auth.service import AUTH_SERVICE
-from tests.test_chat_support import (User, call, chat_settings, connect, connect_refusal, make_user, open_case,
-                                     start_node)
+from tests.test_chat_support import (
+    User,
+    call,
+    chat_settings,
+    connect,
+    connect_refusal,
+    make_user,
+    open_case,
+    start_node,
+)
 
 
 @pytest.fixture
@@ -82,7 +90,8 @@ async def test_pending_doctor_and_admin_get_nothing_clinical(node):
         response = await node.client.request(method, path, headers=pending.headers)
         assert response.status in (403, 404), (method, path, response.status)
     admin = await make_user(node, "admin")
-    for path in (f"/api/v1/consultations/{case['id']}", "/api/v1/queue", f"/api/v1/consultations/{case['id']}/messages"):
+    for path in (f"/api/v1/consultations/{case['id']}", "/api/v1/queue",
+                 f"/api/v1/consultations/{case['id']}/messages"):
         assert (await node.client.get(path, headers=admin.headers)).status == 403
 
 
@@ -136,8 +145,10 @@ async def test_bad_payloads_get_error_acks_and_change_nothing(node, db):
         cases = [
             ("message:send", "not an object", "invalid_payload"),
             ("message:send", {"consultation_id": case["id"], "client_msg_id": "a b", "body": "x"}, "invalid_field"),
-            ("message:send", {"consultation_id": case["id"], "client_msg_id": "ok", "body": "x" * 2001}, "invalid_field"),
-            ("message:send", {"consultation_id": case["id"], "client_msg_id": "ok", "body": "bell\x07"}, "invalid_field"),
+            ("message:send", {"consultation_id": case["id"], "client_msg_id": "ok", "body": "x" * 2001},
+             "invalid_field"),
+            ("message:send", {"consultation_id": case["id"], "client_msg_id": "ok", "body": "bell\x07"},
+             "invalid_field"),
             ("message:send", {"consultation_id": "nope", "client_msg_id": "ok", "body": "x"}, "invalid_field"),
             ("message:send", {"client_msg_id": "ok", "body": "x"}, "missing_field"),
             ("presence:set", {"availability": "available"}, "forbidden_role"),

@@ -5,7 +5,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.test_chat_support import call, chat_settings, connect, make_user, open_case, start_node
+from tests.test_chat_support import (
+    call,
+    chat_settings,
+    connect,
+    make_user,
+    open_case,
+    start_node,
+)
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ async def test_one_batch_answers_each_message_correctly(node, db):
     patients = [await make_user(node, "patient") for _ in range(3)]
     cases = [await open_case(node, p) for p in patients]
     for case in cases[:2]:
-        assert (await node.client.post(f"/api/v1/consultations/{case['id']}/take", headers=doctor.headers)).status == 200
+        taken = await node.client.post(f"/api/v1/consultations/{case['id']}/take", headers=doctor.headers)
+        assert taken.status == 200
     ctx = store.AuditContext(None, request_id="test")
 
     def pending(case, user, client_id):

@@ -7,7 +7,14 @@ from collections import Counter
 
 import pytest
 
-from tests.test_chat_support import call, chat_settings, connect, make_user, open_case, start_node
+from tests.test_chat_support import (
+    call,
+    chat_settings,
+    connect,
+    make_user,
+    open_case,
+    start_node,
+)
 
 
 @pytest.fixture

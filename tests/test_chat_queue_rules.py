@@ -12,11 +12,17 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
-from hypothesis import HealthCheck, settings, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from auth import store as auth_store
-from auth.principal import Principal
 from chat import store
 from chat.queue import apply_triage_result
 from store.errors import DomainError

@@ -8,7 +8,14 @@ import pytest
 
 from chat.queue import apply_triage_result
 from chat.realtime import QueueNotifier
-from tests.test_chat_support import call, chat_settings, connect, make_user, open_case, start_node
+from tests.test_chat_support import (
+    call,
+    chat_settings,
+    connect,
+    make_user,
+    open_case,
+    start_node,
+)
 
 
 async def _negotiated_extensions(node, user) -> str:
