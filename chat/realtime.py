@@ -30,6 +30,7 @@ ROOMS_SIGNAL = "__chat:rooms"
 # Nobody ever joins this room: a signal emitted to it reaches no client.
 SIGNAL_ROOM = "__chat:signals"
 NAMESPACE = "/"
+MAX_CONCURRENT_PUBLISHES = 32
 
 
 def user_room(user_id: uuid.UUID | str) -> str:
@@ -55,7 +56,14 @@ class ChatRedisManager(socketio.AsyncRedisManager):
     def __init__(self, stores: Stores, channel: str) -> None:
         super().__init__(channel=channel)
         self._stores = stores
+        self._publishing = asyncio.Semaphore(MAX_CONCURRENT_PUBLISHES)
         self.on_queue_signal: SignalHandler | None = None
+
+    async def _publish(self, data: Any) -> Any:
+        # Bounded, so a burst of emits waits for a connection instead of draining the shared
+        # pool (redis-py refuses, rather than waits, past its connection limit).
+        async with self._publishing:
+            return await super()._publish(data)
 
     def _redis_connect(self) -> None:
         self.redis = redis_asyncio.Redis(connection_pool=self._stores.redis.connection_pool)
