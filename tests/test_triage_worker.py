@@ -306,3 +306,19 @@ async def test_skindoc_rescore_command_moves_the_live_queue(node, classifier, tm
             e["consultation_id"] == str(case) and e["p_malignant"] == pytest.approx(rescored) for e in s["queue"]))
     finally:
         await console.disconnect()
+
+
+async def test_photo_whose_job_was_lost_with_redis_is_requeued_at_start(node, classifier):
+    patient = await cs.make_user(node, "patient")
+    case = uuid.UUID((await cs.open_case(node, patient))["id"])
+    [photo] = await upload(node, patient, case, ti.jpeg())
+    cfg = node.app[SETTINGS].triage
+    # Redis lost the stream (say, restarted without persistence) long after the upload was acknowledged.
+    await node.app[STORES].redis.delete(cfg.stream)
+    async with node.app[STORES].pool.acquire() as conn:
+        await conn.execute("UPDATE triage_photos SET created_at = now() - interval '1 hour'")
+    worker = make_worker(node, classifier, "worker-a")
+    await worker.start()
+    assert await worker.run_once(block_ms=1000) == 1
+    async with node.app[STORES].pool.acquire() as conn:
+        assert await conn.fetchval("SELECT status FROM triage_photos WHERE id = $1", uuid.UUID(photo["id"])) == "scored"

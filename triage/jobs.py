@@ -95,3 +95,13 @@ async def acknowledge(client: redis.Redis, stream: str, group: str, entry_ids: S
         pipe.xack(stream, group, *entry_ids)
         pipe.xdel(stream, *entry_ids)
         await pipe.execute()
+
+
+async def forget_departed_consumers(client: redis.Redis, stream: str, group: str, *, idle_ms: int) -> int:
+    """Removes consumers that hold no job and have not read for `idle_ms`: workers long gone (every
+    start is a new consumer). A live worker reads at least every second, so it is never one of them."""
+    departed = [c["name"] for c in await client.xinfo_consumers(stream, group)
+                if c["pending"] == 0 and c["idle"] > idle_ms]
+    for name in departed:
+        await client.xgroup_delconsumer(stream, group, name)
+    return len(departed)

@@ -182,6 +182,8 @@ class TriageWorker:
                 log.exception("queue notification failed", extra={"consultation_id": str(consultation_id)})
 
     async def _requeue_lost_jobs(self) -> None:
+        await jobs.forget_departed_consumers(self.redis, self.config.stream, self.config.group,
+                                             idle_ms=int(LOST_JOB_AGE_SECONDS * 1000))
         async with self.pool.acquire() as conn:
             lost = await store.pending_photos(conn, LOST_JOB_AGE_SECONDS)
         if lost:
