@@ -21,6 +21,7 @@ import pytest
 import redis.asyncio as redis_asyncio
 
 from auth.config import AuthConfig
+from chat.config import ChatConfig
 from store.embedded import EmbeddedServers
 from store.migrations import apply_migrations
 from web.app import all_migrations, create_app
@@ -134,8 +135,10 @@ async def clean_redis(redis_url) -> AsyncIterator[str]:
 
 @pytest.fixture
 def settings(database_url, clean_redis, tmp_path) -> Settings:
+    # Redis pub/sub ignores database numbers: each test gets its own Socket.IO channel.
+    chat = replace(ChatConfig(), socketio_channel=f"skindoc-test-{secrets.token_hex(6)}")
     return replace(Settings(), database_url=database_url, redis_url=clean_redis, data_dir=tmp_path / "var",
-                   auth=TEST_AUTH_CONFIG)
+                   auth=TEST_AUTH_CONFIG, chat=chat)
 
 
 @pytest.fixture
@@ -163,6 +166,7 @@ def live_server(settings, tmp_path):
     server = start_server({"SKINDOC_DATABASE_URL": settings.database_url,
                            "SKINDOC_REDIS_URL": settings.redis_url,
                            "SKINDOC_DATA_DIR": str(settings.data_dir),
+                           "SKINDOC_SOCKETIO_CHANNEL": settings.chat.socketio_channel,
                            "SKINDOC_LOG_FORMAT": "json"}, tmp_path / "server.log")
     yield server
     server.stop()

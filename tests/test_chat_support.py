@@ -23,9 +23,8 @@ SYMPTOMS = {"changed_size": True, "changed_shape": False, "changed_colour": True
 
 
 def chat_settings(settings: Settings, **chat_overrides: Any) -> Settings:
-    """The test's settings with a pub/sub channel no other test run shares."""
-    chat = replace(settings.chat, socketio_channel=f"test-chat-{secrets.token_hex(6)}", **chat_overrides)
-    return replace(settings, chat=chat)
+    """The test's settings (already on a pub/sub channel of its own) with some chat settings changed."""
+    return replace(settings, chat=replace(settings.chat, **chat_overrides))
 
 
 @dataclass
