@@ -54,6 +54,7 @@ class RunResult:
     unscored: int = 0
     batch_photos: collections.Counter = field(default_factory=collections.Counter)
     console_s: list[float] = field(default_factory=list)
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
 
 def photo_bytes(client: int, index: int) -> bytes:
@@ -66,6 +67,12 @@ def photo_bytes(client: int, index: int) -> bytes:
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=85)
     return out.getvalue()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def with_database(url: str, name: str) -> str:
@@ -262,11 +269,14 @@ async def run(mode: str, max_batch: int, args: argparse.Namespace, workdir: Path
             cases = await open_cases(session, server.url, args.concurrency)
             per_client = int(args.seconds * 100 / args.concurrency) + 20
             photos = [[photo_bytes(c, i) for i in range(per_client)] for c in range(args.concurrency)]
+            pids = {"serve": server.process.pid, "worker": worker.pid, "bench client": os.getpid()}
+            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             start = time.time()
             deadline = time.monotonic() + args.seconds
             await asyncio.gather(*(upload_for(session, server.url, c, token, cid, photos[c], deadline, result)
                                    for c, (token, cid) in enumerate(cases)))
             end = time.time()
+            result.cpu_s = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         result.seconds = end - start
         await measure(db_url, result, (start, end), args.drain_seconds)
         return result
@@ -292,6 +302,10 @@ def report(result: RunResult) -> None:
     print(f"upload-to-score       p50 {percentile(result.score_latency_ms, 0.5):.0f} ms, "
           f"p99 {percentile(result.score_latency_ms, 0.99):.0f} ms, max {max(result.score_latency_ms, default=0):.0f} ms"
           f"  ({len(result.score_latency_ms)} scored, {result.unscored} not scored after draining)")
+    if result.accepted:
+        print("CPU per upload        " + ", ".join(f"{name} {seconds / result.accepted * 1000:.1f} ms"
+                                                   for name, seconds in result.cpu_s.items())
+              + f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     print("model calls by batch  " + ", ".join(f"{size}: {n}" for size, n in calls.items()))
     if calls:
         print(f"mean batch            {sum(result.batch_photos.values()) / sum(calls.values()):.1f} photos per model call")
