@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 import aiohttp
+import aiohttp.web
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from tests.live_server import LiveServer, start_server
@@ -541,3 +542,51 @@ async def test_expiring_tokens_are_renewed_without_the_user_noticing(short_token
         assert await page.evaluate("window.__bannerShown") == 0
         await expect(page.locator("#sign-out")).to_be_visible()
     assert errors == []
+
+
+async def test_sign_in_with_google_goes_through_the_providers_redirect(settings, tmp_path, browser, aiohttp_server):
+    from joserfc.jwk import KeySet
+
+    from tests.test_auth_oidc import CLIENT_ID, LocalIssuer
+
+    issuer = LocalIssuer()
+    authorize_requests = []
+
+    async def discovery(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.json_response({"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks",
+                                          "authorization_endpoint": f"{issuer.url}/o/authorize",
+                                          "id_token_signing_alg_values_supported": ["RS256"]})
+
+    async def jwks(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.json_response(KeySet(issuer.keys).as_dict(private=False))
+
+    async def authorize(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        """The provider's consent screen, already agreed to: back to the app with an ID token in the fragment."""
+        query = request.query
+        authorize_requests.append(dict(query))
+        id_token = issuer.id_token(nonce=query["nonce"], email="priya@example.com", name="Priya Shah")
+        raise aiohttp.web.HTTPFound(f"{query['redirect_uri']}#id_token={id_token}")
+
+    issuer_app = aiohttp.web.Application()
+    issuer_app.router.add_get("/.well-known/openid-configuration", discovery)
+    issuer_app.router.add_get("/jwks", jwks)
+    issuer_app.router.add_get("/o/authorize", authorize)
+    issuer_server = await aiohttp_server(issuer_app, host="127.0.0.1")
+    issuer.url = str(issuer_server.make_url("")).rstrip("/")
+    env = server_env(settings, worker=False, SKINDOC_OIDC_ISSUER=issuer.url, SKINDOC_OIDC_CLIENT_ID=CLIENT_ID)
+    server = await asyncio.to_thread(AppServer, env, tmp_path / "server.log")
+    try:
+        errors: list[str] = []
+        context, page = await new_page(browser, PHONE, errors)
+        await page.goto(server.url + "/")
+        await page.get_by_role("button", name="Sign in with Google").click()
+        await expect(page.locator("#view-home")).to_be_visible()
+        await expect(page.locator("#who")).to_have_text("Priya Shah")
+        (sent,) = authorize_requests
+        assert sent["client_id"] == CLIENT_ID and sent["response_type"] == "id_token"
+        assert sent["redirect_uri"] == server.url + "/" and len(sent["nonce"]) >= 32
+        assert "id_token" not in page.url  # the token does not linger in the address bar or history
+        assert errors == []
+        await context.close()  # its socket open, a graceful stop of the server would wait for it
+    finally:
+        await asyncio.to_thread(server.stop)

@@ -1,8 +1,14 @@
 """How the browser apps are served: security headers, compression, caching, page weight, no inline code."""
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import replace
+from html import unescape
 
+from aiohttp import web
+
+from web.app import create_app
 from web.pages import STATIC_DIR
 
 PAGE_WEIGHT_LIMIT = 200 * 1024
@@ -88,3 +94,32 @@ async def test_unknown_static_file_is_a_problem_404(client):
     response = await client.get("/static/js/nope.js")
     assert response.status == 404
     assert response.content_type == "application/problem+json"
+
+
+def page_config(html: str) -> dict:
+    content = re.search(r'<meta name="skindoc-config" content="([^"]*)">', html).group(1)
+    return json.loads(unescape(content))
+
+
+async def test_page_config_carries_the_photo_limits_and_no_google_button_by_default(client, settings):
+    config = page_config(await (await client.get("/")).text())
+    assert config == {"photos": {"min_side": settings.triage.min_side,
+                                 "max_upload_bytes": settings.triage.max_upload_bytes,
+                                 "max_photos": settings.triage.max_photos_per_consultation}}
+
+
+async def test_google_sign_in_is_offered_with_the_issuers_authorization_endpoint(aiohttp_client, aiohttp_server,
+                                                                                settings):
+    async def discovery(request: web.Request) -> web.Response:
+        base = f"{request.scheme}://{request.host}"
+        return web.json_response({"issuer": base, "authorization_endpoint": f"{base}/o/authorize"})
+
+    issuer_app = web.Application()
+    issuer_app.router.add_get("/.well-known/openid-configuration", discovery)
+    issuer = await aiohttp_server(issuer_app)
+    issuer_url = str(issuer.make_url("")).rstrip("/")
+    with_oidc = replace(settings, auth=replace(settings.auth, oidc_issuer=issuer_url, oidc_client_id="skindoc-web"))
+    client = await aiohttp_client(create_app(with_oidc))
+    for path in ("/", "/console"):
+        config = page_config(await (await client.get(path)).text())
+        assert config["oidc"] == {"authorization_endpoint": f"{issuer_url}/o/authorize", "client_id": "skindoc-web"}
