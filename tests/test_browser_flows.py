@@ -517,6 +517,21 @@ async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_ser
     await expect(patient_page.locator("#consultation-list")).to_contain_text("Resolved")
     await expect(patient_page.locator("#appointment-list")).to_contain_text("Confirmed")
     await assert_fits_the_screen(patient_page)
+
+    # Marked available, the doctor is given the waiting cases at once, up to their capacity.
+    await doctor_page.get_by_label("Available for new cases").check()
+    await expect(doctor_page.locator("#case-tabs [role=tab]")).to_have_count(3)
+    await expect(doctor_page.locator("#capacity")).to_have_text("3/3")
+    await expect(items).to_have_count(0)
+    await expect(doctor_page.get_by_role("button", name="Take next")).to_be_disabled()
+    # Away again, they hand one back to the queue, where it waits for the next doctor.
+    await doctor_page.get_by_label("Available for new cases").uncheck()
+    panel = doctor_page.locator(".case-panel:visible")
+    await panel.get_by_label("Reason").fill("Needs a paediatric dermatologist.")
+    await panel.get_by_role("button", name="Transfer").click()
+    await expect(doctor_page.locator("#case-tabs [role=tab]")).to_have_count(2)
+    await expect(items).to_have_count(1)
+    await expect(doctor_page.locator("#capacity")).to_have_text("2/3")
     assert errors == []
 
 
