@@ -35,7 +35,7 @@ from PIL import Image, ImageDraw
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.live_server import LiveServer, start_server  # noqa: E402
+from tests.live_server import LiveServer, start_server
 
 PASSWORD = "bench passphrase not for production 7"
 SYMPTOMS = {"changed_size": True, "changed_shape": False, "changed_colour": True, "bleeding": False,
@@ -107,9 +107,9 @@ async def drop_database(admin_url: str, name: str) -> None:
 
 def start_worker(env: dict[str, str], log_path: Path, timeout: float = 180.0) -> subprocess.Popen:
     """`skindoc worker`, once it has compiled every batch size and joined the consumer group."""
-    log = open(log_path, "ab")
-    process = subprocess.Popen([sys.executable, "-m", "web.cli", "worker"], env={**os.environ, **env},
-                               stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "web.cli", "worker"], env={**os.environ, **env},
+                                   stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -156,8 +156,8 @@ async def console_update_latency(session: aiohttp.ClientSession, base: str, env:
     async with session.post(f"{base}/api/v1/auth/register",
                             json={"email": email, "password": PASSWORD, "name": "Bench doctor", "role": "doctor"}) as r:
         assert r.status == 201, await r.text()
-    subprocess.run([sys.executable, "-m", "web.cli", "admin", "approve", email], env={**os.environ, **env},
-                   check=True, capture_output=True, cwd=REPO)
+    await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "web.cli", "admin", "approve", email],
+                            env={**os.environ, **env}, check=True, capture_output=True, cwd=REPO)
     async with session.post(f"{base}/api/v1/auth/login", json={"email": email, "password": PASSWORD}) as r:
         doctor_token = (await r.json())["access_token"]
     scored: dict[str, asyncio.Event] = {}

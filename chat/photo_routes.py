@@ -128,14 +128,13 @@ class PhotoRoutes:
         body_site = payloads.get_choice(fields, "body_site", BODY_SITES)
         tag = payloads.get_choice(fields, "tag", intake.PHOTO_TAGS, required=False) if fields.get("tag") else None
         photos = await intake.normalise_uploads(files, cfg)
-        async with self._stores.pool.acquire() as conn:
-            async with conn.transaction():
-                # Again inside the write: the case may have closed while the photos were being checked.
-                await self._authorize_upload(conn, principal, consultation_id)
-                stored = await intake.store_photos(conn, cfg, consultation_id, body_site, tag, photos)
-                await audit.record_for_request(conn, request, "photo.upload", "consultation", str(consultation_id),
-                                               {"photo_ids": [str(s.photo["id"]) for s in stored if not s.duplicate],
-                                                "duplicates": sum(s.duplicate for s in stored)})
+        async with self._stores.pool.acquire() as conn, conn.transaction():
+            # Again inside the write: the case may have closed while the photos were being checked.
+            await self._authorize_upload(conn, principal, consultation_id)
+            stored = await intake.store_photos(conn, cfg, consultation_id, body_site, tag, photos)
+            await audit.record_for_request(conn, request, "photo.upload", "consultation", str(consultation_id),
+                                           {"photo_ids": [str(s.photo["id"]) for s in stored if not s.duplicate],
+                                            "duplicates": sum(s.duplicate for s in stored)})
         await intake.queue_jobs(self._stores.redis, cfg, consultation_id, stored)
         return web.json_response({
             "photos": [{**views.photo_view(s.photo, "patient"), "duplicate": s.duplicate,
@@ -150,23 +149,21 @@ class PhotoRoutes:
     async def list_photos(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
         consultation_id = _uuid(request, "consultation_id", "consultation")
-        async with self._stores.pool.acquire() as conn:
-            async with conn.transaction():
-                consultation = await authorize_consultation(conn, principal, consultation_id, action="summary")
-                rows = await store.list_photos(conn, consultation_id)
-                await audit.record_for_request(conn, request, "photo.list", "consultation", str(consultation_id))
+        async with self._stores.pool.acquire() as conn, conn.transaction():
+            consultation = await authorize_consultation(conn, principal, consultation_id, action="summary")
+            rows = await store.list_photos(conn, consultation_id)
+            await audit.record_for_request(conn, request, "photo.list", "consultation", str(consultation_id))
         audience = _audience(principal, consultation)
         return web.json_response({"photos": [views.photo_view(row, audience) for row in rows]})
 
     async def get_triage(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
         consultation_id = _uuid(request, "consultation_id", "consultation")
-        async with self._stores.pool.acquire() as conn:
-            async with conn.transaction():
-                consultation = await authorize_consultation(conn, principal, consultation_id, action="summary")
-                summary = await store.get_consultation_triage(conn, consultation_id)
-                counts = await store.photo_status_counts(conn, consultation_id)
-                await audit.record_for_request(conn, request, "triage.read", "consultation", str(consultation_id))
+        async with self._stores.pool.acquire() as conn, conn.transaction():
+            consultation = await authorize_consultation(conn, principal, consultation_id, action="summary")
+            summary = await store.get_consultation_triage(conn, consultation_id)
+            counts = await store.photo_status_counts(conn, consultation_id)
+            await audit.record_for_request(conn, request, "triage.read", "consultation", str(consultation_id))
         return web.json_response(views.triage_view(summary, counts, _audience(principal, consultation)))
 
     async def get_image(self, request: web.Request) -> web.Response:
@@ -181,16 +178,15 @@ class PhotoRoutes:
     async def _photo_bytes(self, request: web.Request, variant: str) -> web.Response:
         principal = await authenticate(request)
         photo_id = _uuid(request, "photo_id", "photo")
-        async with self._stores.pool.acquire() as conn:
-            async with conn.transaction():
-                consultation_id = await store.get_photo_consultation(conn, photo_id)
-                consultation = await self._authorize_photo_read(conn, principal, consultation_id, variant)
-                if variant == "saliency":
-                    body = await store.get_saliency_png(conn, photo_id)
-                else:
-                    body = await store.get_photo_bytes(conn, photo_id, thumbnail=variant == "thumbnail")
-                await audit.record_for_request(conn, request, f"photo.read.{variant}", "photo", str(photo_id),
-                                               {"consultation_id": str(consultation["id"])})
+        async with self._stores.pool.acquire() as conn, conn.transaction():
+            consultation_id = await store.get_photo_consultation(conn, photo_id)
+            consultation = await self._authorize_photo_read(conn, principal, consultation_id, variant)
+            if variant == "saliency":
+                body = await store.get_saliency_png(conn, photo_id)
+            else:
+                body = await store.get_photo_bytes(conn, photo_id, thumbnail=variant == "thumbnail")
+            await audit.record_for_request(conn, request, f"photo.read.{variant}", "photo", str(photo_id),
+                                           {"consultation_id": str(consultation["id"])})
         return web.Response(body=body, content_type="image/png" if variant == "saliency" else "image/jpeg",
                             headers={"Cache-Control": PHOTO_CACHE_CONTROL, "X-Content-Type-Options": "nosniff"})
 

@@ -2,6 +2,7 @@
 patient uploading over HTTP. The score lands and the console's queue changes without anyone polling."""
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import subprocess
@@ -43,8 +44,8 @@ async def test_upload_in_the_running_system_reorders_the_live_queue(settings, tm
     try:
         async with aiohttp.ClientSession() as session:
             doctor_email, _ = await sign_up(session, server.url, "doctor")
-            subprocess.run([sys.executable, "-m", "web.cli", "admin", "approve", doctor_email],
-                           env={**os.environ, **env}, check=True, capture_output=True, timeout=60)
+            await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "web.cli", "admin", "approve", doctor_email],
+                                    env={**os.environ, **env}, check=True, capture_output=True, timeout=60)
             doctor_token = await sign_in(session, server.url, doctor_email)
             patient_email, _ = await sign_up(session, server.url, "patient")
             patient = {"Authorization": f"Bearer {await sign_in(session, server.url, patient_email)}"}

@@ -74,8 +74,7 @@ class Account:
 
 async def account(client, role: str = "patient") -> Account:
     """A signed-in user; a doctor is approved by the admin path first."""
-    from auth.service import AUTH_SERVICE
-    from auth.service import Origin
+    from auth.service import AUTH_SERVICE, Origin
 
     email = f"{role}-{uuid.uuid4().hex[:10]}@example.org"
     response = await client.post("/api/v1/auth/register",

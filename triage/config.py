@@ -69,7 +69,7 @@ class TriageConfig:
         return tuple(sorted(sizes))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "TriageConfig":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TriageConfig:
         env = os.environ if env is None else env
         model_dir = env.get("SKINDOC_TRIAGE_MODEL_DIR") or None
         return cls(

@@ -76,7 +76,7 @@ def _open_checked(data: bytes, fmt: str, max_pixels: int, min_side: int) -> Imag
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_many_pixels(max_pixels) from None
     # Untrusted bytes can make a decoder fail in many ways; each one is the same typed rejection.
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         raise _corrupt(type(exc).__name__) from None
     width, height = image.size
     if width * height > max_pixels:
@@ -91,7 +91,7 @@ def _open_checked(data: bytes, fmt: str, max_pixels: int, min_side: int) -> Imag
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.load()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         raise _corrupt(type(exc).__name__) from None
     return image
 
@@ -151,7 +151,7 @@ def normalise_photo(data: bytes, *, max_pixels: int, min_side: int) -> Normalise
     try:
         ImageOps.exif_transpose(image, in_place=True)
         rgb = _to_srgb_rgb(image)
-    except Exception as exc:  # a malformed EXIF block or an odd mode in bytes we do not control
+    except Exception as exc:  # noqa: BLE001 - a malformed EXIF block or an odd mode in bytes we do not control
         raise _corrupt(type(exc).__name__) from None
     stored = _encode_jpeg(rgb, STORED_JPEG_QUALITY)
     width, height = rgb.size

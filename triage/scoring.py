@@ -78,7 +78,7 @@ def _predict_chunk(classifier: Classifier, photos: Sequence[PhotoToScore]) -> li
     for photo in photos:
         try:
             decoded.append((photo, decode_for_model(photo.image, 2 * classifier.image_size)))
-        except Exception as exc:  # stored bytes that no longer decode: fail this photo, not the batch
+        except Exception as exc:  # noqa: BLE001 - stored bytes that no longer decode: fail this photo, not the batch
             results.append(_result(photo, classifier.version, 1, failure=f"stored image unreadable: {exc}"))
     if not decoded:
         return results

@@ -1,8 +1,8 @@
 """The triage worker: reads photo jobs from the stream, scores them in batches, writes, acknowledges, notifies.
 
 A batch is whatever arrives within `batch_wait_ms` of its first job, up to `max_batch`. The
-worker compiles every batch size the classifier serves before it reads a job (`ready`), so
-no request ever waits on a compilation. Jobs left unacknowledged by a dead worker are claimed
+worker compiles every batch size the classifier serves before it reads its first job, so no
+photo ever waits on a compilation. Jobs left unacknowledged by a dead worker are claimed
 after `claim_idle_ms`; the idempotent write makes their second run change nothing.
 """
 from __future__ import annotations
@@ -58,7 +58,6 @@ class TriageWorker:
         self.on_scored = on_scored
         self.notifier = notifier
         self.consumer = consumer or consumer_name()
-        self.ready = asyncio.Event()
         # Photos per model call, for the benchmark and the logs.
         self.batch_histogram: collections.Counter[int] = collections.Counter()
         self.scored = 0
@@ -66,12 +65,11 @@ class TriageWorker:
         self._unexplainable: set[uuid.UUID] = set()
 
     async def start(self) -> None:
-        """Compiles every batch size, joins the consumer group and re-queues lost jobs; then `ready` is set."""
+        """Compiles every batch size, joins the consumer group and re-queues lost jobs: then it is ready."""
         started = time.perf_counter()
         await asyncio.to_thread(self.classifier.warmup)
         await jobs.ensure_group(self.redis, self.config.stream, self.config.group)
         await self._requeue_lost_jobs()
-        self.ready.set()
         log.info("triage worker ready", extra={"consumer": self.consumer, "model_version": self.classifier.version,
                                                "batch_sizes": list(self.classifier.batch_sizes),
                                                "warmup_seconds": round(time.perf_counter() - started, 2)})
