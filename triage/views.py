@@ -51,7 +51,8 @@ def photo_view(row: dict[str, Any], audience: str) -> dict[str, Any]:
 def triage_view(summary: dict[str, Any] | None, status_counts: dict[str, int], audience: str) -> dict[str, Any]:
     """The consultation's triage: awaiting a score until one lands; failed photos never hide the case."""
     urgency = summary["urgency"] if summary else None
-    failed = status_counts.get("failed", 0) > 0 and not summary
+    # Only once nothing is left to try: while a photo is pending, a score may still come.
+    failed = not summary and status_counts.get("failed", 0) > 0 and not status_counts.get("pending", 0)
     view: dict[str, Any] = {
         "awaiting_score": summary is None,
         "urgency": urgency,
