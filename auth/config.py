@@ -40,6 +40,9 @@ class AuthConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AuthConfig:
+        if bool(env.get("SKINDOC_OIDC_ISSUER")) != bool(env.get("SKINDOC_OIDC_CLIENT_ID")):
+            raise SystemExit("Set both SKINDOC_OIDC_ISSUER and SKINDOC_OIDC_CLIENT_ID for OpenID Connect sign-in, "
+                             "or neither.")
         return cls(
             jwt_key=env.get("SKINDOC_JWT_KEY") or None,
             jwt_issuer=env.get("SKINDOC_JWT_ISSUER") or cls.jwt_issuer,
