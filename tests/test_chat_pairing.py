@@ -168,3 +168,29 @@ async def test_patient_limit_and_one_active_case_per_doctor_pair(nodes):
     waiting = [b for b in [await r.json() for r in cases if r.status == 201] if b["id"] != (await first.json())["id"]]
     named = await node_a.client.post(f"/api/v1/consultations/{waiting[0]['id']}/take", headers=doctor.headers)
     assert named.status == 409 and (await named.json())["code"] == "already_with_doctor"
+
+
+async def test_cancel_and_capacity_edges_tell_the_doctor(nodes):
+    node_a, node_b = nodes
+    admin = await make_user(node_a, "admin")
+    patient = await make_user(node_a, "patient")
+    doc_1, doc_2 = await make_user(node_a, "doctor"), await make_user(node_b, "doctor")
+    await _set_capacity(node_a, admin, doc_2, 0)
+    case = await open_case(node_a, patient)
+    sock_1, events_1 = await connect(node_b, doc_1)
+    try:
+        assert (await call(sock_1, "queue:take", {"consultation_id": case["id"]}))["ok"]
+        full = await call(sock_1, "consultation:transfer",
+                          {"consultation_id": case["id"], "reason": "x", "to_doctor_id": str(doc_2.id)})
+        assert full["error"]["code"] == "doctor_at_capacity"
+        unknown = await call(sock_1, "consultation:transfer",
+                             {"consultation_id": case["id"], "reason": "x", "to_doctor_id": str(patient.id)})
+        assert unknown["error"]["code"] == "doctor_not_found"
+        cancelled = await node_a.client.post(f"/api/v1/consultations/{case['id']}/cancel", headers=patient.headers)
+        assert cancelled.status == 200
+        told = await events_1.wait_for("consultation:updated", lambda d: d["reason"] == "cancelled")
+        assert told["consultation"]["state"] == "cancelled"
+        status = await (await node_b.client.get("/api/v1/doctors/me", headers=doc_1.headers)).json()
+        assert status["active"] == 0
+    finally:
+        await sock_1.disconnect()

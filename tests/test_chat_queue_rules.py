@@ -167,6 +167,32 @@ class QueueRules(RuleBasedStateMachine):
             case.state, case.doctor = "waiting", None
         assert error is None
 
+    @precondition(lambda self: any(c.state == "active" for c in self.cases))
+    @rule(data=st.data(), target_doctor=st.integers(0, DOCTORS - 1))
+    def transfer_to_named_doctor(self, data, target_doctor):
+        case = data.draw(st.sampled_from(self._active()))
+        _, error = self.run(self._call(store.transfer_txn, consultation_id=case.id,
+                                       doctor_id=self.doctors[case.doctor],
+                                       to_doctor_id=self.doctors[target_doctor], reason="r", ctx=CTX))
+        if target_doctor == case.doctor:
+            assert error == "invalid_field"
+        elif len(self._active(doctor=target_doctor)) >= CAPACITY:
+            assert error == "doctor_at_capacity"
+        elif self._active(doctor=target_doctor, patient=case.patient):
+            assert error == "already_with_doctor"
+        else:
+            assert error is None
+            case.doctor = target_doctor
+
+    @precondition(lambda self: any(c.state == "waiting" for c in self.cases))
+    @rule(data=st.data())
+    def patient_cancels_while_waiting(self, data):
+        case = data.draw(st.sampled_from([c for c in self.cases if c.state == "waiting"]))
+        _, error = self.run(self._call(store.cancel_consultation_txn, consultation_id=case.id,
+                                       patient_id=self.patients[case.patient], reason=None, ctx=CTX))
+        assert error is None
+        case.state = "cancelled"
+
     @rule(doctor=st.integers(0, DOCTORS - 1))
     def doctor_comes_online_and_backlog_drains(self, doctor):
         async def drain():
