@@ -185,8 +185,8 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         consultation_id = validation.get_uuid(payload, "consultation_id")
         after_seq = get_int(payload, "after_seq", required=False, minimum=0, default=0)
         consultation, messages, has_more = await self._service.join_consultation(
-            principal, self._ctx(sid, principal), consultation_id, after_seq)
-        await self.enter_room(sid, consultation_room(consultation_id))
+            principal, self._ctx(sid, principal), consultation_id, after_seq,
+            enter_room=lambda: self.enter_room(sid, consultation_room(consultation_id)))
         return {"consultation": consultation, "messages": messages, "has_more": has_more}
 
     async def _consultation_leave(self, sid: str, principal: Principal, payload: dict) -> dict:

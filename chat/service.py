@@ -4,13 +4,14 @@ transaction, then tell the people concerned (room moves, `consultation:updated`,
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import socketio
 
+from auth import store as auth_store
 from auth.principal import Principal
 from chat import serialize, store
 from chat.access import authorize_consultation
@@ -18,10 +19,9 @@ from chat.config import ChatConfig
 from chat.messages import MessageWriter
 from chat.realtime import QueueNotifier, consultation_room, move_users, user_room
 from chat.store import AuditContext, PendingMessage
+from chat.validation import NewConsultation
 from store.connections import Stores
 from store.errors import conflict, forbidden, not_found
-
-log = logging.getLogger(__name__)
 
 
 def require_patient(principal: Principal) -> None:
@@ -56,7 +56,8 @@ class ChatService:
 
     # ---- consultations ----------------------------------------------------------------------
 
-    async def open_consultation(self, principal: Principal, ctx: AuditContext, new) -> dict[str, Any]:
+    async def open_consultation(self, principal: Principal, ctx: AuditContext,
+                                new: NewConsultation) -> dict[str, Any]:
         require_patient(principal)
         async with self.pool.acquire() as conn:
             row = await store.create_consultation_txn(
@@ -93,6 +94,7 @@ class ChatService:
             row = await store.cancel_consultation_txn(conn, consultation_id=consultation_id,
                                                       patient_id=principal.user_id, reason=reason, ctx=ctx)
         await self._changed(row, "cancelled", extra_users=[])
+        await self.drain_backlog()  # an active case's doctor has room again
         return serialize.consultation(row)
 
     async def take(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID | None) -> dict[str, Any]:
@@ -277,7 +279,7 @@ class ChatService:
         if principal.role != "admin":
             raise forbidden("forbidden_role", "Only an admin can change a doctor's capacity.")
         async with self.pool.acquire() as conn:
-            if await conn.fetchval("SELECT role FROM users WHERE id = $1", doctor_id) != "doctor":
+            if (await auth_store.get_role_and_status(conn, doctor_id) or (None,))[0] != "doctor":
                 raise not_found("doctor_not_found", "No such doctor.")
             await store.ensure_doctor(conn, doctor_id, self.config.doctor_capacity)
             await store.set_capacity_txn(conn, doctor_id, capacity, ctx)
@@ -310,10 +312,16 @@ class ChatService:
             return await store.active_consultation_ids(conn, user_id)
 
     async def join_consultation(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
-                                after_seq: int) -> tuple[dict, list[dict], bool]:
-        """Checks `read` access and returns the consultation with its messages after `after_seq`."""
+                                after_seq: int, enter_room: Callable[[], Awaitable[None]]
+                                ) -> tuple[dict, list[dict], bool]:
+        """Checks `read` access, lets the socket into the room, then reads the messages after `after_seq`.
+
+        Entering before reading closes the gap: a message committed after the read is pushed
+        to the room, and one pushed before the socket entered was committed before the read.
+        """
         async with self.pool.acquire() as conn, conn.transaction():
             row = await authorize_consultation(conn, principal, consultation_id, action="read")
+            await enter_room()
             rows = await store.messages_after(conn, consultation_id, after_seq, 201)
             await store.record_read(conn, ctx, "chat.history.read", consultation_id,
                                     {"after_seq": after_seq, "count": min(len(rows), 200), "via": "join"})
