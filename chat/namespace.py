@@ -53,6 +53,7 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         self._presence = presence
         self._broadcaster = broadcaster
         self._connections: dict[str, Connection] = {}
+        self._expiring: set[asyncio.Task] = set()
         self._handlers: dict[str, Handler] = {
             "session:refresh": self._session_refresh,
             "presence:set": self._presence_set,
@@ -116,7 +117,12 @@ class ConsultationNamespace(socketio.AsyncNamespace):
             connection.expiry.cancel()
         delay = (connection.principal.expires_at - datetime.now(timezone.utc)).total_seconds()
         loop = asyncio.get_running_loop()
-        connection.expiry = loop.call_later(max(delay, 0), lambda: asyncio.ensure_future(self._expire(sid)))
+        connection.expiry = loop.call_later(max(delay, 0), self._start_expiry, sid)
+
+    def _start_expiry(self, sid: str) -> None:
+        task = asyncio.ensure_future(self._expire(sid))
+        self._expiring.add(task)  # asyncio keeps only weak references to tasks
+        task.add_done_callback(self._expiring.discard)
 
     async def _expire(self, sid: str) -> None:
         await self.emit("session:expired", {}, to=sid)
