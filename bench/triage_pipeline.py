@@ -4,7 +4,9 @@ Runs the whole system twice on a fresh database each time, as deployed: `skindoc
 `skindoc worker` processes on the machine's PostgreSQL and Redis, once with batching (the
 worker's SKINDOC_TRIAGE_MAX_BATCH) and once without (batch size 1). Prints accepted uploads/s,
 upload-to-score latency p50/p99 (from the database clock: photo stored → score committed),
-the batch-size histogram and the ratio of scoring throughputs. Before the batched run's load, a
+the batch-size histogram and the ratio of scoring throughputs. Each run first queues a backlog of
+photos with no worker running, then starts the worker and times the drain: the worker's own
+throughput, whatever the upload side can offer. Before the batched run's load, a
 doctor's Socket.IO console measures upload → queue update on the otherwise idle system.
 
     .venv/bin/python bench/triage_pipeline.py --seconds 20 --concurrency 16
@@ -55,6 +57,7 @@ class RunResult:
     batch_photos: collections.Counter = field(default_factory=collections.Counter)
     console_s: list[float] = field(default_factory=list)
     cpu_s: dict[str, float] = field(default_factory=dict)
+    drain_rate: float | None = None
 
 
 def photo_bytes(client: int, index: int) -> bytes:
@@ -190,6 +193,35 @@ async def console_update_latency(session: aiohttp.ClientSession, base: str, env:
     return latencies
 
 
+async def upload_backlog(session: aiohttp.ClientSession, base: str, cases: list[tuple[str, str]],
+                         count: int) -> None:
+    """`count` photos queued while no worker runs (the worker then meets a full stream)."""
+    async def one(index: int) -> None:
+        token, consultation_id = cases[index % len(cases)]
+        data = aiohttp.FormData(default_to_multipart=True)
+        data.add_field("body_site", "back")
+        data.add_field("photo", photo_bytes(index % len(cases), 100_000 + index), filename="lesion.jpg",
+                       content_type="image/jpeg")
+        async with session.post(f"{base}/api/v1/consultations/{consultation_id}/photos", data=data,
+                                headers={"Authorization": f"Bearer {token}"}) as r:
+            assert r.status == 201, await r.text()
+
+    for start in range(0, count, len(cases)):
+        await asyncio.gather(*(one(i) for i in range(start, min(count, start + len(cases)))))
+
+
+async def seconds_to_drain(db_url: str) -> float:
+    """From now (the worker just became ready) until no photo waits for a score."""
+    started = time.monotonic()
+    conn = await asyncpg.connect(db_url)
+    try:
+        while await conn.fetchval("SELECT count(*) FROM triage_photos WHERE status = 'pending'"):
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+    return time.monotonic() - started
+
+
 async def upload_for(session: aiohttp.ClientSession, base: str, client: int, token: str, consultation_id: str,
                      photos: list[bytes], deadline: float, result: RunResult) -> None:
     url = f"{base}/api/v1/consultations/{consultation_id}/photos"
@@ -260,13 +292,18 @@ async def run(mode: str, max_batch: int, args: argparse.Namespace, workdir: Path
     worker: subprocess.Popen | None = None
     try:
         server = start_server(env, workdir / f"serve-{mode}.log")
-        worker = start_worker({**env, "SKINDOC_LOG_LEVEL": args.worker_log_level}, workdir / f"worker-{mode}.log")
         result = RunResult(mode, args.seconds)
         connector = aiohttp.TCPConnector(limit=args.concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
+            cases = await open_cases(session, server.url, args.concurrency)
+            if args.backlog:
+                await upload_backlog(session, server.url, cases, args.backlog)
+            worker = await asyncio.to_thread(start_worker, {**env, "SKINDOC_LOG_LEVEL": args.worker_log_level},
+                                             workdir / f"worker-{mode}.log")
+            if args.backlog:
+                result.drain_rate = args.backlog / await seconds_to_drain(db_url)
             if mode == "batched" and args.console_samples:
                 result.console_s = await console_update_latency(session, server.url, env, args.console_samples)
-            cases = await open_cases(session, server.url, args.concurrency)
             per_client = int(args.seconds * 100 / args.concurrency) + 20
             photos = [[photo_bytes(c, i) for i in range(per_client)] for c in range(args.concurrency)]
             pids = {"serve": server.process.pid, "worker": worker.pid, "bench client": os.getpid()}
@@ -294,6 +331,8 @@ def report(result: RunResult) -> None:
     if result.console_s:
         print(f"idle upload -> console queue update: p50 {percentile(result.console_s, 0.5) * 1000:.0f} ms, "
               f"max {max(result.console_s) * 1000:.0f} ms over {len(result.console_s)} uploads")
+    if result.drain_rate:
+        print(f"worker on a backlog   {result.drain_rate:.1f} photos/s (queued first, then one worker started)")
     print(f"accepted uploads      {result.accepted} in {result.seconds:.1f} s = {result.accepted / result.seconds:.1f}/s"
           + (f"  (refused: {dict(result.refused)})" if result.refused else ""))
     print(f"upload request        p50 {percentile(result.upload_ms, 0.5):.0f} ms, "
@@ -321,6 +360,8 @@ async def main() -> None:
                         help="a PostgreSQL admin URL: each run creates and drops its own database")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/3")
     parser.add_argument("--model", type=Path, help="model folder (default: the shipped weights)")
+    parser.add_argument("--backlog", type=int, default=400,
+                        help="photos queued before the worker starts, to time its drain (0: none)")
     parser.add_argument("--console-samples", type=int, default=10,
                         help="idle uploads timed to a doctor's console before the batched load (0: none)")
     parser.add_argument("--worker-log-level", default="INFO", help="DEBUG logs each batch's timings")
@@ -342,6 +383,9 @@ async def main() -> None:
     if len(results) == 2 and results[1].scored_in_window:
         ratio = results[0].scored_in_window / results[1].scored_in_window
         print(f"\nbatched / unbatched scoring throughput under load: {ratio:.1f}x")
+        if results[0].drain_rate and results[1].drain_rate:
+            print(f"batched / unbatched worker throughput on a backlog: "
+                  f"{results[0].drain_rate / results[1].drain_rate:.1f}x")
 
 
 if __name__ == "__main__":
