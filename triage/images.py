@@ -136,7 +136,8 @@ def _thumbnail(image: Image.Image) -> Image.Image:
 
 def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
     out = io.BytesIO()
-    image.save(out, format="JPEG", quality=quality, optimize=True)
+    # No optimize=True: on a textured photo it triples the encoding time to save about 5% of the bytes.
+    image.save(out, format="JPEG", quality=quality)
     return out.getvalue()
 
 
