@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import functools
 import io
 import os
+import random
 import secrets
 import subprocess
 import sys
@@ -32,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 import socketio
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -60,9 +62,17 @@ class RunResult:
     drain_rate: float | None = None
 
 
+@functools.cache
+def skin_texture(client: int) -> Image.Image:
+    """Skin-toned 1280x960 texture: a photo's fine detail is what makes JPEG work hard (flat colour is free)."""
+    noise = Image.frombytes("L", (1280, 960), random.Random(client).randbytes(1280 * 960))
+    grain = noise.filter(ImageFilter.GaussianBlur(2))
+    return Image.merge("RGB", [grain.point(lambda v, base=base: base + v // 6) for base in (190, 140, 115)])
+
+
 def photo_bytes(client: int, index: int) -> bytes:
     """A distinct 1280x960 JPEG per (client, index), so no upload is a duplicate of another."""
-    image = Image.new("RGB", (1280, 960), (215 - client % 30, 168, 142 + index % 40))
+    image = skin_texture(client).copy()
     draw = ImageDraw.Draw(image)
     x, y = 400 + (index * 7) % 300, 300 + (client * 11) % 200
     draw.ellipse((x, y, x + 260 + index % 50, y + 200), fill=(90 + index % 60, 55, 40))
@@ -304,7 +314,7 @@ async def run(mode: str, max_batch: int, args: argparse.Namespace, workdir: Path
                 result.drain_rate = args.backlog / await seconds_to_drain(db_url)
             if mode == "batched" and args.console_samples:
                 result.console_s = await console_update_latency(session, server.url, env, args.console_samples)
-            per_client = int(args.seconds * 100 / args.concurrency) + 20
+            per_client = int(args.seconds * 80 / args.concurrency) + 20
             photos = [[photo_bytes(c, i) for i in range(per_client)] for c in range(args.concurrency)]
             pids = {"serve": server.process.pid, "worker": worker.pid, "bench client": os.getpid()}
             cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
