@@ -6,6 +6,8 @@ photo or of a score is written to the audit log.
 """
 from __future__ import annotations
 
+import asyncio
+import os
 import uuid
 from typing import Any
 
@@ -109,6 +111,8 @@ class PhotoRoutes:
     def __init__(self, stores: Stores, config: TriageConfig) -> None:
         self._stores = stores
         self._config = config
+        # A full-size photo decodes to hundreds of megabytes: no more at once than there are CPUs to work on them.
+        self._decoding = asyncio.Semaphore(os.cpu_count() or 2)
 
     def register_on(self, app: web.Application) -> None:
         app.router.add_post("/api/v1/consultations/{consultation_id}/photos", self.upload)
@@ -127,7 +131,8 @@ class PhotoRoutes:
         fields, files = await read_photo_upload(request, cfg.max_upload_bytes, cfg.max_photos_per_consultation)
         body_site = payloads.get_choice(fields, "body_site", BODY_SITES)
         tag = payloads.get_choice(fields, "tag", intake.PHOTO_TAGS, required=False) if fields.get("tag") else None
-        photos = await intake.normalise_uploads(files, cfg)
+        async with self._decoding:
+            photos = await intake.normalise_uploads(files, cfg)
         async with self._stores.pool.acquire() as conn, conn.transaction():
             # Again inside the write: the case may have closed while the photos were being checked.
             await self._authorize_upload(conn, principal, consultation_id)
