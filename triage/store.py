@@ -51,13 +51,16 @@ async def add_photos_txn(conn: asyncpg.Connection, consultation_id: uuid.UUID, b
     """Stores new photos (an identical one already stored is returned as a duplicate), within the cap."""
     async with conn.transaction():
         await _lock_consultation(conn, consultation_id)
+        stored_count = await conn.fetchval("SELECT count(*) FROM triage_photos WHERE consultation_id = $1",
+                                           consultation_id)
         existing = {r["sha256"]: dict(r) for r in await conn.fetch(
-            f"SELECT {_PHOTO_COLUMNS} FROM triage_photos p WHERE p.consultation_id = $1", consultation_id)}
+            f"SELECT {_PHOTO_COLUMNS} FROM triage_photos p WHERE p.consultation_id = $1 AND p.sha256 = ANY($2::text[])",
+            consultation_id, [p.sha256 for p in photos])}
         fresh = {p.sha256: p for p in photos if p.sha256 not in existing}
-        if len(existing) + len(fresh) > max_photos:
+        if stored_count + len(fresh) > max_photos:
             raise conflict("too_many_photos",
-                           f"A consultation holds at most {max_photos} photos; it has {len(existing)}.",
-                           max_photos=max_photos, stored=len(existing))
+                           f"A consultation holds at most {max_photos} photos; it has {stored_count}.",
+                           max_photos=max_photos, stored=stored_count)
         stored = {}
         for photo in fresh.values():
             row = await conn.fetchrow(
