@@ -29,6 +29,8 @@ QUEUE_SIGNAL = "__chat:queue"
 ROOMS_SIGNAL = "__chat:rooms"
 # Nobody ever joins this room: a signal emitted to it reaches no client.
 SIGNAL_ROOM = "__chat:signals"
+# Doctors' consoles subscribed to the live queue.
+QUEUE_ROOM = "queue"
 NAMESPACE = "/"
 MAX_CONCURRENT_PUBLISHES = 32
 
@@ -40,8 +42,6 @@ def user_room(user_id: uuid.UUID | str) -> str:
 def consultation_room(consultation_id: uuid.UUID | str) -> str:
     return f"consultation:{consultation_id}"
 
-
-QUEUE_ROOM = "queue"
 
 SignalHandler = Callable[[dict[str, Any]], Awaitable[None]]
 

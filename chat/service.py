@@ -17,7 +17,7 @@ from chat import serialize, store
 from chat.access import authorize_consultation
 from chat.config import ChatConfig
 from chat.messages import MessageWriter
-from chat.realtime import QueueNotifier, consultation_room, move_users, user_room
+from chat.realtime import QUEUE_ROOM, QueueNotifier, consultation_room, move_users, user_room
 from chat.store import AuditContext, PendingMessage
 from chat.validation import NewConsultation
 from store.connections import Stores
@@ -289,7 +289,7 @@ class ChatService:
 
     async def presence_changed(self, row: asyncpg.Record) -> None:
         event = {"doctor_id": str(row["doctor_id"]), "availability": row["availability"], "online": row["online"]}
-        await self._server.emit("presence", event, room=["queue", user_room(row["doctor_id"])])
+        await self._server.emit("presence", event, room=[QUEUE_ROOM, user_room(row["doctor_id"])])
         await self.notifier.queue_changed("presence", None)
 
     # ---- telling people ---------------------------------------------------------------------
