@@ -41,6 +41,24 @@ class InvertedResidual(nnx.Module):
     return x + y if self.skip else y
 
 
+class BasicBlock(nnx.Module):
+  """ResNet basic block: two 3x3 convolutions with a (projected) skip."""
+
+  def __init__(self, cin: int, cout: int, stride: int, expand: int, *, rngs: nnx.Rngs):
+    del expand
+    self.conv1 = ConvBN(cin, cout, 3, stride, rngs=rngs)
+    self.conv2 = ConvBN(cout, cout, 3, act=False, rngs=rngs)
+    self.proj = (ConvBN(cin, cout, 1, stride, act=False, rngs=rngs)
+                 if stride != 1 or cin != cout else None)
+
+  def __call__(self, x):
+    skip = self.proj(x) if self.proj is not None else x
+    return jax.nn.relu6(skip + self.conv2(self.conv1(x)))
+
+
+BLOCKS = {'inverted_residual': InvertedResidual, 'basic': BasicBlock}
+
+
 class LesionNet(nnx.Module):
   """Stem, stages of inverted residual blocks, global pooling, a linear head.
 
@@ -49,13 +67,15 @@ class LesionNet(nnx.Module):
 
   def __init__(self, num_classes: int, stem: int,
                stages: Sequence[Sequence[int]], head: int,
-               dropout: float, *, rngs: nnx.Rngs):
-    self.stem = ConvBN(3, stem, 3, 2, rngs=rngs)
+               dropout: float, block: str = 'basic', stem_stride: int = 2,
+               *, rngs: nnx.Rngs):
+    self.stem = ConvBN(3, stem, 3, stem_stride, rngs=rngs)
+    block_cls = BLOCKS[block]
     blocks = []
     cin = stem
     for cout, n, stride, expand in stages:
       for i in range(n):
-        blocks.append(InvertedResidual(cin, cout, stride if i == 0 else 1,
+        blocks.append(block_cls(cin, cout, stride if i == 0 else 1,
                                        expand, rngs=rngs))
         cin = cout
     self.blocks = nnx.List(blocks) if hasattr(nnx, 'List') else blocks
@@ -80,4 +100,6 @@ class LesionNet(nnx.Module):
 def build_model(model_config: dict, num_classes: int, seed: int = 0) -> LesionNet:
   return LesionNet(num_classes=num_classes, stem=model_config['stem'],
                    stages=model_config['stages'], head=model_config['head'],
-                   dropout=model_config['dropout'], rngs=nnx.Rngs(seed))
+                   dropout=model_config['dropout'],
+                   block=model_config.get('block', 'basic'),
+                   stem_stride=model_config.get('stem_stride', 2), rngs=nnx.Rngs(seed))

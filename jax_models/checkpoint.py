@@ -1,0 +1,91 @@
+"""Checkpoint I/O: `weights.msgpack` (the network's state) + `metadata.json` (everything else)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from jax_models.models import LesionNet, build_model
+
+WEIGHTS_FILE = 'weights.npz'
+METADATA_FILE = 'metadata.json'
+# What a checkpoint holds: learned parameters and batch-norm statistics, no RNG state.
+SAVED = (nnx.Param, nnx.BatchStat)
+SHIPPED_DIR = Path(__file__).resolve().parent / 'weights'
+
+
+def _flatten(tree, prefix=''):
+  for key, value in tree.items():
+    name = f'{prefix}{key}'
+    if isinstance(value, dict):
+      yield from _flatten(value, name + '/')
+    else:
+      yield name, value
+
+
+def _unflatten(flat) -> dict:
+  tree: dict = {}
+  for name, value in flat.items():
+    node = tree
+    *parents, leaf = [int(k) if k.isdigit() else k for k in name.split('/')]
+    for k in parents:
+      node = node.setdefault(k, {})
+    node[leaf] = value
+  return tree
+
+
+def weights_bytes(model: LesionNet) -> bytes:
+  """The learned state as an uncompressed npz, one array per 'path/to/variable'."""
+  pure = nnx.to_pure_dict(nnx.state(model, SAVED))
+  flat = {name: np.asarray(v, np.float32) for name, v in _flatten(pure)}
+  buf = io.BytesIO()
+  np.savez(buf, **flat)
+  return buf.getvalue()
+
+
+def content_version(weights: bytes, metadata: dict) -> str:
+  """Model version: a hash of the weights and of what changes their meaning."""
+  h = hashlib.sha256(weights)
+  for key in ('image_size', 'class_names', 'temperature', 'logit_bias', 'model'):
+    h.update(json.dumps(metadata.get(key), sort_keys=True).encode())
+  return h.hexdigest()[:16]
+
+
+def save(directory: str | Path, model: LesionNet, metadata: dict) -> dict:
+  """Writes the checkpoint; returns the metadata with its `version` filled in."""
+  directory = Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  blob = weights_bytes(model)
+  metadata = dict(metadata, version=content_version(blob, metadata))
+  (directory / WEIGHTS_FILE).write_bytes(blob)
+  (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + '\n')
+  return metadata
+
+
+def read_metadata(directory: str | Path) -> dict:
+  return json.loads((Path(directory) / METADATA_FILE).read_text())
+
+
+def load(directory: str | Path | None = None) -> tuple[LesionNet, dict]:
+  """The network (in eval mode) and its metadata."""
+  directory = Path(directory) if directory is not None else SHIPPED_DIR
+  metadata = read_metadata(directory)
+  # Abstract construction (shapes only, nothing initialised), already in eval mode.
+  def abstract():
+    model = build_model(metadata['model'], len(metadata['class_names']))
+    model.eval()
+    return model
+
+  model = nnx.eval_shape(abstract)
+  state = nnx.state(model, SAVED)
+  with np.load(directory / WEIGHTS_FILE) as z:
+    pure = _unflatten({k: jax.numpy.asarray(z[k]) for k in z.files})
+  nnx.replace_by_pure_dict(state, pure)
+  nnx.update(model, state)
+  return model, metadata

@@ -1,0 +1,1 @@
+"""Hyper-parameter sets, as plain data."""

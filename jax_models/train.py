@@ -1,0 +1,232 @@
+"""Training library: loss, jitted train/eval steps, and `train_and_evaluate(config, workdir)`."""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm import tqdm
+
+from jax_models import augment, checkpoint, data, evaluation
+from jax_models.models import build_model
+from jax_models.preprocess import to_model_input
+
+
+def loss_fn(model, images, labels, class_weights):
+  logits = model(images)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  weights = class_weights[labels]
+  return jnp.sum(losses * weights) / jnp.sum(weights), logits
+
+
+@partial(nnx.jit, static_argnames=('size', 'aug_cfg'))
+def train_step(model, optimizer, pool, pool_labels, idx, key, class_weights, *,
+               size, aug_cfg):
+  """One update on the pool images at `idx`, augmented on the device."""
+  images = augment.augment_batch(key, pool[idx], size, dict(aug_cfg))
+  labels = pool_labels[idx]
+  grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
+  (loss, _), grads = grad_fn(model, to_model_input(images), labels, class_weights)
+  optimizer.update(model, grads)
+  return loss
+
+
+@partial(nnx.jit, static_argnames=('size',))
+def eval_step(model, canvases, *, size):
+  """Logits for prepared uint8 canvases, resized to the model input."""
+  return model(to_model_input(augment.resize_batch(canvases, size)))
+
+
+def predict_logits(model, canvases: np.ndarray, size: int, batch: int) -> np.ndarray:
+  """Logits in fixed-size batches (the last one padded) so nothing recompiles."""
+  model.eval()
+  out = []
+  for start in range(0, len(canvases), batch):
+    chunk = canvases[start:start + batch]
+    n = len(chunk)
+    if n < batch:
+      chunk = np.concatenate([chunk, np.zeros((batch - n,) + chunk.shape[1:], chunk.dtype)])
+    out.append(np.asarray(eval_step(model, jnp.asarray(chunk), size=size))[:n])
+  model.train()
+  return np.concatenate(out) if out else np.zeros((0, 7), np.float32)
+
+
+def class_weights(labels: np.ndarray, num_classes: int, power: float) -> np.ndarray:
+  counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+  w = np.where(counts > 0, np.maximum(counts, 1) ** -power, 0.0)
+  return (w / (w * counts).sum() * counts.sum()).astype(np.float32)
+
+
+def sampling_probabilities(records: data.Records, source_weights: dict) -> np.ndarray:
+  w = np.array([source_weights.get(s, 1.0) for s in records.source], np.float64)
+  return w / w.sum()
+
+
+def load_synthetic(path: str | Path, canvas: int):
+  with np.load(path) as z:
+    images, labels = z['images'], z['label'].astype(np.int32)
+  if images.shape[1] != canvas:
+    images = np.asarray(jax.image.resize(jnp.asarray(images, jnp.float32),
+                                         (len(images), canvas, canvas, 3), 'linear'))
+    images = np.clip(images + 0.5, 0, 255).astype(np.uint8)
+  return images, labels
+
+
+def selection_score(aucs: dict, weights: dict) -> float:
+  num = sum(weights[s] * a for s, a in aucs.items() if s in weights and np.isfinite(a))
+  den = sum(weights[s] for s, a in aucs.items() if s in weights and np.isfinite(a))
+  return num / den if den else float('nan')
+
+
+def train_and_evaluate(config: dict, workdir: str | Path,
+                       records: data.Records | None = None, progress: bool = True) -> dict:
+  """Trains, selects the best epoch on val, calibrates, writes a checkpoint to `workdir`.
+
+  `config['data']` (a pack .npz or labelled folder(s)) is read unless
+  `records` is given. Returns the checkpoint metadata.
+  """
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  started = time.time()
+  size, canvas = config['image_size'], config['canvas']
+  classes = list(config['class_names'])
+  num_classes = len(classes)
+  if records is None:
+    records = data.concat([data.load(d, canvas) for d in config['data']])
+  if records.images.shape[1] != canvas:
+    raise ValueError(f'data canvas {records.images.shape[1]} != config canvas {canvas}')
+  train = records.subset(split='train')
+  val = records.subset(split='val')
+  sources = sorted(set(val.source))
+
+  weights = class_weights(train.label, num_classes, config['class_weight_power'])
+  probs = sampling_probabilities(train, config['source_weights'])
+  pool, pool_labels = train.images, train.label
+  n_real = len(pool)
+  synthetic_fraction = 0.0
+  if config.get('synthetic'):
+    syn_images, syn_labels = load_synthetic(config['synthetic'], canvas)
+    pool = np.concatenate([pool, syn_images])
+    pool_labels = np.concatenate([pool_labels, syn_labels])
+    synthetic_fraction = config['synthetic_fraction']
+
+  batch = config['batch_size']
+  steps_per_epoch = max(n_real // batch, 1)
+  total_steps = steps_per_epoch * config['epochs']
+  warmup = min(steps_per_epoch * config['warmup_epochs'], total_steps // 2)
+  schedule = optax.warmup_cosine_decay_schedule(
+      0.0, config['learning_rate'], warmup, max(total_steps, warmup + 1), config['learning_rate'] * 0.01)
+  model = build_model(config['model'], num_classes, config['seed'])
+  optimizer = nnx.Optimizer(
+      model, optax.adamw(schedule, weight_decay=config['weight_decay']), wrt=nnx.Param)
+
+  rng = np.random.default_rng(config['seed'])
+  key = jax.random.key(config['seed'])
+  pool_d, labels_d = jnp.asarray(pool), jnp.asarray(pool_labels)
+  weights_d = jnp.asarray(weights)
+  aug_cfg = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                         for k, v in config['augment'].items()))
+  n_syn = int(round(batch * synthetic_fraction))
+
+  best = {'score': -np.inf, 'epoch': -1, 'state': None}
+  history = []
+  log_path = workdir / 'train_log.jsonl'
+  log_path.write_text('')
+  bar = tqdm(range(config['epochs']), desc='epochs', disable=not progress)
+  for epoch in bar:
+    t0 = time.time()
+    losses = []
+    for _ in range(steps_per_epoch):
+      idx = rng.choice(n_real, batch - n_syn, p=probs)
+      if n_syn:
+        idx = np.concatenate([idx, rng.integers(n_real, len(pool), n_syn)])
+      key, sub = jax.random.split(key)
+      losses.append(train_step(model, optimizer, pool_d, labels_d, jnp.asarray(idx), sub,
+                               weights_d, size=size, aug_cfg=aug_cfg))
+    loss = float(np.mean(jax.device_get(losses)))
+    train_seconds = time.time() - t0
+    aucs = {}
+    for s in sources:
+      part = val.subset(source=s)
+      logits = predict_logits(model, part.images, size, config['eval_batch_size'])
+      p_mal = evaluation.p_malignant(evaluation.adjusted_probs(logits, weights, 1.0), classes,
+                                     config['malignant'])
+      aucs[str(s)] = evaluation.metrics_auc(part.malignant, p_mal)
+    score = selection_score(aucs, config['selection_weights'])
+    row = {'epoch': epoch + 1, 'loss': loss, 'val_auc': aucs, 'selection': score,
+           'train_seconds': round(train_seconds, 2),
+           'images_per_second': round(steps_per_epoch * batch / train_seconds, 1)}
+    history.append(row)
+    with open(log_path, 'a') as f:
+      f.write(json.dumps(row) + '\n')
+    bar.set_postfix(loss=f'{loss:.3f}', **{f'auc_{s[:4]}': f'{a:.3f}' for s, a in aucs.items()})
+    if score > best['score']:
+      best = {'score': score, 'epoch': epoch + 1,
+              'state': jax.device_get(nnx.to_pure_dict(nnx.state(model, checkpoint.SAVED)))}
+    elif epoch + 1 - best['epoch'] >= config['early_stopping_patience']:
+      break
+    if config.get('max_seconds') and time.time() - started > config['max_seconds']:
+      break  # a wall-clock guard for lent machines; recorded in epochs_run
+
+  state = nnx.state(model, checkpoint.SAVED)
+  nnx.replace_by_pure_dict(state, best['state'])
+  nnx.update(model, state)
+  model.eval()
+  logits = {}
+  for split in ('val', 'test'):
+    for s in sorted(set(records.source)):
+      part = records.subset(source=s, split=split)
+      if len(part):
+        logits[(s, split)] = (part, predict_logits(model, part.images, size,
+                                                   config['eval_batch_size']))
+  model.eval()
+  calibration = evaluation.calibrate(logits, weights, classes, config)
+  metadata = {
+      'name': 'skindoc-lesion-classifier',
+      'image_size': size,
+      'class_names': classes,
+      'malignant_classes': list(config['malignant']),
+      'logit_bias': (-np.log(weights)).tolist(),
+      'temperature': calibration['temperature'],
+      'thresholds': calibration['thresholds'],
+      'model': config['model'],
+      'preprocessing': 'jax_models.preprocess.preprocess: EXIF orientation, RGB, '
+                       'whole-image squash to a square, shades-of-grey (p=6) colour '
+                       'constancy, scaled to [-1, 1]',
+      'training': {
+          'config': {k: v for k, v in config.items() if k != 'data'},
+          'best_epoch': best['epoch'], 'epochs_run': len(history),
+          'seconds': round(time.time() - started, 1),
+          'platform': jax.devices()[0].platform,
+          'device': jax.devices()[0].device_kind,
+          'history': history,
+      },
+      'data': DATA_NOTE,
+      'metrics_canvas_path': calibration['metrics'],
+  }
+  return checkpoint.save(workdir, model, metadata)
+
+
+DATA_NOTE = {
+    'sources': [
+        {'name': 'HAM10000', 'splits': 'fit on train, select and calibrate on val, '
+         'report on test (fixed lesion-wise splits)',
+         'citation': 'Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large '
+                     'collection of multi-source dermatoscopic images of common pigmented '
+                     'skin lesions. Sci. Data 5, 180161 (2018). doi:10.1038/sdata.2018.161',
+         'licence': 'CC BY-NC-SA 4.0'},
+        {'name': 'ISIC 2017 (Part 3) training + validation', 'splits': 'fit on train; val '
+         'weighted 25 % in checkpoint selection, reported as the out-of-source check',
+         'citation': 'Codella N. et al. Skin lesion analysis toward melanoma detection: a '
+                     'challenge at ISBI 2017. arXiv:1710.05006. Images: the ISIC Archive.',
+         'licence': 'ISIC Archive: mostly CC-0, some CC-BY / CC-BY-NC; non-commercial research'},
+    ],
+    'weights_licence': 'CC BY-NC-SA 4.0 (derived from HAM10000); see LICENSE.md beside the weights',
+}
