@@ -38,6 +38,9 @@ DESKTOP = {"width": 1360, "height": 900}
 SLOW_3G = {"offline": False, "latency": 2000, "downloadThroughput": 500 * 1000 / 8 * 0.8,
            "uploadThroughput": 500 * 1000 / 8 * 0.8}
 
+# The machine is shared and often loaded: wait longer than Playwright's 5 s before calling a check failed.
+expect.set_options(timeout=15_000)
+
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists() and os.environ.get("CI") != "true",
                                 reason="Debian's Chromium is not installed (apt-get install chromium)")
 

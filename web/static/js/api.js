@@ -116,7 +116,6 @@ export class Session extends EventTarget {
 
   get(path) { return this.request('GET', path); }
   post(path, body, authenticated = true) { return this.request('POST', path, body, authenticated); }
-  put(path, body) { return this.request('PUT', path, body); }
 
   /** A JSON call; on 401 the tokens are refreshed once and the call repeated. */
   async request(method, path, body, authenticated = true) {

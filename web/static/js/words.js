@@ -78,8 +78,3 @@ export function clock(iso) {
 export function fact(term, value) {
   return h('div', {}, h('dt', {}, term), h('dd', {}, value));
 }
-
-/** Options for a <select> from a code → words table. */
-export function options(select, table) {
-  for (const [value, words] of Object.entries(table)) select.append(h('option', { value }, words));
-}
