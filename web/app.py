@@ -10,8 +10,8 @@ from aiohttp import web
 from store.connections import Stores
 from store.embedded import EmbeddedServers
 from store.migrations import Migration
-from web import health, metrics, pages
 from triage.runner import TriageHooks, run_worker
+from web import health, metrics, openapi, pages
 from web.problems import problem_middleware
 from web.settings import Settings
 
@@ -57,6 +57,7 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(stores_context)
     health.setup(app, stores)
+    openapi.setup(app)
     _setup_domains(app, stores, settings)
     pages.setup(app, settings)
     return app
