@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import secrets
 import subprocess
 import sys
@@ -30,8 +31,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 HAM10000 = REPO_ROOT / "tests" / "fixtures" / "ham10000"
 PASSWORD = "a long enough test passphrase"
-# Until the model's weights are in the repository the worker cannot score, and cases stay "awaiting score".
-CLASSIFIER_SHIPPED = (REPO_ROOT / "jax_models" / "weights" / "metadata.json").exists()
 PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1360, "height": 900}
 # Chromium DevTools' "Slow 3G" preset: 2 s round trip, 400 kbit/s down and up (×0.8 as DevTools applies it).
@@ -405,9 +404,18 @@ async def wait_until_scored(http: aiohttp.ClientSession, server: AppServer, toke
     deadline = time.monotonic() + 90
     while True:
         queue = (await api(http, "GET", f"{server.url}/api/v1/queue", token))["queue"]
-        if len(queue) == count and not (CLASSIFIER_SHIPPED and any(entry["awaiting_score"] for entry in queue)):
+        if len(queue) == count and not any(entry["awaiting_score"] for entry in queue):
             return queue
         assert time.monotonic() < deadline, f"not scored in time: {queue}"
+        await asyncio.sleep(0.5)
+
+
+async def wait_for_saliency(http: aiohttp.ClientSession, server: AppServer, token: str, case_id: str) -> None:
+    """The worker draws saliency overlays when it has nothing to score; wait until this case's is there."""
+    deadline = time.monotonic() + 90
+    url = f"{server.url}/api/v1/consultations/{case_id}/photos"
+    while not all("saliency_url" in photo for photo in (await api(http, "GET", url, token))["photos"]):
+        assert time.monotonic() < deadline, "no saliency overlay in time"
         await asyncio.sleep(0.5)
 
 
@@ -451,8 +459,7 @@ async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_ser
                                       "back", lesion_photo(tmp_path / "asha.jpg", 1))
     await expect(patient_page.locator("#case-status")).to_have_text("Waiting for a doctor")
     await expect(patient_page.locator("#case-facts")).to_contain_text("Place in queue")
-    if CLASSIFIER_SHIPPED:
-        await expect(patient_page.locator("#case-triage .band")).not_to_have_text("Awaiting score", timeout=90_000)
+    await expect(patient_page.locator("#case-triage .band")).not_to_have_text("Awaiting score", timeout=90_000)
     await expect(patient_page.locator("#case-triage")).to_contain_text("Screening aid, not a diagnosis")
 
     # The doctor, approved now, sees the four cases in the server's order, scores and bands shown.
@@ -463,8 +470,7 @@ async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_ser
         queue = await wait_until_scored(http, app_server, tokens["access_token"], 4)
     items = doctor_page.locator("#queue-list .queue-item")
     await expect(items).to_have_count(4)
-    if CLASSIFIER_SHIPPED:
-        await expect(doctor_page.locator("#queue-list")).not_to_contain_text("Awaiting score")
+    await expect(doctor_page.locator("#queue-list")).not_to_contain_text("Awaiting score")
     assert [await item.get_attribute("data-id") for item in await items.all()] == \
         [entry["consultation_id"] for entry in queue]
     rank = {"urgent": 0, "soon": 1, "routine": 2}
@@ -478,6 +484,17 @@ async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_ser
     await expect(items).to_have_count(3)
     await expect(doctor_page.locator("#capacity")).to_have_text("1/3")
     await expect(patient_page.locator("#case-status")).to_have_text("With a doctor")
+
+    # The assigned doctor sees the per-class probabilities and the saliency overlay once the worker drew it.
+    panel = doctor_page.locator(".case-panel:visible")
+    await expect(panel.locator(".probs li")).to_have_count(7)
+    await expect(panel.locator(".probs")).to_contain_text("Melanoma")
+    await expect(panel.locator(".viewer img:not(.overlay)")).to_have_attribute("src", re.compile("^blob:"))
+    async with aiohttp.ClientSession() as http:
+        await wait_for_saliency(http, app_server, tokens["access_token"], case_id)
+    await panel.get_by_label("Show the saliency map").check()
+    await expect(panel.locator(".viewer img.overlay")).to_be_visible()
+    await expect(panel.locator(".viewer img.overlay")).to_have_attribute("src", re.compile("^blob:"))
 
     # Chat both ways: typing indicator, delivery and read ticks.
     await doctor_page.locator(".composer textarea").press_sequentially("Hello Asha")
@@ -529,7 +546,6 @@ async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_ser
     await expect(doctor_page.get_by_role("button", name="Take next")).to_be_disabled()
     # Away again, they hand one back to the queue, where it waits for the next doctor.
     await doctor_page.get_by_label("Available for new cases").uncheck()
-    panel = doctor_page.locator(".case-panel:visible")
     await panel.get_by_label("Reason").fill("Needs a paediatric dermatologist.")
     await panel.get_by_role("button", name="Transfer").click()
     await expect(doctor_page.locator("#case-tabs [role=tab]")).to_have_count(2)

@@ -215,20 +215,34 @@ async function loadPhotos(entry) {
     const overlay = h('img', { class: 'overlay', alt: '', hidden: true });
     const toggle = h('input', { type: 'checkbox' });
     const probs = h('ul', { class: 'probs', 'aria-label': 'Per-class probabilities' });
+    const note = h('p', { class: 'muted small', role: 'status' });
+    let current = null;
     const show = async (photo) => {
+      current = photo;
       main.src = await session.imageUrl(photo.image_url);
       overlay.hidden = true;
       toggle.checked = false;
-      toggle.disabled = !photo.saliency_url;
-      toggle.onchange = async () => {
-        if (toggle.checked && overlay.dataset.photo !== photo.id) {
-          overlay.src = await session.imageUrl(photo.saliency_url);
-          overlay.dataset.photo = photo.id;
-        }
-        overlay.hidden = !toggle.checked;
-      };
       fill(probs, probabilityRows(photo));
     };
+    toggle.addEventListener('change', async () => {
+      fill(note);
+      if (!toggle.checked) { overlay.hidden = true; return; }
+      if (!current.saliency_url) {
+        // Drawn by the worker when it is idle: it may have landed since the list was fetched.
+        const fresh = await session.get(`/api/v1/consultations/${entry.consultation.id}/photos`);
+        current = fresh.photos.find((photo) => photo.id === current.id) || current;
+      }
+      if (!current.saliency_url) {
+        toggle.checked = false;
+        fill(note, 'The overlay is not ready yet; try again in a moment.');
+        return;
+      }
+      if (overlay.dataset.photo !== current.id) {
+        overlay.src = await session.imageUrl(current.saliency_url);
+        overlay.dataset.photo = current.id;
+      }
+      overlay.hidden = !toggle.checked;
+    });
     const strip = photos.map((photo) => {
       const img = h('img', { class: 'thumb', alt: `Photo ${photo.tag || ''}`.trim() });
       session.imageUrl(photo.thumbnail_url).then((url) => { img.src = url; }).catch(() => {});
@@ -236,7 +250,7 @@ async function loadPhotos(entry) {
     });
     fill(entry.viewer,
       h('div', { class: 'viewer' }, main, overlay),
-      h('label', { class: 'check' }, toggle, 'Show the saliency overlay (where the model looked)'),
+      h('label', { class: 'check' }, toggle, 'Show the saliency map (where the model saw signs of malignancy)'), note,
       h('div', { class: 'row-inline' }, strip),
       probs);
     await show(photos[0]);
@@ -251,7 +265,8 @@ function probabilityRows(photo) {
   return sorted.map(([name, p]) => {
     const bar = h('span');
     bar.style.width = `${Math.round(p * 100)}%`;  // CSSOM, which the style-src policy allows
-    return h('li', {}, h('span', {}, name), h('span', { class: 'bar' }, bar), h('span', {}, words.percent(p)));
+    return h('li', {}, h('span', { title: name }, words.LESION_CLASSES[name] || name), h('span', { class: 'bar' }, bar),
+      h('span', {}, words.percent(p)));
   });
 }
 

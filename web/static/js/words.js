@@ -55,7 +55,18 @@ export function symptomList(symptoms = {}) {
   return [present.length ? present.join(', ') : 'no changes reported', duration].filter(Boolean).join('; ');
 }
 
-export function percent(p) { return p === null || p === undefined ? '—' : `${Math.round(p * 100)} %`; }
+// HAM10000's diagnostic classes, the classifier's outputs.
+export const LESION_CLASSES = {
+  akiec: 'Actinic keratosis / intraepithelial carcinoma', bcc: 'Basal cell carcinoma', bkl: 'Benign keratosis',
+  df: 'Dermatofibroma', mel: 'Melanoma', nv: 'Melanocytic naevus', vasc: 'Vascular lesion',
+};
+
+/** A probability as a percentage, with a decimal where small differences matter (the bands start near 1 %). */
+export function percent(p) {
+  if (p === null || p === undefined) return '—';
+  if (p < 0.001) return '< 0.1 %';
+  return p < 0.1 ? `${(p * 100).toFixed(1)} %` : `${Math.round(p * 100)} %`;
+}
 
 export function duration(seconds) {
   if (seconds === null || seconds === undefined) return '—';
