@@ -9,6 +9,7 @@ chain lock is held until that transaction ends: keep such transactions short.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -19,20 +20,38 @@ from auth.context import PRINCIPAL, REQUEST_ID
 from auth.principal import Principal
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    actor: Principal | None
+    action: str
+    subject_type: str
+    subject_id: str | None
+    client_ip: str | None = None
+    request_id: str | None = None
+    details: dict | None = None
+
+
 async def record(conn: asyncpg.Connection, *, actor: Principal | None, action: str, subject_type: str,
                  subject_id: str | None, client_ip: str | None = None, request_id: str | None = None,
                  details: dict | None = None) -> None:
-    await store.insert_audit_entry(
-        conn,
-        actor_id=actor.user_id if actor else None,
-        actor_role=actor.role if actor else None,
-        action=action,
-        subject_type=subject_type,
-        subject_id=subject_id,
-        client_ip=_valid_ip(client_ip),
-        request_id=_printable(request_id),
-        details=details or {},
-    )
+    await record_many(conn, [AuditEntry(actor, action, subject_type, subject_id, client_ip, request_id, details)])
+
+
+async def record_many(conn: asyncpg.Connection, entries: list[AuditEntry]) -> None:
+    """Records several entries in one round trip, in order (a group commit's messages, say)."""
+    await store.insert_audit_entries(conn, [
+        {
+            "actor_id": entry.actor.user_id if entry.actor else None,
+            "actor_role": entry.actor.role if entry.actor else None,
+            "action": entry.action,
+            "subject_type": entry.subject_type,
+            "subject_id": entry.subject_id,
+            "client_ip": _valid_ip(entry.client_ip),
+            "request_id": _printable(entry.request_id),
+            "details": entry.details or {},
+        }
+        for entry in entries
+    ])
 
 
 async def record_for_request(conn: asyncpg.Connection, request: web.Request, action: str, subject_type: str,

@@ -174,16 +174,20 @@ AUDIT_COLUMNS = ("id, occurred_at, actor_id, actor_role, action, subject_type, s
                  "host(client_ip) AS client_ip, request_id, details")
 
 
-async def insert_audit_entry(conn: asyncpg.Connection, *, actor_id: uuid.UUID | None, actor_role: str | None,
-                             action: str, subject_type: str, subject_id: str | None, client_ip: str | None,
-                             request_id: str | None, details: dict[str, Any]) -> None:
-    # The chain trigger assigns id, prev_hash and hash under its lock.
+async def insert_audit_entries(conn: asyncpg.Connection, entries: list[dict[str, Any]]) -> None:
+    """Inserts the entries in order, in one round trip; the chain trigger assigns id, prev_hash and hash."""
+    columns = ("actor_id", "actor_role", "action", "subject_type", "subject_id", "client_ip", "request_id")
     await conn.execute(
         """INSERT INTO audit_log (actor_id, actor_role, action, subject_type, subject_id, client_ip,
                                   request_id, details)
-           VALUES ($1, $2, $3, $4, $5, $6::inet, $7, $8::text::jsonb)""",
+           SELECT actor_id, actor_role, action, subject_type, subject_id, client_ip, request_id, details::jsonb
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::inet[], $7::text[],
+                       $8::text[]) WITH ORDINALITY
+                AS e(actor_id, actor_role, action, subject_type, subject_id, client_ip, request_id, details, n)
+           ORDER BY n""",
+        *([entry[c] for entry in entries] for c in columns),
         # Sent as text so it works on any connection, with or without the pool's jsonb codec.
-        actor_id, actor_role, action, subject_type, subject_id, client_ip, request_id, json.dumps(details))
+        [json.dumps(entry["details"]) for entry in entries])
 
 
 @dataclass(frozen=True)

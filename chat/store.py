@@ -38,11 +38,14 @@ class AuditContext:
     client_ip: str | None = None
     request_id: str | None = None
 
+    def entry(self, action: str, subject_type: str, subject_id: Any, details: dict | None = None) -> audit.AuditEntry:
+        return audit.AuditEntry(self.actor, action, subject_type,
+                                str(subject_id) if subject_id is not None else None,
+                                self.client_ip, self.request_id, details)
+
     async def record(self, conn: asyncpg.Connection, action: str, subject_type: str, subject_id: Any,
                      details: dict | None = None) -> None:
-        await audit.record(conn, actor=self.actor, action=action, subject_type=subject_type,
-                           subject_id=str(subject_id) if subject_id is not None else None,
-                           client_ip=self.client_ip, request_id=self.request_id, details=details)
+        await audit.record_many(conn, [self.entry(action, subject_type, subject_id, details)])
 
 
 SYSTEM = AuditContext(actor=None, request_id="chat-auto-pairing")
@@ -437,8 +440,11 @@ async def insert_messages_txn(conn: asyncpg.Connection, batch: list[PendingMessa
             for i, seq in to_insert:
                 m = batch[i]
                 results[i] = StoredMessage(by_key[(m.consultation_id, seq)], duplicate=False)
-                await m.ctx.record(conn, "chat.message.send", "consultation", m.consultation_id,
-                                   {"seq": seq, "chars": len(m.body)})
+            # One audit row per message, all in one round trip.
+            await audit.record_many(conn, [
+                batch[i].ctx.entry("chat.message.send", "consultation", batch[i].consultation_id,
+                                   {"seq": seq, "chars": len(batch[i].body)})
+                for i, seq in to_insert])
     answers = []
     for i, m in enumerate(batch):
         first = first_of[(m.consultation_id, m.sender.user_id, m.client_msg_id)]

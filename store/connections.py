@@ -28,11 +28,12 @@ class Stores:
             raise RuntimeError("redis client is not open")
         return self._redis
 
-    async def open(self, database_url: str, redis_url: str, migrations: list[Migration], *, pool_size: int = 10) -> None:
+    async def open(self, database_url: str, redis_url: str, migrations: list[Migration], *, pool_size: int = 10,
+                   redis_connections: int = 64) -> None:
         self._pool = await create_pool(database_url, max_size=pool_size)
         async with self._pool.acquire() as conn:
             await apply_migrations(conn, migrations)
-        self._redis = create_redis(redis_url)
+        self._redis = create_redis(redis_url, redis_connections)
 
     async def close(self) -> None:
         if self._redis is not None:

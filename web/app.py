@@ -48,7 +48,8 @@ def create_app(settings: Settings) -> web.Application:
     async def stores_context(app: web.Application) -> AsyncIterator[None]:
         embedded = EmbeddedServers(settings.data_dir)
         database_url, redis_url = await resolve_urls(settings, embedded)
-        await stores.open(database_url, redis_url, all_migrations(), pool_size=settings.db_pool_size)
+        await stores.open(database_url, redis_url, all_migrations(), pool_size=settings.db_pool_size,
+                          redis_connections=settings.redis_max_connections)
         log.info("stores open", extra={"embedded_postgres": settings.database_url is None,
                                        "embedded_redis": settings.redis_url is None})
         yield

@@ -34,6 +34,7 @@ class Settings:
     max_request_bytes: int = 16 * 1024 * 1024
     max_json_bytes: int = 64 * 1024
     db_pool_size: int = 10
+    redis_max_connections: int = 64
     auth: AuthConfig = field(default_factory=AuthConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
     triage: TriageConfig = field(default_factory=TriageConfig)
@@ -53,6 +54,7 @@ class Settings:
             max_request_bytes=_int(env, "SKINDOC_MAX_REQUEST_BYTES", cls.max_request_bytes),
             max_json_bytes=_int(env, "SKINDOC_MAX_JSON_BYTES", cls.max_json_bytes),
             db_pool_size=_int(env, "SKINDOC_DB_POOL_SIZE", cls.db_pool_size),
+            redis_max_connections=_int(env, "SKINDOC_REDIS_MAX_CONNECTIONS", cls.redis_max_connections),
             auth=AuthConfig.from_env(env),
             chat=ChatConfig.from_env(env),
             triage=TriageConfig.from_env(env),
