@@ -157,9 +157,8 @@ async def test_worker_killed_after_writing_before_ack_changes_nothing_on_retry(n
     dead = make_worker(node, classifier, "worker-dead")
     await dead.start()
     batch = await dead.take_batch(block_ms=1000)
-    to_score, failures = await dead._load(batch)
-    results = await scoring.predict_photos(classifier, to_score)
-    await scoring.write_results(node.app[STORES].pool, classifier, failures + results, dead.on_scored)
+    results = await dead.score(batch)
+    await scoring.write_results(node.app[STORES].pool, classifier, results, dead.on_scored)
     async with node.app[STORES].pool.acquire() as conn:
         before = await conn.fetch("SELECT photo_id, p_malignant, scored_at FROM triage_photo_scores ORDER BY photo_id")
     assert len(before) == 2 and await stream_state(node) == (2, 2)

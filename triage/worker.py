@@ -75,27 +75,49 @@ class TriageWorker:
                                                "warmup_seconds": round(time.perf_counter() - started, 2)})
 
     async def run(self) -> None:
-        """Starts, then works until cancelled; a failing store is retried, never fatal."""
+        """Starts, then works until cancelled; a failing store is retried, never fatal.
+
+        Two batches overlap: while one batch's results are written (database and Redis round trips),
+        the next is already read and scored. Writes stay one at a time and in order.
+        """
         await self.start()
         last_requeue = time.monotonic()
         saliency_backlog = self.config.saliency
-        while True:
-            try:
-                # While overlays are owed, only peek at the stream: a new job must not wait behind them.
-                handled = await self.run_once(block_ms=1 if saliency_backlog else IDLE_BLOCK_MS)
-                if self.config.saliency:
-                    saliency_backlog = handled > 0 or await self.compute_missing_saliency(SALIENCY_PER_TURN) > 0
-                if time.monotonic() - last_requeue > LOST_JOB_AGE_SECONDS:
-                    last_requeue = time.monotonic()
-                    await self._requeue_lost_jobs()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("triage worker iteration failed; jobs stay pending and will be retried")
-                await asyncio.sleep(RETRY_AFTER_ERROR_SECONDS)
+        writing: asyncio.Task | None = None
+        try:
+            while True:
+                try:
+                    # While overlays are owed, only peek at the stream: a new job must not wait behind them.
+                    batch = await self.take_batch(block_ms=1 if saliency_backlog else IDLE_BLOCK_MS)
+                    if batch:
+                        results = await self.score(batch)
+                        if writing is not None:
+                            await writing
+                        writing = asyncio.create_task(self.commit(batch, results))
+                        saliency_backlog = self.config.saliency
+                        continue
+                    if writing is not None:
+                        await writing
+                        writing = None
+                    if self.config.saliency:
+                        saliency_backlog = await self.compute_missing_saliency(SALIENCY_PER_TURN) > 0
+                    if time.monotonic() - last_requeue > LOST_JOB_AGE_SECONDS:
+                        last_requeue = time.monotonic()
+                        await self._requeue_lost_jobs()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # Whatever was not acknowledged stays pending and is claimed again after claim_idle_ms.
+                    log.exception("triage worker iteration failed; its jobs will be retried")
+                    writing = None
+                    await asyncio.sleep(RETRY_AFTER_ERROR_SECONDS)
+        finally:
+            if writing is not None:
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
 
     async def run_once(self, *, block_ms: int) -> int:
-        """One batch: stale jobs first, else new ones; returns how many jobs it handled."""
+        """One batch, start to finish: stale jobs first, else new ones; returns how many jobs it handled."""
         batch = await self.take_batch(block_ms=block_ms)
         if batch:
             await self.process(batch)
@@ -124,21 +146,29 @@ class TriageWorker:
 
     async def process(self, batch: Sequence[jobs.Job]) -> None:
         """Scores a batch, writes it, then acknowledges it; a crash before the ack leaves it to be claimed."""
+        await self.commit(batch, await self.score(batch))
+
+    async def score(self, batch: Sequence[jobs.Job]) -> list[store.PhotoResult]:
+        """The model's result, or the reason for failing, for each photo of the batch still to score."""
         started = time.perf_counter()
         to_score, failures = await self._load(batch)
         loaded = time.perf_counter()
         results = failures + await scoring.predict_photos(self.classifier, to_score)
-        predicted = time.perf_counter()
+        log.debug("triage batch scored", extra={"jobs": len(batch), "load_ms": round((loaded - started) * 1000),
+                                                "model_ms": round((time.perf_counter() - loaded) * 1000)})
+        return results
+
+    async def commit(self, batch: Sequence[jobs.Job], results: Sequence[store.PhotoResult]) -> None:
+        """Writes the results, acknowledges the jobs, then tells the consoles."""
+        started = time.perf_counter()
         changed = await scoring.write_results(self.pool, self.classifier, results, self.on_scored)
         await jobs.acknowledge(self.redis, self.config.stream, self.config.group, [job.entry_id for job in batch])
-        log.debug("triage batch", extra={"jobs": len(batch), "load_ms": round((loaded - started) * 1000),
-                                         "model_ms": round((predicted - loaded) * 1000),
-                                         "write_ms": round((time.perf_counter() - predicted) * 1000)})
-        scored_ids = {r.photo_id for r in results if r.failure is None}
+        log.debug("triage batch written", extra={"jobs": len(batch),
+                                                 "write_ms": round((time.perf_counter() - started) * 1000)})
         for result in results:
             if result.failure is None:
                 self.batch_histogram[result.batch_size] += 1
-        self.scored += len(scored_ids)
+                self.scored += 1
         await self._notify(changed, {r.consultation_id for r in results if r.failure is not None})
 
     async def compute_missing_saliency(self, limit: int) -> int:
