@@ -3,10 +3,12 @@ queue reordered → doctors' consoles told; a worker killed mid-batch; photos th
 from __future__ import annotations
 
 import asyncio
+import csv
 import os
 import sys
 import uuid
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -321,3 +323,43 @@ async def test_photo_whose_job_was_lost_with_redis_is_requeued_at_start(node, cl
     assert await worker.run_once(block_ms=1000) == 1
     async with node.app[STORES].pool.acquire() as conn:
         assert await conn.fetchval("SELECT status FROM triage_photos WHERE id = $1", uuid.UUID(photo["id"])) == "scored"
+
+
+HAM10000 = Path(__file__).parent / "fixtures" / "ham10000"
+
+
+def ham10000_image(dx: str, nth: int = 0) -> bytes:
+    """A dermoscopy image of the given diagnosis from the shipped HAM10000 fixtures (171x128 JPEG)."""
+    with open(HAM10000 / "labels.csv", newline="") as labels:
+        ids = [row["image_id"] for row in csv.DictReader(labels) if row["dx"] == dx]
+    return (HAM10000 / "images" / f"{ids[nth]}.jpg").read_bytes()
+
+
+async def test_real_lesions_reorder_the_queue_most_severe_first(node, classifier):
+    doctor = await cs.make_user(node, "doctor")
+    console, events = await cs.connect(node, doctor)
+    try:
+        assert (await cs.call(console, "queue:subscribe"))["ok"]
+        # Opened in this order, so before scoring the queue is first come, first served.
+        photos = {"naevus": [ham10000_image("nv")], "keratosis": [ham10000_image("bkl", 1)],
+                  "naevus and melanoma": [ham10000_image("nv", 1), ham10000_image("mel")]}
+        cases = {}
+        for name, images in photos.items():
+            patient = await cs.make_user(node, "patient")
+            cases[name] = (await cs.open_case(node, patient))["id"]
+            uploaded = await upload(node, patient, uuid.UUID(cases[name]), *images)
+            assert all("800x600" in photo["warnings"][0] for photo in uploaded)
+        worker = make_worker(node, classifier, "worker-a")
+        await worker.start()
+        assert await worker.run_once(block_ms=1000) == 4
+
+        snapshot = await events.wait_for("queue:snapshot", lambda s: len(s["queue"]) == 3 and not any(
+            e["awaiting_score"] for e in s["queue"]))
+        order = {entry["consultation_id"]: entry for entry in snapshot["queue"]}
+        ranked = [name for name, _ in sorted(cases.items(), key=lambda item: order[item[1]]["position"])]
+        assert ranked == ["naevus and melanoma", "keratosis", "naevus"]
+        assert [order[cases[name]]["urgency"] for name in ranked] == ["urgent", "soon", "routine"]
+        # The consultation with two photos is as urgent as its melanoma, not its naevus.
+        assert order[cases["naevus and melanoma"]]["p_malignant"] > 0.5
+    finally:
+        await console.disconnect()
