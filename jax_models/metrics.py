@@ -139,26 +139,33 @@ def softmax(logits: np.ndarray) -> np.ndarray:
   return e / e.sum(axis=1, keepdims=True)
 
 
-def nll(logits, labels, temperature: float) -> float:
+def nll(logits, labels, temperature: float, positive=None) -> float:
+  """Mean negative log-likelihood at `temperature`: of the class labels, or, when
+  `positive` (class indices) is given, of the binary outcome label in `positive`."""
   p = softmax(logits / temperature)
-  return float(-np.mean(np.log(np.maximum(p[np.arange(len(labels)), labels], 1e-12))))
+  if positive is None:
+    return float(-np.mean(np.log(np.maximum(p[np.arange(len(labels)), labels], 1e-12))))
+  q = np.clip(p[:, positive].sum(axis=1), 1e-12, 1 - 1e-12)
+  y = np.isin(labels, positive)
+  return float(-np.mean(np.where(y, np.log(q), np.log(1 - q))))
 
 
-def fit_temperature(logits, labels) -> float:
-  """Temperature minimising the multi-class NLL (golden-section search on log T)."""
+def fit_temperature(logits, labels, positive=None) -> float:
+  """Temperature minimising `nll` (golden-section search on log T in [0.05, 20])."""
+  f = lambda log_t: nll(logits, labels, float(np.exp(log_t)), positive)
   lo, hi = np.log(0.05), np.log(20.0)
   g = (np.sqrt(5) - 1) / 2
   a, b = hi - g * (hi - lo), lo + g * (hi - lo)
-  fa, fb = nll(logits, labels, np.exp(a)), nll(logits, labels, np.exp(b))
+  fa, fb = f(a), f(b)
   for _ in range(60):
     if fa < fb:
       hi, b, fb = b, a, fa
       a = hi - g * (hi - lo)
-      fa = nll(logits, labels, np.exp(a))
+      fa = f(a)
     else:
       lo, a, fa = a, b, fb
       b = lo + g * (hi - lo)
-      fb = nll(logits, labels, np.exp(b))
+      fb = f(b)
   return float(np.exp((lo + hi) / 2))
 
 

@@ -1,0 +1,59 @@
+"""A tiny end-to-end training run (and GAN run) on the fixture images."""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from jax_models import data, gan, train
+from jax_models.configs import gan as gan_configs
+from jax_models.configs import tiny
+from jax_models.serving import load_classifier
+
+FIXTURES = Path(__file__).parent / 'fixtures' / 'ham10000'
+
+
+def fixture_records(canvas):
+  records = data.load(FIXTURES, canvas)
+  # 16 images: every other one becomes val, so both splits hold both outcomes.
+  records.split = np.where(np.arange(len(records)) % 2 == 0, 'train', 'val')
+  assert set(records.malignant[records.split == 'val']) == {0, 1}
+  return records
+
+
+def test_tiny_training_run_end_to_end(tmp_path):
+  config = tiny.get_config()
+  metadata = train.train_and_evaluate(config, tmp_path, records=fixture_records(config['canvas']),
+                                      progress=False)
+  assert (tmp_path / 'weights.npz').exists() and (tmp_path / 'metadata.json').exists()
+  assert len((tmp_path / 'train_log.jsonl').read_text().splitlines()) == config['epochs']
+  assert metadata['image_size'] == 32 and metadata['temperature'] > 0
+  assert set(metadata['thresholds']) == {'urgent', 'soon'}
+  clf = load_classifier(tmp_path)
+  assert clf.version == metadata['version']
+  preds = clf.predict([Image.open(p) for p in sorted((FIXTURES / 'images').glob('*.jpg'))[:3]])
+  assert all(abs(sum(p.probabilities.values()) - 1) < 1e-5 for p in preds)
+
+
+def test_same_seed_same_weights(tmp_path):
+  config = tiny.get_config()
+  config['epochs'] = 1
+  records = fixture_records(config['canvas'])
+  a = train.train_and_evaluate(config, tmp_path / 'a', records=records, progress=False)
+  b = train.train_and_evaluate(config, tmp_path / 'b', records=records, progress=False)
+  assert a['version'] == b['version']
+
+
+def test_tiny_gan_and_grid(tmp_path):
+  config = gan_configs.get_config()
+  config.update(steps=2, batch_size=4, width=32, latent=8)
+  records = data.load(FIXTURES, 40)
+  gen = gan.train_gan(records.images, records.label, config, tmp_path, log=lambda _: None)
+  images = gan.sample(gen, 4, 6)
+  assert images.shape == (6, 64, 64, 3) and images.dtype == np.uint8
+  picture = gan.grid(images, columns=3)
+  assert picture.size == (3 * 66 + 2, 2 * 66 + 2)
+  loaded, meta = gan.load_generator(tmp_path)
+  np.testing.assert_array_equal(gan.sample(loaded, 4, 6), images)
+  pool = gan.synthesize_pool(loaded, meta['class_names'], ['mel'], 5, 40)
+  assert pool['images'].shape == (5, 40, 40, 3) and set(pool['label']) == {4}
