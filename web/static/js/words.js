@@ -25,11 +25,11 @@ export const OUTCOMES = {
 
 const BAND_LABELS = { urgent: 'Urgent', soon: 'Soon', routine: 'Routine' };
 
-// What a patient should understand from the band, without numbers.
+// What a patient should understand from the band, without numbers; the second part only while waiting.
 const PATIENT_GUIDANCE = {
-  urgent: 'Your photos suggest this should be looked at quickly. A doctor will review it as a priority.',
-  soon: 'Your photos suggest this should be looked at soon. A doctor will review it shortly.',
-  routine: 'Nothing in your photos suggests it needs to be rushed. A doctor will still review it.',
+  urgent: ['Your photos suggest this should be looked at quickly.', 'A doctor will review it as a priority.'],
+  soon: ['Your photos suggest this should be looked at soon.', 'A doctor will review it shortly.'],
+  routine: ['Nothing in your photos suggests it needs to be rushed.', 'A doctor will still review it.'],
 };
 
 export const SCREENING_AID = 'Screening aid, not a diagnosis: only a doctor can tell you what this is.';
@@ -46,7 +46,8 @@ export function bandChip(urgency, awaitingScore) {
 
 export function patientGuidance(consultation) {
   if (consultation.awaiting_score) return 'Your photos are being checked. This takes a few seconds.';
-  return PATIENT_GUIDANCE[consultation.urgency] || '';
+  const [finding, whileWaiting] = PATIENT_GUIDANCE[consultation.urgency] || ['', ''];
+  return consultation.state === 'waiting' ? `${finding} ${whileWaiting}` : finding;
 }
 
 export function symptomList(symptoms = {}) {
