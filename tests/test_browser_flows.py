@@ -403,6 +403,11 @@ async def test_photo_errors_are_clear_and_a_lost_answer_is_retried_without_a_dup
     await expect(page.locator("#case-photo-grid .photo-tile")).to_have_count(1)
     await page.reload()
     await expect(page.locator("#case-photo-grid .photo-tile")).to_have_count(1)
+
+    # Changed their mind: the patient cancels (after confirming), and can no longer add photos.
+    await page.get_by_role("button", name="Cancel this consultation").click()
+    await expect(page.locator("#case-status")).to_have_text("Cancelled")
+    await expect(page.locator("#case-add-photos")).to_be_hidden()
     assert errors == []
 
 
