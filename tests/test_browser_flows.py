@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-from PIL import Image, ImageDraw, ImageFilter
 import aiohttp
 import aiohttp.web
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from tests.live_server import LiveServer, start_server
@@ -66,7 +66,7 @@ class AppServer:
 
     def cli(self, *args: str, stdin: str = "") -> str:
         result = subprocess.run([sys.executable, "-m", "web.cli", *args], input=stdin, capture_output=True,
-                                text=True, env={**os.environ, **self.env}, timeout=60, cwd=REPO_ROOT)
+                                text=True, env={**os.environ, **self.env}, timeout=60, cwd=REPO_ROOT, check=False)
         assert result.returncode == 0, f"skindoc {' '.join(args)}: {result.stderr[-2000:]}"
         return result.stdout
 

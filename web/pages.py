@@ -43,7 +43,7 @@ CONTENT_TYPES = {
 # No inline script or style, no eval, no third-party origin; Trusted Types with no
 # policy makes every string-to-HTML sink (innerHTML and friends) throw, so text
 # from users can only ever reach the page as text.
-CONTENT_SECURITY_POLICY = "; ".join([
+CSP_DIRECTIVES = (
     "default-src 'none'",
     "script-src 'self'",
     "style-src 'self'",
@@ -56,7 +56,8 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "object-src 'none'",
     "require-trusted-types-for 'script'",
     "trusted-types 'none'",
-])
+)
+CONTENT_SECURITY_POLICY = "; ".join(CSP_DIRECTIVES)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -76,7 +77,7 @@ class PagesConfig:
     node_modules_dir: Path = REPO_ROOT / "node_modules"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "PagesConfig":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PagesConfig:
         env = os.environ if env is None else env
         raw = env.get("SKINDOC_NODE_MODULES_DIR")
         return cls(node_modules_dir=Path(raw) if raw else cls.node_modules_dir)
@@ -155,10 +156,10 @@ async def discover_authorization_endpoint(issuer: str) -> str | None:
     """The provider's authorization endpoint, from its OpenID discovery document; None when unreachable."""
     url = f"{issuer}/.well-known/openid-configuration"
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=OIDC_DISCOVERY_TIMEOUT_S)) as client:
-            async with client.get(url) as response:
-                response.raise_for_status()
-                return (await response.json())["authorization_endpoint"]
+        timeout = aiohttp.ClientTimeout(total=OIDC_DISCOVERY_TIMEOUT_S)
+        async with aiohttp.ClientSession(timeout=timeout) as client, client.get(url) as response:
+            response.raise_for_status()
+            return (await response.json())["authorization_endpoint"]
     except (aiohttp.ClientError, TimeoutError, KeyError, ValueError) as exc:
         log.warning("OpenID discovery failed; the Google sign-in button stays hidden",
                     extra={"url": url, "error": repr(exc)})
