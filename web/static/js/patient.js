@@ -10,7 +10,7 @@ import * as words from './words.js';
 
 const session = new Session('patient');
 const realtime = new Realtime(session, $('#reconnecting'));
-const limits = { min_side: 128, max_upload_bytes: 15 * 1024 * 1024, max_photos: 6, ...pageConfig().photos };
+const limits = pageConfig().photos;  // the server's own limits, written into the page
 let currentCase = null;  // { id, consultation, chat }
 
 // ---- routing: #/ (home), #/new, #/case/<id> ----
