@@ -109,7 +109,9 @@ class TriageWorker:
                 except Exception:
                     # Whatever was not acknowledged stays pending and is claimed again after claim_idle_ms.
                     log.exception("triage worker iteration failed; its jobs will be retried")
-                    writing = None
+                    if writing is not None:
+                        await asyncio.gather(writing, return_exceptions=True)
+                        writing = None
                     await asyncio.sleep(RETRY_AFTER_ERROR_SECONDS)
         finally:
             if writing is not None:
