@@ -525,10 +525,17 @@ async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_ser
     await expect(bubble(patient_page, "never bled")).to_have_attribute("data-state", "read")
     await expect(bubble(doctor_page, "I am Dr Okafor")).to_have_attribute("data-state", "read")
 
-    # A follow-up: the doctor proposes a video slot, the patient confirms it, both see it.
-    await doctor_page.get_by_label("Link or address").fill("https://meet.example.org/skindoc-follow-up")
+    # A follow-up: the first proposal does not suit the patient; the second, a video call, does. Both see it live.
+    await doctor_page.get_by_label("Link or address").fill("Clinic room 4")
+    await doctor_page.get_by_label("Kind").select_option("in_person")
     await doctor_page.get_by_role("button", name="Propose").click()
     await expect(patient_page.locator("#case-appointments")).to_contain_text("Your doctor proposes a follow-up")
+    await patient_page.get_by_role("button", name="None of these suit me").click()
+    await expect(doctor_page.locator(".case-panel")).to_contain_text("Declined by the patient")
+    await doctor_page.get_by_label("Kind").select_option("video")
+    await doctor_page.get_by_label("Link or address").fill("https://meet.example.org/skindoc-follow-up")
+    await doctor_page.get_by_role("button", name="Propose").click()
+    await expect(patient_page.get_by_role("button", name="Confirm this time")).to_be_visible()
     await patient_page.get_by_role("button", name="Confirm this time").click()
     await expect(patient_page.locator("#case-appointments")).to_contain_text("Confirmed")
     await expect(doctor_page.locator(".case-panel")).to_contain_text("Confirmed by the patient")
@@ -569,6 +576,9 @@ async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_ser
     await expect(doctor_page.locator("#case-tabs [role=tab]")).to_have_count(2)
     await expect(items).to_have_count(1)
     await expect(doctor_page.locator("#capacity")).to_have_text("2/3")
+    await doctor_page.get_by_role("button", name="Take next").click()
+    await expect(items).to_have_count(0)
+    await expect(doctor_page.locator("#capacity")).to_have_text("3/3")
     assert errors == []
 
 
