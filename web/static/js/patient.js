@@ -75,7 +75,7 @@ async function showHome() {
 function appointmentSummary(appointment) {
   const slot = appointment.slots.find((s) => s.id === appointment.confirmed_slot_id);
   if (appointment.state === 'confirmed' && slot) return `Confirmed: ${slotWords(slot)}`;
-  if (appointment.state === 'declined') return 'Declined';
+  if (appointment.state === 'declined') return `You declined the times proposed on ${words.when(appointment.created_at)}.`;
   return `Proposed: ${appointment.slots.length} time(s) to choose from`;
 }
 
