@@ -363,3 +363,31 @@ async def test_real_lesions_reorder_the_queue_most_severe_first(node, classifier
         assert order[cases["naevus and melanoma"]]["p_malignant"] > 0.5
     finally:
         await console.disconnect()
+
+
+async def test_running_worker_scores_then_draws_overlays_when_idle(node, classifier):
+    patient = await cs.make_user(node, "patient")
+    case = uuid.UUID((await cs.open_case(node, patient))["id"])
+    worker = make_worker(node, classifier, "worker-a")
+    running = asyncio.create_task(worker.run())
+    try:
+        await upload(node, patient, case, *(ti.jpeg(seed=s) for s in range(2)))
+        await upload(node, patient, case, ti.jpeg(seed=9))
+
+        async def done() -> bool:
+            async with node.app[STORES].pool.acquire() as conn:
+                return await conn.fetchval(
+                    "SELECT count(*) = 3 AND bool_and(status = 'scored') FROM triage_photos") and \
+                    await conn.fetchval("SELECT count(*) FROM triage_saliency") == 3
+
+        for _ in range(300):
+            if await done():
+                break
+            await asyncio.sleep(0.1)
+        assert await done(), "every photo scored, then given its overlay"
+        assert not running.done()
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    assert running.cancelled()
+    assert await stream_state(node) == (0, 0)
