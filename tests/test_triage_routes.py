@@ -256,3 +256,13 @@ async def test_malformed_multipart_is_a_typed_400(client, db, case, name, body):
     assert response.status in (400, 422), await response.text()
     assert response.content_type == "application/problem+json"
     await nothing_stored(client, db)
+
+
+async def test_no_photos_for_a_closed_consultation(client, db, case):
+    patient, consultation_id = case
+    response = await client.post(f"/api/v1/consultations/{consultation_id}/cancel", json={"reason": "went to a GP"},
+                                 headers=patient.headers)
+    assert response.status == 200, await response.text()
+    response = await client.post(photos_url(consultation_id), data=form(ti.jpeg()), headers=patient.headers)
+    await expect_problem(response, 409, "wrong_state")
+    await nothing_stored(client, db)
