@@ -1,6 +1,7 @@
 """Photo upload and reads over HTTP: every bad input typed and without trace, metadata gone, who may read what."""
 from __future__ import annotations
 
+import asyncio
 import io
 import uuid
 from dataclasses import replace
@@ -266,3 +267,16 @@ async def test_no_photos_for_a_closed_consultation(client, db, case):
     response = await client.post(photos_url(consultation_id), data=form(ti.jpeg()), headers=patient.headers)
     await expect_problem(response, 409, "wrong_state")
     await nothing_stored(client, db)
+
+
+async def test_concurrent_uploads_never_exceed_the_photo_cap(client, db, case):
+    patient, consultation_id = case
+
+    async def upload(first_seed: int):
+        photos = (ti.jpeg(300, 300, seed=first_seed + i) for i in range(4))
+        return await client.post(photos_url(consultation_id), data=form(*photos), headers=patient.headers)
+
+    responses = await asyncio.gather(upload(0), upload(100))
+    assert sorted(r.status for r in responses) == [201, 409]
+    assert await db.fetchval("SELECT count(*) FROM triage_photos") == 4
+    assert await client.app[STORES].redis.xlen(_stream(client)) == 4
