@@ -7,6 +7,7 @@ the test's own PostgreSQL database and Redis database, with its own Socket.IO ch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -21,6 +22,7 @@ import aiohttp.web
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Error as PlaywrightError
 
 from tests.live_server import LiveServer, start_server
 
@@ -297,17 +299,25 @@ async def test_reconnecting_banner_on_server_restart_and_no_message_lost_or_doub
     # Written while the server is down: kept as "sending" and delivered when it is back.
     await send_chat(patient_page, "Is it serious? (sent while offline)")
     await expect(bubble(patient_page, "sent while offline")).to_have_attribute("data-state", "sending")
+    # Reloaded while the server is still down (the page cannot even load), then opened again once it is back:
+    # the unsent message is still there and goes out once.
+    await send_chat(patient_page, "Sent, then the page was reloaded")
+    with contextlib.suppress(PlaywrightError):
+        await patient_page.reload()
     await asyncio.to_thread(chat_server.start_again)
+    await patient_page.goto(f"{chat_server.url}/#/case/{case_id}")
 
     for page in (patient_page, doctor_page):
         await expect(page.locator("#reconnecting")).to_be_hidden(timeout=15_000)
-    await expect(bubble(doctor_page, "sent while offline")).to_have_count(1, timeout=15_000)
+    await expect(bubble(doctor_page, "sent while offline")).to_have_count(1)
+    await expect(bubble(doctor_page, "page was reloaded")).to_have_count(1)
     await expect(bubble(patient_page, "sent while offline")).not_to_have_attribute("data-state", "sending")
+    await expect(bubble(patient_page, "page was reloaded")).not_to_have_attribute("data-state", "sending")
     await send_chat(doctor_page, "Not from what I see; let us keep an eye on it.")
     await send_chat(doctor_page, "I will propose a follow-up.")
     expected = ["Good morning, I am looking at your photo now.", "Thank you, doctor.",
-                "Is it serious? (sent while offline)", "Not from what I see; let us keep an eye on it.",
-                "I will propose a follow-up."]
+                "Is it serious? (sent while offline)", "Sent, then the page was reloaded",
+                "Not from what I see; let us keep an eye on it.", "I will propose a follow-up."]
     for page in (patient_page, doctor_page):
         await expect(page.locator(".messages .bubble .body")).to_have_text(expected)
     # And the server's log holds each of them exactly once, in this order.
@@ -315,7 +325,7 @@ async def test_reconnecting_banner_on_server_restart_and_no_message_lost_or_doub
         stored = await api(http, "GET", f"{chat_server.url}/api/v1/consultations/{case_id}/messages?after_seq=0",
                            patient["token"])
     assert [m["body"] for m in stored["messages"]] == expected
-    assert [m["seq"] for m in stored["messages"]] == [1, 2, 3, 4, 5]
+    assert [m["seq"] for m in stored["messages"]] == [1, 2, 3, 4, 5, 6]
     assert errors == []
 
 

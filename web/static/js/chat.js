@@ -30,7 +30,9 @@ export class ChatView {
     this.syncing = Promise.resolve();
     this.typingTimer = null;
     this.typingShownTimer = null;
+    this.storageKey = `skindoc.unsent.${consultationId}`;
     this.build(container, writable, readOnlyNote);
+    this.restorePending();
     this.listeners = {
       message: (message) => { if (this.mine(message)) this.receive([message]); },
       typing: (event) => { if (this.mine(event) && event.user_id !== this.ownId()) this.showTyping(event.typing); },
@@ -103,7 +105,10 @@ export class ChatView {
     const own = message.sender_id === this.ownId();
     const pending = own ? this.pending.get(message.client_msg_id) : null;
     const node = pending ? pending.node : this.bubble(message.body, own);
-    if (pending) this.pending.delete(message.client_msg_id);
+    if (pending) {
+      this.pending.delete(message.client_msg_id);
+      this.savePending();
+    }
     node.dataset.seq = String(message.seq);
     node.querySelector('.time').textContent = clock(message.sent_at);
     if (own) this.setTick(node, message.seq <= this.theirReadSeq ? 'read' : 'delivered');
@@ -133,13 +138,34 @@ export class ChatView {
     this.input.value = '';
     this.stopTyping();
     const clientMsgId = `c-${crypto.randomUUID()}`;
+    this.addPending(clientMsgId, body);
+    this.savePending();
+    this.deliver(clientMsgId);
+  }
+
+  addPending(clientMsgId, body) {
     const node = this.bubble(body, true);
     this.setTick(node, 'sending');
     node.querySelector('.time').textContent = 'now';
     this.pending.set(clientMsgId, { body, node });
     this.list.append(node);
     this.list.scrollTop = this.list.scrollHeight;
-    this.deliver(clientMsgId);
+  }
+
+  /**
+   * Unsent messages survive a reload of the tab (a patient on flaky data may well reload): they go out with the
+   * same client ids, so one that did reach the server before is not stored twice.
+   */
+  savePending() {
+    const unsent = [...this.pending].map(([clientMsgId, { body }]) => [clientMsgId, body]);
+    if (unsent.length) sessionStorage.setItem(this.storageKey, JSON.stringify(unsent));
+    else sessionStorage.removeItem(this.storageKey);
+  }
+
+  restorePending() {
+    let unsent = [];
+    try { unsent = JSON.parse(sessionStorage.getItem(this.storageKey)) || []; } catch { /* unreadable: nothing to resend */ }
+    for (const [clientMsgId, body] of unsent) this.addPending(clientMsgId, body);
   }
 
   /** Sends one pending message; the same client id on a retry makes the server store it once. */
@@ -153,6 +179,7 @@ export class ChatView {
     } catch (error) {
       if (error.retryable || error.code === 'no_ack') return;  // still pending: retried on reconnection
       this.pending.delete(clientMsgId);
+      this.savePending();
       this.setTick(pending.node, 'failed');
       pending.node.append(h('span', { class: 'meta' }, error.message));
     }
