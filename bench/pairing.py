@@ -35,7 +35,8 @@ import socketio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._harness import (  # noqa: E402
-    DEFAULT_PG_ADMIN_URL, DEFAULT_REDIS_URL, Account, AccountMaker, Cluster, CpuMeter, load_average, percentile,
+    DEFAULT_PG_ADMIN_URL, DEFAULT_REDIS_URL, Account, AccountMaker, Cluster, CpuMeter, PgWaitSampler, load_average,
+    percentile,
     postgres_backend_pids, print_table, raise_open_file_limit, server_tree_commit, scratch_database, workdir)
 
 
@@ -75,6 +76,7 @@ class PhaseResult:
     refusals: dict[str, int]
     cpu: CpuMeter
     note: str = ""
+    pg_waits: str = ""
 
 
 async def connect_consoles(consoles: list[Console], session: aiohttp.ClientSession) -> None:
@@ -177,6 +179,18 @@ async def freed_all_at_once(consoles: list[Console], burst: int, pids: list[int]
                        "seconds = until the last doctor's next case arrived")
 
 
+async def sampled(database_url: str, phase) -> PhaseResult:
+    """Runs a phase while sampling what the database's backends wait on."""
+    sampler = PgWaitSampler(database_url)
+    sampler.start()
+    try:
+        result = await phase
+    finally:
+        await sampler.stop()
+    result.pg_waits = sampler.summary(4)
+    return result
+
+
 async def check_invariants(database_url: str, capacity: int) -> str:
     conn = await asyncpg.connect(database_url)
     try:
@@ -230,13 +244,13 @@ async def measure(cluster: Cluster, database_url: str, args: argparse.Namespace,
         pids = [n.pid for n in cluster.nodes] + await postgres_backend_pids(database_url)
         node_pids = [n.pid for n in cluster.nodes]
 
-        results = [await manual_contention(consoles, args.takers, pids)]
+        results = [await sampled(database_url, manual_contention(consoles, args.takers, pids))]
         checks = [await check_invariants(database_url, args.capacity)]
         await asyncio.gather(*(c.call("presence:set", {"availability": "available"}) for c in consoles))
         await asyncio.sleep(1)  # let the drains that availability starts finish (every doctor is full)
-        results.append(await freed_one_at_a_time(consoles, args.resolves, pids))
+        results.append(await sampled(database_url, freed_one_at_a_time(consoles, args.resolves, pids)))
         for burst in range(1, args.bursts + 1):
-            results.append(await freed_all_at_once(consoles, burst, pids))
+            results.append(await sampled(database_url, freed_all_at_once(consoles, burst, pids)))
         checks.append(await check_invariants(database_url, args.capacity))
         snapshots = sum(c.snapshots for c in consoles)
         for console in consoles:
@@ -261,8 +275,7 @@ def report(results: list[PhaseResult], checks: list[str], node_pids: list[int], 
     print("  latency: manual = queue:take sent -> ack; freed = consultation:resolve sent -> the doctor's "
           "consultation:updated (assigned) for the next case")
     for r in results:
-        if r.note:
-            print(f"  {r.name}: {r.note}")
+        print(f"  {r.name}: {r.note}; PostgreSQL backends (mean number): {r.pg_waits}")
     print(f"  after manual phase: {checks[0]}")
     print(f"  at the end: {checks[1]}")
     print(f"  queue:snapshot pushes received by all consoles: {snapshots}; load average {load_average()}")
