@@ -109,6 +109,14 @@ def test_transparency_and_palette_become_rgb():
     assert palette.source_format == "PNG"
 
 
+def test_sixteen_bit_photo_is_scaled_not_clipped_to_white():
+    ramp = Image.frombytes("I;16", (300, 300), bytes(range(256)) * (300 * 300 * 2 // 256) + bytes(300 * 300 * 2 % 256))
+    photo = normalise_photo(ti.encode(ramp, "PNG"), **LIMITS)
+    stored = Image.open(io.BytesIO(photo.image)).convert("L")
+    low, high = stored.getextrema()
+    assert high - low > 100, "the stored photo keeps the ramp's contrast"
+
+
 def test_same_pixels_with_different_metadata_have_one_hash():
     image = ti.lesion()
     plain = normalise_photo(ti.encode(image, "PNG"), **LIMITS)

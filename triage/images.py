@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageCms, ImageOps
 
+from jax_models.preprocess import to_rgb
 from store.errors import DomainError, unprocessable
 
 try:
@@ -102,16 +103,11 @@ def _too_many_pixels(max_pixels: int) -> DomainError:
 
 
 def _to_srgb_rgb(image: Image.Image) -> Image.Image:
-    """RGB pixels in sRGB, with transparency flattened onto white, holding no metadata."""
+    """RGB pixels in sRGB holding no metadata. Other modes go through the classifier's own conversion,
+    so that the stored photo is what the model sees: 16-bit and float images scaled (not clipped to
+    white), transparency laid over neutral grey."""
     icc = image.info.get("icc_profile")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        rgb = Image.new("RGB", rgba.size, (255, 255, 255))
-        rgb.paste(rgba, mask=rgba.getchannel("A"))
-    elif image.mode != "RGB":
-        rgb = image.convert("RGB")
-    else:
-        rgb = image
+    rgb = image if image.mode == "RGB" else to_rgb(image)
     if icc and image.mode in ("RGB", "RGBA"):
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
