@@ -73,6 +73,7 @@ def main(argv=None) -> int:
   parser.add_argument('--json', default=None, help='also write the figures here')
   args = parser.parse_args(argv)
 
+  jax.devices()  # backend start-up is not the model's loading time
   t = time.perf_counter()
   clf = load_classifier(args.weights)
   load_s = time.perf_counter() - t

@@ -90,7 +90,7 @@ def evaluate(data_dir, split: str = 'test', weights=None, out=None, recalibrate:
       safe = name.replace('/', '_')
       plots.reliability_plot(
           {'network as trained': fig['reliability_before'],
-           f'after (T={clf.temperature:.2f})': fig['reliability_after']},
+           f'calibrated (prior-corrected, T={clf.temperature:.2f})': fig['reliability_after']},
           f'Reliability of p_malignant, {name}').save(out / f'reliability_{safe}.png')
   return result
 

@@ -63,5 +63,5 @@ def reliability_plot(series: dict, title: str) -> Image.Image:
     lx, ly = px(0.05, 0.93 - 0.07 * i)
     d.line([lx, ly + 6, lx + 20, ly + 6], fill=c, width=3)
     d.text((lx + 26, ly), label, fill='black')
-  d.text((M + 5, H - M - 18), 'circle area ~ images in the bin', fill=(90, 90, 90))
+  d.text((W // 2, H - M - 18), 'circle size ~ images in the bin', fill=(90, 90, 90))
   return im
