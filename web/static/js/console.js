@@ -80,7 +80,14 @@ function showQueueError(error) {
   box.textContent = error ? error.message : '';
 }
 
-function renderQueue(queue) {
+// Between pushes (which come on changes only) the waiting times are aged here, from when the snapshot arrived.
+const QUEUE_CLOCK_MS = 30000;
+let lastQueue = { entries: [], receivedAt: 0 };
+setInterval(() => { if (lastQueue.entries.length) renderQueue(lastQueue.entries, lastQueue.receivedAt); }, QUEUE_CLOCK_MS);
+
+function renderQueue(queue, receivedAt = Date.now()) {
+  lastQueue = { entries: queue, receivedAt };
+  const agedBy = (Date.now() - receivedAt) / 1000;
   $('#queue-count').textContent = queue.length ? `(${queue.length} waiting)` : '';
   $('#queue-empty').hidden = queue.length > 0;
   const full = me && cases.size >= me.capacity;
@@ -93,7 +100,7 @@ function renderQueue(queue) {
         h('div', { class: 'queue-head' },
           words.bandChip(entry.effective_band || entry.urgency, entry.awaiting_score),
           entry.awaiting_score ? null : h('strong', { class: 'score' }, words.percent(entry.p_malignant)),
-          h('span', { class: 'meta' }, `waiting ${words.duration(entry.waiting_seconds)}`)),
+          h('span', { class: 'meta' }, `waiting ${words.duration(entry.waiting_seconds + agedBy)}`)),
         h('div', { class: 'queue-title' }, h('strong', {}, `${words.BODY_SITES[entry.body_site] || entry.body_site}: `),
           entry.description),
         h('div', { class: 'meta' }, words.symptomList(entry.symptoms)),
@@ -140,6 +147,7 @@ function openCase(consultation, select = false) {
   entry.consultation = consultation;
   const band = consultation.awaiting_score ? 'awaiting score' : consultation.urgency;
   entry.tab.textContent = `${words.BODY_SITES[consultation.body_site] || consultation.body_site} · ${band}`;
+  entry.tab.title = consultation.description;
   renderCaseHeader(entry);
   $('#no-cases').hidden = true;
   if (select || !selectedCaseId) selectCase(consultation.id);
