@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import resource
 import secrets
@@ -168,7 +169,7 @@ def server_tree_commit() -> str:
     if marker.exists():
         return f"{SERVER_TREE} at {marker.read_text().strip()}"
     result = subprocess.run(["git", "-C", str(SERVER_TREE), "describe", "--always", "--dirty"], capture_output=True,
-                            text=True)
+                            text=True, check=False)
     return f"{SERVER_TREE} at {result.stdout.strip() or 'unknown commit'}"
 
 
@@ -207,11 +208,8 @@ class Node:
 async def start_process(argv: Sequence[str], env: Mapping[str, str], log_path: Path, port: int,
                         ready_path: str, timeout: float = 120.0) -> Node:
     """Starts a server subprocess and waits until `ready_path` answers 200."""
-    log = open(log_path, "ab")
-    process = subprocess.Popen(list(argv), cwd=SERVER_TREE, env={**os.environ, **env}, stdout=log,
-                               stderr=subprocess.STDOUT)
-    log.close()
-    node = Node(process, port, log_path)
+    node = Node(_spawn(argv, env, log_path), port, log_path)
+    process = node.process
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
@@ -224,6 +222,12 @@ async def start_process(argv: Sequence[str], env: Mapping[str, str], log_path: P
             await asyncio.sleep(0.2)
     node.stop()
     raise RuntimeError(f"{argv} not ready in {timeout}s; log: {log_path.read_text()[-3000:]}")
+
+
+def _spawn(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen:
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(list(argv), cwd=SERVER_TREE, env={**os.environ, **env}, stdout=log,
+                                stderr=subprocess.STDOUT)
 
 
 @dataclass
@@ -257,7 +261,8 @@ class Cluster:
     def cli(self, args: Sequence[str], stdin: str | None = None) -> str:
         """Runs `skindoc …` against this cluster's database (e.g. `admin create`)."""
         result = subprocess.run([sys.executable, "-m", "web.cli", *args], cwd=SERVER_TREE, env={**os.environ,
-                                **self.env(0)}, input=stdin, capture_output=True, text=True, timeout=300)
+                                **self.env(0)}, input=stdin, capture_output=True, text=True, timeout=300,
+                                check=False)
         if result.returncode != 0:
             raise RuntimeError(f"skindoc {' '.join(args)} failed: {result.stderr[-2000:]}")
         return result.stdout
@@ -377,7 +382,7 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[objec
 
 def _fmt(value: object) -> str:
     if isinstance(value, float):
-        if value != value:
+        if math.isnan(value):
             return "-"
         return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
     if isinstance(value, int):

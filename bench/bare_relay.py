@@ -8,7 +8,7 @@ emits it to the room and acks it.
 """
 import argparse
 import itertools
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import socketio
 from aiohttp import web
@@ -30,7 +30,7 @@ async def join(sid, data):
 async def send(sid, data):
     message = {"consultation_id": data["consultation_id"], "seq": next(sequence), "sender_id": sid,
                "client_msg_id": data["client_msg_id"], "body": data["body"],
-               "sent_at": datetime.now(timezone.utc).isoformat()}
+               "sent_at": datetime.now(UTC).isoformat()}
     await server.emit("message", message, room=f"consultation:{data['consultation_id']}")
     return {"ok": True, "message": message, "duplicate": False}
 

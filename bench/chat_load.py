@@ -38,10 +38,29 @@ import socketio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import (  # noqa: E402
-    DEFAULT_PG_ADMIN_URL, DEFAULT_REDIS_URL, AccountMaker, Cluster, CpuMeter, Node, PgWaitSampler, free_port,
-    load_average, percentile, postgres_backend_pids, print_table, raise_open_file_limit, redis_server_pid, rss_bytes,
-    scratch_database, server_tree_commit, start_process, start_py_spy, top_frames, workdir)
+from bench._harness import (
+    DEFAULT_PG_ADMIN_URL,
+    DEFAULT_REDIS_URL,
+    AccountMaker,
+    Cluster,
+    CpuMeter,
+    Node,
+    PgWaitSampler,
+    free_port,
+    load_average,
+    percentile,
+    postgres_backend_pids,
+    print_table,
+    raise_open_file_limit,
+    redis_server_pid,
+    rss_bytes,
+    scratch_database,
+    server_tree_commit,
+    start_process,
+    start_py_spy,
+    top_frames,
+    workdir,
+)
 
 # Above this many unacknowledged messages a client skips its turn: an overloaded
 # server then shows up as a shortfall against the target rate, not as a queue

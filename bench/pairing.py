@@ -34,10 +34,23 @@ import socketio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import (  # noqa: E402
-    DEFAULT_PG_ADMIN_URL, DEFAULT_REDIS_URL, Account, AccountMaker, Cluster, CpuMeter, PgWaitSampler, load_average,
+from bench._harness import (
+    DEFAULT_PG_ADMIN_URL,
+    DEFAULT_REDIS_URL,
+    Account,
+    AccountMaker,
+    Cluster,
+    CpuMeter,
+    PgWaitSampler,
+    load_average,
     percentile,
-    postgres_backend_pids, print_table, raise_open_file_limit, server_tree_commit, scratch_database, workdir)
+    postgres_backend_pids,
+    print_table,
+    raise_open_file_limit,
+    scratch_database,
+    server_tree_commit,
+    workdir,
+)
 
 
 @dataclass
@@ -145,7 +158,7 @@ async def resolve_and_wait(console: Console, refusals: dict[str, int]) -> float 
         return None
     try:
         assigned_at = await asyncio.wait_for(console.next_assignment, timeout=10)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         refusals["no_assignment_within_10s"] = refusals.get("no_assignment_within_10s", 0) + 1
         return None
     return assigned_at - started
