@@ -20,9 +20,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jax  # noqa: E402
+import jax
 
-from jax_models.serving import load_classifier  # noqa: E402
+from jax_models.serving import load_classifier
 
 FIXTURES = Path(__file__).resolve().parents[1] / 'tests' / 'fixtures' / 'ham10000' / 'images'
 

@@ -88,4 +88,13 @@ def load(directory: str | Path | None = None) -> tuple[LesionNet, dict]:
     pure = _unflatten({k: jax.numpy.asarray(z[k]) for k in z.files})
   nnx.replace_by_pure_dict(state, pure)
   nnx.update(model, state)
+  # What is not saved (dropout's RNG) still holds shapes only: give it values.
+  rng = nnx.state(model, nnx.Not(SAVED))
+  nnx.update(model, jax.tree.map(_concrete, rng))
   return model, metadata
+
+
+def _concrete(leaf):
+  if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+    return jax.random.key(0)
+  return jax.numpy.zeros(leaf.shape, leaf.dtype)

@@ -7,9 +7,9 @@ jax_models.cli ...` runs them on their own.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import importlib
-import json
 import sys
 from pathlib import Path
 
@@ -82,11 +82,11 @@ def cmd_predict(args) -> int:
   files = image_files(args.images)
   columns = (['image', 'p_malignant', 'urgency', 'dx']
              + [f'p_{c}' for c in clf.class_names] + [CSV_ERROR])
-  out = open(args.csv, 'w', newline='') if args.csv else sys.stdout
-  writer = csv.DictWriter(out, fieldnames=columns)
-  writer.writeheader()
   failures = 0
-  try:
+  with (open(args.csv, 'w', newline='') if args.csv
+        else contextlib.nullcontext(sys.stdout)) as out:
+    writer = csv.DictWriter(out, fieldnames=columns)
+    writer.writeheader()
     for start in range(0, len(files), args.batch):
       chunk = files[start:start + args.batch]
       good, rows = [], {}
@@ -105,9 +105,6 @@ def cmd_predict(args) -> int:
         rows[path] = row
       for path in chunk:
         writer.writerow(rows[path])
-  finally:
-    if args.csv:
-      out.close()
   if failures:
     print(f'{failures} of {len(files)} files could not be scored (error rows written)',
           file=sys.stderr)

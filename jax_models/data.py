@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -41,7 +41,7 @@ class Records:
   def __len__(self):
     return len(self.label)
 
-  def select(self, mask: np.ndarray) -> 'Records':
+  def select(self, mask: np.ndarray) -> Records:
     idx = np.nonzero(mask)[0]
     return Records(
         image_id=self.image_id[idx], lesion_id=self.lesion_id[idx],
@@ -50,7 +50,7 @@ class Records:
         images=None if self.images is None else self.images[idx],
         paths=None if self.paths is None else [self.paths[i] for i in idx])
 
-  def subset(self, source: str | None = None, split: str | None = None) -> 'Records':
+  def subset(self, source: str | None = None, split: str | None = None) -> Records:
     mask = np.ones(len(self), bool)
     if source is not None:
       mask &= self.source == source

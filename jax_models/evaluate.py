@@ -40,7 +40,7 @@ def refit_calibration(weights_dir, logits: np.ndarray, part: data.Records) -> di
   metadata.update(temperature=temperature, thresholds=thresholds)
   metadata['calibration'] = {
       'fitted_on': f'{part.source[0]} val through the serving path (jax_models.preprocess)',
-      'n': int(len(part)), 'temperature': temperature, 'thresholds': thresholds,
+      'n': len(part), 'temperature': temperature, 'thresholds': thresholds,
       'val_operating_points': {band: metrics.sens_spec_at(part.malignant, p_mal, t)
                                for band, t in thresholds.items()},
       'urgent_sensitivity_target': cfg['urgent_sensitivity'],
@@ -97,21 +97,25 @@ def evaluate(data_dir, split: str = 'test', weights=None, out=None, recalibrate:
 
 def summary_text(name: str, fig: dict) -> str:
   auc = fig['auc_malignant']
+  sens80 = fig['sensitivity_at_specificity_80']['sensitivity']
+  sens90 = fig['sensitivity_at_specificity_90']['sensitivity']
+  spec95 = fig['specificity_at_sensitivity_95']['specificity']
+  points = ', '.join(f"{band} >= {p['threshold']:.3f}: sens {p['sensitivity']:.3f} "
+                     f"spec {p['specificity']:.3f}"
+                     for band, p in fig['operating_points'].items())
   lines = [
       f"{name}: n={fig['n']} ({fig['n_malignant']} malignant, {fig['n_lesions']} lesions)",
-      f"  AUC malignant vs benign {auc['auc']:.3f} (95% CI {auc['ci95'][0]:.3f}-"
-      f"{auc['ci95'][1]:.3f}, lesion bootstrap)",
-      f"  sensitivity at 80% specificity {fig['sensitivity_at_specificity_80']['sensitivity']:.3f}"
-      f", at 90% {fig['sensitivity_at_specificity_90']['sensitivity']:.3f}; specificity at 95% "
-      f"sensitivity {fig['specificity_at_sensitivity_95']['specificity']:.3f}",
-      '  operating points: ' + ', '.join(
-          f"{band} >= {p['threshold']:.3f}: sens {p['sensitivity']:.3f} spec "
-          f"{p['specificity']:.3f}" for band, p in fig['operating_points'].items()),
-      f"  ECE(p_malignant): network as trained {fig['ece_malignant_before']:.3f}, prior-corrected"
-      f" T=1 {fig['ece_malignant_prior_corrected_t1']:.3f}, calibrated {fig['ece_malignant_after']:.3f}"
-      f"; top-label ECE {fig['ece_top_label_before']:.3f} -> {fig['ece_top_label_after']:.3f}",
-      f"  balanced accuracy (classes present: {', '.join(fig['classes_present'])}) "
-      f"{fig['balanced_accuracy']:.3f}",
+      (f"  AUC malignant vs benign {auc['auc']:.3f} "
+       f"(95% CI {auc['ci95'][0]:.3f}-{auc['ci95'][1]:.3f}, lesion bootstrap)"),
+      (f'  sensitivity at 80% specificity {sens80:.3f}, at 90% {sens90:.3f}; '
+       f'specificity at 95% sensitivity {spec95:.3f}'),
+      f'  operating points: {points}',
+      (f"  ECE(p_malignant): network as trained {fig['ece_malignant_before']:.3f}, "
+       f"prior-corrected T=1 {fig['ece_malignant_prior_corrected_t1']:.3f}, "
+       f"calibrated {fig['ece_malignant_after']:.3f}; top-label ECE "
+       f"{fig['ece_top_label_before']:.3f} -> {fig['ece_top_label_after']:.3f}"),
+      (f"  balanced accuracy (classes present: {', '.join(fig['classes_present'])}) "
+       f"{fig['balanced_accuracy']:.3f}"),
   ]
   if 'auc_melanoma_vs_rest_p_mel' in fig:
     lines.append(f"  AUC melanoma vs rest (P(mel)) {fig['auc_melanoma_vs_rest_p_mel']:.3f}")

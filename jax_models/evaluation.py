@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -68,7 +68,7 @@ def report(part_labels, malignant, lesion_ids, logits, bias, temperature: float,
   present = sorted(set(labels.tolist()))
   pred = cal.argmax(axis=1)
   out = {
-      'n': int(len(y)), 'n_malignant': int(y.sum()), 'n_lesions': int(len(set(lesion_ids))),
+      'n': len(y), 'n_malignant': int(y.sum()), 'n_lesions': len(set(lesion_ids)),
       'auc_malignant': metrics.bootstrap_auc(y, p_cal, lesion_ids, n_boot=n_boot),
       'sensitivity_at_specificity_80': metrics.sensitivity_at_specificity(y, p_cal, 0.80),
       'sensitivity_at_specificity_90': metrics.sensitivity_at_specificity(y, p_cal, 0.90),

@@ -181,8 +181,9 @@ def synthesize_pool(gen: Generator, class_names, classes, per_class: int, canvas
   images, labels = [], []
   for i, c in enumerate(classes):
     label = list(class_names).index(c)
-    imgs = np.concatenate([sample(gen, label, 256, seed * 1000 + i * 100 + j)
-                           for j in range(-(-per_class // 256))])[:per_class]
+    batch = min(256, per_class)
+    imgs = np.concatenate([sample(gen, label, batch, seed * 1000 + i * 100 + j)
+                           for j in range(-(-per_class // batch))])[:per_class]
     images.append(resize_to(imgs, canvas))
     labels.append(np.full(per_class, label, np.int32))
   return {'images': np.concatenate(images), 'label': np.concatenate(labels)}

@@ -133,7 +133,7 @@ def train_and_evaluate(config: dict, workdir: str | Path,
   weights_d = jnp.asarray(weights)
   aug_cfg = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
                          for k, v in config['augment'].items()))
-  n_syn = int(round(batch * synthetic_fraction))
+  n_syn = round(batch * synthetic_fraction)
 
   best = {'score': -np.inf, 'epoch': -1, 'state': None}
   history = []

@@ -27,7 +27,7 @@ STORED_AS = {
 
 
 def photo() -> Image.Image:
-  return Image.open(sorted(FIXTURES.glob('*.jpg'))[0]).convert('RGB')
+  return Image.open(min(FIXTURES.glob('*.jpg'))).convert('RGB')
 
 
 def roundtrip(image: Image.Image, fmt: str = 'PNG', **kwargs) -> Image.Image:

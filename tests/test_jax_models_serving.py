@@ -2,7 +2,6 @@
 
 import csv
 import io
-import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -89,7 +88,7 @@ def test_fixture_predictions(clf):
 def test_compile_count_fixed_after_warmup(clf):
   compiled = clf.compile_count
   assert compiled == len(clf.batch_sizes) + 1  # every bucket and the explanation
-  image = Image.open(sorted((FIXTURES / 'images').glob('*.jpg'))[0])
+  image = Image.open(min((FIXTURES / 'images').glob('*.jpg')))
   for n in (1, 2, 7, 8, 9, 33, 64, 65, 130):
     assert len(clf.predict([image] * n)) == n
   clf.explain(image)

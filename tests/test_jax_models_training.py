@@ -35,18 +35,9 @@ def test_tiny_training_run_end_to_end(tmp_path):
   assert all(abs(sum(p.probabilities.values()) - 1) < 1e-5 for p in preds)
 
 
-def test_same_seed_same_weights(tmp_path):
-  config = tiny.get_config()
-  config['epochs'] = 1
-  records = fixture_records(config['canvas'])
-  a = train.train_and_evaluate(config, tmp_path / 'a', records=records, progress=False)
-  b = train.train_and_evaluate(config, tmp_path / 'b', records=records, progress=False)
-  assert a['version'] == b['version']
-
-
 def test_tiny_gan_and_grid(tmp_path):
   config = gan_configs.get_config()
-  config.update(steps=2, batch_size=4, width=32, latent=8)
+  config.update(steps=2, batch_size=4, width=16, latent=8)
   records = data.load(FIXTURES, 40)
   gen = gan.train_gan(records.images, records.label, config, tmp_path, log=lambda _: None)
   images = gan.sample(gen, 4, 6)
@@ -55,5 +46,5 @@ def test_tiny_gan_and_grid(tmp_path):
   assert picture.size == (3 * 66 + 2, 2 * 66 + 2)
   loaded, meta = gan.load_generator(tmp_path)
   np.testing.assert_array_equal(gan.sample(loaded, 4, 6), images)
-  pool = gan.synthesize_pool(loaded, meta['class_names'], ['mel'], 5, 40)
-  assert pool['images'].shape == (5, 40, 40, 3) and set(pool['label']) == {4}
+  pool = gan.synthesize_pool(loaded, meta['class_names'], ['mel'], 6, 40)
+  assert pool['images'].shape == (6, 40, 40, 3) and set(pool['label']) == {4}
