@@ -5,7 +5,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts
 
 FROM python:3.11-slim AS cpu
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 SKINDOC_DATA_DIR=/var/lib/skindoc
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 SKINDOC_DATA_DIR=/var/lib/skindoc \
+    SKINDOC_NODE_MODULES_DIR=/app/node_modules
 RUN useradd --system --home /var/lib/skindoc --create-home skindoc
 WORKDIR /app
 COPY . .
