@@ -33,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
+import redis.asyncio as redis
 import socketio
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -333,6 +334,9 @@ async def run(mode: str, max_batch: int, args: argparse.Namespace, workdir: Path
         if server is not None:
             server.stop()
         await drop_database(args.database_url, name)
+        client = redis.Redis.from_url(args.redis_url)
+        await client.delete(env["SKINDOC_TRIAGE_STREAM"])
+        await client.aclose()
 
 
 def report(result: RunResult) -> None:
