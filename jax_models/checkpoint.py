@@ -85,7 +85,7 @@ def load(directory: str | Path | None = None) -> tuple[LesionNet, dict]:
   model = nnx.eval_shape(abstract)
   state = nnx.state(model, SAVED)
   with np.load(directory / WEIGHTS_FILE) as z:
-    pure = _unflatten({k: jax.numpy.asarray(z[k]) for k in z.files})
+    pure = _unflatten({k: jax.device_put(z[k]) for k in z.files})
   nnx.replace_by_pure_dict(state, pure)
   nnx.update(model, state)
   # What is not saved (dropout's RNG) still holds shapes only: give it values.
@@ -95,6 +95,7 @@ def load(directory: str | Path | None = None) -> tuple[LesionNet, dict]:
 
 
 def _concrete(leaf):
+  """A zero value for an abstract leaf, made without compiling anything."""
   if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-    return jax.random.key(0)
-  return jax.numpy.zeros(leaf.shape, leaf.dtype)
+    return jax.random.wrap_key_data(jax.device_put(np.zeros((2,), np.uint32)))
+  return jax.device_put(np.zeros(leaf.shape, leaf.dtype))
