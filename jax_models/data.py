@@ -152,3 +152,21 @@ def load(data: str | Path, canvas: int) -> Records:
   if data.suffix == '.npz':
     return load_pack(data)
   return load_images(read_labels(data), canvas)
+
+
+def main(argv=None) -> int:
+  """python -m jax_models.data OUT.npz DIR [DIR ...] [--canvas 112] [--quality 90]"""
+  import argparse
+  parser = argparse.ArgumentParser(description='Pack labelled image folders into one npz.')
+  parser.add_argument('out')
+  parser.add_argument('dirs', nargs='+', help='labelled folders (labels.csv + images/)')
+  parser.add_argument('--canvas', type=int, default=112)
+  parser.add_argument('--quality', type=int, default=90)
+  args = parser.parse_args(argv)
+  path = pack(args.dirs, args.out, args.canvas, args.quality)
+  print(f'{path}: {path.stat().st_size / 1e6:.1f} MB')
+  return 0
+
+
+if __name__ == '__main__':
+  raise SystemExit(main())
