@@ -391,3 +391,27 @@ async def test_running_worker_scores_then_draws_overlays_when_idle(node, classif
         await asyncio.gather(running, return_exceptions=True)
     assert running.cancelled()
     assert await stream_state(node) == (0, 0)
+
+
+async def test_a_new_model_version_catches_up_on_the_cases_it_touches(node, classifier, tmp_path):
+    patient = await cs.make_user(node, "patient")
+    case = uuid.UUID((await cs.open_case(node, patient))["id"])
+    model, metadata = checkpoint.load(TriageConfig.from_env().model_dir)
+    checkpoint.save(tmp_path / "old", model, {**metadata, "temperature": metadata["temperature"] * 2})
+    old_classifier = load_classifier(tmp_path / "old", batch_sizes=classifier.batch_sizes)
+    await upload(node, patient, case, ti.jpeg(seed=1), ti.jpeg(seed=2))
+    old_worker = make_worker(node, old_classifier, "worker-old")
+    await old_worker.start()
+    assert await old_worker.run_once(block_ms=1000) == 2
+
+    # The new model is deployed; the patient adds a photo. Its worker scores it, then the two older
+    # photos, so that the consultation is summarised over all three under the new version.
+    await upload(node, patient, case, ti.jpeg(seed=3))
+    new_worker = make_worker(node, classifier, "worker-new")
+    await new_worker.start()
+    assert await new_worker.run_once(block_ms=1000) == 1
+    assert await new_worker.run_once(block_ms=1000) == 2
+    assert await new_worker.run_once(block_ms=100) == 0
+    async with node.app[STORES].pool.acquire() as conn:
+        summary = await store.get_consultation_triage(conn, case)
+    assert summary["model_version"] == classifier.version and summary["scored_photos"] == 3

@@ -288,3 +288,15 @@ async def photos_missing_saliency(conn: asyncpg.Connection, model_version: str, 
               AND NOT s.photo_id = ANY($3::uuid[])
             ORDER BY s.scored_at DESC LIMIT $2""", model_version, limit, list(skip))
     return [dict(r) for r in rows]
+
+
+async def photos_behind_version(conn: asyncpg.Connection, consultation_ids: Sequence[uuid.UUID],
+                                model_version: str) -> list[dict[str, Any]]:
+    """Photos of these consultations with a score from another model version but none from this one."""
+    rows = await conn.fetch(
+        """SELECT p.id, p.consultation_id FROM triage_photos p
+            WHERE p.consultation_id = ANY($1::uuid[]) AND p.status = 'scored'
+              AND NOT EXISTS (SELECT 1 FROM triage_photo_scores s
+                               WHERE s.photo_id = p.id AND s.model_version = $2)""",
+        list(consultation_ids), model_version)
+    return [dict(r) for r in rows]

@@ -172,6 +172,17 @@ class TriageWorker:
                 self.batch_histogram[result.batch_size] += 1
                 self.scored += 1
         await self._notify(changed, {r.consultation_id for r in results if r.failure is not None})
+        if changed:
+            await self._queue_photos_behind([summary.consultation_id for summary in changed])
+
+    async def _queue_photos_behind(self, consultation_ids: Sequence[uuid.UUID]) -> None:
+        """A consultation is summarised over its photos' scores from one model version: photos scored
+        only by an earlier version (before this worker's model was deployed) are queued for this one."""
+        async with self.pool.acquire() as conn:
+            behind = await store.photos_behind_version(conn, consultation_ids, self.classifier.version)
+        if behind:
+            await jobs.enqueue_photo_jobs(self.redis, self.config.stream,
+                                          [(row["id"], row["consultation_id"]) for row in behind])
 
     async def compute_missing_saliency(self, limit: int) -> int:
         """Draws overlays for scored photos that lack one; returns how many it tried."""
