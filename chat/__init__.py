@@ -51,8 +51,14 @@ def setup(app: web.Application, stores: Stores, settings, auth_service: AuthServ
         await presence.stop()
         await broadcaster.stop()
         await writer.stop()
-        await server.shutdown()
         await server.manager.close()
 
+    async def disconnect_clients(app: web.Application) -> None:
+        # Before aiohttp waits for open connections: otherwise every websocket holds a
+        # stopping server for its whole shutdown timeout. Clients reconnect to another node.
+        await server.eio.disconnect()
+        await server.shutdown()
+
     app.cleanup_ctx.append(background)
+    app.on_shutdown.append(disconnect_clients)
     return service
