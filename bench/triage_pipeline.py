@@ -385,15 +385,17 @@ async def main() -> None:
     os.chdir(REPO)
     results = []
     with tempfile.TemporaryDirectory(prefix="skindoc-bench-") as tmp:
-        for mode, max_batch in (("batched", args.max_batch), ("unbatched", 1)):
-            if args.only and args.only != mode:
-                continue
-            results.append(await run(mode, max_batch, args, Path(tmp)))
-            report(results[-1])
-        if args.keep_logs:
-            args.keep_logs.mkdir(parents=True, exist_ok=True)
-            for log in Path(tmp).glob("*.log"):
-                (args.keep_logs / log.name).write_bytes(log.read_bytes())
+        try:
+            for mode, max_batch in (("batched", args.max_batch), ("unbatched", 1)):
+                if args.only and args.only != mode:
+                    continue
+                results.append(await run(mode, max_batch, args, Path(tmp)))
+                report(results[-1])
+        finally:
+            if args.keep_logs:
+                args.keep_logs.mkdir(parents=True, exist_ok=True)
+                for log in Path(tmp).glob("*.log"):
+                    (args.keep_logs / log.name).write_bytes(log.read_bytes())
     if len(results) == 2 and results[1].scored_in_window:
         ratio = results[0].scored_in_window / results[1].scored_in_window
         print(f"\nbatched / unbatched scoring throughput under load: {ratio:.1f}x")
