@@ -3,8 +3,8 @@
 The model runs in a thread so the event loop keeps serving; a batch is cut into chunks no larger
 than the classifier's biggest compiled batch size (it pads each chunk to a compiled size itself).
 Stored photos are decoded at twice the model's input size, no more: preprocessing reduces a larger
-photo to that first anyway.
-A photo the model cannot process fails alone: a failing chunk is retried photo by photo.
+photo to that first anyway. A photo the model cannot process fails alone: a failing chunk is
+retried photo by photo.
 """
 from __future__ import annotations
 
