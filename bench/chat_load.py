@@ -258,16 +258,26 @@ class LoadGenerator:
 
 # ---- runs ----------------------------------------------------------------------------------------
 
-async def join_rooms(peers: list[Peer]) -> None:
+async def join_rooms(peers: list[Peer]) -> dict[str, int]:
+    """`consultation:join` for every connected peer; a peer whose join fails is left out of the load (and counted)."""
     limit = asyncio.Semaphore(100)
+    failures: dict[str, int] = {}
 
     async def one(peer: Peer) -> None:
         async with limit:
-            ack = await peer.sio.call("consultation:join", {"consultation_id": peer.case_id}, timeout=60)
-        if not ack.get("ok"):
-            raise RuntimeError(f"consultation:join refused: {ack}")
+            try:
+                ack = await peer.sio.call("consultation:join", {"consultation_id": peer.case_id}, timeout=60)
+                reason = None if ack.get("ok") else f"refused: {ack.get('error', {}).get('code')}"
+            except Exception as exc:  # noqa: BLE001 — a timeout or a dropped socket
+                reason = type(exc).__name__
+        if reason is not None:
+            failures[reason] = failures.get(reason, 0) + 1
+            with contextlib.suppress(Exception):
+                await peer.sio.disconnect()
+            peer.sio = None
 
     await asyncio.gather(*(one(p) for p in peers if p.sio is not None))
+    return failures
 
 
 async def measure_load(label: str, peers: list[Peer], node_pids: list[int], db_pids: list[int],
@@ -279,7 +289,9 @@ async def measure_load(label: str, peers: list[Peer], node_pids: list[int], db_p
         connected, failures = await connect_all(peers, session, args.connect_concurrency, generator.on_message)
         for reason, count in failures.items():
             print(f"  {label}: {count} connections failed: {reason}", flush=True)
-        await join_rooms(peers)
+        for reason, count in (await join_rooms(peers)).items():
+            print(f"  {label}: {count} consultation:join failed: {reason}", flush=True)
+        connected = sum(1 for p in peers if p.sio is not None)
         generator.peers = [p for p in peers if p.sio is not None]
         rss_after = sum(rss_bytes(pid) for pid in node_pids)
         meter = CpuMeter([*node_pids, *db_pids, *([redis_pid] if redis_pid else [])])
