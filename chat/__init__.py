@@ -56,7 +56,8 @@ def setup(app: web.Application, stores: Stores, settings, auth_service: AuthServ
     async def disconnect_clients(app: web.Application) -> None:
         # Before aiohttp waits for open connections: otherwise every websocket holds a
         # stopping server for its whole shutdown timeout. Clients reconnect to another node.
-        await server.eio.disconnect()
+        if server.eio.sockets:  # engineio's disconnect-all fails when there is no one to disconnect
+            await server.eio.disconnect()
         await server.shutdown()
 
     app.cleanup_ctx.append(background)
