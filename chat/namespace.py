@@ -215,7 +215,7 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         consultation_id = validation.get_uuid(payload, "consultation_id")
         client_msg_id, body = validation.message_fields(payload, self._service.config.max_message_chars)
         message, duplicate = await self._service.send_message(principal, self._ctx(sid, principal), consultation_id,
-                                                              client_msg_id, body)
+                                                              client_msg_id, body, sender_sid=sid)
         return {"message": message, "duplicate": duplicate}
 
     async def _message_sync(self, sid: str, principal: Principal, payload: dict) -> dict:

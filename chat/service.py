@@ -4,6 +4,7 @@ transaction, then tell the people concerned (room moves, `consultation:updated`,
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +23,8 @@ from chat.store import AuditContext, PendingMessage
 from chat.validation import NewConsultation
 from store.connections import Stores
 from store.errors import conflict, forbidden, not_found
+
+log = logging.getLogger(__name__)
 
 
 def require_patient(principal: Principal) -> None:
@@ -45,6 +48,7 @@ class ChatService:
         self.notifier = QueueNotifier(server)
         self._writer = writer
         self._drain_lock = asyncio.Lock()
+        self._pushes: set[asyncio.Task] = set()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -188,7 +192,12 @@ class ChatService:
         return [serialize.message(r) for r in rows], has_more
 
     async def send_message(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
-                           client_msg_id: str, body: str) -> tuple[dict[str, Any], bool]:
+                           client_msg_id: str, body: str, sender_sid: str | None = None) -> tuple[dict[str, Any], bool]:
+        """Stores the message, then pushes it to the room without holding up the sender's ack.
+
+        The sender's own socket gets the message in its ack, so the push skips it; its
+        other devices still get the push.
+        """
         stored = await self._writer.send(PendingMessage(consultation_id, principal, client_msg_id, body, ctx))
         if stored.row is None:
             async with self.pool.acquire() as conn:
@@ -197,8 +206,19 @@ class ChatService:
                                           f"(it is {row['state']}).")
         message = serialize.message(stored.row)
         if not stored.duplicate:
-            await self._server.emit("message", message, room=consultation_room(consultation_id))
+            self._push_after_ack("message", message, room=consultation_room(consultation_id), skip_sid=sender_sid)
         return message, stored.duplicate
+
+    def _push_after_ack(self, event: str, data: dict[str, Any], **emit_args: Any) -> None:
+        # The message is already stored: a client that misses this push finds it on resync.
+        task = asyncio.create_task(self._server.emit(event, data, **emit_args))
+        self._pushes.add(task)
+        task.add_done_callback(self._push_done)
+
+    def _push_done(self, task: asyncio.Task) -> None:
+        self._pushes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("push failed", exc_info=task.exception())
 
     async def mark_read(self, principal: Principal, consultation_id: uuid.UUID, seq: int) -> int:
         async with self.pool.acquire() as conn:
