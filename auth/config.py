@@ -4,18 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SystemExit(f"{name} must be at least {minimum}, got {value}")
-    return value
+from store.env import env_int
 
 
 @dataclass(frozen=True)
@@ -47,15 +36,15 @@ class AuthConfig:
             jwt_key=env.get("SKINDOC_JWT_KEY") or None,
             jwt_issuer=env.get("SKINDOC_JWT_ISSUER") or cls.jwt_issuer,
             jwt_audience=env.get("SKINDOC_JWT_AUDIENCE") or cls.jwt_audience,
-            access_token_ttl_s=_int(env, "SKINDOC_ACCESS_TOKEN_TTL_S", cls.access_token_ttl_s),
-            refresh_token_ttl_s=_int(env, "SKINDOC_REFRESH_TOKEN_TTL_S", cls.refresh_token_ttl_s),
-            password_min_length=_int(env, "SKINDOC_PASSWORD_MIN_LENGTH", cls.password_min_length, minimum=8),
-            argon2_time_cost=_int(env, "SKINDOC_ARGON2_TIME_COST", cls.argon2_time_cost),
-            argon2_memory_kib=_int(env, "SKINDOC_ARGON2_MEMORY_KIB", cls.argon2_memory_kib, minimum=8),
-            argon2_parallelism=_int(env, "SKINDOC_ARGON2_PARALLELISM", cls.argon2_parallelism),
-            login_max_failures=_int(env, "SKINDOC_LOGIN_MAX_FAILURES", cls.login_max_failures),
-            login_failure_window_s=_int(env, "SKINDOC_LOGIN_FAILURE_WINDOW_S", cls.login_failure_window_s),
+            access_token_ttl_s=env_int(env, "SKINDOC_ACCESS_TOKEN_TTL_S", cls.access_token_ttl_s, minimum=1),
+            refresh_token_ttl_s=env_int(env, "SKINDOC_REFRESH_TOKEN_TTL_S", cls.refresh_token_ttl_s, minimum=1),
+            password_min_length=env_int(env, "SKINDOC_PASSWORD_MIN_LENGTH", cls.password_min_length, minimum=8),
+            argon2_time_cost=env_int(env, "SKINDOC_ARGON2_TIME_COST", cls.argon2_time_cost, minimum=1),
+            argon2_memory_kib=env_int(env, "SKINDOC_ARGON2_MEMORY_KIB", cls.argon2_memory_kib, minimum=8),
+            argon2_parallelism=env_int(env, "SKINDOC_ARGON2_PARALLELISM", cls.argon2_parallelism, minimum=1),
+            login_max_failures=env_int(env, "SKINDOC_LOGIN_MAX_FAILURES", cls.login_max_failures, minimum=1),
+            login_failure_window_s=env_int(env, "SKINDOC_LOGIN_FAILURE_WINDOW_S", cls.login_failure_window_s, minimum=1),
             oidc_issuer=(env.get("SKINDOC_OIDC_ISSUER") or "").rstrip("/") or None,
             oidc_client_id=env.get("SKINDOC_OIDC_CLIENT_ID") or None,
-            oidc_cache_s=_int(env, "SKINDOC_OIDC_CACHE_S", cls.oidc_cache_s),
+            oidc_cache_s=env_int(env, "SKINDOC_OIDC_CACHE_S", cls.oidc_cache_s, minimum=1),
         )

@@ -4,29 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SystemExit(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = (env.get(name) or "").strip().lower()
-    if raw == "":
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise SystemExit(f"{name} must be true or false, got {raw!r}")
+from store.env import env_bool, env_int
 
 
 @dataclass(frozen=True)
@@ -51,15 +29,15 @@ class ChatConfig:
     def from_env(cls, env: Mapping[str, str]) -> "ChatConfig":
         origins = tuple(o.strip() for o in (env.get("SKINDOC_SOCKETIO_CORS_ORIGINS") or "").split(",") if o.strip())
         return cls(
-            doctor_capacity=_int(env, "SKINDOC_DOCTOR_CAPACITY", cls.doctor_capacity),
-            patient_max_open=_int(env, "SKINDOC_PATIENT_MAX_OPEN", cls.patient_max_open, minimum=1),
-            queue_ageing_minutes=_int(env, "SKINDOC_QUEUE_AGEING_MINUTES", cls.queue_ageing_minutes, minimum=1),
-            default_consultation_minutes=_int(env, "SKINDOC_DEFAULT_CONSULTATION_MINUTES",
+            doctor_capacity=env_int(env, "SKINDOC_DOCTOR_CAPACITY", cls.doctor_capacity),
+            patient_max_open=env_int(env, "SKINDOC_PATIENT_MAX_OPEN", cls.patient_max_open, minimum=1),
+            queue_ageing_minutes=env_int(env, "SKINDOC_QUEUE_AGEING_MINUTES", cls.queue_ageing_minutes, minimum=1),
+            default_consultation_minutes=env_int(env, "SKINDOC_DEFAULT_CONSULTATION_MINUTES",
                                               cls.default_consultation_minutes, minimum=1),
-            presence_grace_s=_int(env, "SKINDOC_PRESENCE_GRACE_SECONDS", cls.presence_grace_s, minimum=1),
-            max_message_chars=_int(env, "SKINDOC_CHAT_MAX_MESSAGE_CHARS", cls.max_message_chars, minimum=1),
+            presence_grace_s=env_int(env, "SKINDOC_PRESENCE_GRACE_SECONDS", cls.presence_grace_s, minimum=1),
+            max_message_chars=env_int(env, "SKINDOC_CHAT_MAX_MESSAGE_CHARS", cls.max_message_chars, minimum=1),
             socketio_channel=env.get("SKINDOC_SOCKETIO_CHANNEL") or cls.socketio_channel,
-            websocket_compression=_bool(env, "SKINDOC_WEBSOCKET_COMPRESSION", cls.websocket_compression),
+            websocket_compression=env_bool(env, "SKINDOC_WEBSOCKET_COMPRESSION", cls.websocket_compression),
             cors_origins=origins,
-            message_batch_max=_int(env, "SKINDOC_CHAT_MESSAGE_BATCH_MAX", cls.message_batch_max, minimum=1),
+            message_batch_max=env_int(env, "SKINDOC_CHAT_MESSAGE_BATCH_MAX", cls.message_batch_max, minimum=1),
         )

@@ -6,32 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SystemExit(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    if raw.strip().lower() in _TRUE:
-        return True
-    if raw.strip().lower() in _FALSE:
-        return False
-    raise SystemExit(f"{name} must be true or false, got {raw!r}")
+from store.env import env_bool, env_int
 
 
 @dataclass(frozen=True)
@@ -73,17 +48,17 @@ class TriageConfig:
         env = os.environ if env is None else env
         model_dir = env.get("SKINDOC_TRIAGE_MODEL_DIR") or None
         return cls(
-            max_upload_bytes=_int(env, "SKINDOC_TRIAGE_MAX_UPLOAD_BYTES", cls.max_upload_bytes),
-            max_photos_per_consultation=_int(env, "SKINDOC_TRIAGE_MAX_PHOTOS", cls.max_photos_per_consultation),
-            max_pixels=_int(env, "SKINDOC_TRIAGE_MAX_PIXELS", cls.max_pixels),
-            min_side=_int(env, "SKINDOC_TRIAGE_MIN_SIDE", cls.min_side),
+            max_upload_bytes=env_int(env, "SKINDOC_TRIAGE_MAX_UPLOAD_BYTES", cls.max_upload_bytes, minimum=1),
+            max_photos_per_consultation=env_int(env, "SKINDOC_TRIAGE_MAX_PHOTOS", cls.max_photos_per_consultation, minimum=1),
+            max_pixels=env_int(env, "SKINDOC_TRIAGE_MAX_PIXELS", cls.max_pixels, minimum=1),
+            min_side=env_int(env, "SKINDOC_TRIAGE_MIN_SIDE", cls.min_side, minimum=1),
             stream=env.get("SKINDOC_TRIAGE_STREAM") or cls.stream,
             group=env.get("SKINDOC_TRIAGE_GROUP") or cls.group,
-            max_batch=_int(env, "SKINDOC_TRIAGE_MAX_BATCH", cls.max_batch),
-            batch_wait_ms=_int(env, "SKINDOC_TRIAGE_BATCH_WAIT_MS", cls.batch_wait_ms, minimum=0),
-            claim_idle_ms=_int(env, "SKINDOC_TRIAGE_CLAIM_IDLE_MS", cls.claim_idle_ms),
-            max_attempts=_int(env, "SKINDOC_TRIAGE_MAX_ATTEMPTS", cls.max_attempts),
+            max_batch=env_int(env, "SKINDOC_TRIAGE_MAX_BATCH", cls.max_batch, minimum=1),
+            batch_wait_ms=env_int(env, "SKINDOC_TRIAGE_BATCH_WAIT_MS", cls.batch_wait_ms, minimum=0),
+            claim_idle_ms=env_int(env, "SKINDOC_TRIAGE_CLAIM_IDLE_MS", cls.claim_idle_ms, minimum=1),
+            max_attempts=env_int(env, "SKINDOC_TRIAGE_MAX_ATTEMPTS", cls.max_attempts, minimum=1),
             model_dir=Path(model_dir) if model_dir else None,
-            saliency=_bool(env, "SKINDOC_TRIAGE_SALIENCY", cls.saliency),
-            inprocess_worker=_bool(env, "SKINDOC_INPROCESS_WORKER", cls.inprocess_worker),
+            saliency=env_bool(env, "SKINDOC_TRIAGE_SALIENCY", cls.saliency),
+            inprocess_worker=env_bool(env, "SKINDOC_INPROCESS_WORKER", cls.inprocess_worker),
         )

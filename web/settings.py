@@ -8,18 +8,9 @@ from pathlib import Path
 
 from auth.config import AuthConfig
 from chat.config import ChatConfig
+from store.env import env_int
 from triage.config import TriageConfig
 from web.pages import PagesConfig
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
 
 
 @dataclass(frozen=True)
@@ -45,16 +36,16 @@ class Settings:
         env = os.environ if env is None else env
         return cls(
             host=env.get("SKINDOC_HOST", cls.host),
-            port=_int(env, "SKINDOC_PORT", cls.port),
+            port=env_int(env, "SKINDOC_PORT", cls.port),
             database_url=env.get("SKINDOC_DATABASE_URL") or None,
             redis_url=env.get("SKINDOC_REDIS_URL") or None,
             data_dir=Path(env.get("SKINDOC_DATA_DIR", str(cls.data_dir))),
             log_level=env.get("SKINDOC_LOG_LEVEL", cls.log_level).upper(),
             log_format=env.get("SKINDOC_LOG_FORMAT", cls.log_format),
-            max_request_bytes=_int(env, "SKINDOC_MAX_REQUEST_BYTES", cls.max_request_bytes),
-            max_json_bytes=_int(env, "SKINDOC_MAX_JSON_BYTES", cls.max_json_bytes),
-            db_pool_size=_int(env, "SKINDOC_DB_POOL_SIZE", cls.db_pool_size),
-            redis_max_connections=_int(env, "SKINDOC_REDIS_MAX_CONNECTIONS", cls.redis_max_connections),
+            max_request_bytes=env_int(env, "SKINDOC_MAX_REQUEST_BYTES", cls.max_request_bytes),
+            max_json_bytes=env_int(env, "SKINDOC_MAX_JSON_BYTES", cls.max_json_bytes),
+            db_pool_size=env_int(env, "SKINDOC_DB_POOL_SIZE", cls.db_pool_size),
+            redis_max_connections=env_int(env, "SKINDOC_REDIS_MAX_CONNECTIONS", cls.redis_max_connections),
             auth=AuthConfig.from_env(env),
             chat=ChatConfig.from_env(env),
             triage=TriageConfig.from_env(env),
