@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import tempfile
 import random
 import re
 import secrets
@@ -30,7 +31,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+# The README's screenshots are refreshed only on request, so a test run leaves the tree as it was.
+SCREENSHOTS = (REPO_ROOT / "docs" / "screenshots" if os.environ.get("SKINDOC_UPDATE_SCREENSHOTS")
+               else Path(tempfile.mkdtemp(prefix="skindoc-screenshots-")))
 HAM10000 = REPO_ROOT / "tests" / "fixtures" / "ham10000"
 PASSWORD = "a long enough test passphrase"
 PHONE = {"width": 375, "height": 812}
