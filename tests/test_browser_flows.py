@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import tempfile
 import random
 import re
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
