@@ -11,24 +11,19 @@ import hashlib
 import html
 import json
 import logging
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from store.errors import DomainError
-
-if TYPE_CHECKING:  # web.settings imports this module for PagesConfig
-    from web.settings import Settings
+from web.settings import Settings
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # The Socket.IO browser client comes from npm (`npm ci`), never copied into the repository.
 VENDOR_FILES = {"vendor/socket.io.esm.min.js": Path("socket.io-client/dist/socket.io.esm.min.js")}
 
@@ -71,19 +66,6 @@ SECURITY_HEADERS = {
 
 
 @dataclass(frozen=True)
-class PagesConfig:
-    """Where the npm packages live (`npm ci` puts them in the repository's node_modules by default)."""
-
-    node_modules_dir: Path = REPO_ROOT / "node_modules"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> PagesConfig:
-        env = os.environ if env is None else env
-        raw = env.get("SKINDOC_NODE_MODULES_DIR")
-        return cls(node_modules_dir=Path(raw) if raw else cls.node_modules_dir)
-
-
-@dataclass(frozen=True)
 class Asset:
     body: bytes
     gzipped: bytes
@@ -101,12 +83,12 @@ def load_asset(path: Path) -> Asset:
     return make_asset(path.read_bytes(), path.suffix)
 
 
-def load_assets(config: PagesConfig) -> dict[str, Asset]:
+def load_assets(node_modules_dir: Path) -> dict[str, Asset]:
     """Every file under web/static, plus the npm files the pages import, keyed by their URL path."""
     assets = {str(path.relative_to(STATIC_DIR)): load_asset(path)
               for path in sorted(STATIC_DIR.rglob("*")) if path.is_file() and path.suffix != ".html"}
     for url_path, package_path in VENDOR_FILES.items():
-        source = config.node_modules_dir / package_path
+        source = node_modules_dir / package_path
         if source.is_file():
             assets[url_path] = load_asset(source)
         else:
@@ -167,7 +149,7 @@ async def discover_authorization_endpoint(issuer: str) -> str | None:
 
 
 def setup(app: web.Application, settings: Settings) -> None:
-    assets = load_assets(settings.pages)
+    assets = load_assets(settings.node_modules_dir)
     pages = {name: render_page(STATIC_DIR / name, page_config(settings, None)) for name in PAGES.values()}
 
     async def discover_oidc(app: web.Application) -> None:

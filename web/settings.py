@@ -10,7 +10,6 @@ from auth.config import AuthConfig
 from chat.config import ChatConfig
 from store.env import env_int
 from triage.config import TriageConfig
-from web.pages import PagesConfig
 
 
 @dataclass(frozen=True)
@@ -29,10 +28,11 @@ class Settings:
     auth: AuthConfig = field(default_factory=AuthConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
     triage: TriageConfig = field(default_factory=TriageConfig)
-    pages: PagesConfig = field(default_factory=PagesConfig)
+    # Where `npm ci` put the browser packages (an installed package cannot find the checkout's).
+    node_modules_dir: Path = Path(__file__).resolve().parent.parent / "node_modules"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         return cls(
             host=env.get("SKINDOC_HOST", cls.host),
@@ -49,5 +49,5 @@ class Settings:
             auth=AuthConfig.from_env(env),
             chat=ChatConfig.from_env(env),
             triage=TriageConfig.from_env(env),
-            pages=PagesConfig.from_env(env),
+            node_modules_dir=Path(env.get("SKINDOC_NODE_MODULES_DIR") or cls.node_modules_dir),
         )
