@@ -124,6 +124,9 @@ def train_and_evaluate(config: dict, workdir: str | Path,
   schedule = optax.warmup_cosine_decay_schedule(
       0.0, config['learning_rate'], warmup, max(total_steps, warmup + 1), config['learning_rate'] * 0.01)
   model = build_model(config['model'], num_classes, config['seed'])
+  if config.get('init_from'):  # continue from a checkpoint (e.g. finish a cut schedule)
+    start, _ = checkpoint.load(config['init_from'])
+    nnx.update(model, nnx.state(start, checkpoint.SAVED))
   optimizer = nnx.Optimizer(
       model, optax.adamw(schedule, weight_decay=config['weight_decay']), wrt=nnx.Param)
 
