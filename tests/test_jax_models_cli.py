@@ -58,7 +58,7 @@ def test_evaluate_writes_figures_and_plots(tmp_path, capsys):
                    '--out', str(tmp_path), '--bootstrap', '20']) == 0
   figures = json.loads((tmp_path / 'figures.json').read_text())
   fig = figures['sets']['ham10000/train']
-  assert fig['n'] == 16 and 0 <= fig['auc_malignant']['auc'] <= 1
+  assert fig['n'] == 17 and 0 <= fig['auc_malignant']['auc'] <= 1
   assert (tmp_path / 'roc.png').read_bytes()[:4] == b'\x89PNG'
   assert (tmp_path / 'reliability_ham10000_train.png').exists()
   assert 'AUC malignant vs benign' in capsys.readouterr().out

@@ -83,6 +83,7 @@ def test_fixture_predictions(clf):
     assert by_id[image_id].urgency == 'urgent'
   for image_id in ('ISIC_0028434', 'ISIC_0030516'):
     assert by_id[image_id].urgency == 'routine'
+  assert by_id['ISIC_0026311'].urgency == 'soon'  # the medium-risk keratosis
 
 
 def test_compile_count_fixed_after_warmup(clf):

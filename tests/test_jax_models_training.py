@@ -15,7 +15,7 @@ FIXTURES = Path(__file__).parent / 'fixtures' / 'ham10000'
 
 def fixture_records(canvas):
   records = data.load(FIXTURES, canvas)
-  # 16 images: every other one becomes val, so both splits hold both outcomes.
+  # 17 images: every other one becomes val, so both splits hold both outcomes.
   records.split = np.where(np.arange(len(records)) % 2 == 0, 'train', 'val')
   assert set(records.malignant[records.split == 'val']) == {0, 1}
   return records
