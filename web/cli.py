@@ -129,16 +129,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The classifier's own tools (jax_models/cli.py): they need no server settings.
+MODEL_COMMANDS = ("train", "evaluate", "predict", "gan")
+
+
 def _register_domain_commands(sub: argparse._SubParsersAction) -> None:
     from auth import cli as auth_cli
+    from jax_models import cli as model_cli
 
     auth_cli.register(sub, run_with_stores)
+    model_cli.register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
+    if args.command in MODEL_COMMANDS:
+        return args.func(args)
     return args.func(args, settings)
 
 
