@@ -14,7 +14,7 @@ from chat import validation
 from chat.service import ChatService
 from chat.store import AuditContext
 from store.errors import unprocessable
-from store.payloads import get_choice, get_int
+from store.payloads import get_choice, get_int, get_query_int
 
 
 def _ctx(request: web.Request, principal: Principal) -> AuditContext:
@@ -23,19 +23,6 @@ def _ctx(request: web.Request, principal: Principal) -> AuditContext:
 
 def _path_id(request: web.Request, name: str) -> uuid.UUID:
     return validation.parse_uuid(request.match_info[name], name)
-
-
-def _query_int(request: web.Request, name: str, *, minimum: int, maximum: int) -> int | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise unprocessable("invalid_field", f"'{name}' must be an integer.", field=name) from None
-    if not minimum <= value <= maximum:
-        raise unprocessable("invalid_field", f"'{name}' must be between {minimum} and {maximum}.", field=name)
-    return value
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -83,7 +70,7 @@ class ChatRoutes:
     async def list_consultations(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
         state = get_choice(dict(request.query), "state", validation.STATES, required=False)
-        limit = _query_int(request, "limit", minimum=1, maximum=validation.MAX_PAGE) or 50
+        limit = get_query_int(request.query, "limit", minimum=1, maximum=validation.MAX_PAGE, default=50)
         rows = await self._service.list_consultations(principal, _ctx(request, principal), state, limit)
         return _json({"consultations": rows})
 
@@ -124,11 +111,11 @@ class ChatRoutes:
     async def messages(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
         consultation_id = _path_id(request, "consultation_id")
-        after_seq = _query_int(request, "after_seq", minimum=0, maximum=2**62)
-        before_seq = _query_int(request, "before_seq", minimum=1, maximum=2**62)
+        after_seq = get_query_int(request.query, "after_seq", minimum=0, maximum=2**62)
+        before_seq = get_query_int(request.query, "before_seq", minimum=1, maximum=2**62)
         if after_seq is not None and before_seq is not None:
             raise unprocessable("invalid_field", "Give 'after_seq' or 'before_seq', not both.", field="before_seq")
-        limit = _query_int(request, "limit", minimum=1, maximum=validation.MAX_PAGE) or 50
+        limit = get_query_int(request.query, "limit", minimum=1, maximum=validation.MAX_PAGE, default=50)
         messages, has_more = await self._service.history(principal, _ctx(request, principal), consultation_id,
                                                          after_seq=after_seq, before_seq=before_seq, limit=limit)
         return _json({"messages": messages, "has_more": has_more})

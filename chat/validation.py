@@ -73,18 +73,9 @@ def new_consultation(payload: Any) -> NewConsultation:
 
 
 def _plain_text(text: str, name: str) -> str:
-    if _CONTROL.search(text) or not _is_utf8(text):
+    if _CONTROL.search(text):
         raise unprocessable("invalid_field", f"'{name}' must be plain text (no control characters).", field=name)
     return text
-
-
-def _is_utf8(text: str) -> bool:
-    # JSON may carry lone surrogates ("\ud800"), which no database text column can hold.
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def message_fields(payload: dict[str, Any], max_chars: int) -> tuple[str, str]:

@@ -6,7 +6,7 @@ gets a typed answer and nothing is written.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from store.errors import DomainError, bad_request, unprocessable
@@ -50,6 +50,35 @@ def get_str(payload: dict[str, Any], name: str, *, required: bool = True, min_le
         raise _wrong_type(name, "a string")
     if not min_len <= len(value) <= max_len:
         raise unprocessable("invalid_field", f"'{name}' must be {min_len} to {max_len} characters.", field=name)
+    if not _storable(value):
+        raise unprocessable("invalid_field", f"'{name}' must be text without NUL characters or lone surrogates.",
+                            field=name)
+    return value
+
+
+def _storable(text: str) -> bool:
+    # JSON may carry NUL and lone surrogates ("\u0000", "\ud800"); no PostgreSQL text column holds either.
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def get_query_int(query: Mapping[str, str], name: str, *, minimum: int, maximum: int,
+                  default: int | None = None) -> int | None:
+    """An integer query-string parameter within bounds, or the default when absent."""
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise unprocessable("invalid_field", f"'{name}' must be an integer.", field=name) from None
+    if not minimum <= value <= maximum:
+        raise unprocessable("invalid_field", f"'{name}' must be between {minimum} and {maximum}.", field=name)
     return value
 
 
