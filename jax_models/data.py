@@ -1,8 +1,8 @@
 """Datasets: reading labelled image folders and packing them into one compact file.
 
 A data folder holds `labels.csv` (image_id, lesion_id, dx, malignant, ...,
-split) and `images/<image_id>.jpg` (the layout of HAM10000 and ISIC 2017 in
-../shared/data). A parent folder holding several such folders is read as all
+split) and `images/<image_id>.jpg` (the layout the team's copies of HAM10000
+and ISIC 2017 use). A parent folder holding several such folders is read as all
 of them. A pack (`.npz`) stores every image once as `prepare_uint8` output at
 a fixed canvas size, re-encoded as JPEG, so training needs neither the
 original files nor a second decode path.
