@@ -14,7 +14,6 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -170,3 +169,20 @@ def live_server(settings, tmp_path):
                            "SKINDOC_LOG_FORMAT": "json"}, tmp_path / "server.log")
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def node(settings, aiohttp_client):
+    """One chat-enabled app on a real socket (tests.test_chat_support.start_node)."""
+    from tests.test_chat_support import chat_settings, start_node
+
+    return await start_node(aiohttp_client, chat_settings(settings))
+
+
+@pytest.fixture
+async def nodes(settings, aiohttp_client):
+    """Two such apps sharing the test's database, Redis and Socket.IO channel."""
+    from tests.test_chat_support import chat_settings, start_node
+
+    shared = chat_settings(settings)
+    return await start_node(aiohttp_client, shared), await start_node(aiohttp_client, shared)

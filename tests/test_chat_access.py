@@ -4,24 +4,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-import pytest
-
 from auth.service import AUTH_SERVICE
 from tests.test_chat_support import (
     User,
     call,
-    chat_settings,
     connect,
     connect_refusal,
     make_user,
     open_case,
-    start_node,
 )
-
-
-@pytest.fixture
-async def node(settings, aiohttp_client):
-    return await start_node(aiohttp_client, chat_settings(settings))
 
 
 async def _active_case(node):

@@ -3,21 +3,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
 from tests.test_chat_support import (
     call,
-    chat_settings,
     connect,
     make_user,
     open_case,
-    start_node,
 )
-
-
-@pytest.fixture
-async def node(settings, aiohttp_client):
-    return await start_node(aiohttp_client, chat_settings(settings))
 
 
 async def test_whole_consultation_over_sockets(node, db):

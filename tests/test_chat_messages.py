@@ -4,16 +4,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-import pytest
-
 from auth.principal import Principal
 from chat import store
-from tests.test_chat_support import chat_settings, make_user, open_case, start_node
-
-
-@pytest.fixture
-async def node(settings, aiohttp_client):
-    return await start_node(aiohttp_client, chat_settings(settings))
+from tests.test_chat_support import make_user, open_case
 
 
 def _principal(user) -> Principal:

@@ -3,22 +3,12 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from tests.test_chat_support import (
     call,
-    chat_settings,
     connect,
     make_user,
     open_case,
-    start_node,
 )
-
-
-@pytest.fixture
-async def nodes(settings, aiohttp_client):
-    shared = chat_settings(settings)
-    return await start_node(aiohttp_client, shared), await start_node(aiohttp_client, shared)
 
 
 async def _paired_case(node_a, node_b):

@@ -5,22 +5,12 @@ import asyncio
 import random
 from collections import Counter
 
-import pytest
-
 from tests.test_chat_support import (
     call,
-    chat_settings,
     connect,
     make_user,
     open_case,
-    start_node,
 )
-
-
-@pytest.fixture
-async def nodes(settings, aiohttp_client):
-    shared = chat_settings(settings)
-    return await start_node(aiohttp_client, shared), await start_node(aiohttp_client, shared)
 
 
 async def _set_capacity(node, admin, doctor, capacity: int) -> None:

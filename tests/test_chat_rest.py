@@ -4,14 +4,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
-from tests.test_chat_support import chat_settings, make_user, open_case, start_node
-
-
-@pytest.fixture
-async def node(settings, aiohttp_client):
-    return await start_node(aiohttp_client, chat_settings(settings))
+from tests.test_chat_support import make_user, open_case
 
 
 async def _take(node, doctor, case_id):
