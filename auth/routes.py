@@ -207,13 +207,4 @@ def _uuid(value: str, field: str) -> uuid.UUID:
 
 def _query_time(query: dict[str, str], name: str) -> datetime | None:
     raw = query.get(name)
-    if raw is None:
-        return None
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise unprocessable("invalid_field", f"'{name}' must be an ISO 8601 time with a zone.", field=name) from None
-    if value.tzinfo is None:
-        raise unprocessable("invalid_field", f"'{name}' must include a time zone (e.g. Z).", field=name)
-    return value
-
+    return payloads.parse_timestamp(raw, name) if raw is not None else None

@@ -15,6 +15,7 @@ from store.payloads import (
     get_int,
     get_list,
     get_str,
+    parse_timestamp,
     require_object,
 )
 
@@ -114,7 +115,7 @@ def slots(payload: dict[str, Any], now: datetime | None = None) -> list[SlotRequ
     for item in items:
         if not isinstance(item, dict):
             raise unprocessable("invalid_field", "Each slot must be an object.", field="slots")
-        starts_at = _timestamp(get_str(item, "starts_at", max_len=64), "starts_at")
+        starts_at = parse_timestamp(get_str(item, "starts_at", max_len=64), "starts_at")
         if starts_at <= now:
             raise unprocessable("invalid_field", "A slot must start in the future.", field="starts_at")
         if starts_at > now + timedelta(days=366):
@@ -128,16 +129,6 @@ def slots(payload: dict[str, Any], now: datetime | None = None) -> list[SlotRequ
     if len({s.starts_at for s in parsed}) != len(parsed):
         raise unprocessable("invalid_field", "Two slots start at the same time.", field="slots")
     return parsed
-
-
-def _timestamp(raw: str, name: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise unprocessable("invalid_field", f"'{name}' must be an ISO 8601 date and time.", field=name) from None
-    if value.tzinfo is None:
-        raise unprocessable("invalid_field", f"'{name}' must include a time zone (e.g. Z).", field=name)
-    return value
 
 
 def page_limit(payload: dict[str, Any], default: int = 50) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from store.errors import DomainError, bad_request, unprocessable
@@ -122,4 +123,15 @@ def get_list(payload: dict[str, Any], name: str, *, required: bool = True, max_i
         raise _wrong_type(name, "a list")
     if len(value) > max_items:
         raise unprocessable("invalid_field", f"'{name}' may hold at most {max_items} items.", field=name)
+    return value
+
+
+def parse_timestamp(raw: str, name: str) -> datetime:
+    """An ISO 8601 date and time that names its zone (a bare local time is ambiguous)."""
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise unprocessable("invalid_field", f"'{name}' must be an ISO 8601 date and time.", field=name) from None
+    if value.tzinfo is None:
+        raise unprocessable("invalid_field", f"'{name}' must include a time zone (e.g. Z).", field=name)
     return value
