@@ -46,8 +46,8 @@ async def record_many(conn: asyncpg.Connection, entries: list[AuditEntry]) -> No
             "action": entry.action,
             "subject_type": entry.subject_type,
             "subject_id": entry.subject_id,
-            "client_ip": _valid_ip(entry.client_ip),
-            "request_id": _printable(entry.request_id),
+            "client_ip": valid_ip(entry.client_ip),
+            "request_id": printable(entry.request_id),
             "details": entry.details or {},
         }
         for entry in entries
@@ -62,7 +62,7 @@ async def record_for_request(conn: asyncpg.Connection, request: web.Request, act
                  details=details)
 
 
-def _valid_ip(value: str | None) -> str | None:
+def valid_ip(value: str | None) -> str | None:
     # request.remote is None or a socket path for unix sockets; keep only real addresses.
     try:
         return str(ipaddress.ip_address(value)) if value else None
@@ -70,7 +70,7 @@ def _valid_ip(value: str | None) -> str | None:
         return None
 
 
-def _printable(value: str | None) -> str | None:
+def printable(value: str | None) -> str | None:
     # The request id may come from a client's header: keep what a text column and a log reader can take.
     return "".join(c for c in value if c.isascii() and c.isprintable()) if value is not None else None
 

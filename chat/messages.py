@@ -51,7 +51,7 @@ class MessageWriter:
     async def _commit(self, batch: list[tuple[PendingMessage, asyncio.Future]]) -> None:
         try:
             async with self._stores.pool.acquire() as conn:
-                results = await store.insert_messages_txn(conn, [m for m, _ in batch])
+                results = await store.insert_messages(conn, [m for m, _ in batch])
         except Exception:
             # One bad message (or a retry racing its original in another batch) must not fail
             # the others: store each alone, so each gets its own answer.
@@ -83,4 +83,4 @@ class MessageWriter:
 
     async def _insert(self, message: PendingMessage) -> StoredMessage:
         async with self._stores.pool.acquire() as conn:
-            return (await store.insert_messages_txn(conn, [message]))[0]
+            return (await store.insert_messages(conn, [message]))[0]

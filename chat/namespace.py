@@ -6,6 +6,7 @@ Every client event is acknowledged with `{"ok": true, ...}` or
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -36,12 +37,19 @@ Handler = Callable[[str, Principal, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class Connection:
-    """What this node knows about one socket: who it is and when its token runs out."""
+    """What this node knows about one socket: who it is, what its audit rows say, when its token runs out."""
 
-    def __init__(self, principal: Principal, client_ip: str | None) -> None:
-        self.principal = principal
-        self.client_ip = client_ip
+    def __init__(self, sid: str, principal: Principal, client_ip: str | None) -> None:
+        self.ctx = AuditContext(principal, client_ip, f"sio-{sid}")
         self.expiry: asyncio.TimerHandle | None = None
+
+    @property
+    def principal(self) -> Principal:
+        return self.ctx.actor
+
+    @principal.setter
+    def principal(self, fresh: Principal) -> None:
+        self.ctx = dataclasses.replace(self.ctx, actor=fresh)
 
 
 class ConsultationNamespace(socketio.AsyncNamespace):
@@ -90,7 +98,7 @@ class ConsultationNamespace(socketio.AsyncNamespace):
                 "account pending", {"code": "account_pending",
                                     "detail": "An admin has not approved this doctor account yet."})
         request = environ.get("aiohttp.request")
-        connection = Connection(principal, request.remote if request is not None else None)
+        connection = Connection(sid, principal, request.remote if request is not None else None)
         self._connections[sid] = connection
         self._schedule_expiry(sid, connection)
         await self.enter_room(sid, user_room(principal.user_id))
@@ -153,9 +161,8 @@ class ConsultationNamespace(socketio.AsyncNamespace):
                                            "detail": "Something went wrong on our side; it has been logged."}}
         return {"ok": True, **result}
 
-    def _ctx(self, sid: str, principal: Principal) -> AuditContext:
-        connection = self._connections.get(sid)
-        return AuditContext(principal, connection.client_ip if connection else None, f"sio-{sid}")
+    def _ctx(self, sid: str) -> AuditContext:
+        return self._connections[sid].ctx
 
     # ---- handlers ---------------------------------------------------------------------------
 
@@ -170,11 +177,11 @@ class ConsultationNamespace(socketio.AsyncNamespace):
 
     async def _presence_set(self, sid: str, principal: Principal, payload: dict) -> dict:
         availability = get_choice(payload, "availability", validation.AVAILABILITIES)
-        return {"doctor": await self._service.set_availability(principal, self._ctx(sid, principal), availability)}
+        return {"doctor": await self._service.set_availability(principal, self._ctx(sid), availability)}
 
     async def _queue_subscribe(self, sid: str, principal: Principal, payload: dict) -> dict:
         require_clinician(principal)
-        queue = await self._service.queue(principal, self._ctx(sid, principal))
+        queue = await self._service.queue(principal, self._ctx(sid))
         await self.enter_room(sid, QUEUE_ROOM)
         snap = queue_message(await self._broadcaster.snapshot())
         return {"queue": queue, "doctors": snap["doctors"]}
@@ -185,13 +192,13 @@ class ConsultationNamespace(socketio.AsyncNamespace):
 
     async def _queue_take(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id", required=False)
-        return {"consultation": await self._service.take(principal, self._ctx(sid, principal), consultation_id)}
+        return {"consultation": await self._service.take(principal, self._ctx(sid), consultation_id)}
 
     async def _consultation_join(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")
         after_seq = get_int(payload, "after_seq", required=False, minimum=0, default=0)
         consultation, messages, has_more = await self._service.join_consultation(
-            principal, self._ctx(sid, principal), consultation_id, after_seq,
+            principal, self._ctx(sid), consultation_id, after_seq,
             enter_room=lambda: self.enter_room(sid, consultation_room(consultation_id)))
         return {"consultation": consultation, "messages": messages, "has_more": has_more}
 
@@ -202,26 +209,26 @@ class ConsultationNamespace(socketio.AsyncNamespace):
     async def _consultation_transfer(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")
         reason, to_doctor_id = validation.transfer(payload)
-        return {"consultation": await self._service.transfer(principal, self._ctx(sid, principal), consultation_id,
+        return {"consultation": await self._service.transfer(principal, self._ctx(sid), consultation_id,
                                                              reason, to_doctor_id)}
 
     async def _consultation_resolve(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")
         outcome, note = validation.resolution(payload)
-        return {"consultation": await self._service.resolve(principal, self._ctx(sid, principal), consultation_id,
+        return {"consultation": await self._service.resolve(principal, self._ctx(sid), consultation_id,
                                                             outcome, note)}
 
     async def _message_send(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")
         client_msg_id, body = validation.message_fields(payload, self._service.config.max_message_chars)
-        message, duplicate = await self._service.send_message(principal, self._ctx(sid, principal), consultation_id,
+        message, duplicate = await self._service.send_message(principal, self._ctx(sid), consultation_id,
                                                               client_msg_id, body, sender_sid=sid)
         return {"message": message, "duplicate": duplicate}
 
     async def _message_sync(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")
         after_seq = get_int(payload, "after_seq", minimum=0)
-        messages, has_more = await self._service.history(principal, self._ctx(sid, principal), consultation_id,
+        messages, has_more = await self._service.history(principal, self._ctx(sid), consultation_id,
                                                          after_seq=after_seq, before_seq=None,
                                                          limit=validation.page_limit(payload, 200))
         return {"messages": messages, "has_more": has_more}
@@ -245,19 +252,19 @@ class ConsultationNamespace(socketio.AsyncNamespace):
     async def _appointment_propose(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")
         slots = validation.slots(payload)
-        return {"appointment": await self._service.propose_appointment(principal, self._ctx(sid, principal),
+        return {"appointment": await self._service.propose_appointment(principal, self._ctx(sid),
                                                                        consultation_id, slots)}
 
     async def _appointment_confirm(self, sid: str, principal: Principal, payload: dict) -> dict:
         appointment_id = validation.get_uuid(payload, "appointment_id")
         slot_id = validation.get_uuid(payload, "slot_id")
-        return {"appointment": await self._service.confirm_appointment(principal, self._ctx(sid, principal),
+        return {"appointment": await self._service.confirm_appointment(principal, self._ctx(sid),
                                                                        appointment_id, slot_id)}
 
     async def _appointment_decline(self, sid: str, principal: Principal, payload: dict) -> dict:
         appointment_id = validation.get_uuid(payload, "appointment_id")
         reason = validation.optional_reason(payload)
-        return {"appointment": await self._service.decline_appointment(principal, self._ctx(sid, principal),
+        return {"appointment": await self._service.decline_appointment(principal, self._ctx(sid),
                                                                        appointment_id, reason)}
 
 

@@ -38,6 +38,11 @@ class AuditContext:
     client_ip: str | None = None
     request_id: str | None = None
 
+    def __post_init__(self) -> None:
+        # Cleaned once here, not per audit row: a chat connection's context serves every message it sends.
+        object.__setattr__(self, "client_ip", audit.valid_ip(self.client_ip))
+        object.__setattr__(self, "request_id", audit.printable(self.request_id))
+
     def entry(self, action: str, subject_type: str, subject_id: Any, details: dict | None = None) -> audit.AuditEntry:
         return audit.AuditEntry(self.actor, action, subject_type,
                                 str(subject_id) if subject_id is not None else None,
@@ -385,70 +390,30 @@ class StoredMessage:
     duplicate: bool
 
 
-async def insert_messages_txn(conn: asyncpg.Connection, batch: list[PendingMessage]) -> list[StoredMessage]:
+async def insert_messages(conn: asyncpg.Connection, batch: list[PendingMessage]) -> list[StoredMessage]:
     """Stores a batch of messages in one transaction (group commit), each with the next sequence number.
 
-    Set-based, so a batch costs a few statements whatever its size (plus its audit rows).
-    The consultations are locked in id order, so two nodes' batches never deadlock; a
-    batch keeps its arrival order within each consultation, and a client id sent twice
-    (in this batch or before) is stored once.
+    One statement, `chat_store_messages` (chat migration 0002), whatever the batch's
+    size: it locks the consultations in id order, stores each message with its audit
+    row, and keeps the batch's arrival order within each consultation. A client id
+    sent twice (in this batch or before) is stored once.
     """
-    first_of = {}
+    first_of: dict[tuple, int] = {}
     for i, m in enumerate(batch):
         first_of.setdefault((m.consultation_id, m.sender.user_id, m.client_msg_id), i)
-    unique = sorted(set(first_of.values()))
-    results: dict[int, StoredMessage] = {}
-    async with conn.transaction():
-        cases = {r["id"]: r for r in await conn.fetch(
-            """SELECT id, patient_id, doctor_id, state, last_seq FROM consultations
-               WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE""",
-            sorted({batch[i].consultation_id for i in unique}))}
-        stored = await conn.fetch(
-            """SELECT m.* FROM consultation_messages m
-               JOIN unnest($1::uuid[], $2::uuid[], $3::text[]) AS k(consultation_id, sender_id, client_msg_id)
-                 USING (consultation_id, sender_id, client_msg_id)""",
-            [batch[i].consultation_id for i in unique], [batch[i].sender.user_id for i in unique],
-            [batch[i].client_msg_id for i in unique])
-        earlier = {(r["consultation_id"], r["sender_id"], r["client_msg_id"]): r for r in stored}
-        next_seq = {case_id: case["last_seq"] for case_id, case in cases.items()}
-        to_insert: list[tuple[int, int]] = []
-        for i in unique:
-            m = batch[i]
-            row = earlier.get((m.consultation_id, m.sender.user_id, m.client_msg_id))
-            case = cases.get(m.consultation_id)
-            if row is not None:
-                results[i] = StoredMessage(row, duplicate=True)
-            elif case is None or case["state"] != "active" or m.sender.user_id not in (case["patient_id"],
-                                                                                       case["doctor_id"]):
-                results[i] = StoredMessage(None, duplicate=False)
-            else:
-                next_seq[m.consultation_id] += 1
-                to_insert.append((i, next_seq[m.consultation_id]))
-        if to_insert:
-            rows = await conn.fetch(
-                """INSERT INTO consultation_messages (consultation_id, seq, sender_id, sender_role, client_msg_id, body)
-                   SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::text[])
-                   RETURNING *""",
-                [batch[i].consultation_id for i, _ in to_insert], [seq for _, seq in to_insert],
-                [batch[i].sender.user_id for i, _ in to_insert], [batch[i].sender.role for i, _ in to_insert],
-                [batch[i].client_msg_id for i, _ in to_insert], [batch[i].body for i, _ in to_insert])
-            by_key = {(r["consultation_id"], r["seq"]): r for r in rows}
-            await conn.execute(
-                """UPDATE consultations c SET last_seq = v.last_seq
-                   FROM unnest($1::uuid[], $2::bigint[]) AS v(id, last_seq) WHERE c.id = v.id""",
-                list(next_seq), list(next_seq.values()))
-            for i, seq in to_insert:
-                m = batch[i]
-                results[i] = StoredMessage(by_key[(m.consultation_id, seq)], duplicate=False)
-            # One audit row per message, all in one round trip.
-            await audit.record_many(conn, [
-                batch[i].ctx.entry("chat.message.send", "consultation", batch[i].consultation_id,
-                                   {"seq": seq, "chars": len(batch[i].body)})
-                for i, seq in to_insert])
+    unique = list(first_of.values())  # in arrival order
+    rows = await conn.fetch(
+        "SELECT * FROM chat_store_messages($1, $2, $3, $4, $5, $6, $7)",
+        [batch[i].consultation_id for i in unique], [batch[i].sender.user_id for i in unique],
+        [batch[i].sender.role for i in unique], [batch[i].client_msg_id for i in unique],
+        [batch[i].body for i in unique], [batch[i].ctx.client_ip for i in unique],
+        [batch[i].ctx.request_id for i in unique])
+    # The statement numbers its input from 1; a message it refused has no row.
+    by_first = {unique[r["n"] - 1]: StoredMessage(r, duplicate=r["outcome"] == "duplicate") for r in rows}
     answers = []
     for i, m in enumerate(batch):
         first = first_of[(m.consultation_id, m.sender.user_id, m.client_msg_id)]
-        result = results[first]
+        result = by_first.get(first, StoredMessage(None, duplicate=False))
         # A repeat of a client id within one batch gets the first one's row, marked as a duplicate.
         answers.append(result if i == first or result.row is None else StoredMessage(result.row, duplicate=True))
     return answers

@@ -34,10 +34,10 @@ async def test_one_batch_answers_each_message_correctly(node, db):
         pending(cases[2], patients[2], "d"),   # a waiting case: no chat yet
         pending(cases[1], patients[1], "e"),   # consultation 2, seq 2
     ]
-    results = await store.insert_messages_txn(db, batch)
+    results = await store.insert_messages(db, batch)
     summary = [(r.row["seq"] if r.row else None, r.duplicate) for r in results]
     assert summary == [(1, False), (1, False), (2, False), (1, True), (None, False), (None, False), (2, False)]
-    again = await store.insert_messages_txn(db, [pending(cases[0], doctor, "b")])
+    again = await store.insert_messages(db, [pending(cases[0], doctor, "b")])
     assert again[0].row["seq"] == 2 and again[0].duplicate is True
     last = {str(r["id"]): r["last_seq"] for r in await db.fetch("SELECT id, last_seq FROM consultations")}
     assert [last[c["id"]] for c in cases] == [2, 2, 0]
