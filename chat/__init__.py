@@ -12,7 +12,7 @@ from chat.broadcast import QueueBroadcaster
 from chat.messages import MessageWriter
 from chat.namespace import ConsultationNamespace
 from chat.presence import DoctorPresence
-from chat.realtime import create_server
+from chat.realtime import QUEUE_SIGNAL, create_server
 from chat.routes import ChatRoutes
 from chat.service import ChatService
 from store.connections import Stores
@@ -34,7 +34,7 @@ def setup(app: web.Application, stores: Stores, settings, auth_service: AuthServ
     service = ChatService(stores, config, server, writer)
     presence = DoctorPresence(stores, config, service)
     broadcaster = QueueBroadcaster(stores, config, server)
-    server.manager.on_queue_signal = broadcaster.on_signal
+    server.manager.signal_handlers[QUEUE_SIGNAL] = broadcaster.on_signal
     server.register_namespace(ConsultationNamespace(service, auth_service, presence, broadcaster))
     server.attach(app)
     ChatRoutes(service, settings.max_json_bytes).register_on(app)

@@ -1,7 +1,7 @@
-"""The Socket.IO server for consultations: its Redis manager, internal signals between nodes, and QueueNotifier.
+"""The Socket.IO server for consultations: internal signals between nodes, and QueueNotifier.
 
-Every node runs one `socketio.AsyncServer` whose `ChatRedisManager` carries emits
-across nodes on one Redis pub/sub channel. Two internal events ride the same
+Every node runs one `socketio.AsyncServer` whose `ChatRedisManager` (chat.pubsub)
+carries emits across nodes through Redis. Two internal events ride its shared
 channel and never reach a client: `QUEUE_SIGNAL` (the queue changed: each node
 recomputes the queue once and pushes it to its own consoles and waiting patients)
 and `ROOMS_SIGNAL` (put every connection of some users, on whichever node holds
@@ -9,21 +9,17 @@ it, into or out of a consultation room).
 """
 from __future__ import annotations
 
-import asyncio
-import logging
+import functools
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis.asyncio as redis_asyncio
 import socketio
 from aiohttp.web import WebSocketResponse
 from engineio.async_drivers.aiohttp import WebSocket as EngineIoWebSocket
 
 from chat.config import ChatConfig
+from chat.pubsub import NAMESPACE, ChatRedisManager
 from store.connections import Stores
-
-log = logging.getLogger(__name__)
 
 QUEUE_SIGNAL = "__chat:queue"
 ROOMS_SIGNAL = "__chat:rooms"
@@ -31,8 +27,6 @@ ROOMS_SIGNAL = "__chat:rooms"
 SIGNAL_ROOM = "__chat:signals"
 # Doctors' consoles subscribed to the live queue.
 QUEUE_ROOM = "queue"
-NAMESPACE = "/"
-MAX_CONCURRENT_PUBLISHES = 32
 
 
 def user_room(user_id: uuid.UUID | str) -> str:
@@ -43,62 +37,18 @@ def consultation_room(consultation_id: uuid.UUID | str) -> str:
     return f"consultation:{consultation_id}"
 
 
-SignalHandler = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class ChatRedisManager(socketio.AsyncRedisManager):
-    """The stock Redis manager plus the two internal signals, handled once on every node (this one included).
-
-    It borrows the process's Redis connection pool (opened at start-up, embedded
-    Redis included) instead of dialling a URL of its own.
-    """
-
-    def __init__(self, stores: Stores, channel: str) -> None:
-        super().__init__(channel=channel)
-        self._stores = stores
-        self._publishing = asyncio.Semaphore(MAX_CONCURRENT_PUBLISHES)
-        self.on_queue_signal: SignalHandler | None = None
-
-    async def _publish(self, data: Any) -> Any:
-        # Bounded, so a burst of emits waits for a connection instead of draining the shared
-        # pool (redis-py refuses, rather than waits, past its connection limit).
-        async with self._publishing:
-            return await super()._publish(data)
-
-    def _redis_connect(self) -> None:
-        self.redis = redis_asyncio.Redis(connection_pool=self._stores.redis.connection_pool)
-        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        self.connected = True
-
-    async def _handle_emit(self, message: dict[str, Any]) -> None:
-        event = message.get("event")
-        if event == QUEUE_SIGNAL:
-            if self.on_queue_signal is not None:
-                await self.on_queue_signal(message["data"][0])
-            return
-        if event == ROOMS_SIGNAL:
-            await self._move_local_connections(message["data"][0])
-            return
-        await super()._handle_emit(message)
-
-    async def _move_local_connections(self, change: dict[str, Any]) -> None:
-        for user_id in change["user_ids"]:
-            for sid, _ in list(self.get_participants(NAMESPACE, user_room(user_id))):
-                # The local-only room change: this handler already runs on every node.
-                if change["join"]:
-                    self.basic_enter_room(sid, NAMESPACE, change["room"])
-                else:
-                    self.basic_leave_room(sid, NAMESPACE, change["room"])
-
-    async def close(self) -> None:
-        thread = getattr(self, "thread", None)
-        if thread is not None:
-            thread.cancel()
-            await asyncio.gather(thread, return_exceptions=True)
-        if self.pubsub is not None:
-            await self.pubsub.aclose()
-        self.redis = self.pubsub = None
-        self.connected = False
+async def move_local_connections(manager: ChatRedisManager, change: dict[str, Any]) -> None:
+    """ROOMS_SIGNAL, on every node: this node's connections of the users enter or leave the room."""
+    for user_id in change["user_ids"]:
+        for sid, _ in list(manager.get_participants(NAMESPACE, user_room(user_id))):
+            # The local-only room change: this handler already runs on every node.
+            if change["join"]:
+                manager.basic_enter_room(sid, NAMESPACE, change["room"])
+            else:
+                manager.basic_leave_room(sid, NAMESPACE, change["room"])
+    # Not waiting for the room channel's subscription: this runs in the listener that would confirm it.
+    # Until it is live (one Redis round trip) another node's push to the room may miss these sockets;
+    # what they miss is stored, and clients resync on join.
 
 
 class UncompressedWebSocket(EngineIoWebSocket):
@@ -119,6 +69,7 @@ class UncompressedWebSocket(EngineIoWebSocket):
 
 def create_server(config: ChatConfig, stores: Stores) -> socketio.AsyncServer:
     manager = ChatRedisManager(stores, config.socketio_channel)
+    manager.signal_handlers[ROOMS_SIGNAL] = functools.partial(move_local_connections, manager)
     server = socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=manager,

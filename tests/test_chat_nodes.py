@@ -117,3 +117,49 @@ async def test_dropped_connection_mid_burst_then_resync_on_other_node(nodes):
     finally:
         await resumed.disconnect()
         await doctor_sock.disconnect()
+
+
+async def _subscribers(redis_url: str, channel: str) -> int:
+    import redis.asyncio as redis_asyncio
+
+    client = redis_asyncio.Redis.from_url(redis_url)
+    try:
+        return dict(await client.pubsub_numsub(channel))[channel.encode()]
+    finally:
+        await client.aclose()
+
+
+async def test_a_room_channel_is_heard_only_by_nodes_holding_its_members(nodes, settings):
+    """Per-room routing (chat.pubsub): a room's channel has one subscriber per node holding a member."""
+    node_a, node_b = nodes
+    patient, doctor, case = await _paired_case(node_a, node_a)
+    channel = f"{settings.chat.socketio_channel}:room:consultation:{case['id']}"
+    assert await _subscribers(settings.redis_url, channel) == 0
+    patient_sock, patient_events = await connect(node_a, patient)
+    doctor_sock, doctor_events = await connect(node_a, doctor)
+    try:
+        assert await _subscribers(settings.redis_url, channel) == 1  # node A only
+        await call(patient_sock, "message:send", {"consultation_id": case["id"], "client_msg_id": "p1", "body": "hi"})
+        assert (await doctor_events.wait_for("message"))["body"] == "hi"
+        other_doctor_sock, other_events = await connect(node_b, doctor)  # the doctor's second device, on B
+        try:
+            assert await _subscribers(settings.redis_url, channel) == 2
+            await call(doctor_sock, "message:send",
+                       {"consultation_id": case["id"], "client_msg_id": "d1", "body": "both devices"})
+            assert (await other_events.wait_for("message"))["body"] == "both devices"
+        finally:
+            await other_doctor_sock.disconnect()
+        await _until(lambda: _subscribers(settings.redis_url, channel), 1)  # B left the room: B stops listening
+        await call(patient_sock, "message:send", {"consultation_id": case["id"], "client_msg_id": "p2", "body": "A only"})
+        assert (await doctor_events.wait_for("message", lambda m: m["seq"] == 3))["body"] == "A only"
+    finally:
+        await patient_sock.disconnect()
+        await doctor_sock.disconnect()
+    await _until(lambda: _subscribers(settings.redis_url, channel), 0)
+
+
+async def _until(read, expected, timeout: float = 2.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (value := await read()) != expected:
+        assert asyncio.get_running_loop().time() < deadline, f"still {value}, expected {expected}"
+        await asyncio.sleep(0.02)
