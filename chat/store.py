@@ -403,7 +403,8 @@ async def insert_messages(conn: asyncpg.Connection, batch: list[PendingMessage])
         first_of.setdefault((m.consultation_id, m.sender.user_id, m.client_msg_id), i)
     unique = list(first_of.values())  # in arrival order
     rows = await conn.fetch(
-        "SELECT * FROM chat_store_messages($1, $2, $3, $4, $5, $6, $7)",
+        # Addresses go as text and PostgreSQL parses them: asyncpg would parse each in Python first.
+        "SELECT * FROM chat_store_messages($1, $2, $3, $4, $5, $6::text[]::inet[], $7)",
         [batch[i].consultation_id for i in unique], [batch[i].sender.user_id for i in unique],
         [batch[i].sender.role for i in unique], [batch[i].client_msg_id for i in unique],
         [batch[i].body for i in unique], [batch[i].ctx.client_ip for i in unique],
