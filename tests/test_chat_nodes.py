@@ -163,3 +163,28 @@ async def _until(read, expected, timeout: float = 2.0):
     while (value := await read()) != expected:
         assert asyncio.get_running_loop().time() < deadline, f"still {value}, expected {expected}"
         await asyncio.sleep(0.02)
+
+
+async def test_room_channels_come_back_after_redis_drops_the_subscriptions(nodes, settings):
+    """Redis closes every node's pub/sub connection (a restart, a failover): each node resubscribes its rooms."""
+    import redis.asyncio as redis_asyncio
+
+    node_a, node_b = nodes
+    patient, doctor, case = await _paired_case(node_a, node_b)
+    channel = f"{settings.chat.socketio_channel}:room:consultation:{case['id']}"
+    patient_sock, _ = await connect(node_a, patient)
+    doctor_sock, doctor_events = await connect(node_b, doctor)
+    try:
+        assert await _subscribers(settings.redis_url, channel) == 2
+        admin = redis_asyncio.Redis.from_url(settings.redis_url)
+        try:
+            assert await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 2
+        finally:
+            await admin.aclose()
+        await _until(lambda: _subscribers(settings.redis_url, channel), 2, timeout=10)
+        await call(patient_sock, "message:send",
+                   {"consultation_id": case["id"], "client_msg_id": "after-drop", "body": "still here"})
+        assert (await doctor_events.wait_for("message"))["body"] == "still here"
+    finally:
+        await patient_sock.disconnect()
+        await doctor_sock.disconnect()
