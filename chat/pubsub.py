@@ -168,7 +168,8 @@ class ChatRedisManager(socketio.AsyncRedisManager):
         if is_routed(room) and room not in self.rooms.get(namespace, {}):
             future = self._channels.pop(self._room_channel(room), None)
             if future is not None:
-                future.cancel()
+                if not future.done():
+                    future.set_result(None)  # releases a waiter (the socket left); cancelling would cancel it
                 self._change("unsubscribe", self._room_channel(room))
 
     def _change(self, command: str, channel: str) -> None:
