@@ -28,6 +28,8 @@ def cmd_train(args) -> int:
     config['synthetic'] = args.synthetic
   if args.init:
     config['init_from'] = args.init
+  if args.teacher:
+    config['teacher'] = args.teacher
   metadata = train.train_and_evaluate(config, args.out, progress=not args.quiet)
   t = metadata['training']
   print(f"checkpoint {metadata['version']} in {args.out}: best epoch {t['best_epoch']} of "
@@ -154,6 +156,7 @@ def register(subparsers) -> None:
   p.add_argument('--seed', type=int)
   p.add_argument('--synthetic', help='npz of GAN images to add to the training pool')
   p.add_argument('--init', help='start from the weights of this checkpoint folder')
+  p.add_argument('--teacher', help='distil from this checkpoint folder (its input may be larger)')
   p.add_argument('--quiet', action='store_true', help='no progress bar')
   p.set_defaults(func=cmd_train)
 

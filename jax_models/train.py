@@ -38,6 +38,29 @@ def train_step(model, optimizer, pool, pool_labels, idx, key, class_weights, *,
   return loss
 
 
+def distillation_loss_fn(model, images, labels, class_weights, teacher_logits, alpha, tau):
+  """(1 - alpha) x the weighted label loss + alpha x tau^2 x KL(teacher || student) at temperature tau."""
+  label_loss, logits = loss_fn(model, images, labels, class_weights)
+  soft_targets = jax.nn.softmax(teacher_logits / tau)
+  kl = optax.kl_divergence(jax.nn.log_softmax(logits / tau), soft_targets)
+  return (1 - alpha) * label_loss + alpha * tau ** 2 * jnp.mean(kl), logits
+
+
+@partial(nnx.jit, static_argnames=('size', 'teacher_size', 'aug_cfg', 'alpha', 'tau'))
+def distill_step(model, optimizer, teacher, pool, pool_labels, idx, key, class_weights, *,
+                 size, teacher_size, aug_cfg, alpha, tau):
+  """train_step, plus a teacher's soft targets: the teacher sees the augmented crop at its own
+  (larger) input size, the student the same crop resized to its size."""
+  crops = augment.augment_batch(key, pool[idx], teacher_size, dict(aug_cfg))
+  teacher_logits = jax.lax.stop_gradient(teacher(to_model_input(crops)))
+  images = augment.resize_batch(crops, size) if teacher_size != size else crops
+  grad_fn = nnx.value_and_grad(distillation_loss_fn, has_aux=True)
+  (loss, _), grads = grad_fn(model, to_model_input(images), pool_labels[idx], class_weights,
+                             teacher_logits, alpha, tau)
+  optimizer.update(model, grads)
+  return loss
+
+
 @partial(nnx.jit, static_argnames=('size',))
 def eval_step(model, canvases, *, size):
   """Logits for prepared uint8 canvases, resized to the model input."""
@@ -56,6 +79,20 @@ def predict_logits(model, canvases: np.ndarray, size: int, batch: int) -> np.nda
     out.append(np.asarray(eval_step(model, jnp.asarray(chunk), size=size))[:n])
   model.train()
   return np.concatenate(out) if out else np.zeros((0, 7), np.float32)
+
+
+def make_step(config: dict, size: int, aug_cfg: tuple):
+  """The update function: plain, or distilling from `config['teacher']` (a checkpoint folder)."""
+  if not config.get('teacher'):
+    return partial(train_step, size=size, aug_cfg=aug_cfg)
+  teacher, meta = checkpoint.load(config['teacher'])
+  if meta['class_names'] != list(config['class_names']):
+    raise ValueError('the teacher was trained on other classes')
+  if meta['image_size'] > config['canvas']:
+    raise ValueError(f"teacher input {meta['image_size']} px is larger than the canvas {config['canvas']}")
+  distill = partial(distill_step, size=size, teacher_size=meta['image_size'], aug_cfg=aug_cfg,
+                    alpha=config['distill_alpha'], tau=config['distill_temperature'])
+  return lambda model, optimizer, *rest: distill(model, optimizer, teacher, *rest)
 
 
 def class_weights(labels: np.ndarray, num_classes: int, power: float) -> np.ndarray:
@@ -137,6 +174,7 @@ def train_and_evaluate(config: dict, workdir: str | Path,
   aug_cfg = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
                          for k, v in config['augment'].items()))
   n_syn = round(batch * synthetic_fraction)
+  step = make_step(config, size, aug_cfg)
 
   best = {'score': -np.inf, 'epoch': -1, 'state': None}
   history = []
@@ -151,8 +189,7 @@ def train_and_evaluate(config: dict, workdir: str | Path,
       if n_syn:
         idx = np.concatenate([idx, rng.integers(n_real, len(pool), n_syn)])
       key, sub = jax.random.split(key)
-      losses.append(train_step(model, optimizer, pool_d, labels_d, jnp.asarray(idx), sub,
-                               weights_d, size=size, aug_cfg=aug_cfg))
+      losses.append(step(model, optimizer, pool_d, labels_d, jnp.asarray(idx), sub, weights_d))
     loss = float(np.mean(jax.device_get(losses)))
     train_seconds = time.time() - t0
     aucs = {}

@@ -35,6 +35,23 @@ def test_tiny_training_run_end_to_end(tmp_path):
   assert all(abs(sum(p.probabilities.values()) - 1) < 1e-5 for p in preds)
 
 
+def test_tiny_distillation_from_a_larger_input_teacher(tmp_path):
+  records = fixture_records(40)
+  teacher_config = tiny.get_config()
+  teacher_config.update(image_size=40, epochs=1)
+  train.train_and_evaluate(teacher_config, tmp_path / 'teacher', records=records, progress=False)
+  config = tiny.get_config()
+  config.update(teacher=str(tmp_path / 'teacher'), distill_alpha=0.7)
+  metadata = train.train_and_evaluate(config, tmp_path / 'student', records=records, progress=False)
+  history = metadata['training']['history']
+  assert len(history) == config['epochs'] and all(np.isfinite(row['loss']) for row in history)
+  assert metadata['image_size'] == 32  # the student keeps its own input size
+  # The same run without a teacher trains to other weights: the soft targets took part.
+  plain = train.train_and_evaluate(tiny.get_config(), tmp_path / 'plain', records=records, progress=False)
+  assert plain['version'] != metadata['version']
+  assert plain['training']['history'][0]['loss'] != history[0]['loss']
+
+
 def test_tiny_gan_and_grid(tmp_path):
   config = gan_configs.get_config()
   config.update(steps=2, batch_size=4, width=16, latent=8)

@@ -45,6 +45,10 @@ def get_config() -> dict:
       # GAN images for the rare malignant classes (the ablation's second arm).
       'synthetic': None,          # path to an npz of generated canvases, or None
       'synthetic_fraction': 0.15, # share of each batch drawn from it when set
+      # Knowledge distillation: a checkpoint folder whose soft targets join the label loss.
+      'teacher': None,
+      'distill_alpha': 0.5,       # share of the loss from the teacher
+      'distill_temperature': 2.0,
       'eval_batch_size': 256,
       'ece_bins': 15,
       'urgent_sensitivity': 0.95,
