@@ -166,11 +166,12 @@ class ChatRedisManager(socketio.AsyncRedisManager):
     def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
         super().basic_leave_room(sid, namespace, room)
         if is_routed(room) and room not in self.rooms.get(namespace, {}):
-            future = self._channels.pop(self._room_channel(room), None)
+            channel = self._room_channel(room)
+            future = self._channels.pop(channel, None)
             if future is not None:
                 if not future.done():
                     future.set_result(None)  # releases a waiter (the socket left); cancelling would cancel it
-                self._change("unsubscribe", self._room_channel(room))
+                self._change("unsubscribe", channel)
 
     def _change(self, command: str, channel: str) -> None:
         self._changes.append((command, channel))
