@@ -95,6 +95,35 @@ def make_step(config: dict, size: int, aug_cfg: tuple):
   return lambda model, optimizer, *rest: distill(model, optimizer, teacher, *rest)
 
 
+def saved_weights(model) -> dict:
+  """The checkpointed variables (weights and batch statistics) as a plain dict of arrays."""
+  return nnx.to_pure_dict(nnx.state(model, checkpoint.SAVED))
+
+
+def load_weights(model, weights: dict) -> None:
+  state = nnx.state(model, checkpoint.SAVED)
+  nnx.replace_by_pure_dict(state, weights)
+  nnx.update(model, state)
+
+
+@jax.jit
+def ema_update(average, current, decay):
+  """One step of an exponential moving average of the weights (and batch statistics)."""
+  return jax.tree.map(lambda a, c: decay * a + (1 - decay) * c, average, current)
+
+
+def val_aucs(model, val: data.Records, config: dict, weights: np.ndarray) -> dict:
+  """Malignant-vs-benign AUC of the prior-corrected scores on each source's val images."""
+  classes, aucs = list(config['class_names']), {}
+  for s in sorted(set(val.source)):
+    part = val.subset(source=s)
+    logits = predict_logits(model, part.images, config['image_size'], config['eval_batch_size'])
+    p_mal = evaluation.p_malignant(evaluation.adjusted_probs(logits, weights, 1.0), classes,
+                                   config['malignant'])
+    aucs[str(s)] = evaluation.metrics_auc(part.malignant, p_mal)
+  return aucs
+
+
 def class_weights(labels: np.ndarray, num_classes: int, power: float) -> np.ndarray:
   counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
   w = np.where(counts > 0, np.maximum(counts, 1) ** -power, 0.0)
@@ -141,7 +170,6 @@ def train_and_evaluate(config: dict, workdir: str | Path,
     raise ValueError(f'data canvas {records.images.shape[1]} != config canvas {canvas}')
   train = records.subset(split='train')
   val = records.subset(split='val')
-  sources = sorted(set(val.source))
 
   weights = class_weights(train.label, num_classes, config['class_weight_power'])
   probs = sampling_probabilities(train, config['source_weights'])
@@ -175,6 +203,10 @@ def train_and_evaluate(config: dict, workdir: str | Path,
                          for k, v in config['augment'].items()))
   n_syn = round(batch * synthetic_fraction)
   step = make_step(config, size, aug_cfg)
+  # Polyak averaging: the average of recent weights often generalises better than the last
+  # ones; it is evaluated beside them every epoch and competes for the checkpoint.
+  ema_decay = config.get('ema_decay')
+  ema = saved_weights(model) if ema_decay else None
 
   best = {'score': -np.inf, 'epoch': -1, 'state': None}
   history = []
@@ -190,34 +222,36 @@ def train_and_evaluate(config: dict, workdir: str | Path,
         idx = np.concatenate([idx, rng.integers(n_real, len(pool), n_syn)])
       key, sub = jax.random.split(key)
       losses.append(step(model, optimizer, pool_d, labels_d, jnp.asarray(idx), sub, weights_d))
+      if ema is not None:
+        ema = ema_update(ema, saved_weights(model), ema_decay)
     loss = float(np.mean(jax.device_get(losses)))
     train_seconds = time.time() - t0
-    aucs = {}
-    for s in sources:
-      part = val.subset(source=s)
-      logits = predict_logits(model, part.images, size, config['eval_batch_size'])
-      p_mal = evaluation.p_malignant(evaluation.adjusted_probs(logits, weights, 1.0), classes,
-                                     config['malignant'])
-      aucs[str(s)] = evaluation.metrics_auc(part.malignant, p_mal)
+    aucs = val_aucs(model, val, config, weights)
     score = selection_score(aucs, config['selection_weights'])
     row = {'epoch': epoch + 1, 'loss': loss, 'val_auc': aucs, 'selection': score,
            'train_seconds': round(train_seconds, 2),
            'images_per_second': round(steps_per_epoch * batch / train_seconds, 1)}
+    candidates = [(score, saved_weights(model), 'trained')]
+    if ema is not None:
+      load_weights(model, ema)
+      row['ema_val_auc'] = val_aucs(model, val, config, weights)
+      row['ema_selection'] = selection_score(row['ema_val_auc'], config['selection_weights'])
+      candidates.append((row['ema_selection'], ema, 'ema'))
+      load_weights(model, candidates[0][1])
+    score, chosen, kind = max(candidates, key=lambda c: c[0])
     history.append(row)
     with open(log_path, 'a') as f:
       f.write(json.dumps(row) + '\n')
     bar.set_postfix(loss=f'{loss:.3f}', **{f'auc_{s[:4]}': f'{a:.3f}' for s, a in aucs.items()})
     if score > best['score']:
-      best = {'score': score, 'epoch': epoch + 1,
-              'state': jax.device_get(nnx.to_pure_dict(nnx.state(model, checkpoint.SAVED)))}
+      best = {'score': score, 'epoch': epoch + 1, 'weights': kind,
+              'state': jax.device_get(chosen)}
     elif epoch + 1 - best['epoch'] >= config['early_stopping_patience']:
       break
     if config.get('max_seconds') and time.time() - started > config['max_seconds']:
       break  # a wall-clock guard for lent machines; recorded in epochs_run
 
-  state = nnx.state(model, checkpoint.SAVED)
-  nnx.replace_by_pure_dict(state, best['state'])
-  nnx.update(model, state)
+  load_weights(model, best['state'])
   model.eval()
   logits = {}
   for split in ('val', 'test'):
@@ -242,7 +276,8 @@ def train_and_evaluate(config: dict, workdir: str | Path,
                        'constancy, scaled to [-1, 1]',
       'training': {
           'config': {k: v for k, v in config.items() if k != 'data'},
-          'best_epoch': best['epoch'], 'epochs_run': len(history),
+          'best_epoch': best['epoch'], 'best_weights': best['weights'],
+          'epochs_run': len(history),
           'seconds': round(time.time() - started, 1),
           'platform': jax.devices()[0].platform,
           'device': jax.devices()[0].device_kind,

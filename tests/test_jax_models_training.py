@@ -52,6 +52,21 @@ def test_tiny_distillation_from_a_larger_input_teacher(tmp_path):
   assert plain['training']['history'][0]['loss'] != history[0]['loss']
 
 
+def test_moving_average_of_the_weights_competes_for_the_checkpoint(tmp_path):
+  average = train.ema_update({'w': np.float32(1.0)}, {'w': np.float32(3.0)}, 0.75)
+  assert float(average['w']) == 1.5
+  config = tiny.get_config()
+  config.update(ema_decay=0.5)
+  metadata = train.train_and_evaluate(config, tmp_path, records=fixture_records(config['canvas']),
+                                      progress=False)
+  history = metadata['training']['history']
+  assert all(set(row['ema_val_auc']) == set(row['val_auc']) for row in history)
+  best = max(history, key=lambda row: max(row['selection'], row['ema_selection']))
+  expected = 'ema' if best['ema_selection'] > best['selection'] else 'trained'
+  assert metadata['training']['best_weights'] == expected
+  assert metadata['training']['best_epoch'] == best['epoch']
+
+
 def test_tiny_gan_and_grid(tmp_path):
   config = gan_configs.get_config()
   config.update(steps=2, batch_size=4, width=16, latent=8)

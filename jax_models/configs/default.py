@@ -28,6 +28,9 @@ def get_config() -> dict:
       # Sampling weight of each source (HAM10000 has 3.5x the images of ISIC 2017).
       'source_weights': {'ham10000': 1.0, 'isic2017': 1.5},
       'early_stopping_patience': 6,
+      # Decay of a moving average of the weights that competes with them for the
+      # checkpoint each epoch (about 1 / (1 - decay) steps of memory); None: off.
+      'ema_decay': None,
       # Checkpoint selection: weighted mean of val AUCs (malignant vs benign) per source.
       'selection_weights': {'ham10000': 0.75, 'isic2017': 0.25},
       'augment': {
