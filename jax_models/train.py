@@ -124,6 +124,13 @@ def val_aucs(model, val: data.Records, config: dict, weights: np.ndarray) -> dic
   return aucs
 
 
+def parent_record(init_from: str | Path) -> dict:
+  """What a continued run started from: the parent checkpoint's version and how it was trained."""
+  meta = checkpoint.read_metadata(init_from)
+  training = {k: v for k, v in meta.get('training', {}).items() if k != 'history'}
+  return {'version': meta['version'], 'training': training}
+
+
 def class_weights(labels: np.ndarray, num_classes: int, power: float) -> np.ndarray:
   counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
   w = np.where(counts > 0, np.maximum(counts, 1) ** -power, 0.0)
@@ -189,9 +196,11 @@ def train_and_evaluate(config: dict, workdir: str | Path,
   schedule = optax.warmup_cosine_decay_schedule(
       0.0, config['learning_rate'], warmup, max(total_steps, warmup + 1), config['learning_rate'] * 0.01)
   model = build_model(config['model'], num_classes, config['seed'])
+  parent = None
   if config.get('init_from'):  # continue from a checkpoint (e.g. finish a cut schedule)
     start, _ = checkpoint.load(config['init_from'])
     nnx.update(model, nnx.state(start, checkpoint.SAVED))
+    parent = parent_record(config['init_from'])
   optimizer = nnx.Optimizer(
       model, optax.adamw(schedule, weight_decay=config['weight_decay']), wrt=nnx.Param)
 
@@ -282,6 +291,7 @@ def train_and_evaluate(config: dict, workdir: str | Path,
           'platform': jax.devices()[0].platform,
           'device': jax.devices()[0].device_kind,
           'history': history,
+          'initialised_from': parent,
       },
       'data': DATA_NOTE,
       'metrics_canvas_path': calibration['metrics'],

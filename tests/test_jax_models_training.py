@@ -52,6 +52,19 @@ def test_tiny_distillation_from_a_larger_input_teacher(tmp_path):
   assert plain['training']['history'][0]['loss'] != history[0]['loss']
 
 
+def test_a_continued_run_records_its_parent(tmp_path):
+  records = fixture_records(40)
+  parent = train.train_and_evaluate(tiny.get_config(), tmp_path / 'parent', records=records,
+                                    progress=False)
+  config = tiny.get_config()
+  config.update(init_from=str(tmp_path / 'parent'), epochs=1)
+  child = train.train_and_evaluate(config, tmp_path / 'child', records=records, progress=False)
+  record = child['training']['initialised_from']
+  assert record['version'] == parent['version']
+  assert record['training']['epochs_run'] == 2 and 'history' not in record['training']
+  assert parent['training']['initialised_from'] is None
+
+
 def test_moving_average_of_the_weights_competes_for_the_checkpoint(tmp_path):
   average = train.ema_update({'w': np.float32(1.0)}, {'w': np.float32(3.0)}, 0.75)
   assert float(average['w']) == 1.5
