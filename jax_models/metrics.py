@@ -142,7 +142,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def nll(logits, labels, temperature: float, positive=None) -> float:
   """Mean negative log-likelihood at `temperature`: of the class labels, or, when
   `positive` (class indices) is given, of the binary outcome label in `positive`."""
-  p = softmax(logits / temperature)
+  # float64: in float32, 1 - 1e-12 rounds to 1 and a confident benign score would cost log(0).
+  p = softmax(np.asarray(logits, np.float64) / temperature)
   if positive is None:
     return float(-np.mean(np.log(np.maximum(p[np.arange(len(labels)), labels], 1e-12))))
   q = np.clip(p[:, positive].sum(axis=1), 1e-12, 1 - 1e-12)
