@@ -1,6 +1,6 @@
-"""The shipped network continued at 112 px on a CPU: the H200 checkpoint, a larger input, a full cosine schedule.
+"""Stage 1 (the H200 checkpoint) continued on a CPU at 112 px, with a full cosine schedule.
 
-    python -m jax_models.cli train --config cpu_112 --init jax_models/weights \
+    python -m jax_models.cli train --config cpu_112 --init runs/stage1 \
         --synthetic runs/synthetic.npz --data .data/pack128.npz --out runs/cpu_112
 """
 

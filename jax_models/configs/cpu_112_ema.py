@@ -1,6 +1,6 @@
-"""cpu_112 with a moving average of the weights (about 3.5 epochs of memory) beside them.
+"""Stage 2 of the shipped model: cpu_112 with a moving average of the weights (3.5 epochs).
 
-    python -m jax_models.cli train --config cpu_112_ema --init jax_models/weights \
+    python -m jax_models.cli train --config cpu_112_ema --init runs/stage1 \
         --synthetic runs/synthetic.npz --data .data/pack128.npz --out runs/cpu_112_ema
 """
 

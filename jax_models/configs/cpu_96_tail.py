@@ -1,4 +1,4 @@
-"""Bringing the 112-px CPU run back to the served 96-px input: the CPU cosine tail, shorter and lower.
+"""Bringing the 112-px CPU run back to a 96-px input: the CPU cosine tail, shorter and lower.
 
     python -m jax_models.cli train --config cpu_96_tail --init runs/cpu_112 \
         --synthetic runs/synthetic.npz --data .data/pack.npz --out runs/cpu_96_tail

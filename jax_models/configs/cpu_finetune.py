@@ -1,6 +1,6 @@
-"""Finishing the shipped model's cut GPU schedule on a CPU: a short low-rate cosine tail.
+"""Finishing stage 1's cut GPU schedule on a CPU: a short low-rate cosine tail.
 
-    python -m jax_models.cli train --config cpu_finetune --init jax_models/weights \
+    python -m jax_models.cli train --config cpu_finetune --init runs/stage1 \
         --synthetic runs/synthetic.npz --data .data/pack.npz --out runs/finetune
 """
 

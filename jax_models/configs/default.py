@@ -1,4 +1,4 @@
-"""Default hyper-parameters: the shipped classifier's training settings (CPU, under an hour)."""
+"""Default hyper-parameters: the CPU recipe from scratch; the other configs derive from it."""
 
 
 def get_config() -> dict:
