@@ -40,10 +40,21 @@ def _unflatten(flat) -> dict:
   return tree
 
 
+def saved_weights(model: nnx.Module) -> dict:
+  """What a checkpoint holds (weights and batch statistics) as a plain dict of arrays."""
+  return nnx.to_pure_dict(nnx.state(model, SAVED))
+
+
+def load_weights(model: nnx.Module, weights: dict) -> None:
+  """Puts `saved_weights` of a model of the same shape into `model`."""
+  state = nnx.state(model, SAVED)
+  nnx.replace_by_pure_dict(state, weights)
+  nnx.update(model, state)
+
+
 def weights_bytes(model: LesionNet) -> bytes:
   """The learned state as an uncompressed npz, one array per 'path/to/variable'."""
-  pure = nnx.to_pure_dict(nnx.state(model, SAVED))
-  flat = {name: np.asarray(v, np.float32) for name, v in _flatten(pure)}
+  flat = {name: np.asarray(v, np.float32) for name, v in _flatten(saved_weights(model))}
   buf = io.BytesIO()
   np.savez(buf, **flat)
   return buf.getvalue()
@@ -83,11 +94,8 @@ def load(directory: str | Path | None = None) -> tuple[LesionNet, dict]:
     return model
 
   model = nnx.eval_shape(abstract)
-  state = nnx.state(model, SAVED)
   with np.load(directory / WEIGHTS_FILE) as z:
-    pure = _unflatten({k: jax.device_put(z[k]) for k in z.files})
-  nnx.replace_by_pure_dict(state, pure)
-  nnx.update(model, state)
+    load_weights(model, _unflatten({k: jax.device_put(z[k]) for k in z.files}))
   # What is not saved (dropout's RNG) still holds shapes only: give it values.
   rng = nnx.state(model, nnx.Not(SAVED))
   nnx.update(model, jax.tree.map(_concrete, rng))

@@ -19,6 +19,8 @@ import optax
 from flax import nnx, serialization
 from PIL import Image
 
+from jax_models import checkpoint
+
 GAN_SIZE = 64
 
 
@@ -145,8 +147,7 @@ def train_gan(images_uint8: np.ndarray, labels: np.ndarray, config: dict, workdi
 
 
 def save_generator(directory: Path, gen: Generator, metadata: dict):
-  state = nnx.to_pure_dict(nnx.state(gen, (nnx.Param, nnx.BatchStat)))
-  state = jax.tree.map(lambda a: np.asarray(a, np.float32), state)
+  state = jax.tree.map(lambda a: np.asarray(a, np.float32), checkpoint.saved_weights(gen))
   (directory / 'generator.msgpack').write_bytes(serialization.msgpack_serialize(state))
   (directory / 'generator.json').write_text(json.dumps(metadata, indent=2) + '\n')
 
@@ -155,10 +156,8 @@ def load_generator(directory: str | Path) -> tuple[Generator, dict]:
   directory = Path(directory)
   meta = json.loads((directory / 'generator.json').read_text())
   gen = Generator(len(meta['class_names']), meta['latent'], meta['width'], rngs=nnx.Rngs(0))
-  state = nnx.state(gen, (nnx.Param, nnx.BatchStat))
-  nnx.replace_by_pure_dict(
-      state, serialization.msgpack_restore((directory / 'generator.msgpack').read_bytes()))
-  nnx.update(gen, state)
+  checkpoint.load_weights(
+      gen, serialization.msgpack_restore((directory / 'generator.msgpack').read_bytes()))
   gen.eval()
   return gen, meta
 

@@ -95,17 +95,6 @@ def make_step(config: dict, size: int, aug_cfg: tuple):
   return lambda model, optimizer, *rest: distill(model, optimizer, teacher, *rest)
 
 
-def saved_weights(model) -> dict:
-  """The checkpointed variables (weights and batch statistics) as a plain dict of arrays."""
-  return nnx.to_pure_dict(nnx.state(model, checkpoint.SAVED))
-
-
-def load_weights(model, weights: dict) -> None:
-  state = nnx.state(model, checkpoint.SAVED)
-  nnx.replace_by_pure_dict(state, weights)
-  nnx.update(model, state)
-
-
 @jax.jit
 def ema_update(average, current, decay):
   """One step of an exponential moving average of the weights (and batch statistics)."""
@@ -215,7 +204,7 @@ def train_and_evaluate(config: dict, workdir: str | Path,
   # Polyak averaging: the average of recent weights often generalises better than the last
   # ones; it is evaluated beside them every epoch and competes for the checkpoint.
   ema_decay = config.get('ema_decay')
-  ema = saved_weights(model) if ema_decay else None
+  ema = checkpoint.saved_weights(model) if ema_decay else None
 
   best = {'score': -np.inf, 'epoch': -1, 'state': None}
   history = []
@@ -232,7 +221,7 @@ def train_and_evaluate(config: dict, workdir: str | Path,
       key, sub = jax.random.split(key)
       losses.append(step(model, optimizer, pool_d, labels_d, jnp.asarray(idx), sub, weights_d))
       if ema is not None:
-        ema = ema_update(ema, saved_weights(model), ema_decay)
+        ema = ema_update(ema, checkpoint.saved_weights(model), ema_decay)
     loss = float(np.mean(jax.device_get(losses)))
     train_seconds = time.time() - t0
     aucs = val_aucs(model, val, config, weights)
@@ -240,13 +229,13 @@ def train_and_evaluate(config: dict, workdir: str | Path,
     row = {'epoch': epoch + 1, 'loss': loss, 'val_auc': aucs, 'selection': score,
            'train_seconds': round(train_seconds, 2),
            'images_per_second': round(steps_per_epoch * batch / train_seconds, 1)}
-    candidates = [(score, saved_weights(model), 'trained')]
+    candidates = [(score, checkpoint.saved_weights(model), 'trained')]
     if ema is not None:
-      load_weights(model, ema)
+      checkpoint.load_weights(model, ema)
       row['ema_val_auc'] = val_aucs(model, val, config, weights)
       row['ema_selection'] = selection_score(row['ema_val_auc'], config['selection_weights'])
       candidates.append((row['ema_selection'], ema, 'ema'))
-      load_weights(model, candidates[0][1])
+      checkpoint.load_weights(model, candidates[0][1])
     score, chosen, kind = max(candidates, key=lambda c: c[0])
     history.append(row)
     with open(log_path, 'a') as f:
@@ -260,7 +249,7 @@ def train_and_evaluate(config: dict, workdir: str | Path,
     if config.get('max_seconds') and time.time() - started > config['max_seconds']:
       break  # a wall-clock guard for lent machines; recorded in epochs_run
 
-  load_weights(model, best['state'])
+  checkpoint.load_weights(model, best['state'])
   model.eval()
   logits = {}
   for split in ('val', 'test'):
