@@ -229,13 +229,14 @@ def train_and_evaluate(config: dict, workdir: str | Path,
     row = {'epoch': epoch + 1, 'loss': loss, 'val_auc': aucs, 'selection': score,
            'train_seconds': round(train_seconds, 2),
            'images_per_second': round(steps_per_epoch * batch / train_seconds, 1)}
-    candidates = [(score, checkpoint.saved_weights(model), 'trained')]
+    trained = checkpoint.saved_weights(model)
+    candidates = [(score, trained, 'trained')]
     if ema is not None:
       checkpoint.load_weights(model, ema)
       row['ema_val_auc'] = val_aucs(model, val, config, weights)
       row['ema_selection'] = selection_score(row['ema_val_auc'], config['selection_weights'])
       candidates.append((row['ema_selection'], ema, 'ema'))
-      checkpoint.load_weights(model, candidates[0][1])
+      checkpoint.load_weights(model, trained)
     score, chosen, kind = max(candidates, key=lambda c: c[0])
     history.append(row)
     with open(log_path, 'a') as f:
