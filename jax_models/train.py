@@ -113,9 +113,8 @@ def val_aucs(model, val: data.Records, config: dict, weights: np.ndarray) -> dic
   return aucs
 
 
-def parent_record(init_from: str | Path) -> dict:
+def parent_record(meta: dict) -> dict:
   """What a continued run started from: the parent checkpoint's version and how it was trained."""
-  meta = checkpoint.read_metadata(init_from)
   training = {k: v for k, v in meta.get('training', {}).items() if k != 'history'}
   return {'version': meta['version'], 'training': training}
 
@@ -187,9 +186,9 @@ def train_and_evaluate(config: dict, workdir: str | Path,
   model = build_model(config['model'], num_classes, config['seed'])
   parent = None
   if config.get('init_from'):  # continue from a checkpoint (e.g. finish a cut schedule)
-    start, _ = checkpoint.load(config['init_from'])
+    start, start_meta = checkpoint.load(config['init_from'])
     nnx.update(model, nnx.state(start, checkpoint.SAVED))
-    parent = parent_record(config['init_from'])
+    parent = parent_record(start_meta)
   optimizer = nnx.Optimizer(
       model, optax.adamw(schedule, weight_decay=config['weight_decay']), wrt=nnx.Param)
 
