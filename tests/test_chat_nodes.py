@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 
+import redis.asyncio as redis_asyncio
+
 from tests.test_chat_support import (
     call,
     connect,
@@ -120,8 +122,6 @@ async def test_dropped_connection_mid_burst_then_resync_on_other_node(nodes):
 
 
 async def _subscribers(redis_url: str, channel: str) -> int:
-    import redis.asyncio as redis_asyncio
-
     client = redis_asyncio.Redis.from_url(redis_url)
     try:
         return dict(await client.pubsub_numsub(channel))[channel.encode()]
@@ -167,8 +167,6 @@ async def _until(read, expected, timeout: float = 2.0):
 
 async def test_room_channels_come_back_after_redis_drops_the_subscriptions(nodes, settings):
     """Redis closes every node's pub/sub connection (a restart, a failover): each node resubscribes its rooms."""
-    import redis.asyncio as redis_asyncio
-
     node_a, node_b = nodes
     patient, doctor, case = await _paired_case(node_a, node_b)
     channel = f"{settings.chat.socketio_channel}:room:consultation:{case['id']}"
