@@ -18,6 +18,7 @@ from auth.principal import Principal
 from auth.service import AuthService
 from chat import validation
 from chat.broadcast import QueueBroadcaster, queue_message
+from chat.outcomes import validation as outcome_validation
 from chat.presence import DoctorPresence
 from chat.realtime import NAMESPACE, QUEUE_ROOM, consultation_room, user_room
 from chat.service import ChatService, require_clinician
@@ -215,8 +216,9 @@ class ConsultationNamespace(socketio.AsyncNamespace):
     async def _consultation_resolve(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")
         outcome, note = validation.resolution(payload)
+        diagnosis = outcome_validation.working_diagnosis(payload)
         return {"consultation": await self._service.resolve(principal, self._ctx(sid), consultation_id,
-                                                            outcome, note)}
+                                                            outcome, note, diagnosis)}
 
     async def _message_send(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")

@@ -11,6 +11,7 @@ from auth.context import REQUEST_ID
 from auth.principal import Principal
 from auth.routes import read_json
 from chat import validation
+from chat.outcomes import validation as outcome_validation
 from chat.service import ChatService
 from chat.store import AuditContext
 from store.errors import unprocessable
@@ -104,9 +105,11 @@ class ChatRoutes:
     async def resolve(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")
         consultation_id = _path_id(request, "consultation_id")
-        outcome, note = validation.resolution(await self._body(request))
+        payload = await self._body(request)
+        outcome, note = validation.resolution(payload)
+        diagnosis = outcome_validation.working_diagnosis(payload)
         return _json(await self._service.resolve(principal, _ctx(request, principal), consultation_id, outcome,
-                                                 note))
+                                                 note, diagnosis))
 
     async def messages(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)

@@ -18,6 +18,8 @@ from chat import serialize, store
 from chat.access import authorize_consultation
 from chat.config import ChatConfig
 from chat.messages import MessageWriter
+from chat.outcomes import store as outcomes_store
+from chat.outcomes.validation import WorkingDiagnosis
 from chat.realtime import QUEUE_ROOM, QueueNotifier, consultation_room, move_users, user_room
 from chat.store import AuditContext, PendingMessage
 from chat.validation import NewConsultation
@@ -129,11 +131,15 @@ class ChatService:
         return serialize.consultation(row)
 
     async def resolve(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID, outcome: str,
-                      note: str) -> dict[str, Any]:
+                      note: str, diagnosis: WorkingDiagnosis | None = None) -> dict[str, Any]:
         async with self.pool.acquire() as conn:
             await authorize_consultation(conn, principal, consultation_id, action="resolve")
-            row = await store.resolve_txn(conn, consultation_id=consultation_id, doctor_id=principal.user_id,
-                                          outcome=outcome, note=note, ctx=ctx)
+            async with conn.transaction():
+                row = await store.resolve_txn(conn, consultation_id=consultation_id, doctor_id=principal.user_id,
+                                              outcome=outcome, note=note, ctx=ctx)
+                if diagnosis is not None:
+                    await outcomes_store.record_working_diagnosis(conn, consultation_id, diagnosis,
+                                                                  principal.user_id, ctx)
         await self._changed(row, "resolved", extra_users=[])
         await self.drain_backlog()
         return serialize.consultation(row)

@@ -67,9 +67,11 @@ def create_app(settings: Settings) -> web.Application:
 def _setup_domains(app: web.Application, stores: Stores, settings: Settings) -> None:
     import auth
     import chat
+    from chat import outcomes
 
     auth_service = auth.setup(app, stores, settings)
     chat.setup(app, stores, settings, auth_service)
+    outcomes.setup(app, stores, settings.outcomes, settings.max_json_bytes, app[metrics.METRICS_REGISTRY])
     _setup_triage(app, stores, settings)
 
 

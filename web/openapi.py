@@ -14,7 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-DOMAIN_FRAGMENTS = ("auth", "chat", "triage")
+# Packages whose folder holds an openapi.json fragment (chat's outcomes keep theirs beside their routes).
+DOMAIN_FRAGMENTS = ("auth", "chat", "chat.outcomes", "triage")
 
 
 def _merge_named(target: dict[str, Any], source: dict[str, Any], what: str, origin: str) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from auth.config import AuthConfig
 from chat.config import ChatConfig
+from chat.outcomes.config import OutcomesConfig
 from store.env import env_int
 from triage.config import TriageConfig
 
@@ -28,6 +29,7 @@ class Settings:
     auth: AuthConfig = field(default_factory=AuthConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
     triage: TriageConfig = field(default_factory=TriageConfig)
+    outcomes: OutcomesConfig = field(default_factory=OutcomesConfig)
     # Where `npm ci` put the browser packages (an installed package cannot find the checkout's).
     node_modules_dir: Path = Path(__file__).resolve().parent.parent / "node_modules"
 
@@ -49,5 +51,6 @@ class Settings:
             auth=AuthConfig.from_env(env),
             chat=ChatConfig.from_env(env),
             triage=TriageConfig.from_env(env),
+            outcomes=OutcomesConfig.from_env(env),
             node_modules_dir=Path(env.get("SKINDOC_NODE_MODULES_DIR") or cls.node_modules_dir),
         )

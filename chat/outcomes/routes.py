@@ -1,0 +1,60 @@
+"""HTTP routes for outcomes (see chat/outcomes/openapi.json): a case's outcome record, histopathology results,
+the cases waiting for one, and the performance figures."""
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from auth.authz import authenticate, require_role
+from auth.context import REQUEST_ID
+from auth.principal import Principal
+from auth.routes import read_json
+from chat.outcomes import validation
+from chat.outcomes.service import OutcomesService
+from chat.store import AuditContext
+from chat.validation import parse_uuid
+from store.payloads import get_query_int
+
+
+def _ctx(request: web.Request, principal: Principal) -> AuditContext:
+    return AuditContext(principal, request.remote, request.get(REQUEST_ID))
+
+
+def _path_id(request: web.Request) -> uuid.UUID:
+    return parse_uuid(request.match_info["consultation_id"], "consultation_id")
+
+
+class OutcomeRoutes:
+    def __init__(self, service: OutcomesService, max_json_bytes: int) -> None:
+        self._service = service
+        self._max_json_bytes = max_json_bytes
+
+    def register_on(self, app: web.Application) -> None:
+        add = app.router
+        add.add_get("/api/v1/consultations/{consultation_id}/outcome", self.outcome)
+        add.add_post("/api/v1/consultations/{consultation_id}/histopathology", self.add_histopathology)
+        add.add_get("/api/v1/outcomes/awaiting-histopathology", self.awaiting)
+        add.add_get("/api/v1/outcomes/performance", self.performance)
+
+    async def outcome(self, request: web.Request) -> web.Response:
+        principal = await authenticate(request)
+        consultation_id = _path_id(request)
+        return web.json_response(await self._service.outcome(principal, _ctx(request, principal), consultation_id))
+
+    async def add_histopathology(self, request: web.Request) -> web.Response:
+        principal = await authenticate(request)
+        consultation_id = _path_id(request)
+        entry = validation.histopathology(await read_json(request, self._max_json_bytes))
+        body = await self._service.add_histopathology(principal, _ctx(request, principal), consultation_id, entry)
+        return web.json_response(body, status=201)
+
+    async def awaiting(self, request: web.Request) -> web.Response:
+        principal = await require_role(request, "doctor", "admin")
+        limit = get_query_int(request.query, "limit", minimum=1, maximum=500, default=100)
+        cases = await self._service.awaiting(principal, _ctx(request, principal), limit)
+        return web.json_response({"cases": cases})
+
+    async def performance(self, request: web.Request) -> web.Response:
+        principal = await require_role(request, "doctor", "admin")
+        return web.json_response(await self._service.performance(principal, _ctx(request, principal)))
