@@ -63,7 +63,8 @@ def weights_bytes(model: LesionNet) -> bytes:
 def content_version(weights: bytes, metadata: dict) -> str:
   """Model version: a hash of the weights and of what changes their meaning."""
   h = hashlib.sha256(weights)
-  for key in ('image_size', 'class_names', 'temperature', 'logit_bias', 'model'):
+  # Thresholds too: a recalibration that moves only them changes which band a score falls in.
+  for key in ('image_size', 'class_names', 'temperature', 'thresholds', 'logit_bias', 'model'):
     h.update(json.dumps(metadata.get(key), sort_keys=True).encode())
   return h.hexdigest()[:16]
 

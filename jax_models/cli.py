@@ -43,6 +43,11 @@ def cmd_train(args) -> int:
 
 # --- evaluate ----------------------------------------------------------------
 def cmd_evaluate(args) -> int:
+  if args.outcomes:
+    return _evaluate_outcomes(args)
+  if not args.data:
+    print('give --data (a labelled dataset) or --outcomes (a clinic export)', file=sys.stderr)
+    return 2
   from jax_models import evaluate
   result = evaluate.evaluate(args.data, args.split, args.weights, args.out,
                              recalibrate=args.calibrate, n_boot=args.bootstrap)
@@ -50,6 +55,28 @@ def cmd_evaluate(args) -> int:
     print(evaluate.summary_text(name, fig))
   if args.out:
     print(f'figures and plots written to {args.out}')
+  return 0
+
+
+def _evaluate_outcomes(args) -> int:
+  """`evaluate --outcomes DIR [--calibrate --save-to NEW]`: a clinic's confirmed cases."""
+  import json
+
+  from jax_models import outcomes
+  if args.calibrate != bool(args.save_to):
+    print('--calibrate with --outcomes writes a new checkpoint: give --save-to NEW_FOLDER (and only then)',
+          file=sys.stderr)
+    return 2
+  try:
+    result = outcomes.evaluate_outcomes(args.outcomes, args.weights, n_boot=args.bootstrap,
+                                        save_to=args.save_to, min_malignant=args.min_malignant)
+  except (ValueError, FileExistsError, FileNotFoundError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  print(outcomes.summary_text(result))
+  if args.out:
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / 'figures.json').write_text(json.dumps(result, indent=2) + '\n')
   return 0
 
 
@@ -163,14 +190,20 @@ def register(subparsers) -> None:
   p = subparsers.add_parser('evaluate', help='figures of a checkpoint on a labelled split',
                             description='ROC AUC with lesion-bootstrap CI, operating points, '
                                         'calibration, confusion matrix; plots and JSON.')
-  p.add_argument('--data', required=True, help='labelled folder or a parent of several')
+  p.add_argument('--data', help='labelled folder or a parent of several')
+  p.add_argument('--outcomes', help='a `skindoc outcomes export` folder: the clinic\'s confirmed cases '
+                                    '(instead of --data)')
   p.add_argument('--split', default='test', choices=['train', 'val', 'test'])
   p.add_argument('--weights', help='checkpoint folder (default: the shipped one)')
   p.add_argument('--out', help='folder for figures.json, roc.png, reliability.png')
   p.add_argument('--bootstrap', type=int, default=2000, help='bootstrap resamples')
   p.add_argument('--calibrate', action='store_true',
                  help='refit temperature and urgency thresholds on this split through the '
-                      'serving path and write them into the checkpoint (val only)')
+                      'serving path and write them into the checkpoint (val only); with --outcomes, '
+                      'fit on the export\'s val cases and write a new checkpoint to --save-to')
+  p.add_argument('--save-to', dest='save_to', help='with --outcomes --calibrate: the new checkpoint folder')
+  p.add_argument('--min-malignant', dest='min_malignant', type=int, default=20,
+                 help='with --outcomes --calibrate: fewest confirmed malignant val cases to fit on')
   p.set_defaults(func=cmd_evaluate)
 
   p = subparsers.add_parser('predict', help='score image files or folders',

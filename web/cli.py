@@ -138,9 +138,11 @@ MODEL_COMMANDS = ("train", "evaluate", "predict", "gan")
 
 def _register_domain_commands(sub: argparse._SubParsersAction) -> None:
     from auth import cli as auth_cli
+    from chat.outcomes import cli as outcomes_cli
     from jax_models import cli as model_cli
 
     auth_cli.register(sub, run_with_stores)
+    outcomes_cli.register(sub, run_with_stores)
     model_cli.register(sub)
 
 
