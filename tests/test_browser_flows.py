@@ -563,6 +563,7 @@ async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_ser
 
     # The doctor resolves the case; the patient reads the outcome; the chat stays readable.
     await doctor_page.get_by_label("Outcome").select_option("monitor")
+    await doctor_page.get_by_label("Working diagnosis").select_option("nv")
     await doctor_page.get_by_label("Note for the patient").fill("Photograph it monthly; come back if it changes.")
     await doctor_page.get_by_role("button", name="Resolve").click()
     await expect(doctor_page.locator("#no-cases")).to_be_visible()

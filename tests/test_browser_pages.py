@@ -19,7 +19,7 @@ def referenced_assets(html: str) -> list[str]:
 
 
 async def test_pages_carry_a_strict_content_security_policy(client):
-    for path in ("/", "/console"):
+    for path in ("/", "/console", "/performance"):
         response = await client.get(path)
         assert response.status == 200
         assert response.content_type == "text/html"
@@ -36,7 +36,7 @@ async def test_pages_carry_a_strict_content_security_policy(client):
 
 
 def test_no_inline_script_style_or_handler_in_the_pages():
-    for page in ("index.html", "console.html"):
+    for page in ("index.html", "console.html", "performance.html"):
         html = (STATIC_DIR / page).read_text()
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), page
         assert "<style" not in html and " style=" not in html, page
@@ -68,7 +68,7 @@ async def test_patient_page_weighs_under_200_kb_compressed(client):
 
 async def test_every_module_a_page_imports_is_preloaded(client):
     """A module found only when its importer runs costs one more round trip: seconds on Slow 3G."""
-    for path in ("/", "/console"):
+    for path in ("/", "/console", "/performance"):
         html = await (await client.get(path)).text()
         preloaded = {a for a in referenced_assets(html) if a.endswith(".js")}
         to_visit = list(preloaded)
@@ -120,6 +120,6 @@ async def test_google_sign_in_is_offered_with_the_issuers_authorization_endpoint
     issuer_url = str(issuer.make_url("")).rstrip("/")
     with_oidc = replace(settings, auth=replace(settings.auth, oidc_issuer=issuer_url, oidc_client_id="skindoc-web"))
     client = await aiohttp_client(create_app(with_oidc))
-    for path in ("/", "/console"):
+    for path in ("/", "/console", "/performance"):
         config = page_config(await (await client.get(path)).text())
         assert config["oidc"] == {"authorization_endpoint": f"{issuer_url}/o/authorize", "client_id": "skindoc-web"}

@@ -1,4 +1,5 @@
-"""The browser apps: the patient page at /, the doctor console at /console, their static files and security headers.
+"""The browser apps: the patient page at /, the doctor console at /console, the triage performance page at
+/performance, their static files and security headers.
 
 Files are read once at start-up and kept in memory with a gzip copy and an ETag,
 because the patient page must stay light on slow mobile data: every response is
@@ -109,7 +110,7 @@ def asset_response(request: web.Request, asset: Asset, cache_control: str) -> we
     return web.Response(body=body, headers=headers)
 
 
-PAGES = {"/": "index.html", "/console": "console.html"}
+PAGES = {"/": "index.html", "/console": "console.html", "/performance": "performance.html"}
 CONFIG_PLACEHOLDER = b'<meta name="skindoc-config" content="{}">'
 OIDC_DISCOVERY_TIMEOUT_S = 5
 

@@ -8,6 +8,7 @@ import { ChatView } from './chat.js';
 import { setupSignIn } from './signin.js';
 import { setupAdmin } from './admin.js';
 import * as words from './words.js';
+import { WORKING_DIAGNOSES } from './diagnoses.js';
 
 const session = new Session('console');
 const realtime = new Realtime(session, $('#reconnecting'));
@@ -334,8 +335,12 @@ async function loadAppointments(entry) {
 function resolveForm(entry) {
   const outcome = h('select', { name: 'outcome', required: true }, h('option', { value: '' }, 'Choose…'),
     Object.entries(words.OUTCOMES).map(([value, label]) => h('option', { value }, label)));
+  const diagnosis = h('select', { name: 'diagnosis', required: true }, h('option', { value: '' }, 'Choose…'),
+    Object.entries(WORKING_DIAGNOSES).map(([value, label]) => h('option', { value }, label)));
   const form = h('form', { novalidate: true },
     h('label', {}, 'Outcome', outcome),
+    h('label', {}, 'Working diagnosis (for this clinic\'s triage figures; not shown to the patient)', diagnosis),
+    h('label', { class: 'switch' }, h('input', { type: 'checkbox', name: 'biopsy_taken' }), 'Biopsy taken'),
     h('label', {}, 'Note for the patient', h('textarea', { name: 'note', required: true, maxlength: 4000 })),
     h('p', { class: 'form-error', role: 'alert', hidden: true }),
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Resolve')));
