@@ -25,6 +25,9 @@ DEFAULT_URGENT_SENSITIVITY = 0.95
 DEFAULT_SOON_SENSITIVITY = 0.99
 # Fewer confirmed malignant val cases than this give thresholds that one case can move: refuse.
 DEFAULT_MIN_MALIGNANT = 20
+# A fitted temperature outside this range means the cases cannot support a fit (cleanly separated ones drive it
+# towards 0, pushing every score to 0 or 1 and the thresholds to 1): refuse rather than ship such a checkpoint.
+TEMPERATURE_RANGE = (0.25, 4.0)
 
 
 @dataclass
@@ -88,6 +91,9 @@ def fit(clf: Classifier, part: Outcomes, logits: np.ndarray) -> tuple[float, dic
   # The binary NLL only asks whether a label is among `positive`: any class of the right side stands in.
   labels = np.where(part.malignant == 1, positive[0], benign)
   temperature = metrics.fit_temperature(logits, labels, positive)
+  if not TEMPERATURE_RANGE[0] <= temperature <= TEMPERATURE_RANGE[1]:
+    raise ValueError(f'the fitted temperature {temperature:.3f} is outside {TEMPERATURE_RANGE}: these cases are '
+                     'too few or too cleanly separated to calibrate on; nothing was written')
   urgent, soon = _sensitivity_targets(clf.metadata)
   thresholds = evaluation.thresholds_from(part.malignant, p_malignant_at(clf, logits, temperature), urgent, soon)
   return temperature, thresholds
