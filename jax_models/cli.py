@@ -64,8 +64,8 @@ def _evaluate_outcomes(args) -> int:
 
   from jax_models import outcomes
   if args.calibrate != bool(args.save_to):
-    print('--calibrate with --outcomes writes a new checkpoint: give --save-to NEW_FOLDER (and only then)',
-          file=sys.stderr)
+    print('--calibrate with --outcomes writes a new checkpoint: give --save-to NEW_FOLDER '
+          '(and only then)', file=sys.stderr)
     return 2
   try:
     result = outcomes.evaluate_outcomes(args.outcomes, args.weights, n_boot=args.bootstrap,
@@ -191,17 +191,20 @@ def register(subparsers) -> None:
                             description='ROC AUC with lesion-bootstrap CI, operating points, '
                                         'calibration, confusion matrix; plots and JSON.')
   p.add_argument('--data', help='labelled folder or a parent of several')
-  p.add_argument('--outcomes', help='a `skindoc outcomes export` folder: the clinic\'s confirmed cases '
-                                    '(instead of --data)')
+  p.add_argument('--outcomes', help='a `skindoc outcomes export` folder: the clinic\'s '
+                                    'confirmed cases (instead of --data)')
   p.add_argument('--split', default='test', choices=['train', 'val', 'test'])
   p.add_argument('--weights', help='checkpoint folder (default: the shipped one)')
   p.add_argument('--out', help='folder for figures.json, roc.png, reliability.png')
   p.add_argument('--bootstrap', type=int, default=2000, help='bootstrap resamples')
   p.add_argument('--calibrate', action='store_true',
                  help='refit temperature and urgency thresholds on this split through the '
-                      'serving path and write them into the checkpoint (val only); with --outcomes, '
-                      'fit on the export\'s val cases and write a new checkpoint to --save-to')
-  p.add_argument('--save-to', dest='save_to', help='with --outcomes --calibrate: the new checkpoint folder')
+                      'serving path and write them into the checkpoint (val only); with '
+                      '--outcomes, fit on the export\'s val cases and write a new checkpoint '
+                      'to --save-to')
+  p.add_argument('--save-to', dest='save_to',
+                 help='with --outcomes --calibrate: the new checkpoint folder')
+  # 20: jax_models.outcomes.DEFAULT_MIN_MALIGNANT (not imported here: it loads JAX).
   p.add_argument('--min-malignant', dest='min_malignant', type=int, default=20,
                  help='with --outcomes --calibrate: fewest confirmed malignant val cases to fit on')
   p.set_defaults(func=cmd_evaluate)

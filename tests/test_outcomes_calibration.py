@@ -159,7 +159,8 @@ def test_calibration_is_refused_on_too_few_or_cleanly_separated_cases(tmp_path):
     with open(FIXTURES / "labels.csv", newline="") as f:
         rows = [{**row, "split": "val"} for row in csv.DictReader(f)]
     for row in rows:
-        (export / "images" / f"{row['image_id']}.jpg").write_bytes((FIXTURES / "images" / f"{row['image_id']}.jpg").read_bytes())
+        name = f"{row['image_id']}.jpg"
+        (export / "images" / name).write_bytes((FIXTURES / "images" / name).read_bytes())
     with open(export / "labels.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -23,8 +23,9 @@ def band_for(p: float) -> str:
     return "urgent" if p >= 0.3 else "soon" if p >= 0.1 else "routine"
 
 
-async def seed_case(db, patient_id, doctor_id, *, malignant: bool, scores: dict[str, list[tuple[float, str | None]]],
-                    live_version: str, waited_minutes: int = 30, closed_offset_s: int = 0) -> uuid.UUID:
+async def seed_case(db, patient_id, doctor_id, *, malignant: bool,
+                    scores: dict[str, list[tuple[float, str | None]]], live_version: str,
+                    waited_minutes: int = 30, closed_offset_s: int = 0) -> uuid.UUID:
     """A resolved case with photos scored by each model version (p, tag per photo) and a histopathology result."""
     live = max(p for p, _ in scores[live_version])
     case_id = await db.fetchval(
@@ -38,9 +39,9 @@ async def seed_case(db, patient_id, doctor_id, *, malignant: bool, scores: dict[
     for index in range(len(photo_scores[0])):
         tag = photo_scores[0][index][1]
         photo_id = await db.fetchval(
-            """INSERT INTO triage_photos (consultation_id, body_site, tag, sha256, source_format, width, height, image,
-                                          thumbnail, status) VALUES ($1, 'back', $2, $3, 'jpeg', 10, 10, '', '', 'scored')
-               RETURNING id""", case_id, tag, uuid.uuid4().hex)
+            """INSERT INTO triage_photos (consultation_id, body_site, tag, sha256, source_format, width, height,
+                                          image, thumbnail, status)
+               VALUES ($1, 'back', $2, $3, 'jpeg', 10, 10, '', '', 'scored') RETURNING id""", case_id, tag, uuid.uuid4().hex)
         for version, photos in scores.items():
             p = photos[index][0]
             await db.execute(

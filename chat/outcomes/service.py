@@ -131,7 +131,8 @@ class OutcomesService:
                 await store.add_histopathology_txn(conn, consultation_id, entry, ctx)
             except asyncpg.UniqueViolationError:
                 # Another entry for the same case won the race between our check and insert.
-                raise conflict("stale_result", "Another result was entered for this case just now; reload it.") from None
+                raise conflict("stale_result",
+                               "Another result was entered for this case just now; reload it.") from None
             body = await self._outcome_body(conn, consultation_id)
         await self.check_alert()
         return body
