@@ -183,3 +183,22 @@ def test_default_reference_is_the_model_cards_figure():
     assert config.reference_sensitivity == pytest.approx(caught / figures["n_malignant"], abs=1e-4)
     assert config.reference_lower == pytest.approx(wilson_interval(caught, figures["n_malignant"])[0], abs=1e-4)
     assert f"{caught} of {figures['n_malignant']}" in config.reference_source
+
+
+def test_bootstrap_of_cases_equals_resampling_one_by_one():
+    """The view's vectorised bootstrap gives, resample for resample, the AUC of the resampled cases."""
+    import numpy as np
+
+    from jax_models.metrics import roc_auc
+    from triage.performance import bootstrap_aucs
+
+    rng = np.random.default_rng(3)
+    y = rng.random(300) < 0.3
+    score = np.round(np.where(y, rng.random(300) * 0.8 + 0.2, rng.random(300) * 0.8), 2)  # with ties
+    replay = np.random.default_rng(0)
+    expected = []
+    for block in (100, 100, 50):
+        for counts in replay.multinomial(300, np.full(300, 1 / 300), size=block):
+            picked = np.repeat(np.arange(300), counts)
+            expected.append(roc_auc(y[picked], score[picked]))
+    assert np.allclose(bootstrap_aucs(y, score, 250), expected)
