@@ -8,6 +8,7 @@ import socketio
 from aiohttp import web
 
 from auth.service import AuthService
+from chat import contract
 from chat.broadcast import QueueBroadcaster
 from chat.messages import MessageWriter
 from chat.namespace import ConsultationNamespace
@@ -38,6 +39,7 @@ def setup(app: web.Application, stores: Stores, settings, auth_service: AuthServ
     server.register_namespace(ConsultationNamespace(service, auth_service, presence, broadcaster))
     server.attach(app)
     ChatRoutes(service, settings.max_json_bytes).register_on(app)
+    _serve_contract(app, config.max_message_chars)
     app[CHAT_SERVICE] = service
     app[SOCKETIO_SERVER] = server
 
@@ -63,3 +65,12 @@ def setup(app: web.Application, stores: Stores, settings, auth_service: AuthServ
     app.cleanup_ctx.append(background)
     app.on_shutdown.append(disconnect_clients)
     return service
+
+
+def _serve_contract(app: web.Application, max_message_chars: int) -> None:
+    body = contract.document_json(max_message_chars)
+
+    async def asyncapi(request: web.Request) -> web.Response:
+        return web.Response(text=body, content_type="application/json")
+
+    app.router.add_get("/api/v1/asyncapi.json", asyncapi)

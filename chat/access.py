@@ -7,7 +7,9 @@ Actions:
 - `upload`: add photos — the patient.
 - `cancel`, `respond` (answer an appointment) — the patient.
 - `resolve`, `transfer`, `appoint` — the assigned doctor.
-- `take` — any approved doctor while it waits (the assigned doctor gets 409 from the take itself).
+Taking a waiting case is not an action here: any approved doctor may try, and the take
+itself decides under the case's row lock (404 no such case, 409 `already_taken` when
+another doctor got it first, 409 `wrong_state` when it is cancelled or already yours).
 
 A caller who may not know the consultation exists gets 404 (another patient, a
 pending doctor, a doctor for a case neither waiting nor theirs); one who may know
@@ -24,8 +26,8 @@ from chat import store
 from store.errors import forbidden, not_found
 
 PATIENT_ACTIONS = frozenset({"read", "chat", "summary", "upload", "cancel", "respond"})
-ASSIGNED_DOCTOR_ACTIONS = frozenset({"read", "chat", "summary", "resolve", "transfer", "appoint", "take"})
-QUEUE_DOCTOR_ACTIONS = frozenset({"summary", "take"})
+ASSIGNED_DOCTOR_ACTIONS = frozenset({"read", "chat", "summary", "resolve", "transfer", "appoint"})
+QUEUE_DOCTOR_ACTIONS = frozenset({"summary"})
 ACTIONS = PATIENT_ACTIONS | ASSIGNED_DOCTOR_ACTIONS | QUEUE_DOCTOR_ACTIONS
 
 

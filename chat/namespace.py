@@ -30,7 +30,7 @@ from store.errors import (
     unauthorized,
     unprocessable,
 )
-from store.payloads import get_bool, get_choice, get_int, get_str, require_object
+from store.payloads import get_bool, get_choice, get_int, get_str
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         if connection.principal.expires_at <= datetime.now(timezone.utc):
             return _error(unauthorized("token_expired", "The access token has expired; send session:refresh."))
         try:
-            payload = require_object(data[0] if data else {})
+            payload = validation.event_payload(event, data, self._service.config.max_message_chars)
             result = await handler(sid, connection.principal, payload)
         except DomainError as exc:
             return _error(exc)

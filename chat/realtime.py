@@ -14,11 +14,10 @@ import uuid
 from typing import Any
 
 import socketio
-from aiohttp.web import WebSocketResponse
-from engineio.async_drivers.aiohttp import WebSocket as EngineIoWebSocket
 
 from chat.config import ChatConfig
 from chat.pubsub import NAMESPACE, ChatRedisManager
+from chat.socketio_adapter import GuardedServer, use_uncompressed_websocket
 from store.connections import Stores
 
 QUEUE_SIGNAL = "__chat:queue"
@@ -51,26 +50,10 @@ async def move_local_connections(manager: ChatRedisManager, change: dict[str, An
     # what they miss is stored, and clients resync on join.
 
 
-class UncompressedWebSocket(EngineIoWebSocket):
-    """engineio's aiohttp websocket, but refusing permessage-deflate (aiohttp accepts it by default).
-
-    Compressing every frame costs the server CPU on each send; chat frames are small,
-    so by default we leave it off (SKINDOC_WEBSOCKET_COMPRESSION=true turns it on).
-    """
-
-    async def __call__(self, environ):
-        request = environ["aiohttp.request"]
-        self._sock = WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
-        await self._sock.prepare(request)
-        self.environ = environ
-        await self.handler(self)
-        return self._sock
-
-
 def create_server(config: ChatConfig, stores: Stores) -> socketio.AsyncServer:
     manager = ChatRedisManager(stores, config.socketio_channel)
     manager.signal_handlers[ROOMS_SIGNAL] = functools.partial(move_local_connections, manager)
-    server = socketio.AsyncServer(
+    server = GuardedServer(
         async_mode="aiohttp",
         client_manager=manager,
         cors_allowed_origins=list(config.cors_origins) or None,
@@ -79,8 +62,7 @@ def create_server(config: ChatConfig, stores: Stores) -> socketio.AsyncServer:
         engineio_logger=False,
     )
     if not config.websocket_compression:
-        # Per server (not the module-wide driver table), so two servers in one process may differ.
-        server.eio._async = {**server.eio._async, "websocket": UncompressedWebSocket}
+        use_uncompressed_websocket(server)
     return server
 
 

@@ -110,7 +110,8 @@ class ChatService:
             if consultation_id is None:
                 row = await store.take_next_txn(conn, doctor_id=principal.user_id, ageing_s=self.ageing_s, ctx=ctx)
             else:
-                await authorize_consultation(conn, principal, consultation_id, action="take")
+                # No authorize_consultation here: take_case_txn decides under the case's row lock, so a
+                # doctor who loses the race hears 409 already_taken, never "no such consultation".
                 row = await store.take_case_txn(conn, doctor_id=principal.user_id, consultation_id=consultation_id,
                                                 ctx=ctx)
         await self._assigned(row)

@@ -16,7 +16,7 @@ import asyncpg
 
 from auth import audit
 from auth.principal import Principal
-from store.errors import conflict, not_found, unprocessable
+from store.errors import DomainError, conflict, not_found, unprocessable
 
 BAND_RANK = {"urgent": 0, "soon": 1, "routine": 2}
 
@@ -224,12 +224,21 @@ async def take_case_txn(conn: asyncpg.Connection, *, doctor_id: uuid.UUID, consu
         if case is None:
             raise not_found("consultation_not_found", "No such consultation.")
         if case["state"] != "waiting":
-            raise conflict("wrong_state", "This case is no longer waiting: another doctor may have taken it.")
+            raise _not_waiting(case, doctor_id)
         if await _already_with(conn, case["patient_id"], doctor_id):
             raise conflict("already_with_doctor", "You already have an active consultation with this patient.")
         row = await _assign(conn, consultation_id, doctor_id)
         await ctx.record(conn, "consultation.take", "consultation", consultation_id, {"doctor_id": str(doctor_id)})
         return row
+
+
+def _not_waiting(case: asyncpg.Record, doctor_id: uuid.UUID) -> DomainError:
+    """Why a named case cannot be taken: a console must tell a lost race from a bad id (404)."""
+    if case["doctor_id"] is not None and case["doctor_id"] != doctor_id:
+        return conflict("already_taken", "Another doctor has taken this case.")
+    if case["doctor_id"] == doctor_id and case["state"] == "active":
+        return conflict("wrong_state", "This case is already yours.")
+    return conflict("wrong_state", f"This case is no longer waiting (it is {case['state']}).")
 
 
 async def take_next_txn(conn: asyncpg.Connection, *, doctor_id: uuid.UUID, ageing_s: int,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from chat import contract
 from chat.store import SlotRequest
 from store.errors import unprocessable
 from store.payloads import (
@@ -39,6 +40,15 @@ class NewConsultation:
     description: str
     body_site: str
     symptoms: dict[str, Any]
+
+
+def event_payload(event: str, data: tuple[Any, ...], max_message_chars: int) -> dict[str, Any]:
+    """A Socket.IO event's payload, checked against its schema in chat/asyncapi.yaml (the contract).
+
+    The handlers then only convert fields and apply what a schema cannot say (a slot in
+    the future, a token of the same user).
+    """
+    return contract.check_event(event, data[0] if data else {}, max_message_chars)
 
 
 def get_uuid(payload: dict[str, Any], name: str, *, required: bool = True) -> uuid.UUID | None:

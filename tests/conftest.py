@@ -18,10 +18,12 @@ from dataclasses import replace
 import asyncpg
 import pytest
 import redis.asyncio as redis_asyncio
+import socketio
 
 from auth.config import AuthConfig
 from chat.config import ChatConfig
 from store.embedded import EmbeddedServers
+from tests.contract_check import ContractCheck
 from store.migrations import apply_migrations
 from web.app import all_migrations, create_app
 from web.settings import Settings
@@ -186,3 +188,25 @@ async def nodes(settings, aiohttp_client):
 
     shared = chat_settings(settings)
     return await start_node(aiohttp_client, shared), await start_node(aiohttp_client, shared)
+
+
+@pytest.fixture(autouse=True)
+def realtime_contract(monkeypatch) -> Iterator[ContractCheck]:
+    """Every push and ack a test's Socket.IO client sees must match docs/asyncapi.yaml."""
+    checker = ContractCheck()
+    original_on, original_call = socketio.AsyncClient.on, socketio.AsyncClient.call
+
+    def on(self, event, handler=None, namespace=None):
+        if handler is None:
+            return lambda handler: on(self, event, handler, namespace)
+        return original_on(self, event, checker.watch(event, handler), namespace)
+
+    async def call(self, event, data=None, namespace=None, timeout=60):
+        ack = await original_call(self, event, data, namespace=namespace, timeout=timeout)
+        checker.check_ack(event, ack)
+        return ack
+
+    monkeypatch.setattr(socketio.AsyncClient, "on", on)
+    monkeypatch.setattr(socketio.AsyncClient, "call", call)
+    yield checker
+    assert not checker.violations, "the real-time API broke its contract:\n" + "\n".join(checker.violations)

@@ -1,0 +1,125 @@
+"""The real-time API's contract (chat/asyncapi.yaml): the checks on client events, built from its schemas.
+
+The document is the one source: the server refuses a client event that its schema
+refuses (with the typed error ack a client can act on), the same document is served
+as /api/v1/asyncapi.json, and the tests check what the server sends against it.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from store.errors import DomainError, unprocessable
+
+DOCUMENT_PATH = Path(__file__).parent / "asyncapi.yaml"
+_BASE_URI = "urn:skindoc:asyncapi"
+_TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
+               "array": "a list", "object": "an object"}
+
+
+@functools.cache
+def _source() -> dict[str, Any]:
+    return yaml.safe_load(DOCUMENT_PATH.read_text())
+
+
+@functools.cache
+def document(max_message_chars: int) -> dict[str, Any]:
+    """The document as this server applies it: the message length is the configured one."""
+    doc = copy.deepcopy(_source())
+    doc["components"]["schemas"]["MessageBody"]["maxLength"] = max_message_chars
+    return doc
+
+
+@functools.cache
+def document_json(max_message_chars: int) -> str:
+    return json.dumps(document(max_message_chars))
+
+
+def validator(doc: dict[str, Any], pointer: str) -> Draft202012Validator:
+    registry = Registry().with_resource(_BASE_URI, Resource(contents=doc, specification=DRAFT202012))
+    return Draft202012Validator({"$ref": f"{_BASE_URI}#{pointer}"}, registry=registry)
+
+
+def message_name(doc: dict[str, Any], key: str) -> str:
+    return doc["components"]["messages"][key]["name"]
+
+
+@functools.cache
+def client_events(max_message_chars: int) -> dict[str, Draft202012Validator]:
+    """Socket.IO event name → validator of its payload, for every event a client may send."""
+    doc = document(max_message_chars)
+    validators = {}
+    for operation in doc["operations"].values():
+        if operation["action"] != "receive":
+            continue
+        for ref in operation["messages"]:
+            key = ref["$ref"].rsplit("/", 1)[-1]
+            validators[message_name(doc, key)] = validator(doc, f"/components/messages/{key}/payload")
+    return validators
+
+
+def check_event(event: str, payload: Any, max_message_chars: int) -> dict[str, Any]:
+    """The payload if its schema accepts it; else the DomainError (422) naming the first field at fault."""
+    validator = client_events(max_message_chars).get(event)
+    if validator is None:
+        raise KeyError(event)
+    if not isinstance(payload, dict):
+        raise unprocessable("invalid_payload", "The payload must be a JSON object.")
+    error = best_match(validator.iter_errors(payload))
+    if error is not None:
+        raise domain_error(error)
+    return payload
+
+
+def _leaf(error: ValidationError) -> ValidationError:
+    # A oneOf of "this, or null" fails as a whole; the branch that is not about null says what is wrong.
+    while error.context:
+        error = best_match(e for e in error.context if e.validator != "type" or e.validator_value != "null") \
+            or best_match(error.context)
+    return error
+
+
+def domain_error(error: ValidationError) -> DomainError:
+    error = _leaf(error)
+    names = [part for part in error.absolute_path if isinstance(part, str)]
+    field = names[-1] if names else None
+    keyword, rule, schema = error.validator, error.validator_value, error.schema
+    if keyword == "required":
+        missing = next(name for name in rule if name not in error.instance)
+        return unprocessable("missing_field", f"'{missing}' is required.", field=missing)
+    if keyword == "dependentRequired":
+        missing = next(needed for present, needs in rule.items() if present in error.instance
+                       for needed in needs if needed not in error.instance)
+        return unprocessable("missing_field", f"'{missing}' is required with the fields sent.", field=missing)
+    if keyword == "additionalProperties":
+        extra = sorted(set(error.instance) - set(schema.get("properties", {})))[0]
+        return unprocessable("unknown_field", f"'{extra}' is not a field of this event.", field=extra)
+    if field is None:
+        return unprocessable("invalid_payload", "The payload must be a JSON object.")
+    return unprocessable("invalid_field", f"'{field}' {_rule_words(keyword, rule, schema)}.", field=field)
+
+
+def _rule_words(keyword: str, rule: Any, schema: dict[str, Any]) -> str:
+    if keyword == "type":
+        kinds = [rule] if isinstance(rule, str) else [k for k in rule if k != "null"]
+        return "must be " + " or ".join(_TYPE_WORDS.get(k, k) for k in kinds)
+    if keyword == "enum":
+        return "must be one of: " + ", ".join(str(choice) for choice in rule if choice is not None)
+    if keyword in ("minLength", "maxLength"):
+        return f"must be {schema.get('minLength', 0)} to {schema.get('maxLength')} characters"
+    if keyword in ("minimum", "maximum"):
+        if "maximum" not in schema:
+            return f"must be at least {schema['minimum']}"
+        return f"must be between {schema.get('minimum')} and {schema.get('maximum')}"
+    if keyword in ("minItems", "maxItems"):
+        return f"must hold {schema.get('minItems', 0)} to {schema.get('maxItems')} items"
+    return schema.get("x-rule", "is not valid")
