@@ -1,0 +1,117 @@
+// The client library against a live SkinDoc server (started by tests/test_js_client.py, which sets the env).
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { io } from 'socket.io-client';
+
+import { Conversation, QueueWatch, Realtime, Session } from '../index.js';
+
+const { SKINDOC_URL: url, SKINDOC_PATIENT_EMAIL, SKINDOC_DOCTOR_EMAIL, SKINDOC_PASSWORD: password } = process.env;
+const SYMPTOMS = { changed_size: true, changed_shape: false, changed_colour: true, bleeding: false, itching: false, duration: 'months' };
+
+/** Resolves when `predicate()` holds, polling; rejects after `ms`. */
+async function eventually(predicate, ms = 5000, what = 'condition') {
+  const deadline = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+async function signedIn(email) {
+  const session = new Session({ baseUrl: url });
+  await session.signIn(email, password);
+  const realtime = new Realtime({ session, io, url, transports: ['websocket'] });
+  await realtime.connect();
+  return { session, realtime };
+}
+
+let patient;
+let doctor;
+before(async () => {
+  patient = await signedIn(SKINDOC_PATIENT_EMAIL);
+  doctor = await signedIn(SKINDOC_DOCTOR_EMAIL);
+});
+after(() => {
+  for (const side of [patient, doctor]) {
+    side.realtime.close();
+    side.session.signOut();
+  }
+});
+
+test('token renewal reaches HTTP calls and the open connection', async () => {
+  const before = patient.session.accessToken;
+  await patient.session.refresh();
+  assert.notEqual(patient.session.accessToken, before);
+  assert.equal((await patient.session.get('/api/v1/me')).user.id, patient.session.user.id);
+  const { expires_at: expiresAt } = await patient.realtime.call('session:refresh', { token: patient.session.accessToken });
+  assert.ok(Date.parse(expiresAt) > Date.now());
+});
+
+test('a console takes a case; both chat in order, once each, across a dropped connection', async () => {
+  const snapshots = [];
+  const watch = new QueueWatch({ realtime: doctor.realtime, onQueue: (snapshot) => snapshots.push(snapshot) });
+  await watch.subscribe();
+  await watch.setAvailability('away');
+  const opened = await patient.session.post('/api/v1/consultations', { description: 'A mole that grew', body_site: 'arm', symptoms: SYMPTOMS });
+  await eventually(() => watch.queue.some((entry) => entry.consultation_id === opened.id), 5000, 'the queue snapshot');
+  await assert.rejects(watch.take('00000000-0000-4000-8000-000000000000'), { status: 404, code: 'consultation_not_found' });
+  const taken = await watch.take(opened.id);
+  assert.equal(taken.state, 'active');
+  await assert.rejects(watch.take(opened.id), { status: 409, code: 'wrong_state' });
+
+  const seen = { patient: [], doctor: [] };
+  const typing = [];
+  const reads = [];
+  const patientChat = new Conversation({ realtime: patient.realtime, consultationId: opened.id,
+    onMessage: (m) => seen.patient.push(m.seq), onRead: (r) => reads.push(r.read_seq) });
+  const doctorChat = new Conversation({ realtime: doctor.realtime, consultationId: opened.id,
+    onMessage: (m) => seen.doctor.push(m.seq), onTyping: (t) => typing.push(t.typing) });
+  await Promise.all([patientChat.syncing, doctorChat.syncing]);
+
+  const first = await patientChat.send('Hello 😀');
+  assert.equal(first.seq, 1);
+  for (const body of ['one', 'two', 'three']) await doctorChat.send(body);
+  await eventually(() => seen.patient.length === 4 && seen.doctor.length === 4, 5000, 'four messages on both sides');
+  assert.deepEqual(seen.patient, [1, 2, 3, 4]);
+  assert.deepEqual(seen.doctor, [1, 2, 3, 4]);
+
+  // Duplicates and reordering change nothing.
+  patientChat.receive([{ seq: 3 }, { seq: 1 }, { seq: 4 }]);
+  assert.deepEqual(seen.patient, [1, 2, 3, 4]);
+
+  // The patient drops off; the doctor writes meanwhile; the patient writes while offline.
+  patient.realtime.socket.disconnect();
+  await doctorChat.send('while you were away');
+  const offline = patientChat.send('written offline');
+  assert.equal(patientChat.pending.size, 1);
+  patient.realtime.socket.connect();
+  const resent = await offline;
+  assert.equal(resent.seq, 6);
+  await eventually(() => seen.doctor.length === 6 && seen.patient.length === 6, 5000, 'the resync');
+  assert.deepEqual(seen.patient, [1, 2, 3, 4, 5, 6]);
+  assert.deepEqual(seen.doctor, [1, 2, 3, 4, 5, 6]);
+
+  // A resend with the same client id is stored once.
+  const again = await patient.realtime.call('message:send', { consultation_id: opened.id, client_msg_id: resent.client_msg_id, body: 'written offline' });
+  assert.equal(again.duplicate, true);
+  assert.equal(again.message.seq, 6);
+
+  await patientChat.typing(true);
+  await eventually(() => typing.includes(true), 5000, 'the typing push');
+  await doctorChat.markRead();
+  await eventually(() => reads.includes(6), 5000, 'the read push');
+
+  // Lengths are code points: 2000 emoji (4000 UTF-16 units) fit; 2001 are refused before sending.
+  assert.equal((await patientChat.send('😀'.repeat(2000))).seq, 7);
+  await assert.rejects(patientChat.send('😀'.repeat(2001)), { code: 'invalid_field', field: 'body' });
+  // A frame over 64 KiB is refused locally; the connection stays up.
+  await assert.rejects(patient.realtime.call('typing', { consultation_id: opened.id, pad: 'x'.repeat(70000) }), { code: 'frame_too_large' });
+  assert.ok(patient.realtime.connected);
+  // The server's typed errors come through as they are.
+  await assert.rejects(patient.realtime.call('message:sync', { consultation_id: opened.id, afterSeq: 0 }),
+    { status: 422, code: 'unknown_field', field: 'afterSeq' });
+
+  patientChat.close();
+  doctorChat.close();
+  watch.close();
+});
