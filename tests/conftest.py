@@ -23,6 +23,7 @@ import socketio
 from auth.config import AuthConfig
 from chat.config import ChatConfig
 from store.embedded import EmbeddedServers
+from tests.browsers import SKIP_REASON as NO_BROWSER
 from tests.contract_check import ContractCheck
 from store.migrations import apply_migrations
 from web.app import all_migrations, create_app
@@ -210,3 +211,10 @@ def realtime_contract(monkeypatch) -> Iterator[ContractCheck]:
     monkeypatch.setattr(socketio.AsyncClient, "call", call)
     yield checker
     assert not checker.violations, "the real-time API broke its contract:\n" + "\n".join(checker.violations)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One loud line when the browser tests did not run, so a green run does not hide it."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if NO_BROWSER in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_line(f"*** {len(skipped)} BROWSER TESTS SKIPPED: {NO_BROWSER} ***", red=True, bold=True)

@@ -25,9 +25,9 @@ from PIL import Image, ImageDraw, ImageFilter
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 from playwright.async_api import Error as PlaywrightError
 
+from tests.browsers import CHROMIUM, SKIP_REASON
 from tests.live_server import LiveServer, start_server
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -45,8 +45,7 @@ SLOW_3G = {"offline": False, "latency": 2000, "downloadThroughput": 500 * 1000 /
 # The machine is shared and often loaded: wait longer than Playwright's 5 s before calling a check failed.
 expect.set_options(timeout=15_000)
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists() and os.environ.get("CI") != "true",
-                                reason="Debian's Chromium is not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "true", reason=SKIP_REASON)
 
 
 class AppServer:

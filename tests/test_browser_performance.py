@@ -10,6 +10,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.test_browser_flows import (  # noqa: F401  (browser is a fixture)
+    pytestmark,
     DESKTOP,
     SCREENSHOTS,
     AppServer,
