@@ -1,8 +1,8 @@
 """Where chat relies on python-socketio / python-engineio internals (private names), so an upgrade breaks here.
 
 tests/test_chat_socketio_adapter.py checks that every private name used here and in
-chat.pubsub still exists with the shape relied on; setup.cfg pins both libraries to
-the tested range.
+chat.pubsub (the Redis manager's overrides, which stay beside the rest of that manager)
+still exists with the shape relied on; setup.cfg pins both libraries to the tested range.
 
 - `GuardedServer`: a client can no longer wedge its connection with a malformed packet.
   Events carry JSON only, so a binary event is answered with `binary_not_supported` and

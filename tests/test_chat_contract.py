@@ -202,3 +202,32 @@ async def test_python_client_over_either_transport_sees_the_documented_refusal(n
         assert ack["error"] == {**ack["error"], "status": 422, "code": "invalid_field", "field": "consultation_id"}
     finally:
         await sock.disconnect()
+
+
+AGREEMENT = [  # (event, payload): the fast and the explaining validator must agree on each
+    ("message:send", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "client_msg_id": "c-1", "body": "hé"}),
+    ("message:send", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "client_msg_id": "c 1", "body": "x"}),
+    ("message:send", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "client_msg_id": "c", "body": "a\x07"}),
+    ("message:send", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "client_msg_id": "c",
+                      "body": "😀" * 2000}),
+    ("message:send", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "client_msg_id": "c",
+                      "body": "😀" * 2001}),
+    ("message:send", {"consultation_id": "{5f0e7d7c-1111-4222-8333-444455556666}", "client_msg_id": "c", "body": "x"}),
+    ("queue:take", {"consultation_id": None}),
+    ("queue:take", {"consultation_id": 7}),
+    ("consultation:join", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "after_seq": True}),
+    ("consultation:resolve", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "outcome": "monitor",
+                              "diagnosis": "nv"}),
+    ("consultation:resolve", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "outcome": "monitor",
+                              "note": None, "diagnosis": "nv", "biopsy_taken": False}),
+    ("appointment:propose", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666",
+                             "slots": [{"starts_at": "2030-01-01T10:00:00Z", "kind": "video", "location": "x",
+                                        "minutes": 4}]}),
+    ("read", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "seq": 1.5}),
+]
+
+
+@pytest.mark.parametrize("event, payload", AGREEMENT)
+def test_the_fast_and_the_explaining_validator_agree(event, payload):
+    check = contract.client_events(2000)[event]
+    assert check.fast.is_valid(payload) == check.explaining.is_valid(payload)
