@@ -231,8 +231,8 @@ async def api_consultation(http: aiohttp.ClientSession, server: AppServer, patie
                            site: str, photo: Path | None) -> str:
     consultation = await api(http, "POST", f"{server.url}/api/v1/consultations", patient["token"], json={
         "description": description, "body_site": site,
-        "symptoms": {"changed_size": True, "changed_shape": False, "changed_colour": True, "bleeding": False,
-                     "itching": False, "duration": "months"}})
+        "symptoms": {"size_changed": True, "shape_irregular": False, "colour_irregular": True, "diameter_7mm": False,
+                     "inflamed": False, "oozing": False, "sensation_changed": False, "duration": "months"}})
     if photo is not None:
         form = aiohttp.FormData()
         form.add_field("body_site", site)

@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # The classifier's own tools (jax_models/cli.py): they need no server settings.
-MODEL_COMMANDS = ("train", "evaluate", "predict", "gan")
+MODEL_COMMANDS = ("train", "evaluate", "predict", "fit-ood", "gan", "gate")
 
 
 def _register_domain_commands(sub: argparse._SubParsersAction) -> None:
