@@ -22,6 +22,7 @@ _LIMITS = {
     "sharpness": ("sharpness_min", "low"),
     "brightness": [("brightness_min", "low"), ("brightness_max", "high")],
     "clipped": ("clipped_max", "high"),
+    "colourfulness": ("colourfulness_min", "low"),
     "lesion_extent": ("lesion_extent_min", "low"),
     "lesion_at_edge": ("lesion_at_edge_max", "high"),
 }

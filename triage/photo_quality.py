@@ -1,5 +1,5 @@
-"""A photo's quality in five numbers a person can check: sharpness, brightness, blown-out pixels, how much of
-the frame the lesion spans and how much of the frame's edge it covers.
+"""A photo's quality in six numbers a person can check: sharpness, brightness, blown-out pixels, colour, how
+much of the frame the lesion spans and how much of the frame's edge it covers.
 
 Every measure is taken on the same small square the classifier sees (the whole photo squashed to
 ANALYSIS_SIDE pixels, grey levels 0..1), so a threshold fitted on the training images means the same for a
@@ -28,6 +28,7 @@ PROBLEMS = {
     "blurred": "too blurred — hold the phone still, tap the spot on the screen to focus, and use more light",
     "too_dark": "too dark — move to daylight or turn on a lamp; avoid your own shadow",
     "too_bright": "too bright — avoid direct flash or sunlight on the skin; try indirect light",
+    "no_colour": "no colour — turn off black-and-white mode or filters and take it in colour",
     "lesion_too_small": "the spot is too small in the picture — move closer until it fills the middle of the frame",
     "lesion_cut_off": "the spot is cut off at the edge — step back a little and keep the whole spot in the frame",
 }
@@ -38,6 +39,7 @@ class QualityMeasures:
     sharpness: float      # 0..1, share of contrast at the finest scale (low: blurred)
     brightness: float     # mean grey level of the lit field, 0..1
     clipped: float        # share of pixels blown out to white
+    colourfulness: float  # mean saturation of the lit field (0: black and white)
     lesion_extent: float  # side of the box holding the middle 90 % of the lesion, as a share of the frame
     lesion_at_edge: float  # share of the frame's edge band that is lesion
 
@@ -45,14 +47,27 @@ class QualityMeasures:
         return {k: round(v, 4) for k, v in asdict(self).items()}
 
 
-def analysis_grey(image: Image.Image) -> np.ndarray:
-    """The photo as ANALYSIS_SIDE x ANALYSIS_SIDE grey levels in 0..1 (whole photo squashed, like the model)."""
-    grey = image.convert("L")
-    factor = min(grey.size) // (2 * ANALYSIS_SIDE)
+def analysis_square(image: Image.Image) -> Image.Image:
+    """The photo as an ANALYSIS_SIDE x ANALYSIS_SIDE RGB square (whole photo squashed, like the model)."""
+    rgb = image.convert("RGB")
+    factor = min(rgb.size) // (2 * ANALYSIS_SIDE)
     if factor >= 2:
-        grey = grey.reduce(factor)
-    grey = grey.resize((ANALYSIS_SIDE, ANALYSIS_SIDE), Image.Resampling.BILINEAR)
-    return np.asarray(grey, np.float64) / 255.0
+        rgb = rgb.reduce(factor)
+    return rgb.resize((ANALYSIS_SIDE, ANALYSIS_SIDE), Image.Resampling.BILINEAR)
+
+
+def analysis_grey(image: Image.Image) -> np.ndarray:
+    """Grey levels in 0..1 of the analysis square."""
+    return np.asarray(analysis_square(image).convert("L"), np.float64) / 255.0
+
+
+def colourfulness(square: Image.Image, field: np.ndarray) -> float:
+    """Mean saturation (max - min) / max of the lit pixels: 0 for a black-and-white photo; skin never is."""
+    pixels = np.asarray(square, np.float64)[field]
+    if not pixels.size:
+        return 0.0
+    top = pixels.max(axis=1)
+    return float(((top - pixels.min(axis=1)) / np.maximum(top, 1.0)).mean())
 
 
 def _mean_gradient(grey: np.ndarray) -> float:
@@ -104,7 +119,8 @@ def lesion_extent(lesion: np.ndarray) -> float:
 
 
 def measure(image: Image.Image) -> QualityMeasures:
-    grey = analysis_grey(image)
+    square = analysis_square(image)
+    grey = np.asarray(square.convert("L"), np.float64) / 255.0
     lesion, field = lesion_mask(grey)
     edge = np.ones_like(field)
     edge[EDGE_BAND:-EDGE_BAND, EDGE_BAND:-EDGE_BAND] = False
@@ -113,6 +129,7 @@ def measure(image: Image.Image) -> QualityMeasures:
         sharpness=sharpness(grey),
         brightness=float(lit.mean()) if lit.size else 0.0,
         clipped=float((grey >= 253 / 255).mean()),
+        colourfulness=colourfulness(square, field),
         lesion_extent=lesion_extent(lesion),
         lesion_at_edge=float((lesion & edge).sum() / edge.sum()),
     )
@@ -132,6 +149,8 @@ def problems(measures: QualityMeasures, thresholds: dict) -> list[str]:
         found.append("too_dark")
     if measures.brightness > limits["brightness_max"] or measures.clipped > limits["clipped_max"]:
         found.append("too_bright")
+    if measures.colourfulness < limits["colourfulness_min"]:
+        found.append("no_colour")
     if measures.lesion_extent < limits["lesion_extent_min"]:
         found.append("lesion_too_small")
     if measures.lesion_at_edge > limits["lesion_at_edge_max"]:
