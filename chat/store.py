@@ -371,7 +371,8 @@ async def queue_rows(conn: asyncpg.Connection, ageing_s: int) -> list[asyncpg.Re
     """Every waiting case in queue order, with its effective rank and position."""
     return await conn.fetch(
         f"""SELECT c.id, c.patient_id, c.urgency, c.p_malignant, c.scored_at, c.body_site, c.symptoms,
-                   c.description, c.queued_at, c.checklist_score, c.checklist_band, c.image_band, c.score_trusted, c.gate,
+                   c.description, c.queued_at, c.checklist_score, c.checklist_band, c.image_band,
+                   c.score_trusted, c.gate,
                    {_EFFECTIVE_RANK} AS effective_rank,
                    extract(epoch FROM now() - c.queued_at)::int AS waiting_seconds,
                    row_number() OVER (ORDER BY {_QUEUE_ORDER}) AS position

@@ -485,7 +485,8 @@ async def test_patient_answers_the_checklist_and_is_offered_a_retake_for_a_blurr
     await expect(page.locator("#case-triage .band")).to_have_text("Urgent")
     await expect(page.locator("#case-triage")).to_contain_text("Your answers about the spot set your place")
     # The server measured the photo too, and says so beside it.
-    await expect(page.locator("#case-photo-grid .photo-tile")).to_contain_text("A clearer photo would help: too blurred")
+    await expect(page.locator("#case-photo-grid .photo-tile")).to_contain_text(
+        "A clearer photo would help: too blurred")
     case_id = page.url.rsplit("/", 1)[1]
     async with aiohttp.ClientSession() as http:
         tokens = await api(http, "POST", f"{chat_server.url}/api/v1/auth/login",

@@ -192,8 +192,8 @@ async def test_photo_the_model_cannot_read_is_failed_and_the_case_stays_queued(n
     broken = replace(good, image=b"\xff\xd8\xff" + b"\0" * 64, sha256="0" * 64)
     cfg = node.app[SETTINGS].triage
     async with node.app[STORES].pool.acquire() as conn:
-        [stored] = await store.add_photos_txn(conn, case, "back", None, "unknown",
-                                              [(broken, photo_gate.check_quality(Image.open(io.BytesIO(good.image))))], 6)
+        quality = photo_gate.check_quality(Image.open(io.BytesIO(good.image)))
+        [stored] = await store.add_photos_txn(conn, case, "back", None, "unknown", [(broken, quality)], 6)
     await jobs.enqueue_photo_jobs(node.app[STORES].redis, cfg.stream, [(stored.photo["id"], case)])
 
     worker = make_worker(node, classifier, "worker-a")

@@ -26,7 +26,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{name:22} pass {rates['passed']:.1%} of {rates['n']} "
               f"(quality flags {rates['quality_flagged']:.1%}, out of range {rates['ood_flagged']:.1%})")
     for name, rates in report["degraded"].items():
-        print(f"{name:22} flagged {rates['flagged']:.1%} of {rates['n']} (by its own check {rates['by_problem'].get(name, 0):.1%})")
+        own = rates["by_problem"].get(name, 0)
+        print(f"{name:22} flagged {rates['flagged']:.1%} of {rates['n']} (by its own check {own:.1%})")
     if "non_lesion" in report:
         rates = report["non_lesion"]
         print(f"{'non-lesion images':22} flagged {rates['flagged']:.1%} of {rates['n']}")

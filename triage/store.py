@@ -50,12 +50,12 @@ async def _lock_consultation(conn: asyncpg.Connection, consultation_id: uuid.UUI
 
 
 async def add_photos_txn(conn: asyncpg.Connection, consultation_id: uuid.UUID, body_site: str, tag: str | None,
-                         kind: str, photos: Sequence[tuple[NormalisedPhoto, QualityReport]],
+                         kind: str, checked: Sequence[tuple[NormalisedPhoto, QualityReport]],
                          max_photos: int) -> list[StoredPhoto]:
     """Stores new photos with their quality (an identical one already stored is returned as a duplicate),
     within the cap."""
-    quality = {photo.sha256: report for photo, report in photos}
-    photos = [photo for photo, _ in photos]
+    quality = {photo.sha256: report for photo, report in checked}
+    photos = [photo for photo, _ in checked]
     async with conn.transaction():
         await _lock_consultation(conn, consultation_id)
         stored_count = await conn.fetchval("SELECT count(*) FROM triage_photos WHERE consultation_id = $1",
