@@ -352,8 +352,9 @@ class AccountMaker:
 
     async def open_case(self, patient: Account, i: int) -> str:
         body = {"description": f"bench case {i}", "body_site": "arm",
-                "symptoms": {"changed_size": False, "changed_shape": False, "changed_colour": True,
-                             "bleeding": False, "itching": False, "duration": "weeks"}}
+                "symptoms": {"size_changed": False, "shape_irregular": False, "colour_irregular": True,
+                             "diameter_7mm": False, "inflamed": False, "oozing": False,
+                             "sensation_changed": False, "duration": "weeks"}}
         return (await self._post(self._url(i, "/api/v1/consultations"), body, patient.headers))["id"]
 
     async def take_case(self, doctor: Account, case_id: str, i: int) -> None:

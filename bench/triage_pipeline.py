@@ -43,8 +43,8 @@ sys.path.insert(0, str(REPO))
 from tests.live_server import LiveServer, start_server
 
 PASSWORD = "bench passphrase not for production 7"
-SYMPTOMS = {"changed_size": True, "changed_shape": False, "changed_colour": True, "bleeding": False,
-            "itching": False, "duration": "weeks"}
+SYMPTOMS = {"size_changed": True, "shape_irregular": False, "colour_irregular": True, "diameter_7mm": False,
+            "inflamed": False, "oozing": False, "sensation_changed": False, "duration": "weeks"}
 
 
 @dataclass

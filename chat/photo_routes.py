@@ -143,7 +143,7 @@ class PhotoRoutes:
         await intake.queue_jobs(self._stores.redis, cfg, consultation_id, stored)
         return web.json_response({
             "photos": [{**views.photo_view(s.photo, "patient"), "duplicate": s.duplicate,
-                        "warnings": list(p.warnings)} for s, p in zip(stored, photos, strict=True)],
+                        "warnings": list(p.warnings)} for s, (p, _) in zip(stored, photos, strict=True)],
         }, status=201)
 
     async def _authorize_upload(self, conn, principal: Principal, consultation_id: uuid.UUID) -> None:
@@ -169,7 +169,8 @@ class PhotoRoutes:
             summary = await store.get_consultation_triage(conn, consultation_id)
             counts = await store.photo_status_counts(conn, consultation_id)
             await audit.record_for_request(conn, request, "triage.read", "consultation", str(consultation_id))
-        return web.json_response(views.triage_view(summary, counts, _audience(principal, consultation)))
+        return web.json_response(views.triage_view(summary, counts, _audience(principal, consultation),
+                                                   dict(consultation)))
 
     async def get_image(self, request: web.Request) -> web.Response:
         return await self._photo_bytes(request, "image")

@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from triage import urgency_policy
+
 _BANDS = ("urgent", "soon", "routine")
 
 
@@ -31,6 +33,7 @@ def consultation(row: asyncpg.Record, queue: dict | None = None) -> dict[str, An
         "p_malignant": row["p_malignant"],
         "model_version": row["model_version"],
         "awaiting_score": row["scored_at"] is None,
+        **_triage_fields(row),
         "created_at": _time(row["created_at"]),
         "queued_at": _time(row["queued_at"]),
         "assigned_at": _time(row["assigned_at"]),
@@ -45,6 +48,18 @@ def consultation(row: asyncpg.Record, queue: dict | None = None) -> dict[str, An
     return body
 
 
+def _triage_fields(row: asyncpg.Record) -> dict[str, Any]:
+    """The urgency policy's inputs and its explanation (docs/realtime-api.md, "Why a case has its band")."""
+    return {
+        "checklist_score": row["checklist_score"],
+        "checklist_band": row["checklist_band"],
+        "image_band": row["image_band"],
+        "score_trusted": row["score_trusted"],
+        "gate": row["gate"],
+        "explanation": urgency_policy.explanation(row),
+    }
+
+
 def effective_band(rank: int) -> str:
     return _BANDS[min(max(rank, 0), 2)]
 
@@ -57,6 +72,7 @@ def queue_entry(row: asyncpg.Record) -> dict[str, Any]:
         "effective_band": effective_band(row["effective_rank"]),
         "p_malignant": row["p_malignant"],
         "awaiting_score": row["scored_at"] is None,
+        **_triage_fields(row),
         "body_site": row["body_site"],
         "symptoms": row["symptoms"],
         "description": row["description"],

@@ -17,13 +17,17 @@ import asyncpg
 from auth import audit
 from auth.principal import Principal
 from store.errors import DomainError, conflict, not_found, unprocessable
+from triage import checklist, urgency_policy
 
 BAND_RANK = {"urgent": 0, "soon": 1, "routine": 2}
 
 # Effective rank: the band's rank minus one per ageing interval waited (it may go below 0).
 _EFFECTIVE_RANK = """((CASE c.urgency WHEN 'urgent' THEN 0 WHEN 'soon' THEN 1 ELSE 2 END)
     - floor(extract(epoch FROM now() - c.queued_at) / $1)::int)"""
-_QUEUE_ORDER = f"{_EFFECTIVE_RANK}, c.p_malignant DESC NULLS LAST, c.queued_at, c.id"
+# Within a band: the photo score only where the photo gate trusted it (an untrusted score ranks like no
+# score at all, so it can never move a case down), then the longest wait.
+_QUEUE_ORDER = (f"{_EFFECTIVE_RANK}, CASE WHEN c.score_trusted THEN c.p_malignant END DESC NULLS LAST, "
+                "c.queued_at, c.id")
 
 # A doctor's presence row; $1 is the grace period in seconds.
 _DOCTOR_COLUMNS = """d.doctor_id, d.capacity, d.availability,
@@ -105,6 +109,7 @@ async def count_online_available(conn: asyncpg.Connection, grace_s: int) -> int:
 async def create_consultation_txn(conn: asyncpg.Connection, *, patient_id: uuid.UUID, description: str,
                                   body_site: str, symptoms: dict, max_open: int,
                                   ctx: AuditContext) -> asyncpg.Record:
+    answers = checklist.evaluate(symptoms)
     async with conn.transaction():
         # Serialises one patient's concurrent opens so the limit cannot be overshot.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", str(patient_id))
@@ -115,10 +120,12 @@ async def create_consultation_txn(conn: asyncpg.Connection, *, patient_id: uuid.
             raise conflict("patient_at_capacity",
                            f"You already have {open_count} open consultations; close one before opening another.")
         row = await conn.fetchrow(
-            """INSERT INTO consultations (patient_id, description, body_site, symptoms)
-               VALUES ($1, $2, $3, $4) RETURNING *""",
-            patient_id, description, body_site, symptoms)
-        await ctx.record(conn, "consultation.create", "consultation", row["id"], {"body_site": body_site})
+            """INSERT INTO consultations (patient_id, description, body_site, symptoms, checklist_score,
+                                          checklist_band, urgency)
+               VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *""",
+            patient_id, description, body_site, symptoms, answers.score, answers.band)
+        await ctx.record(conn, "consultation.create", "consultation", row["id"],
+                         {"body_site": body_site, "checklist_score": answers.score})
         return row
 
 
@@ -175,16 +182,25 @@ async def resolve_txn(conn: asyncpg.Connection, *, consultation_id: uuid.UUID, d
         return row
 
 
-async def apply_triage_result_txn(conn: asyncpg.Connection, *, consultation_id: uuid.UUID, urgency: str,
-                                  p_malignant: float, model_version: str) -> asyncpg.Record | None:
+async def apply_triage_result_txn(conn: asyncpg.Connection, *, consultation_id: uuid.UUID, image_band: str,
+                                  p_malignant: float, model_version: str, trusted: bool,
+                                  gate: dict | None) -> asyncpg.Record | None:
+    """Stores the deciding photo's score and sets the case's band by the urgency policy, under the row lock."""
     async with conn.transaction():
+        current = await conn.fetchrow("SELECT checklist_band, urgency FROM consultations WHERE id = $1 FOR UPDATE",
+                                      consultation_id)
+        if current is None:
+            return None
+        band = urgency_policy.effective_band(current["checklist_band"], image_band, trusted,
+                                             previous_band=current["urgency"])
         row = await conn.fetchrow(
-            """UPDATE consultations SET urgency = $2, p_malignant = $3, model_version = $4, scored_at = now()
+            """UPDATE consultations SET urgency = $2, p_malignant = $3, model_version = $4, scored_at = now(),
+                                        image_band = $5, score_trusted = $6, gate = $7
                WHERE id = $1 RETURNING *""",
-            consultation_id, urgency, p_malignant, model_version)
-        if row is not None:
-            await SYSTEM.record(conn, "consultation.score", "consultation", consultation_id,
-                                {"urgency": urgency, "p_malignant": p_malignant, "model_version": model_version})
+            consultation_id, band, p_malignant, model_version, image_band, trusted, gate)
+        await SYSTEM.record(conn, "consultation.score", "consultation", consultation_id,
+                            {"urgency": band, "image_band": image_band, "score_trusted": trusted,
+                             "p_malignant": p_malignant, "model_version": model_version})
         return row
 
 
@@ -364,7 +380,9 @@ async def queue_rows(conn: asyncpg.Connection, ageing_s: int) -> list[asyncpg.Re
     """Every waiting case in queue order, with its effective rank and position."""
     return await conn.fetch(
         f"""SELECT c.id, c.patient_id, c.urgency, c.p_malignant, c.scored_at, c.body_site, c.symptoms,
-                   c.description, c.queued_at, {_EFFECTIVE_RANK} AS effective_rank,
+                   c.description, c.queued_at, c.checklist_score, c.checklist_band, c.image_band,
+                   c.score_trusted, c.gate,
+                   {_EFFECTIVE_RANK} AS effective_rank,
                    extract(epoch FROM now() - c.queued_at)::int AS waiting_seconds,
                    row_number() OVER (ORDER BY {_QUEUE_ORDER}) AS position
             FROM consultations c WHERE c.state = 'waiting' ORDER BY position""",

@@ -9,6 +9,7 @@ from typing import Any
 
 from chat import contract
 from chat.store import SlotRequest
+from triage.checklist import CHECKLIST
 from store.errors import unprocessable
 from store.payloads import (
     get_bool,
@@ -22,7 +23,8 @@ from store.payloads import (
 
 BODY_SITES = ("scalp", "face", "ear", "neck", "chest", "back", "abdomen", "arm", "hand", "leg", "foot",
               "genital", "other")
-SYMPTOM_FLAGS = ("changed_size", "changed_shape", "changed_colour", "bleeding", "itching")
+# The weighted 7-point checklist's items (triage/checklist.py): each a yes/no answer.
+SYMPTOM_FLAGS = tuple(item.key for item in CHECKLIST)
 DURATIONS = ("days", "weeks", "months", "years")
 OUTCOMES = ("reassure", "monitor", "in_person_visit", "urgent_referral")
 STATES = ("waiting", "active", "resolved", "cancelled")

@@ -1,4 +1,4 @@
-"""Command line of the ML side: `train`, `evaluate`, `predict`, `gan sample|train`.
+"""Command line of the ML side: `train`, `evaluate`, `predict`, `fit-ood`, `gan sample|train`.
 
 `register(subparsers)` adds them to the `skindoc` command; `python -m
 jax_models.cli ...` runs them on their own.
@@ -142,6 +142,17 @@ def cmd_predict(args) -> int:
   return 1 if failures else 0
 
 
+# --- fit-ood -----------------------------------------------------------------
+def cmd_fit_ood(args) -> int:
+  from jax_models import ood_fit
+  entry = ood_fit.fit_checkpoint(args.weights, args.data)
+  print(f"out-of-distribution statistics for model {entry['fitted_on']['model_version']} "
+        f"(weights {entry['weights_digest']}): {entry['feature_dim']} features, {entry['classes']} classes, "
+        f"threshold {entry['threshold']:.1f} (val pass {entry['val_pass_target']:.1%}, "
+        f"train pass {entry['train_pass']:.1%})")
+  return 0
+
+
 # --- gan ---------------------------------------------------------------------
 def cmd_gan_sample(args) -> int:
   from jax_models import gan
@@ -170,7 +181,7 @@ def cmd_gan_train(args) -> int:
 
 # --- wiring ------------------------------------------------------------------
 def register(subparsers) -> None:
-  """Adds train, evaluate, predict and gan to an argparse subparsers object."""
+  """Adds train, evaluate, predict, fit-ood and gan to an argparse subparsers object."""
   p = subparsers.add_parser('train', help='train the lesion classifier',
                             description='Train, select on val, calibrate, write a checkpoint.')
   p.add_argument('--data', required=True, action='append',
@@ -217,6 +228,16 @@ def register(subparsers) -> None:
   p.add_argument('--weights', help='checkpoint folder (default: the shipped one)')
   p.add_argument('--batch', type=int, default=64)
   p.set_defaults(func=cmd_predict)
+
+  p = subparsers.add_parser('fit-ood', help='fit the photo gate\'s out-of-distribution statistics',
+                            description='Mahalanobis statistics of the network\'s pooled features: '
+                                        'class means and covariance on the train splits, the threshold '
+                                        'on the val splits; written into the checkpoint folder. Run it '
+                                        'again whenever the weights change.')
+  p.add_argument('--data', required=True, action='append',
+                 help='labelled folder(s) the model was trained on (labels.csv + images/); repeatable')
+  p.add_argument('--weights', help='checkpoint folder (default: the shipped one)')
+  p.set_defaults(func=cmd_fit_ood)
 
   p = subparsers.add_parser('gan', help='the conditional GAN experiment',
                             description='Sample from or train the class-conditional GAN.')

@@ -13,6 +13,7 @@ whichever network the checkpoint holds.
 from __future__ import annotations
 
 import csv
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -165,7 +166,12 @@ def save_recalibrated(weights, save_to, val: Outcomes, val_p_mal: np.ndarray,
                                for band, t in thresholds.items()},
       'urgent_sensitivity_target': urgent, 'soon_sensitivity_target': soon,
       'previous': metadata.get('calibration')}
-  return checkpoint.save(save_to, model, metadata)
+  saved = checkpoint.save(save_to, model, metadata)
+  # Same weights, so the parent's out-of-distribution statistics still hold: carry them over.
+  parent_dir = Path(weights) if weights is not None else checkpoint.SHIPPED_DIR
+  if metadata.get('ood') and (parent_dir / metadata['ood']['file']).exists():
+    shutil.copyfile(parent_dir / metadata['ood']['file'], save_to / metadata['ood']['file'])
+  return saved
 
 
 def summary_text(result: dict) -> str:

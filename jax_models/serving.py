@@ -5,6 +5,9 @@
     clf.predict([pil_image, ...])    # -> [Prediction, ...]
     clf.explain(pil_image)           # -> PNG bytes: Grad-CAM overlay
 
+Each prediction carries the photo's out-of-distribution score (jax_models/ood.py) when the checkpoint
+holds statistics fitted on its weights; the pooled features come out of the same compiled call.
+
 The score is a screening aid for ordering a queue, never a diagnosis.
 """
 
@@ -22,7 +25,7 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
-from jax_models import checkpoint
+from jax_models import checkpoint, ood
 from jax_models.preprocess import preprocess, to_rgb
 
 DEFAULT_BATCH_SIZES = (1, 8, 32, 64)
@@ -36,6 +39,10 @@ class Prediction:
   dx: str
   urgency: str
   model_version: str
+  # Squared Mahalanobis distance to the training features, and whether it is under the fitted
+  # threshold; both None when the checkpoint has no statistics for its weights.
+  ood_score: float | None = None
+  in_distribution: bool | None = None
 
 
 def urgency_band(p_malignant: float, thresholds: dict[str, float]) -> str:
@@ -50,8 +57,10 @@ def urgency_band(p_malignant: float, thresholds: dict[str, float]) -> str:
 class Classifier:
   """A loaded checkpoint with fixed-bucket compiled executables."""
 
-  def __init__(self, model, metadata: dict, batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES):
+  def __init__(self, model, metadata: dict, batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+               ood_statistics: ood.OodStatistics | None = None):
     self.metadata = metadata
+    self.ood = ood_statistics
     self.version: str = metadata['version']
     self.class_names: list[str] = list(metadata['class_names'])
     self.thresholds: dict[str, float] = dict(metadata['thresholds'])
@@ -68,10 +77,13 @@ class Classifier:
     self.compile_count = 0
 
   # --- the jitted functions -------------------------------------------------
-  def _probabilities(self, state, x):
+  def _forward(self, state, x):
+    """Probabilities and the globally pooled last feature map (for the out-of-distribution score)."""
     model = nnx.merge(self._graphdef, state)
-    logits = model(x)
-    return jax.nn.softmax((logits + self._bias) / self.temperature, axis=-1)
+    fmap = model.features(x)
+    logits = model.classify(fmap)
+    probs = jax.nn.softmax((logits + self._bias) / self.temperature, axis=-1)
+    return probs, jnp.mean(fmap, axis=(1, 2))
 
   def _cam(self, state, x):
     """Grad-CAM for log p_malignant on the last feature map; returns (cam, probs)."""
@@ -99,7 +111,7 @@ class Classifier:
       with self._lock:
         exe = self._executables.get(bucket)
         if exe is None:
-          exe = self._executables[bucket] = self._compile(self._probabilities, bucket)
+          exe = self._executables[bucket] = self._compile(self._forward, bucket)
     return exe
 
   def warmup(self) -> None:
@@ -115,25 +127,35 @@ class Classifier:
     return self.batch_sizes[-1]
 
   # --- public API -----------------------------------------------------------
-  def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
-    """Preprocessed float32 N x S x S x 3 -> N x classes probabilities (any N)."""
-    out = []
+  def predict_arrays_with_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Preprocessed float32 N x S x S x 3 -> (N x classes probabilities, N x features pooled), any N."""
+    probs, features = [], []
     largest = self.batch_sizes[-1]
     for start in range(0, len(batch), largest):
       chunk = batch[start:start + largest]
       bucket = self._bucket(len(chunk))
       padded = np.zeros((bucket,) + chunk.shape[1:], np.float32)
       padded[:len(chunk)] = chunk
-      out.append(np.asarray(self._executable(bucket)(self._state, padded))[:len(chunk)])
-    return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
+      p, f = self._executable(bucket)(self._state, padded)
+      probs.append(np.asarray(p)[:len(chunk)])
+      features.append(np.asarray(f)[:len(chunk)])
+    if not probs:
+      return np.zeros((0, len(self.class_names)), np.float32), np.zeros((0, 0), np.float32)
+    return np.concatenate(probs), np.concatenate(features)
+
+  def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
+    """Preprocessed float32 N x S x S x 3 -> N x classes probabilities (any N)."""
+    return self.predict_arrays_with_features(batch)[0]
 
   def predict(self, images: Sequence[Image.Image]) -> list[Prediction]:
     if not images:
       return []
     batch = np.stack([preprocess(im, self.image_size) for im in images])
-    return [self._prediction(p) for p in self.predict_arrays(batch)]
+    probs, features = self.predict_arrays_with_features(batch)
+    scores = self.ood.scores(features) if self.ood is not None else [None] * len(probs)
+    return [self._prediction(p, s) for p, s in zip(probs, scores)]
 
-  def _prediction(self, probs: np.ndarray) -> Prediction:
+  def _prediction(self, probs: np.ndarray, ood_score: float | None = None) -> Prediction:
     probs = probs.astype(np.float64)
     probs = probs / probs.sum()
     p_mal = float(sum(p for c, p in zip(self.class_names, probs)
@@ -143,7 +165,9 @@ class Classifier:
         probabilities={c: float(p) for c, p in zip(self.class_names, probs)},
         dx=self.class_names[int(np.argmax(probs))],
         urgency=urgency_band(p_mal, self.thresholds),
-        model_version=self.version)
+        model_version=self.version,
+        ood_score=None if ood_score is None else float(ood_score),
+        in_distribution=None if ood_score is None else bool(ood_score <= self.ood.threshold))
 
   def _explainer(self):
     if self._explain_executable is None:
@@ -181,4 +205,5 @@ def load_classifier(weights_dir: str | Path | None = None,
                     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES) -> Classifier:
   """The classifier of `weights_dir` (None: the shipped jax_models/weights/)."""
   model, metadata = checkpoint.load(weights_dir)
-  return Classifier(model, metadata, batch_sizes)
+  directory = weights_dir if weights_dir is not None else checkpoint.SHIPPED_DIR
+  return Classifier(model, metadata, batch_sizes, ood.load(directory, metadata))

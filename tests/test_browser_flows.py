@@ -178,8 +178,9 @@ async def open_consultation(page: Page, description: str, site: str, photo: Path
     await page.get_by_role("button", name="New consultation").click()
     await page.fill("#new-description", description)
     await page.select_option("#new-site", site)
-    await page.get_by_label("changed in colour").check()
-    await page.get_by_label("itched").check()
+    # The weighted 7-point checklist, in the patient's words: grown (2) and several colours (2) make 4, urgent.
+    await page.get_by_label("Has it grown").check()
+    await page.get_by_label("several colours").check()
     await page.set_input_files("#new-photos", str(photo))
     await expect(page.locator("#new-photo-grid .photo-tile")).to_have_count(1)
     await assert_fits_the_screen(page)
@@ -226,15 +227,22 @@ async def register(http: aiohttp.ClientSession, server: AppServer, role: str, na
     return {"email": email, "token": tokens["access_token"], "id": tokens["user"]["id"]}
 
 
+CHECKLIST_KEYS = ("size_changed", "shape_irregular", "colour_irregular", "diameter_7mm", "inflamed", "oozing",
+                  "sensation_changed")
+
+
 async def api_consultation(http: aiohttp.ClientSession, server: AppServer, patient: dict, description: str,
-                           site: str, photo: Path | None) -> str:
+                           site: str, photo: Path | None, *, answers: tuple[str, ...] = (),
+                           tag: str | None = None) -> str:
+    """A consultation whose checklist answers are yes for `answers`, with a photo of the kind `tag` says."""
     consultation = await api(http, "POST", f"{server.url}/api/v1/consultations", patient["token"], json={
         "description": description, "body_site": site,
-        "symptoms": {"changed_size": True, "changed_shape": False, "changed_colour": True, "bleeding": False,
-                     "itching": False, "duration": "months"}})
+        "symptoms": {**{key: key in answers for key in CHECKLIST_KEYS}, "duration": "months"}})
     if photo is not None:
         form = aiohttp.FormData()
         form.add_field("body_site", site)
+        if tag:
+            form.add_field("tag", tag)
         form.add_field("photo", photo.read_bytes(), filename=photo.name, content_type="image/jpeg")
         await api(http, "POST", f"{server.url}/api/v1/consultations/{consultation['id']}/photos",
                   patient["token"], data=form)
@@ -428,6 +436,71 @@ async def test_photo_errors_are_clear_and_a_lost_answer_is_retried_without_a_dup
     assert errors == []
 
 
+def blurred_photo(path: Path) -> Path:
+    """A real lesion photographed with a shaking hand: a HAM10000 fixture at phone size, heavily blurred."""
+    with Image.open(HAM10000 / "images" / "ISIC_0034253.jpg") as image:
+        image.resize((1024, 768)).filter(ImageFilter.GaussianBlur(30)).save(path, "JPEG", quality=90)
+    return path
+
+
+async def test_patient_answers_the_checklist_and_is_offered_a_retake_for_a_blurred_photo(chat_server, browser,
+                                                                                         tmp_path):
+    errors: list[str] = []
+    _, page = await new_page(browser, PHONE, errors)
+    email = f"tomas-{secrets.token_hex(4)}@example.com"
+    await sign_up(page, chat_server.url, "/", "Tomas Lind", email)
+    await expect(page.locator("#view-home")).to_be_visible()
+    await page.get_by_role("button", name="New consultation").click()
+    # Every question of the checklist is asked, in plain words.
+    await expect(page.locator("#new-checklist input[type=checkbox]")).to_have_count(7)
+    await expect(page.locator("#new-checklist")).to_contain_text("wider than the end of a pencil")
+    await page.fill("#new-description", "A mole on my calf that has grown; it oozed last week.")
+    await page.select_option("#new-site", "leg")
+    await page.get_by_label("Has it grown").check()
+    await page.get_by_label("oozed, bled or crusted").check()
+
+    # A sharp dermoscopy photo passes the check in the browser; a blurred one gets a retake hint and a button.
+    await page.set_input_files("#new-photos", str(HAM10000 / "images" / "ISIC_0028434.jpg"))
+    tiles = page.locator("#new-photo-grid .photo-tile")
+    await expect(tiles).to_have_count(1)
+    await expect(tiles.nth(0)).not_to_have_class(re.compile("retake"))
+    await page.get_by_role("button", name="Remove ISIC_0028434.jpg").click()
+    blurred = blurred_photo(tmp_path / "shaky.jpg")
+    await page.set_input_files("#new-photos", str(blurred))
+    await expect(tiles.nth(0)).to_have_class(re.compile("retake"))
+    await expect(tiles.nth(0)).to_contain_text("Retake suggested: too blurred — hold the phone still")
+    await expect(tiles.nth(0)).to_contain_text("You can still send this one")
+    await assert_fits_the_screen(page)
+    await page.screenshot(path=SCREENSHOTS / "patient-checklist.png", full_page=True)
+    # Retake removes it; the patient tries again with the same shaky photo and sends it anyway.
+    await tiles.nth(0).get_by_role("button", name="Retake").click()
+    await expect(tiles).to_have_count(0)
+    await page.set_input_files("#new-photos", str(blurred))
+    await expect(tiles.nth(0)).to_contain_text("Retake suggested")
+    await page.get_by_role("button", name="Send to a doctor").click()
+    await expect(page.locator("#view-case")).to_be_visible(timeout=30_000)
+
+    # Grown (2) and oozing (1) make 3: urgent on the checklist, whatever the photo.
+    await expect(page.locator("#case-triage .band")).to_have_text("Urgent")
+    await expect(page.locator("#case-triage")).to_contain_text("Your answers about the spot set your place")
+    # The server measured the photo too, and says so beside it.
+    await expect(page.locator("#case-photo-grid .photo-tile")).to_contain_text(
+        "A clearer photo would help: too blurred")
+    case_id = page.url.rsplit("/", 1)[1]
+    async with aiohttp.ClientSession() as http:
+        tokens = await api(http, "POST", f"{chat_server.url}/api/v1/auth/login",
+                           json={"email": email, "password": PASSWORD})
+        consultation = await api(http, "GET", f"{chat_server.url}/api/v1/consultations/{case_id}",
+                                 tokens["access_token"])
+        photos = (await api(http, "GET", f"{chat_server.url}/api/v1/consultations/{case_id}/photos",
+                            tokens["access_token"]))["photos"]
+    assert consultation["checklist_score"] == 3 and consultation["symptoms"]["oozing"] is True
+    assert consultation["symptoms"]["diameter_7mm"] is False
+    assert [photo["kind"] for photo in photos] == ["camera_close_up"]
+    assert "blurred" in photos[0]["quality"]["problems"]
+    assert errors == []
+
+
 async def wait_until_scored(http: aiohttp.ClientSession, server: AppServer, token: str, count: int) -> list[dict]:
     """The doctors' queue once every case in it has its triage score (the worker runs in the server)."""
     deadline = time.monotonic() + 90
@@ -470,16 +543,21 @@ async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_ser
     await expect(admin_page.locator("#audit-rows tr")).to_have_count(1)
     await admin_page.screenshot(path=SCREENSHOTS / "admin.png", full_page=True)
 
-    # Three other patients are already waiting, one in each urgency band, so the queue has an order to show.
+    # Three other patients are already waiting, one in each urgency band, so the queue has an order to show and
+    # the console has each way of reaching a band to explain: the checklist alone (Jon), the checklist with a
+    # camera photo whose urgent-looking score is not used (Ines), a trusted dermoscopy score raising it (Kofi).
     others = {}
     async with aiohttp.ClientSession() as http:
-        for band, name, description, site in [
-                ("routine", "Jon Berg", "Scaly patch on my scalp, flaking for months.", "scalp"),
-                ("soon", "Ines Duarte", "New mole on my shoulder that looks uneven.", "back"),
-                ("urgent", "Kofi Mensah", "Dark spot on my sole that has been bleeding.", "foot")]:
+        for band, name, description, site, answers, photo, tag in [
+                ("routine", "Jon Berg", "Scaly patch on my scalp, flaking for months.", "scalp", (),
+                 HAM10000 / "images" / "ISIC_0028434.jpg", "dermoscopic"),
+                ("soon", "Ines Duarte", "New mole on my shoulder that looks uneven.", "back", ("shape_irregular",),
+                 drawn_lesion(tmp_path / "soon.jpg", SEED_BY_BAND["urgent"]), "close_up"),
+                ("urgent", "Kofi Mensah", "Dark spot on my sole that has been bleeding.", "foot", ("oozing",),
+                 HAM10000 / "images" / "ISIC_0034253.jpg", "dermoscopic")]:
             other = await register(http, app_server, "patient", name)
-            photo = drawn_lesion(tmp_path / f"{band}.jpg", SEED_BY_BAND[band])
-            others[await api_consultation(http, app_server, other, description, site, photo)] = band
+            others[await api_consultation(http, app_server, other, description, site, photo, answers=answers,
+                                          tag=tag)] = band
 
     # The patient, on a phone: signs up and opens a consultation with a photo of the lesion.
     _, patient_page = await new_page(browser, PHONE, errors)
@@ -489,8 +567,12 @@ async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_ser
                                       "back", lesion_photo(tmp_path / "asha.jpg"))
     await expect(patient_page.locator("#case-status")).to_have_text("Waiting for a doctor")
     await expect(patient_page.locator("#case-facts")).to_contain_text("Place in queue")
-    await expect(patient_page.locator("#case-triage .band")).not_to_have_text("Awaiting score", timeout=90_000)
+    await expect(patient_page.locator("#case-triage .band")).to_have_text("Urgent")
+    await expect(patient_page.locator("#case-triage")).to_contain_text("Your answers about the spot set your place")
     await expect(patient_page.locator("#case-triage")).to_contain_text("Screening aid, not a diagnosis")
+    # Once scored, the patient reads in plain words that the photo check was not used for this phone photo.
+    await expect(patient_page.locator("#case-triage")).to_contain_text("The automatic photo check was not used",
+                                                                       timeout=90_000)
 
     # The doctor, approved now, sees the four cases in the server's order, scores and bands shown.
     await doctor_page.get_by_role("button", name="Check again").click()
@@ -511,6 +593,19 @@ async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_ser
     for entry in queue:
         chip = doctor_page.locator(f'.queue-item[data-id="{entry["consultation_id"]}"] .band')
         await expect(chip).to_have_text(entry["effective_band"].capitalize())
+        # Beside every score, the photo gate's verdict; below it, why the case has its band.
+        item = doctor_page.locator(f'.queue-item[data-id="{entry["consultation_id"]}"]')
+        await expect(item.locator(".gate")).to_contain_text(entry["gate"]["summary"])
+        await expect(item.locator(".reasons li").first).to_have_text(entry["explanation"]["reasons"][0])
+    by_id = {entry["consultation_id"]: entry for entry in queue}
+    ines, kofi = (next(c for c, band in others.items() if band == wanted) for wanted in ("soon", "urgent"))
+    assert not by_id[ines]["score_trusted"] and by_id[ines]["image_band"] == "urgent"
+    assert by_id[ines]["gate"]["summary"].startswith("not used:") and "camera photo" in by_id[ines]["gate"]["summary"]
+    assert by_id[kofi]["score_trusted"] and by_id[kofi]["checklist_band"] == "routine"
+    assert by_id[kofi]["explanation"]["reasons"][-1] == "band urgent: raised by the photo score"
+    assert by_id[case_id]["checklist_score"] == 4
+    assert by_id[case_id]["gate"]["summary"].startswith("not used:")
+    assert "camera photo" in by_id[case_id]["gate"]["summary"]
     await expect(doctor_page.locator("#queue-list .thumb[src^='blob:']")).to_have_count(4)
     await doctor_page.screenshot(path=SCREENSHOTS / "console-queue.png", full_page=True)
 
@@ -522,8 +617,11 @@ async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_ser
 
     # The assigned doctor sees the per-class probabilities and the saliency overlay once the worker drew it.
     panel = doctor_page.locator(".case-panel:visible")
-    await expect(panel.locator(".probs li")).to_have_count(7)
+    # The photo gate's verdict on the photo, then the seven classes.
+    await expect(panel.locator(".probs li")).to_have_count(8)
+    await expect(panel.locator(".probs li").first).to_contain_text("Photo gate: not used:")
     await expect(panel.locator(".probs")).to_contain_text("Melanoma")
+    await expect(panel.locator(".facts")).to_contain_text("checklist 4: size, colour")
     await expect(panel.locator(".viewer img:not(.overlay)")).to_have_attribute("src", re.compile("^blob:"))
     async with aiohttp.ClientSession() as http:
         await wait_for_saliency(http, app_server, tokens["access_token"], case_id)

@@ -8,6 +8,8 @@ from html import unescape
 
 from aiohttp import web
 
+from triage.checklist import CHECKLIST
+from triage.photo_quality import PROBLEMS, load_thresholds
 from web.app import create_app
 from web.pages import STATIC_DIR
 
@@ -103,9 +105,15 @@ def page_config(html: str) -> dict:
 
 async def test_page_config_carries_the_photo_limits_and_no_google_button_by_default(client, settings):
     config = page_config(await (await client.get("/")).text())
-    assert config == {"photos": {"min_side": settings.triage.min_side,
-                                 "max_upload_bytes": settings.triage.max_upload_bytes,
-                                 "max_photos": settings.triage.max_photos_per_consultation}}
+    assert "oidc" not in config
+    assert config["photos"] == {"min_side": settings.triage.min_side,
+                                "max_upload_bytes": settings.triage.max_upload_bytes,
+                                "max_photos": settings.triage.max_photos_per_consultation}
+    # The checklist's questions and the fitted quality limits come from the server, so the page asks and
+    # judges exactly as the server does.
+    assert [item["key"] for item in config["checklist"]] == [item.key for item in CHECKLIST]
+    assert config["quality"]["limits"] == load_thresholds()["limits"]
+    assert set(config["quality"]["advice"]) == set(PROBLEMS)
 
 
 async def test_google_sign_in_is_offered_with_the_issuers_authorization_endpoint(aiohttp_client, aiohttp_server,

@@ -168,8 +168,9 @@ async def test_patient_limit_and_one_active_case_per_doctor_pair(nodes):
     cases = await asyncio.gather(*[
         node_a.client.post("/api/v1/consultations", headers=patient.headers,
                            json={"description": f"lesion {i}", "body_site": "arm",
-                                 "symptoms": {"changed_size": False, "changed_shape": False,
-                                              "changed_colour": False, "bleeding": False, "itching": True,
+                                 "symptoms": {"size_changed": False, "shape_irregular": False,
+                                              "colour_irregular": False, "diameter_7mm": False,
+                                              "inflamed": False, "oozing": False, "sensation_changed": True,
                                               "duration": "days"}})
         for i in range(5)])
     statuses = sorted(r.status for r in cases)

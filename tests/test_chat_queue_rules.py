@@ -3,7 +3,9 @@
 Rules checked after every step: a doctor never holds more active cases than their
 capacity, a patient never has more than the open limit, never two active cases of
 one patient with one doctor, a waiting case has no doctor, and "take next" always
-returns the head of the queue in the documented order (band, score, waiting time).
+returns the head of the queue in the documented order (band, trusted score, waiting time).
+Each case's answers to the weighted 7-point checklist set its floor band; a trusted photo score may
+raise it; an untrusted one never moves it down, and ranks within its band like no score at all.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from hypothesis.stateful import (
 from auth import store as auth_store
 from chat import store
 from chat.queue import apply_triage_result
+from triage.checklist import CHECKLIST
 from store.errors import DomainError
 from store.postgres import create_pool
 
@@ -43,11 +46,25 @@ class Case:
     queued_at: object
     state: str = "waiting"
     doctor: int | None = None
+    checklist_band: str = "routine"
     urgency: str = "routine"
     p: float | None = None
+    trusted: bool = False
 
     def order_key(self):
-        return (store.BAND_RANK[self.urgency], -(self.p if self.p is not None else -1.0), self.queued_at, self.id)
+        score = self.p if self.trusted else None
+        return (store.BAND_RANK[self.urgency], -(score if score is not None else -1.0), self.queued_at, self.id)
+
+
+def checklist_band(answers: dict[str, bool]) -> str:
+    """The model's own reading of NICE NG12: majors 2 points, minors 1; 3+ urgent, 2 soon."""
+    majors = ("size_changed", "shape_irregular", "colour_irregular")
+    score = sum(2 if key in majors else 1 for key, yes in answers.items() if yes)
+    return "urgent" if score >= 3 else "soon" if score == 2 else "routine"
+
+
+def more_severe(a: str, b: str) -> str:
+    return min(a, b, key=store.BAND_RANK.__getitem__)
 
 
 def _pick(data, items: list):
@@ -108,27 +125,40 @@ class QueueRules(RuleBasedStateMachine):
     def _waiting_sorted(self) -> list[Case]:
         return sorted((c for c in self.cases if c.state == "waiting"), key=Case.order_key)
 
-    @rule(patient=st.integers(0, PATIENTS - 1))
-    def open_case(self, patient):
+    @rule(patient=st.integers(0, PATIENTS - 1),
+          answers=st.fixed_dictionaries({item.key: st.booleans() for item in CHECKLIST}))
+    def open_case(self, patient, answers):
         row, error = self.run(self._call(
             store.create_consultation_txn, patient_id=self.patients[patient], description="d", body_site="arm",
-            symptoms={}, max_open=MAX_OPEN, ctx=CTX))
+            symptoms={**answers, "duration": "weeks"}, max_open=MAX_OPEN, ctx=CTX))
         if len(self._open(patient)) >= MAX_OPEN:
             assert error == "patient_at_capacity"
         else:
             assert error is None
-            self.cases.append(Case(row["id"], patient, row["queued_at"]))
+            band = checklist_band(answers)
+            assert row["checklist_band"] == row["urgency"] == band
+            self.cases.append(Case(row["id"], patient, row["queued_at"], checklist_band=band, urgency=band))
 
     @precondition(lambda self: self.cases)
-    @rule(data=st.data(), urgency=st.sampled_from(["urgent", "routine"]), p=st.sampled_from([0.1, 0.5, 0.9]))
-    def score(self, data, urgency, p):
+    @rule(data=st.data(), image_band=st.sampled_from(["urgent", "soon", "routine"]),
+          p=st.sampled_from([0.1, 0.5, 0.9]), trusted=st.booleans())
+    def score(self, data, image_band, p, trusted):
         case = _pick(data, self.cases)
 
         async def apply():
             async with self.pool.acquire() as conn:
-                await apply_triage_result(conn, case.id, urgency=urgency, p_malignant=p, model_version="h")
-        self.run(apply())
-        case.urgency, case.p = urgency, p
+                await apply_triage_result(conn, case.id, image_band=image_band, p_malignant=p, model_version="h",
+                                          trusted=trusted)
+                return await conn.fetchval("SELECT urgency FROM consultations WHERE id = $1", case.id)
+        stored = self.run(apply())
+        if trusted:
+            expected = more_severe(case.checklist_band, image_band)
+        else:
+            # An untrusted score never moves a case down: it keeps the band it had.
+            expected = case.urgency
+        assert stored == expected
+        assert store.BAND_RANK[stored] <= store.BAND_RANK[case.checklist_band]
+        case.urgency, case.p, case.trusted = expected, p, trusted
 
     @rule(doctor=st.integers(0, DOCTORS - 1))
     def take_next(self, doctor):

@@ -75,7 +75,8 @@ async def test_worker_score_reorders_the_queue_through_a_write_only_notifier(set
         queue = (await call(console, "queue:subscribe"))["queue"]
         assert [e["consultation_id"] for e in queue] == [first["id"], second["id"]]
         async with db.transaction():  # as the triage worker does, in its own process
-            await apply_triage_result(db, second["id"], urgency="urgent", p_malignant=0.83, model_version="m-1")
+            await apply_triage_result(db, second["id"], image_band="urgent", trusted=True, p_malignant=0.83,
+                                      model_version="m-1")
         await notifier.queue_changed("scored", second["id"])
         pushed = await events.wait_for(
             "queue:snapshot", lambda s: s["queue"] and s["queue"][0]["consultation_id"] == second["id"], timeout=1.5)
@@ -90,8 +91,8 @@ async def test_ageing_lifts_an_old_routine_case_above_a_new_urgent_one(settings,
     doctor = await make_user(node, "doctor")
     old = await open_case(node, await make_user(node, "patient"))
     fresh = await open_case(node, await make_user(node, "patient"))
-    await apply_triage_result(db, old["id"], urgency="routine", p_malignant=0.05, model_version="m")
-    await apply_triage_result(db, fresh["id"], urgency="urgent", p_malignant=0.9, model_version="m")
+    await apply_triage_result(db, old["id"], image_band="routine", trusted=True, p_malignant=0.05, model_version="m")
+    await apply_triage_result(db, fresh["id"], image_band="urgent", trusted=True, p_malignant=0.9, model_version="m")
 
     async def order():
         body = await (await node.client.get("/api/v1/queue", headers=doctor.headers)).json()

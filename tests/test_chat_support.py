@@ -18,8 +18,9 @@ from web.app import create_app
 from web.settings import Settings
 
 PASSWORD = "correct horse battery staple 9"
-SYMPTOMS = {"changed_size": True, "changed_shape": False, "changed_colour": True, "bleeding": False,
-            "itching": False, "duration": "months"}
+# Checklist score 1 (routine): the queue's order is then the photo score's to decide.
+SYMPTOMS = {"size_changed": False, "shape_irregular": False, "colour_irregular": False, "diameter_7mm": False,
+            "inflamed": False, "oozing": False, "sensation_changed": True, "duration": "months"}
 
 
 def chat_settings(settings: Settings, **chat_overrides: Any) -> Settings:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from jax_models import cli
 
@@ -75,3 +76,33 @@ def test_gan_sample_writes_a_grid(tmp_path):
   from PIL import Image
   assert Image.open(out).size == (8 * 66 + 2, 66 + 2)
   assert cli.main(['gan', 'sample', '--class', 'nope', '--out', str(out)]) == 2
+
+
+def test_fit_ood_writes_statistics_into_any_checkpoint(tmp_path, capsys):
+  from jax_models import checkpoint, ood
+  from jax_models.serving import load_classifier
+  weights = tmp_path / 'model'
+  shutil.copytree(checkpoint.SHIPPED_DIR, weights, ignore=shutil.ignore_patterns('gan', 'ood.npz'))
+  metadata = checkpoint.read_metadata(weights)
+  metadata.pop('ood', None)
+  (weights / 'metadata.json').write_text(json.dumps(metadata))
+  assert load_classifier(weights).ood is None  # no statistics: the gate reports the check unavailable
+  data = tmp_path / 'data'
+  shutil.copytree(FIXTURES / 'images', data / 'images')
+  rows = list(csv.DictReader((FIXTURES / 'labels.csv').open()))
+  for i, row in enumerate(rows):
+    row['split'] = 'val' if i % 3 == 0 else 'train'
+  with (data / 'labels.csv').open('w', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  assert cli.main(['fit-ood', '--weights', str(weights), '--data', str(data)]) == 0
+  assert 'out-of-distribution statistics for model' in capsys.readouterr().out
+  entry = checkpoint.read_metadata(weights)['ood']
+  assert entry['weights_digest'] == ood.weights_digest(weights)
+  assert entry['fitted_on']['train'] == {'data': 11}
+  assert checkpoint.read_metadata(weights)['version'] == metadata['version'], 'the model version is unchanged'
+  clf = load_classifier(weights)
+  assert clf.ood.means.shape == (entry['classes'], entry['feature_dim'])  # whatever the network's width
+  predictions = clf.predict([Image.open(p) for p in sorted((data / 'images').glob('*.jpg'))])
+  assert all(p.in_distribution is not None and p.ood_score >= 0 for p in predictions)

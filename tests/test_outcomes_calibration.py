@@ -126,19 +126,29 @@ async def test_export_evaluate_recalibrate_rescore_round_trip(node, db, tmp_path
     waiting_patient = await make_user(node, "patient")
     waiting = uuid.UUID((await open_case(node, waiting_patient))["id"])
     uploaded = await node.client.post(photos_url(waiting), data=form((export / "images" /
-                                                                     f"{rows[0]['image_id']}.jpg").read_bytes()),
+                                                                     f"{rows[0]['image_id']}.jpg").read_bytes(),
+                                                                tag="dermoscopic"),
                                       headers=waiting_patient.headers)
     assert uploaded.status == 201, await uploaded.text()
     printed = await run_skindoc(node, tmp_path, "rescore", "--model", str(new_dir))
     assert f"model {new['version']}: 1 open consultations rescored" in printed
-    rescored = await db.fetchrow("SELECT model_version, urgency, p_malignant FROM consultations WHERE id = $1",
-                                 waiting)
+    rescored = await db.fetchrow("SELECT model_version, urgency, image_band, checklist_band, score_trusted, "
+                                 "p_malignant FROM consultations WHERE id = $1", waiting)
     assert rescored["model_version"] == new["version"]
     # The upload re-encodes the photo, so its score is close to, not equal to, the exported copy's.
     assert abs(rescored["p_malignant"] - scores[0]) < 0.05
     p = rescored["p_malignant"]
     expected = ("urgent" if p >= new["thresholds"]["urgent"] else
                 "soon" if p >= new["thresholds"]["soon"] else "routine")
+    assert rescored["image_band"] == expected
+    # The recalibrated checkpoint keeps the parent's training-range check (same weights), so the
+    # photo gate still judges the score; a trusted score raises the checklist band, never lowers it.
+    assert classifier.ood is not None
+    severity = ["urgent", "soon", "routine"]
+    if rescored["score_trusted"]:
+        expected = min(expected, rescored["checklist_band"], key=severity.index)
+    else:
+        expected = rescored["checklist_band"]
     assert rescored["urgency"] == expected
     assert await db.fetchval("SELECT count(*) FROM triage_photo_scores WHERE model_version = $1", new["version"]) == 1
 

@@ -30,10 +30,11 @@ async def seed_case(db, patient_id, doctor_id, *, malignant: bool,
     live = max(p for p, _ in scores[live_version])
     case_id = await db.fetchval(
         """INSERT INTO consultations (patient_id, doctor_id, state, description, body_site, symptoms, urgency,
-                                      p_malignant, model_version, scored_at, queued_at, assigned_at, closed_at, outcome)
+                                      p_malignant, model_version, scored_at, queued_at, assigned_at, closed_at, outcome,
+                                      checklist_score, checklist_band, image_band, score_trusted)
            VALUES ($1, $2, 'resolved', 'seeded', 'back', '{}', $3, $4, $5, now(),
                    now() - make_interval(mins => $6 + 10), now() - interval '10 minutes',
-                   now() + make_interval(secs => $7), 'monitor') RETURNING id""",
+                   now() + make_interval(secs => $7), 'monitor', 0, 'routine', $3, true) RETURNING id""",
         patient_id, doctor_id, band_for(live), live, live_version, waited_minutes, closed_offset_s)
     photo_scores = list(scores.values())
     for index in range(len(photo_scores[0])):

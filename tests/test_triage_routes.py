@@ -232,7 +232,9 @@ async def test_patient_triage_view_before_scoring(client, case):
     response = await client.get(f"/api/v1/consultations/{consultation_id}/triage", headers=patient.headers)
     assert response.status == 200
     view = await response.json()
-    assert view["awaiting_score"] is True and view["urgency"] is None
+    # Before any score the case already has its checklist band (irregular colour: 2 points, "soon").
+    assert view["awaiting_score"] is True and view["urgency"] == "soon"
+    assert "answers about the spot set your place" in view["explanation"]
     assert view["photos"] == {"pending": 1, "scored": 0, "failed": 0}
     assert "screening aid, not a diagnosis" in view["disclaimer"]
     assert "p_malignant" not in view

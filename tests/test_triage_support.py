@@ -94,8 +94,8 @@ async def consultation(pool, patient: Account, body_site: str = "back") -> uuid.
     async with pool.acquire() as conn:
         row = await chat_store.create_consultation_txn(
             conn, patient_id=patient.user_id, description="A mole that changed colour", body_site=body_site,
-            symptoms={"changed_size": False, "changed_shape": False, "changed_colour": True, "bleeding": False,
-                      "itching": False, "duration": "weeks"},
+            symptoms={"size_changed": False, "shape_irregular": False, "colour_irregular": True, "diameter_7mm": False,
+                      "inflamed": False, "oozing": False, "sensation_changed": False, "duration": "weeks"},
             max_open=3, ctx=chat_store.SYSTEM)
     return row["id"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import io
 import os
 import sys
 import uuid
@@ -11,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from chat import SOCKETIO_SERVER
 from chat.realtime import QueueNotifier
@@ -19,7 +21,7 @@ from jax_models.serving import load_classifier
 from tests import test_chat_support as cs
 from tests import test_triage_support as ti
 from tests.test_triage_routes import form, photos_url
-from triage import jobs, scoring, store
+from triage import jobs, photo_gate, scoring, store
 from triage.config import TriageConfig
 from triage.images import normalise_photo
 from triage.rescore import rescore_consultations
@@ -50,8 +52,9 @@ def make_worker(node, classifier, consumer: str) -> TriageWorker:
                         notifier=hooks.notifier, consumer=consumer)
 
 
-async def upload(node, patient, consultation_id, *photos: bytes) -> list[dict]:
-    response = await node.client.post(photos_url(consultation_id), data=form(*photos), headers=patient.headers)
+async def upload(node, patient, consultation_id, *photos: bytes, tag: str | None = None) -> list[dict]:
+    response = await node.client.post(photos_url(consultation_id), data=form(*photos, tag=tag),
+                                      headers=patient.headers)
     assert response.status == 201, await response.text()
     return (await response.json())["photos"]
 
@@ -98,11 +101,14 @@ async def test_upload_to_score_reorders_queue_and_tells_consoles(node, classifie
             summaries = {c: await store.get_consultation_triage(conn, c) for c in cases}
         for entry in queue:
             summary = summaries[uuid.UUID(entry["consultation_id"])]
-            assert entry["urgency"] == summary["urgency"]
+            assert entry["image_band"] == summary["urgency"]
             assert entry["p_malignant"] == pytest.approx(summary["p_malignant"])
-        rank = {"urgent": 0, "soon": 1, "routine": 2}
-        assert [(rank[e["urgency"]], -e["p_malignant"]) for e in queue] == sorted(
-            (rank[e["urgency"]], -e["p_malignant"]) for e in queue)
+            # Untagged photos are of no validated kind: the score is shown, not trusted, and the case keeps
+            # its checklist band (score 1, routine) whatever the photo's band.
+            assert entry["score_trusted"] is False and "kind_not_validated" in entry["gate"]["reasons"]
+            assert entry["urgency"] == entry["checklist_band"] == "routine"
+            assert any(line.startswith("photo score") and "not used" in line
+                       for line in entry["explanation"]["reasons"])
     finally:
         await console.disconnect()
 
@@ -118,8 +124,9 @@ async def test_upload_to_score_reorders_queue_and_tells_consoles(node, classifie
     # The patient sees the band in plain words; the doctor sees the numbers.
     response = await node.client.get(f"/api/v1/consultations/{cases[0]}/triage", headers=patients[0].headers)
     view = await response.json()
-    assert view["awaiting_score"] is False and view["urgency"] == summaries[cases[0]]["urgency"]
+    assert view["awaiting_score"] is False and view["urgency"] == "routine"
     assert view["guidance"] and "screening aid, not a diagnosis" in view["disclaimer"]
+    assert "photo check was not used" in view["explanation"]
     assert "p_malignant" not in view and "probabilities" not in view
     response = await node.client.get(f"/api/v1/consultations/{cases[0]}/triage", headers=doctor.headers)
     view = await response.json()
@@ -185,7 +192,8 @@ async def test_photo_the_model_cannot_read_is_failed_and_the_case_stays_queued(n
     broken = replace(good, image=b"\xff\xd8\xff" + b"\0" * 64, sha256="0" * 64)
     cfg = node.app[SETTINGS].triage
     async with node.app[STORES].pool.acquire() as conn:
-        [stored] = await store.add_photos_txn(conn, case, "back", None, [broken], 6)
+        quality = photo_gate.check_quality(Image.open(io.BytesIO(good.image)))
+        [stored] = await store.add_photos_txn(conn, case, "back", None, "unknown", [(broken, quality)], 6)
     await jobs.enqueue_photo_jobs(node.app[STORES].redis, cfg.stream, [(stored.photo["id"], case)])
 
     worker = make_worker(node, classifier, "worker-a")
@@ -347,7 +355,8 @@ async def test_real_lesions_reorder_the_queue_most_severe_first(node, classifier
         for name, images in photos.items():
             patient = await cs.make_user(node, "patient")
             cases[name] = (await cs.open_case(node, patient))["id"]
-            uploaded = await upload(node, patient, uuid.UUID(cases[name]), *images)
+            # Dermoscopy, said so: the kind the model is validated for, so its scores can be trusted.
+            uploaded = await upload(node, patient, uuid.UUID(cases[name]), *images, tag="dermoscopic")
             assert all("800x600" in photo["warnings"][0] for photo in uploaded)
         worker = make_worker(node, classifier, "worker-a")
         await worker.start()
@@ -359,6 +368,8 @@ async def test_real_lesions_reorder_the_queue_most_severe_first(node, classifier
         ranked = [name for name, _ in sorted(cases.items(), key=lambda item: order[item[1]]["position"])]
         assert ranked == ["naevus and melanoma", "keratosis", "naevus"]
         assert [order[cases[name]]["urgency"] for name in ranked] == ["urgent", "soon", "routine"]
+        assert all(entry["score_trusted"] and entry["gate"]["summary"] == "dermoscopic, in range"
+                   for entry in order.values())
         # The consultation with two photos is as urgent as its melanoma, not its naevus.
         assert order[cases["naevus and melanoma"]]["p_malignant"] > 0.5
     finally:

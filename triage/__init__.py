@@ -1,4 +1,5 @@
-"""Photo intake and validation, the triage job stream, the batching worker and the score-to-urgency policy."""
+"""Photo intake and validation, the photo gate, the job stream, the batching worker, the weighted 7-point checklist
+and the urgency policy."""
 from __future__ import annotations
 
 from pathlib import Path

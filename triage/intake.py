@@ -1,4 +1,6 @@
-"""Accepting photos for a consultation: check and normalise every one, store them, queue a job per new photo.
+"""Accepting photos for a consultation: check and normalise every one, measure its quality (the photo gate),
+store them, queue a job per new photo. A photo of poor quality is stored all the same: the gate only
+decides whether its score may be trusted, and the patient was already offered a retake.
 
 All photos of a request are checked before any is stored, so one bad file rejects the request
 and leaves nothing behind. Callers authorise first: triage knows nothing of who may upload.
@@ -6,15 +8,18 @@ and leaves nothing behind. Callers authorise first: triage knows nothing of who 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import uuid
 from collections.abc import Sequence
+
+from PIL import Image
 
 import asyncpg
 import redis.asyncio as redis
 
 from store.errors import DomainError
-from triage import jobs, store
+from triage import jobs, photo_gate, store
 from triage.config import TriageConfig
 from triage.images import NormalisedPhoto, normalise_photo
 
@@ -23,27 +28,37 @@ log = logging.getLogger(__name__)
 PHOTO_TAGS = ("dermoscopic", "close_up", "overview")
 
 
-def _normalise_all(uploads: Sequence[tuple[str, bytes]], config: TriageConfig) -> list[NormalisedPhoto]:
+CheckedPhoto = tuple[NormalisedPhoto, photo_gate.QualityReport]
+
+
+def _quality(photo: NormalisedPhoto) -> photo_gate.QualityReport:
+    # Measured on the thumbnail: the measures work on a 128-px square, which the thumbnail still exceeds.
+    with Image.open(io.BytesIO(photo.thumbnail)) as thumbnail:
+        return photo_gate.check_quality(thumbnail)
+
+
+def _normalise_all(uploads: Sequence[tuple[str, bytes]], config: TriageConfig) -> list[CheckedPhoto]:
     photos = []
     for index, (filename, data) in enumerate(uploads):
         try:
-            photos.append(normalise_photo(data, max_pixels=config.max_pixels, min_side=config.min_side))
+            photo = normalise_photo(data, max_pixels=config.max_pixels, min_side=config.min_side)
         except DomainError as exc:
             # Say which file of a multi-photo upload was refused.
             exc.extra.update({"photo_index": index, "filename": filename[:200]})
             raise
+        photos.append((photo, _quality(photo)))
     return photos
 
 
-async def normalise_uploads(uploads: Sequence[tuple[str, bytes]], config: TriageConfig) -> list[NormalisedPhoto]:
+async def normalise_uploads(uploads: Sequence[tuple[str, bytes]], config: TriageConfig) -> list[CheckedPhoto]:
     """Decoding is CPU work: it runs in a thread so other requests keep being served."""
     return await asyncio.to_thread(_normalise_all, uploads, config)
 
 
 async def store_photos(conn: asyncpg.Connection, config: TriageConfig, consultation_id: uuid.UUID, body_site: str,
-                       tag: str | None, photos: Sequence[NormalisedPhoto]) -> list[store.StoredPhoto]:
+                       tag: str | None, photos: Sequence[CheckedPhoto]) -> list[store.StoredPhoto]:
     """Stores the photos, within the per-consultation cap; one already stored comes back as a duplicate."""
-    return await store.add_photos_txn(conn, consultation_id, body_site, tag, photos,
+    return await store.add_photos_txn(conn, consultation_id, body_site, tag, photo_gate.kind_of(tag), photos,
                                       config.max_photos_per_consultation)
 
 

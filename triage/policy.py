@@ -1,23 +1,28 @@
-"""The score-to-urgency policy: which photo speaks for a consultation, and what the patient is told.
+"""Which photo speaks for a consultation, and what the patient is told while there is no decision yet.
 
-Bands come from the checkpoint's thresholds (e.g. {"urgent": 0.3, "soon": 0.1}); a higher
-threshold is a more severe band, and any score under every threshold is "routine". The
-most severe band among a consultation's photos wins, then the highest score within it.
+A photo's band comes from the checkpoint's thresholds (e.g. {"urgent": 0.3, "soon": 0.1}); a higher
+threshold is a more severe band, and any score under every threshold is "routine". Photos whose
+score passed the photo gate speak first: the most severe band among them wins, then the highest
+score. Only when no photo passed does the riskiest untrusted one speak, marked untrusted. How the
+photo's band combines with the patient's checklist is triage/urgency_policy.py.
 """
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from triage.photo_gate import GateVerdict
 
 ROUTINE_BAND = "routine"
 SCREENING_DISCLAIMER = "This is a screening aid, not a diagnosis. A doctor will review your photos."
 
 _PATIENT_GUIDANCE = {
-    "urgent": "Your photos have been marked for priority review. A doctor will look at them first. "
+    "urgent": "Your case has been marked for priority review. A doctor will look at it first. "
               "If the spot bleeds, grows quickly or you feel unwell, seek care in person today.",
-    "soon": "Your photos will be reviewed soon. A doctor will look at them ahead of routine cases.",
-    "routine": "Your photos are in the queue for a routine review. A doctor will look at them and reply here.",
+    "soon": "Your case will be reviewed soon. A doctor will look at it ahead of routine cases.",
+    "routine": "Your case is in the queue for a routine review. A doctor will look at it and reply here.",
 }
 _AWAITING_GUIDANCE = "Your photos have been received and are being checked. A doctor will review them."
 _FAILED_GUIDANCE = ("We could not check your photos automatically. They stay in the queue and a doctor "
@@ -29,6 +34,11 @@ class PhotoScore:
     photo_id: uuid.UUID
     urgency: str
     p_malignant: float
+    verdict: GateVerdict | None = None
+
+    @property
+    def trusted(self) -> bool:
+        return self.verdict is not None and self.verdict.trusted
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,8 @@ class ConsultationTriage:
     model_version: str
     photo_id: uuid.UUID
     scored_photos: int
+    trusted: bool = False
+    gate: dict[str, Any] | None = None
 
 
 def band_severity(thresholds: Mapping[str, float]) -> list[str]:
@@ -54,10 +66,11 @@ def _rank(band: str, severity: Sequence[str]) -> int:
 
 
 def deciding_photo(scores: Sequence[PhotoScore], severity: Sequence[str]) -> PhotoScore:
-    """The highest-risk photo: the most severe band, then the highest probability of malignancy."""
+    """The highest-risk trusted photo (most severe band, then highest probability of malignancy);
+    the highest-risk untrusted one when none is trusted."""
     if not scores:
         raise ValueError("a consultation with no scored photo has no deciding photo")
-    return min(scores, key=lambda s: (_rank(s.urgency, severity), -s.p_malignant))
+    return min(scores, key=lambda s: (not s.trusted, _rank(s.urgency, severity), -s.p_malignant))
 
 
 def patient_guidance(urgency: str | None, *, failed: bool = False) -> str:

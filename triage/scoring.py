@@ -35,6 +35,8 @@ class Prediction(Protocol):
     dx: str
     urgency: str
     model_version: str
+    ood_score: float | None
+    in_distribution: bool | None
 
 
 class Classifier(Protocol):
@@ -68,7 +70,8 @@ def _result(photo: PhotoToScore, model_version: str, batch_size: int, prediction
         photo.photo_id, photo.consultation_id, model_version,
         p_malignant=float(prediction.p_malignant),
         probabilities={k: float(v) for k, v in prediction.probabilities.items()},
-        dx=prediction.dx, urgency=prediction.urgency, batch_size=batch_size)
+        dx=prediction.dx, urgency=prediction.urgency, batch_size=batch_size,
+        ood_score=getattr(prediction, "ood_score", None), in_distribution=getattr(prediction, "in_distribution", None))
 
 
 def _predict_chunk(classifier: Classifier, photos: Sequence[PhotoToScore]) -> list[store.PhotoResult]:

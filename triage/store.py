@@ -10,6 +10,7 @@ import asyncpg
 
 from store.errors import conflict, not_found
 from triage.images import NormalisedPhoto
+from triage.photo_gate import QualityReport, verdict_from
 from triage.policy import ConsultationTriage, PhotoScore, deciding_photo
 
 OnScored = Callable[[asyncpg.Connection, uuid.UUID, ConsultationTriage], Awaitable[None]]
@@ -18,7 +19,7 @@ OnScored = Callable[[asyncpg.Connection, uuid.UUID, ConsultationTriage], Awaitab
 _CONSULTATION_LOCK_SPACE = 0x54524947  # "TRIG"
 
 _PHOTO_COLUMNS = """p.id, p.consultation_id, p.body_site, p.tag, p.sha256, p.source_format, p.width, p.height,
-                    p.status, p.failure_reason, p.created_at"""
+                    p.status, p.failure_reason, p.created_at, p.kind, p.quality, p.quality_problems"""
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class PhotoResult:
     urgency: str | None = None
     batch_size: int = 1
     failure: str | None = None
+    ood_score: float | None = None
+    in_distribution: bool | None = None
 
 
 async def _lock_consultation(conn: asyncpg.Connection, consultation_id: uuid.UUID) -> None:
@@ -47,8 +50,12 @@ async def _lock_consultation(conn: asyncpg.Connection, consultation_id: uuid.UUI
 
 
 async def add_photos_txn(conn: asyncpg.Connection, consultation_id: uuid.UUID, body_site: str, tag: str | None,
-                         photos: Sequence[NormalisedPhoto], max_photos: int) -> list[StoredPhoto]:
-    """Stores new photos (an identical one already stored is returned as a duplicate), within the cap."""
+                         kind: str, checked: Sequence[tuple[NormalisedPhoto, QualityReport]],
+                         max_photos: int) -> list[StoredPhoto]:
+    """Stores new photos with their quality (an identical one already stored is returned as a duplicate),
+    within the cap."""
+    quality = {photo.sha256: report for photo, report in checked}
+    photos = [photo for photo, _ in checked]
     async with conn.transaction():
         await _lock_consultation(conn, consultation_id)
         stored_count = await conn.fetchval("SELECT count(*) FROM triage_photos WHERE consultation_id = $1",
@@ -65,10 +72,11 @@ async def add_photos_txn(conn: asyncpg.Connection, consultation_id: uuid.UUID, b
         for photo in fresh.values():
             row = await conn.fetchrow(
                 f"""INSERT INTO triage_photos AS p (consultation_id, body_site, tag, sha256, source_format,
-                                                    width, height, image, thumbnail)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {_PHOTO_COLUMNS}""",
+                                                    width, height, image, thumbnail, kind, quality, quality_problems)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {_PHOTO_COLUMNS}""",
                 consultation_id, body_site, tag, photo.sha256, photo.source_format, photo.width, photo.height,
-                photo.image, photo.thumbnail)
+                photo.image, photo.thumbnail, kind, quality[photo.sha256].measures,
+                list(quality[photo.sha256].problems))
             stored[photo.sha256] = dict(row)
     result, returned = [], set()
     for photo in photos:
@@ -85,7 +93,7 @@ async def list_photos(conn: asyncpg.Connection, consultation_id: uuid.UUID) -> l
     """A consultation's photos, oldest first, each with its latest score (if any)."""
     rows = await conn.fetch(
         f"""SELECT {_PHOTO_COLUMNS}, s.model_version, s.p_malignant, s.probabilities, s.dx, s.urgency,
-                   s.scored_at, (sal.photo_id IS NOT NULL) AS has_saliency
+                   s.scored_at, s.ood_score, s.in_distribution, (sal.photo_id IS NOT NULL) AS has_saliency
               FROM triage_photos p
               LEFT JOIN LATERAL (SELECT * FROM triage_photo_scores s WHERE s.photo_id = p.id
                                  ORDER BY s.scored_at DESC LIMIT 1) s ON true
@@ -124,7 +132,7 @@ async def get_saliency_png(conn: asyncpg.Connection, photo_id: uuid.UUID) -> byt
 async def get_consultation_triage(conn: asyncpg.Connection, consultation_id: uuid.UUID) -> dict[str, Any] | None:
     row = await conn.fetchrow(
         """SELECT c.consultation_id, c.photo_id, c.model_version, c.urgency, c.p_malignant, c.scored_photos,
-                  c.updated_at, s.probabilities, s.dx
+                  c.updated_at, c.trusted, c.gate, s.probabilities, s.dx
              FROM triage_consultation_scores c
              JOIN triage_photo_scores s ON s.photo_id = c.photo_id AND s.model_version = c.model_version
             WHERE c.consultation_id = $1""", consultation_id)
@@ -173,13 +181,14 @@ async def _insert_scores(conn: asyncpg.Connection, scored: Sequence[PhotoResult]
     """Inserts the scores not already written for their photo and model version; returns those photos."""
     rows = await conn.fetch(
         """INSERT INTO triage_photo_scores
-               (photo_id, model_version, p_malignant, probabilities, dx, urgency, batch_size)
+               (photo_id, model_version, p_malignant, probabilities, dx, urgency, batch_size, ood_score,
+                in_distribution)
            SELECT * FROM unnest($1::uuid[], $2::text[], $3::float8[], $4::jsonb[], $5::text[], $6::text[],
-                                $7::int[])
+                                $7::int[], $8::float8[], $9::bool[])
            ON CONFLICT (photo_id, model_version) DO NOTHING RETURNING photo_id""",
         [r.photo_id for r in scored], [r.model_version for r in scored], [r.p_malignant for r in scored],
         [r.probabilities for r in scored], [r.dx for r in scored], [r.urgency for r in scored],
-        [r.batch_size for r in scored])
+        [r.batch_size for r in scored], [r.ood_score for r in scored], [r.in_distribution for r in scored])
     inserted = {row["photo_id"] for row in rows}
     await conn.execute("UPDATE triage_photos SET status = 'scored', failure_reason = NULL WHERE id = ANY($1::uuid[])",
                        list(inserted))
@@ -190,7 +199,8 @@ async def _summarise_consultations(conn: asyncpg.Connection, changed: dict[uuid.
                                    severity: Sequence[str]) -> list[ConsultationTriage]:
     """Each consultation's deciding photo under the model version that just scored it, stored."""
     rows = await conn.fetch(
-        """SELECT p.consultation_id, s.photo_id, s.urgency, s.p_malignant
+        """SELECT p.consultation_id, s.photo_id, s.urgency, s.p_malignant, p.kind, p.quality_problems,
+                  s.ood_score, s.in_distribution
              FROM unnest($1::uuid[], $2::text[]) AS c(consultation_id, model_version)
              JOIN triage_photos p ON p.consultation_id = c.consultation_id
              JOIN triage_photo_scores s ON s.photo_id = p.id AND s.model_version = c.model_version""",
@@ -198,22 +208,24 @@ async def _summarise_consultations(conn: asyncpg.Connection, changed: dict[uuid.
     scores: dict[uuid.UUID, list[PhotoScore]] = {}
     for row in rows:
         scores.setdefault(row["consultation_id"], []).append(
-            PhotoScore(row["photo_id"], row["urgency"], row["p_malignant"]))
+            PhotoScore(row["photo_id"], row["urgency"], row["p_malignant"], verdict_from(dict(row))))
     summaries = []
     for consultation_id, model_version in changed.items():
         top = deciding_photo(scores[consultation_id], severity)
         summaries.append(ConsultationTriage(consultation_id, top.urgency, top.p_malignant, model_version,
-                                            top.photo_id, len(scores[consultation_id])))
+                                            top.photo_id, len(scores[consultation_id]), top.trusted,
+                                            top.verdict.as_dict()))
     await conn.executemany(
         """INSERT INTO triage_consultation_scores
-               (consultation_id, photo_id, model_version, urgency, p_malignant, scored_photos)
-           VALUES ($1, $2, $3, $4, $5, $6)
+               (consultation_id, photo_id, model_version, urgency, p_malignant, scored_photos, trusted, gate)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
            ON CONFLICT (consultation_id) DO UPDATE
               SET photo_id = excluded.photo_id, model_version = excluded.model_version,
                   urgency = excluded.urgency, p_malignant = excluded.p_malignant,
-                  scored_photos = excluded.scored_photos, updated_at = now()""",
-        [(t.consultation_id, t.photo_id, t.model_version, t.urgency, t.p_malignant, t.scored_photos)
-         for t in summaries])
+                  scored_photos = excluded.scored_photos, trusted = excluded.trusted, gate = excluded.gate,
+                  updated_at = now()""",
+        [(t.consultation_id, t.photo_id, t.model_version, t.urgency, t.p_malignant, t.scored_photos, t.trusted,
+          t.gate) for t in summaries])
     return summaries
 
 

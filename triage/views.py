@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from triage import photo_gate, photo_quality, urgency_policy
 from triage.policy import SCREENING_DISCLAIMER, patient_guidance
 
 AUDIENCES = ("patient", "queue", "assigned")
@@ -30,10 +31,13 @@ def photo_view(row: dict[str, Any], audience: str) -> dict[str, Any]:
         "created_at": _iso(row["created_at"]),
         "image_url": f"/api/v1/photos/{photo_id}/image",
         "thumbnail_url": f"/api/v1/photos/{photo_id}/thumbnail",
+        "kind": row.get("kind", "unknown"),
+        "quality": _quality_view(row.get("quality_problems")),
     }
     if audience == "patient":
         return view
     view["failure_reason"] = row["failure_reason"]
+    view["quality"]["measures"] = row.get("quality")
     if row.get("model_version") is not None:
         view["score"] = {
             "p_malignant": row["p_malignant"],
@@ -42,14 +46,29 @@ def photo_view(row: dict[str, Any], audience: str) -> dict[str, Any]:
             "probabilities": row["probabilities"],
             "model_version": row["model_version"],
             "scored_at": _iso(row["scored_at"]),
+            # The photo gate's verdict, always beside the score.
+            "gate": photo_gate.verdict_from(row).as_dict(),
         }
     if audience == "assigned" and row.get("has_saliency"):
         view["saliency_url"] = f"/api/v1/photos/{photo_id}/saliency"
     return view
 
 
-def triage_view(summary: dict[str, Any] | None, status_counts: dict[str, int], audience: str) -> dict[str, Any]:
-    """The consultation's triage: awaiting a score until one lands; failed photos never hide the case."""
+def _quality_view(problems: list[str] | None) -> dict[str, Any]:
+    """Quality problems with what to do about each (retake guidance); None problems: never measured."""
+    if problems is None:
+        return {"checked": False, "ok": None, "problems": [], "advice": []}
+    return {"checked": True, "ok": not problems, "problems": list(problems),
+            "advice": [photo_quality.PROBLEMS[p] for p in problems]}
+
+
+def triage_view(summary: dict[str, Any] | None, status_counts: dict[str, int], audience: str,
+                consultation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The consultation's triage: awaiting a score until one lands; failed photos never hide the case.
+
+    With the consultation row, it carries the urgency policy's decision and why (plain words for the
+    patient, short lines for doctors); `urgency` is then the case's band, not the photo's.
+    """
     urgency = summary["urgency"] if summary else None
     # Only once nothing is left to try: while a photo is pending, a score may still come.
     failed = not summary and status_counts.get("failed", 0) > 0 and not status_counts.get("pending", 0)
@@ -59,9 +78,18 @@ def triage_view(summary: dict[str, Any] | None, status_counts: dict[str, int], a
         "photos": {status: status_counts.get(status, 0) for status in ("pending", "scored", "failed")},
         "disclaimer": SCREENING_DISCLAIMER,
     }
+    explained = urgency_policy.explanation(consultation) if consultation is not None else None
+    if explained is not None:
+        view["urgency"] = explained["band"]
     if audience == "patient":
-        view["guidance"] = patient_guidance(urgency, failed=failed)
+        # Words for the case's band (checklist and trusted score), never for an untrusted photo band.
+        view["guidance"] = patient_guidance(explained["band"] if explained and summary else urgency, failed=failed)
+        if explained is not None:
+            view["explanation"] = explained["patient_words"]
         return view
+    if explained is not None:
+        view["reasons"] = explained["reasons"]
+        view["image_band"] = urgency
     if summary:
         view.update({
             "p_malignant": summary["p_malignant"],
@@ -70,5 +98,7 @@ def triage_view(summary: dict[str, Any] | None, status_counts: dict[str, int], a
             "model_version": summary["model_version"],
             "deciding_photo_id": str(summary["photo_id"]),
             "scored_at": _iso(summary["updated_at"]),
+            "score_trusted": summary.get("trusted", False),
+            "gate": summary.get("gate"),
         })
     return view

@@ -81,8 +81,9 @@ def triage_hooks(settings: Settings, notifier) -> TriageHooks:
     from chat import store as chat_store
 
     async def on_scored(conn, consultation_id, summary) -> None:
-        await queue.apply_triage_result(conn, consultation_id, urgency=summary.urgency,
-                                        p_malignant=summary.p_malignant, model_version=summary.model_version)
+        await queue.apply_triage_result(conn, consultation_id, image_band=summary.urgency,
+                                        p_malignant=summary.p_malignant, model_version=summary.model_version,
+                                        trusted=summary.trusted, gate=summary.gate)
 
     async def open_consultations(conn) -> list:
         return [row["id"] for row in await chat_store.queue_rows(conn, settings.chat.queue_ageing_minutes * 60)]

@@ -132,18 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The classifier's own tools (jax_models/cli.py): they need no server settings.
-MODEL_COMMANDS = ("train", "evaluate", "predict", "gan")
+# The classifier's and the photo gate's own tools (jax_models/cli.py, triage/gate_cli.py): no server settings.
+MODEL_COMMANDS = ("train", "evaluate", "predict", "fit-ood", "gan", "gate")
 
 
 def _register_domain_commands(sub: argparse._SubParsersAction) -> None:
     from auth import cli as auth_cli
     from chat.outcomes import cli as outcomes_cli
     from jax_models import cli as model_cli
+    from triage import gate_cli
 
     auth_cli.register(sub, run_with_stores)
     outcomes_cli.register(sub, run_with_stores)
     model_cli.register(sub)
+    gate_cli.register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from store.errors import DomainError
+from triage import checklist, photo_gate, photo_quality
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -116,10 +117,17 @@ OIDC_DISCOVERY_TIMEOUT_S = 5
 
 
 def page_config(settings: Settings, oidc_authorization_endpoint: str | None) -> dict[str, Any]:
-    """What the browser needs to know before its first API call: the photo limits and how to sign in."""
+    """What the browser needs to know before its first API call: the photo limits, the checklist's questions,
+    the photo-quality limits for the retake hint (the server's own, so both judge alike), how to sign in."""
     triage = settings.triage
-    config: dict[str, Any] = {"photos": {"min_side": triage.min_side, "max_upload_bytes": triage.max_upload_bytes,
-                                         "max_photos": triage.max_photos_per_consultation}}
+    config: dict[str, Any] = {
+        "photos": {"min_side": triage.min_side, "max_upload_bytes": triage.max_upload_bytes,
+                   "max_photos": triage.max_photos_per_consultation},
+        "checklist": [{"key": item.key, "question": item.question} for item in checklist.CHECKLIST],
+        "quality": {"analysis_side": photo_quality.ANALYSIS_SIDE, "outside_field": photo_quality.OUTSIDE_FIELD,
+                    "edge_band": photo_quality.EDGE_BAND, "limits": photo_gate.quality_thresholds()["limits"],
+                    "advice": photo_quality.PROBLEMS},
+    }
     if oidc_authorization_endpoint and settings.auth.oidc_client_id:
         config["oidc"] = {"authorization_endpoint": oidc_authorization_endpoint,
                           "client_id": settings.auth.oidc_client_id}

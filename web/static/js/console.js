@@ -101,10 +101,12 @@ function renderQueue(queue, receivedAt = Date.now()) {
         h('div', { class: 'queue-head' },
           words.bandChip(entry.effective_band || entry.urgency, entry.awaiting_score),
           entry.awaiting_score ? null : h('strong', { class: 'score' }, words.percent(entry.p_malignant)),
+          words.gateChip(entry),
           h('span', { class: 'meta' }, `waiting ${words.duration(entry.waiting_seconds + agedBy)}`)),
         h('div', { class: 'queue-title' }, h('strong', {}, `${words.BODY_SITES[entry.body_site] || entry.body_site}: `),
           entry.description),
-        h('div', { class: 'meta' }, words.symptomList(entry.symptoms)),
+        words.reasonLines(entry),
+        h('div', { class: 'meta' }, words.durationWords(entry.symptoms)),
         h('button', { type: 'button', class: 'small', disabled: full, onclick: () => take(entry.consultation_id) },
           'Take this one')));
   }));
@@ -206,12 +208,14 @@ function renderCaseHeader(entry) {
   fill(entry.header,
     h('div', { class: 'heading-row' },
       h('h2', {}, `${words.BODY_SITES[c.body_site] || c.body_site}`),
-      h('span', {}, words.bandChip(c.urgency, c.awaiting_score), ' ',
-        c.awaiting_score ? null : h('strong', {}, `p(malignant) ${words.percent(c.p_malignant)}`))),
+      h('span', {}, words.bandChip(c.urgency, false), ' ',
+        c.awaiting_score ? null : h('strong', {}, `p(malignant) ${words.percent(c.p_malignant)}`), ' ',
+        words.gateChip(c))),
     h('p', { class: 'screening-aid' }, `Screening aid, not a diagnosis. Model ${c.model_version || '—'}.`),
     h('p', { class: 'title' }, c.description),
     h('dl', { class: 'facts' },
-      words.fact('Symptoms', words.symptomList(c.symptoms)),
+      words.fact('Why this band', words.reasonLines(c)),
+      words.fact('Duration', words.durationWords(c.symptoms)),
       words.fact('Opened', words.when(c.created_at)),
       words.fact('Assigned', words.when(c.assigned_at))));
 }
@@ -270,13 +274,16 @@ async function loadPhotos(entry) {
 
 function probabilityRows(photo) {
   if (!photo.score) return [h('li', {}, photo.status === 'failed' ? `Not scored: ${photo.failure_reason}` : 'Being scored…')];
+  // The photo gate's verdict on this photo, above its numbers.
+  const verdict = h('li', { class: photo.score.gate.trusted ? 'gate-ok' : 'gate-untrusted' },
+    `Photo gate: ${photo.score.gate.summary}`);
   const sorted = Object.entries(photo.score.probabilities || {}).sort((a, b) => b[1] - a[1]);
-  return sorted.map(([name, p]) => {
+  return [verdict, ...sorted.map(([name, p]) => {
     const bar = h('span');
     bar.style.width = `${Math.round(p * 100)}%`;  // CSSOM, which the style-src policy allows
     return h('li', {}, h('span', { title: name }, words.LESION_CLASSES[name] || name), h('span', { class: 'bar' }, bar),
       h('span', {}, words.percent(p)));
-  });
+  })];
 }
 
 function slotRow() {

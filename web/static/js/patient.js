@@ -5,12 +5,14 @@ import { Session } from './api.js';
 import { Realtime } from './realtime.js';
 import { ChatView } from './chat.js';
 import { preparePhoto, uploadPhoto } from './photos.js';
+import { checkPhoto } from './photo_check.js';
 import { setupSignIn, pageConfig } from './signin.js';
 import * as words from './words.js';
 
 const session = new Session('patient');
 const realtime = new Realtime(session, $('#reconnecting'));
-const limits = pageConfig().photos;  // the server's own limits, written into the page
+const config = pageConfig();
+const limits = config.photos;  // the server's own limits, written into the page
 let currentCase = null;  // { id, consultation, chat }
 
 // ---- routing: #/ (home), #/new, #/case/<id> ----
@@ -113,6 +115,17 @@ function photoTile(previewUrl, name, onRemove) {
   return { tile, progress, status };
 }
 
+/** A photo that fails the quality check: say why and how to do better; the patient may retake it or send it. */
+function showRetakeAdvice(photo, check) {
+  if (!check || !check.problems.length) return;
+  photo.status.textContent = `Retake suggested: ${check.advice.join('; ')}. You can still send this one.`;
+  photo.status.className = 'warn';
+  photo.tile.classList.add('retake');
+  photo.tile.append(h('button', {
+    type: 'button', class: 'small', onclick: () => { removeDraftPhoto(photo); $('#new-photos').click(); },
+  }, 'Retake'));
+}
+
 function removeDraftPhoto(photo) {
   URL.revokeObjectURL(photo.previewUrl);
   photo.tile.remove();
@@ -135,6 +148,7 @@ async function addDraftPhotos(files) {
       const photo = { prepared, previewUrl, done: false };
       Object.assign(photo, photoTile(previewUrl, file.name, () => removeDraftPhoto(photo)));
       if (prepared.note) photo.status.textContent = `Ready (${prepared.note})`;
+      showRetakeAdvice(photo, await checkPhoto(prepared.blob, config.quality));
       draftPhotos.push(photo);
       $('#new-photo-grid').append(photo.tile);
     } catch (error) {
@@ -143,20 +157,20 @@ async function addDraftPhotos(files) {
   }
 }
 
-async function uploadDraftPhotos(consultationId, bodySite) {
+async function uploadDraftPhotos(consultationId, bodySite, tag) {
   let failures = 0;
   for (const photo of draftPhotos.filter((p) => !p.done)) {
     photo.status.textContent = 'Uploading…';
     photo.status.className = '';
     try {
-      const reply = await uploadPhoto(session, consultationId, photo.prepared, { body_site: bodySite },
+      const reply = await uploadPhoto(session, consultationId, photo.prepared, { body_site: bodySite, tag },
         (fraction) => { photo.progress.value = fraction; });
       const warnings = reply.photos.flatMap((stored) => stored.warnings || []);
       photo.done = true;
       photo.progress.value = 1;
       photo.status.textContent = ['Sent.', ...warnings].join(' ');
       photo.status.className = 'ok';
-      photo.tile.querySelector('button').remove();  // it is on the server now
+      for (const button of photo.tile.querySelectorAll('button')) button.remove();  // it is on the server now
     } catch (error) {
       failures += 1;
       photo.status.textContent = error.message;
@@ -176,12 +190,12 @@ async function submitNew(event) {
       if (!draftConsultationId) {
         if (!draftPhotos.length) throw Object.assign(new Error('Add at least one photo of the spot.'), { field: null });
         const symptoms = { duration: values.duration };
-        for (const key of Object.keys(words.SYMPTOMS)) symptoms[key] = values[key];
+        for (const item of config.checklist) symptoms[item.key] = values[item.key];
         const created = await session.post('/api/v1/consultations',
           { description: values.description, body_site: values.body_site, symptoms });
         draftConsultationId = created.id;
       }
-      const failures = await uploadDraftPhotos(draftConsultationId, values.body_site);
+      const failures = await uploadDraftPhotos(draftConsultationId, values.body_site, values.photo_kind);
       if (failures) {
         throw new Error(`${failures} photo(s) did not upload. Your consultation is saved: press "Send to a doctor" to try again, or remove them.`);
       }
@@ -230,8 +244,9 @@ function renderCase(consultation) {
   }
   fill($('#case-facts'), facts);
   fill($('#case-triage'),
-    h('p', { class: 'guidance' }, words.bandChip(consultation.urgency, consultation.awaiting_score), ' ',
-      words.patientGuidance(consultation)),
+    h('p', { class: 'guidance' }, words.bandChip(consultation.urgency, false), ' ',
+      consultation.explanation ? consultation.explanation.patient_words : words.patientGuidance(consultation)),
+    consultation.awaiting_score ? h('p', { class: 'muted' }, 'Your photos are being checked.') : null,
     words.screeningAid());
   const outcome = $('#case-outcome');
   outcome.hidden = consultation.state !== 'resolved';
@@ -266,7 +281,9 @@ async function renderPhotos(consultationId) {
     const tiles = photos.map((photo) => {
       const img = h('img', { alt: `Photo of ${words.BODY_SITES[photo.body_site] || 'the spot'}` });
       session.imageUrl(`/api/v1/photos/${photo.id}/thumbnail`).then((url) => { img.src = url; }).catch(() => {});
-      return h('div', { class: 'photo-tile' }, img, h('div', { class: 'muted' }, photoStatus(photo)));
+      const advice = photo.quality && photo.quality.advice.length
+        ? h('div', { class: 'warn small' }, `A clearer photo would help: ${photo.quality.advice.join('; ')}.`) : null;
+      return h('div', { class: 'photo-tile' }, img, h('div', { class: 'muted' }, photoStatus(photo)), advice);
     });
     fill(grid, tiles.length ? tiles : h('p', { class: 'muted' }, 'No photos yet.'));
   } catch (error) {
@@ -346,6 +363,9 @@ realtime.onResync(() => { if (currentCase) showCase(currentCase.id).catch(showPa
 // ---- start ----
 
 for (const [value, label] of Object.entries(words.BODY_SITES)) $('#new-site').append(h('option', { value }, label));
+for (const item of config.checklist || []) {
+  $('#new-checklist').append(h('label', { class: 'check' }, h('input', { type: 'checkbox', name: item.key }), ` ${item.question}`));
+}
 $('#new-consultation').addEventListener('click', () => go('#/new'));
 $('#new-cancel').addEventListener('click', () => { resetNew(); go('#/'); });
 $('#case-back').addEventListener('click', () => go('#/'));

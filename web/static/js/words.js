@@ -7,11 +7,6 @@ export const BODY_SITES = {
   arm: 'Arm', hand: 'Hand', leg: 'Leg', foot: 'Foot', genital: 'Genital area', other: 'Somewhere else',
 };
 
-export const SYMPTOMS = {
-  changed_size: 'changed size', changed_shape: 'changed shape', changed_colour: 'changed colour',
-  bleeding: 'bleeding', itching: 'itching',
-};
-
 export const DURATIONS = { days: 'days', weeks: 'weeks', months: 'months', years: 'years' };
 
 export const STATES = { waiting: 'Waiting for a doctor', active: 'With a doctor', resolved: 'Resolved', cancelled: 'Cancelled' };
@@ -50,10 +45,25 @@ export function patientGuidance(consultation) {
   return consultation.state === 'waiting' ? `${finding} ${whileWaiting}` : finding;
 }
 
-export function symptomList(symptoms = {}) {
-  const present = Object.keys(SYMPTOMS).filter((key) => symptoms[key]).map((key) => SYMPTOMS[key]);
-  const duration = symptoms.duration ? `present for ${DURATIONS[symptoms.duration] || symptoms.duration}` : '';
-  return [present.length ? present.join(', ') : 'no changes reported', duration].filter(Boolean).join('; ');
+/** How long the patient has had the spot, in words. */
+export function durationWords(symptoms = {}) {
+  return symptoms.duration ? `present for ${DURATIONS[symptoms.duration] || symptoms.duration}` : 'duration not given';
+}
+
+/**
+ * Why a case has its band, as the server explains it ("checklist 5: size, colour, oozing → urgent", "photo score
+ * 0.42 (urgent), dermoscopic, in range"), one line each.
+ */
+export function reasonLines(item) {
+  const lines = (item.explanation && item.explanation.reasons) || [];
+  return h('ul', { class: 'reasons' }, lines.map((line) => h('li', {}, line)));
+}
+
+/** The photo gate's verdict, always beside the score: trusted ("dermoscopic, in range") or why not. */
+export function gateChip(item) {
+  if (item.awaiting_score || !item.gate) return null;
+  return h('span', { class: item.score_trusted ? 'gate gate-ok' : 'gate gate-untrusted' },
+    item.score_trusted ? `score used: ${item.gate.summary}` : `score ${item.gate.summary}`);
 }
 
 // HAM10000's diagnostic classes, the classifier's outputs.
