@@ -25,6 +25,10 @@ _TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a numbe
                "array": "a list", "object": "an object"}
 
 
+REST_DOCUMENT_PATH = Path(__file__).parent / "openapi.json"
+_REST_REF = "openapi.json#/components/schemas/"
+
+
 @functools.cache
 def _source() -> dict[str, Any]:
     return yaml.safe_load(DOCUMENT_PATH.read_text())
@@ -32,10 +36,29 @@ def _source() -> dict[str, Any]:
 
 @functools.cache
 def document(max_message_chars: int) -> dict[str, Any]:
-    """The document as this server applies it: the message length is the configured one."""
+    """The document as this server applies it: self-contained, with the configured message length.
+
+    The objects it shares with the REST API are $refs into chat/openapi.json; they are copied in
+    (a REST schema's name must not be one of this document's own).
+    """
     doc = copy.deepcopy(_source())
-    doc["components"]["schemas"]["MessageBody"]["maxLength"] = max_message_chars
+    schemas = doc["components"]["schemas"]
+    rest = json.loads(REST_DOCUMENT_PATH.read_text())["components"]["schemas"]
+    clashes = set(rest) & {name for name, schema in schemas.items() if not _is_rest_ref(schema)}
+    if clashes:
+        raise ValueError(f"chat/asyncapi.yaml and chat/openapi.json both define {sorted(clashes)}")
+    for name, schema in schemas.items():
+        if _is_rest_ref(schema):
+            target = schema["$ref"].removeprefix(_REST_REF)
+            schemas[name] = rest[target] if target == name else {"$ref": f"#/components/schemas/{target}"}
+    for name, schema in rest.items():
+        schemas.setdefault(name, schema)
+    schemas["MessageBody"]["maxLength"] = max_message_chars
     return doc
+
+
+def _is_rest_ref(schema: Any) -> bool:
+    return isinstance(schema, dict) and schema.get("$ref", "").startswith(_REST_REF)
 
 
 @functools.cache

@@ -6,7 +6,8 @@ import { io } from 'socket.io-client';
 import { Conversation, QueueWatch, Realtime, Session } from '../index.js';
 
 const { SKINDOC_URL: url, SKINDOC_PATIENT_EMAIL, SKINDOC_DOCTOR_EMAIL, SKINDOC_PASSWORD: password } = process.env;
-const SYMPTOMS = { changed_size: true, changed_shape: false, changed_colour: true, bleeding: false, itching: false, duration: 'months' };
+const SYMPTOMS = { size_changed: true, shape_irregular: false, colour_irregular: true, diameter_7mm: false,
+  inflamed: false, oozing: false, sensation_changed: false, duration: 'months' };
 
 /** Resolves when `predicate()` holds, polling; rejects after `ms`. */
 async function eventually(predicate, ms = 5000, what = 'condition') {
