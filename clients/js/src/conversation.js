@@ -33,6 +33,7 @@ export class Conversation {
     this.stopResync = realtime.onResync(() => this.resync());
   }
 
+  /** Stops listening and leaves the room (so keep one Conversation per consultation per connection). */
   close() {
     for (const off of this.unsubscribe) off();
     this.stopResync();

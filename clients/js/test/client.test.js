@@ -102,8 +102,22 @@ test('a console takes a case; both chat in order, once each, across a dropped co
   await doctorChat.markRead();
   await eventually(() => reads.includes(6), 5000, 'the read push');
 
+  // A lost push: the gap is filled from the server after the short wait, and order holds.
+  const gapChat = new Conversation({ realtime: patient.realtime, consultationId: opened.id, gapWaitMs: 100,
+    onMessage: (m) => seen.gap.push(m.seq) });
+  seen.gap = [];
+  await gapChat.syncing;
+  gapChat.unsubscribe[0]();  // this view stops hearing pushes, as when one is lost in transit
+  await doctorChat.send('lost push');
+  const after = await doctorChat.send('after the lost one');
+  gapChat.receive([after]);
+  assert.deepEqual(seen.gap.slice(-1), [6]);
+  await eventually(() => seen.gap.at(-1) === after.seq, 5000, 'the gap to be filled');
+  assert.deepEqual(seen.gap, [1, 2, 3, 4, 5, 6, 7, 8]);
+  gapChat.close();
+
   // Lengths are code points: 2000 emoji (4000 UTF-16 units) fit; 2001 are refused before sending.
-  assert.equal((await patientChat.send('😀'.repeat(2000))).seq, 7);
+  assert.equal((await patientChat.send('😀'.repeat(2000))).seq, 9);
   await assert.rejects(patientChat.send('😀'.repeat(2001)), { code: 'invalid_field', field: 'body' });
   // A frame over 64 KiB is refused locally; the connection stays up.
   await assert.rejects(patient.realtime.call('typing', { consultation_id: opened.id, pad: 'x'.repeat(70000) }), { code: 'frame_too_large' });
