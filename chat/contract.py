@@ -21,12 +21,10 @@ from jsonschema.exceptions import ValidationError, best_match
 from store.errors import DomainError, unprocessable
 
 DOCUMENT_PATH = Path(__file__).parent / "asyncapi.yaml"
-_TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
-               "array": "a list", "object": "an object"}
-
-
 REST_DOCUMENT_PATH = Path(__file__).parent / "openapi.json"
 _REST_REF = "openapi.json#/components/schemas/"
+_TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
+               "array": "a list", "object": "an object"}
 
 
 @functools.cache
