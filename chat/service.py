@@ -51,6 +51,10 @@ class ChatService:
         self._pushes: set[asyncio.Task] = set()
 
     @property
+    def stores(self) -> Stores:
+        return self._stores
+
+    @property
     def pool(self) -> asyncpg.Pool:
         return self._stores.pool
 
@@ -217,7 +221,9 @@ class ChatService:
 
     def _push_done(self, task: asyncio.Task) -> None:
         self._pushes.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        if task.cancelled() or task.exception() is None:
+            return
+        if self._stores.report_outage(task.exception()) is None:
             log.error("push failed", exc_info=task.exception())
 
     async def mark_read(self, principal: Principal, consultation_id: uuid.UUID, seq: int) -> int:

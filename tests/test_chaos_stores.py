@@ -1,0 +1,124 @@
+"""Chaos: Redis restarted without persistence, and PostgreSQL restarted, while patients chat and upload.
+
+Each test runs a real web node and a real triage worker against servers it owns and breaks
+(tests.chaos_servers). It checks what users and operators would: no acknowledged message lost
+or doubled, every accepted photo scored once within a bound after recovery, requests during
+the outage refused with 503 (never 500), node and worker ready again without a restart, and
+it prints the recovery times (`pytest tests/test_chaos_stores.py -s | grep RECOVERY`).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+
+from tests.chaos_servers import OwnedPostgres, OwnedRedis
+from tests.chaos_support import (
+    ChatSender,
+    System,
+    Uploader,
+    assert_nothing_lost_or_doubled,
+    create_database,
+    http_status,
+    paired_case,
+    report,
+    system_env,
+    wait_all_scored,
+    wait_until,
+)
+
+OUTAGE_S = 1.5
+WORKER_READY_S = 180.0
+
+
+@pytest.fixture(scope="module")
+def owned_postgres():
+    server = OwnedPostgres()
+    server.init()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def owned_redis():
+    server = OwnedRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def system(owned_postgres, owned_redis, tmp_path):
+    env = system_env(await create_database(owned_postgres.url()), owned_redis.url())
+    env["SKINDOC_TRIAGE_MAX_PHOTOS"] = "60"
+    running = System(env, tmp_path)
+    yield running
+    running.stop()
+
+
+async def _chat_and_upload_through(system: System, break_store, restore_store) -> dict[str, float]:
+    """Chat both ways and upload photos, break a store mid-way, restore it; returns recovery times."""
+    node = system.start_node()
+    worker = system.start_worker()
+    await wait_until(worker.ready, WORKER_READY_S, "worker ready before the fault", interval=0.5)
+    async with aiohttp.ClientSession() as session:
+        patient, doctor, case_id = await paired_case(session, node.url, system.env)
+        senders = [ChatSender([node.url], patient, case_id, "p"), ChatSender([node.url], doctor, case_id, "d")]
+        uploader = Uploader(node.url, patient, case_id, seed=100)
+        chatting = [asyncio.create_task(s.send_until_stopped()) for s in senders]
+        try:
+            await wait_until(lambda: all(len(s.acked) >= 10 for s in senders), 30, "chat flowing")
+            assert await uploader.upload_one(session) == 201
+            # Mid-upload: a burst of photos whose jobs are still in the stream when the store goes.
+            uploads = [asyncio.create_task(uploader.upload_one(session)) for _ in range(3)]
+            await asyncio.sleep(0.05)
+            await asyncio.to_thread(break_store)
+            statuses = await asyncio.gather(*uploads)
+            during = await uploader.upload_one(session)
+            assert during == 503, "a request that needs the missing store answers 503"
+            assert all(s in (201, 503) for s in statuses), statuses
+            await asyncio.sleep(OUTAGE_S)
+            acked_before = [len(s.acked) for s in senders]
+            await asyncio.to_thread(restore_store)
+            restored = time.monotonic()
+
+            # Each figure is seconds from the store's return until that much works again.
+            times = {}
+            await wait_until(lambda: http_status(f"{node.url}/readyz") == 200, 30, "node ready")
+            times["node_ready"] = time.monotonic() - restored
+            await wait_until(lambda: all(len(s.acked) > n for s, n in zip(senders, acked_before)), 30,
+                             "chat acknowledged again", interval=0.02)
+            times["chat"] = min(s.last_ack_at for s in senders) - restored
+            await wait_until(lambda: _accepted(uploader, session), 30, "uploads accepted again", interval=0.2)
+            times["upload"] = time.monotonic() - restored
+            await wait_until(worker.ready, 30, "worker ready again")
+            times["worker_ready"] = time.monotonic() - restored
+            await wait_all_scored(system.env["SKINDOC_DATABASE_URL"], uploader.accepted)
+            times["photos_scored"] = time.monotonic() - restored
+        finally:
+            for sender in senders:
+                await sender.stop()
+            await asyncio.gather(*chatting, return_exceptions=True)
+        history = await senders[0].history()
+        assert_nothing_lost_or_doubled(history, *senders)
+        for sender in senders:
+            await sender.close()
+    assert worker.process.poll() is None and node.process.poll() is None, "nothing was restarted"
+    return times
+
+
+async def _accepted(uploader: Uploader, session: aiohttp.ClientSession) -> bool:
+    return await uploader.upload_one(session) == 201
+
+
+async def test_redis_restart_without_persistence_mid_chat_and_upload(system, owned_redis):
+    times = await _chat_and_upload_through(system, owned_redis.stop, owned_redis.start)
+    report("redis-restart", **times)
+
+
+async def test_postgres_restart_mid_chat_and_upload(system, owned_postgres):
+    times = await _chat_and_upload_through(system, owned_postgres.stop, owned_postgres.start)
+    report("postgres-restart", **times)
