@@ -21,8 +21,10 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 import socketio
 
+from tests.chaos_servers import OwnedPostgres, OwnedRedis
 from tests.live_server import LiveServer, free_port, start_server
 from tests.test_chat_support import SYMPTOMS
 from tests.test_triage_support import PASSWORD, jpeg
@@ -32,10 +34,38 @@ FAST_RECOVERY_ENV = {
     "SKINDOC_TRIAGE_RECONCILE_S": "2", "SKINDOC_TRIAGE_RECONCILE_GRACE_S": "1", "SKINDOC_TRIAGE_HEARTBEAT_S": "1",
     "SKINDOC_TRIAGE_RETRY_MAX_S": "1", "SKINDOC_TRIAGE_CLAIM_IDLE_MS": "2000", "SKINDOC_TRIAGE_MAX_BATCH": "4",
     "SKINDOC_TRIAGE_SALIENCY": "false", "SKINDOC_ARGON2_TIME_COST": "1", "SKINDOC_ARGON2_MEMORY_KIB": "1024",
-    "SKINDOC_PRESENCE_GRACE_SECONDS": "3", "SKINDOC_LOG_FORMAT": "json",
+    "SKINDOC_PRESENCE_GRACE_SECONDS": "3", "SKINDOC_LOG_FORMAT": "json", "SKINDOC_TRIAGE_MAX_PHOTOS": "60",
 }
 # After the store is back, every accepted photo is scored within this long.
 SCORING_BOUND_S = 60.0
+# A worker process loads the model and compiles its batch sizes before it is ready.
+WORKER_READY_S = 180.0
+
+
+@pytest.fixture(scope="module")
+def owned_postgres():
+    server = OwnedPostgres()
+    server.init()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def owned_redis():
+    server = OwnedRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def system(owned_postgres, owned_redis, tmp_path):
+    """The test's processes, on a fresh database of the owned PostgreSQL and the owned Redis."""
+    env = system_env(await create_database(owned_postgres.url()), owned_redis.url())
+    running = System(env, tmp_path)
+    yield running
+    running.stop()
 
 
 def http_status(url: str, timeout: float = 2.0) -> int | None:
@@ -157,16 +187,21 @@ def approve_doctor(env: dict[str, str], email: str) -> None:
                    check=True, capture_output=True, timeout=120)
 
 
+async def open_case(session: aiohttp.ClientSession, node_url: str) -> tuple[dict, str]:
+    """A new patient's open case: (patient headers, case id)."""
+    patient = await sign_in(session, node_url, await register(session, node_url, "patient"))
+    async with session.post(f"{node_url}/api/v1/consultations", headers=patient,
+                            json={"description": "A mole that changed", "body_site": "back", "symptoms": SYMPTOMS}) as r:
+        assert r.status == 201, await r.text()
+        return patient, (await r.json())["id"]
+
+
 async def paired_case(session: aiohttp.ClientSession, node_url: str, env: dict[str, str]) -> tuple[dict, dict, str]:
     """A patient's open case taken by an approved doctor: (patient headers, doctor headers, case id)."""
     doctor_email = await register(session, node_url, "doctor")
     await asyncio.to_thread(approve_doctor, env, doctor_email)
     doctor = await sign_in(session, node_url, doctor_email)
-    patient = await sign_in(session, node_url, await register(session, node_url, "patient"))
-    async with session.post(f"{node_url}/api/v1/consultations", headers=patient,
-                            json={"description": "A mole that changed", "body_site": "back", "symptoms": SYMPTOMS}) as r:
-        assert r.status == 201, await r.text()
-        case_id = (await r.json())["id"]
+    patient, case_id = await open_case(session, node_url)
     async with session.post(f"{node_url}/api/v1/consultations/{case_id}/take", headers=doctor) as r:
         assert r.status == 200, await r.text()
     return patient, doctor, case_id
@@ -193,15 +228,18 @@ class ChatSender:
         self.reconnects = 0
         self.last_ack_at = 0.0
         self._client: socketio.AsyncClient | None = None
+        self._dropped = asyncio.Event()
         self._stop = asyncio.Event()
 
     async def _connected(self) -> socketio.AsyncClient:
         while self._client is None or not self._client.connected:
             url = self.urls[self.reconnects % len(self.urls)]
             client = socketio.AsyncClient(reconnection=False)
+            dropped = asyncio.Event()
+            client.on("disconnect", lambda *args: dropped.set())
             try:
                 await client.connect(url, auth={"token": self.token}, transports=["websocket"], wait_timeout=3)
-                self._client = client
+                self._client, self._dropped = client, dropped
             except Exception:
                 self.reconnects += 1
                 await asyncio.sleep(0.2)
@@ -218,9 +256,17 @@ class ChatSender:
 
     async def _send(self, client_msg_id: str) -> None:
         client = await self._connected()
+        sending = asyncio.ensure_future(client.call("message:send", {
+            "consultation_id": self.case_id, "client_msg_id": client_msg_id, "body": f"message {client_msg_id}"},
+            timeout=5))
+        dropped = asyncio.ensure_future(self._dropped.wait())
+        await asyncio.wait({sending, dropped}, return_when=asyncio.FIRST_COMPLETED)
+        dropped.cancel()
         try:
-            ack = await client.call("message:send", {"consultation_id": self.case_id, "client_msg_id": client_msg_id,
-                                                     "body": f"message {client_msg_id}"}, timeout=5)
+            if not sending.done():
+                sending.cancel()
+                raise ConnectionError("the connection dropped before the ack")
+            ack = sending.result()
         except Exception:
             # No ack: the connection dropped (or the node died). Not known to be stored: send again.
             await client.disconnect()
@@ -280,11 +326,13 @@ class Uploader:
         self.accepted: list[str] = []
         self.refused: list[int] = []
 
-    async def upload_one(self, session: aiohttp.ClientSession) -> int | None:
+    async def upload_one(self, session: aiohttp.ClientSession, photos: int = 1) -> int | None:
+        """Uploads `photos` new photos in one request; returns the status (None: no answer)."""
         form = aiohttp.FormData(default_to_multipart=True)
         form.add_field("body_site", "back")
-        form.add_field("photo", jpeg(seed=self.seed), filename="lesion.jpg", content_type="image/jpeg")
-        self.seed += 1
+        for _ in range(photos):
+            form.add_field("photo", jpeg(seed=self.seed), filename="lesion.jpg", content_type="image/jpeg")
+            self.seed += 1
         try:
             async with session.post(f"{self.url}/api/v1/consultations/{self.case_id}/photos", data=form,
                                     headers=self.headers) as r:

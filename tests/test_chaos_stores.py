@@ -12,51 +12,24 @@ import asyncio
 import time
 
 import aiohttp
-import pytest
 
-from tests.chaos_servers import OwnedPostgres, OwnedRedis
-from tests.chaos_support import (
+from tests.chaos_support import (  # noqa: F401 (fixtures)
+    WORKER_READY_S,
     ChatSender,
     System,
     Uploader,
     assert_nothing_lost_or_doubled,
-    create_database,
     http_status,
+    owned_postgres,
+    owned_redis,
     paired_case,
     report,
-    system_env,
+    system,
     wait_all_scored,
     wait_until,
 )
 
 OUTAGE_S = 1.5
-WORKER_READY_S = 180.0
-
-
-@pytest.fixture(scope="module")
-def owned_postgres():
-    server = OwnedPostgres()
-    server.init()
-    server.start()
-    yield server
-    server.destroy()
-
-
-@pytest.fixture
-def owned_redis():
-    server = OwnedRedis()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def system(owned_postgres, owned_redis, tmp_path):
-    env = system_env(await create_database(owned_postgres.url()), owned_redis.url())
-    env["SKINDOC_TRIAGE_MAX_PHOTOS"] = "60"
-    running = System(env, tmp_path)
-    yield running
-    running.stop()
 
 
 async def _chat_and_upload_through(system: System, break_store, restore_store) -> dict[str, float]:
