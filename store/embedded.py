@@ -32,6 +32,7 @@ LOCK_FILE = "embedded.lock"
 # How long a process waits for the owner to publish the servers (or for a one-off owner to finish).
 OWNER_WAIT_S = 120.0
 REDIS_START_S = 10.0
+POSTGRES_STOP_S = 30.0
 # A unix socket path longer than this does not fit in sockaddr_un.
 MAX_SOCKET_PATH = 100
 _PR_SET_PDEATHSIG = 1
@@ -49,7 +50,10 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # an exited process nobody has reaped yet is gone all the same
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 @dataclass
@@ -221,12 +225,21 @@ class EmbeddedServers:
                 os.rmdir(self._socket_dir)
 
     def _stop_postgres(self) -> None:
-        from pgserver._commands import pg_ctl
+        """A fast shutdown (SIGINT to the postmaster): sessions end, data is flushed, the server exits.
 
+        By signal rather than pg_ctl: as root pgserver runs the server as another user, who may
+        since have lost the right to reach the data folder.
+        """
         server, self._postgres = self._postgres, None
-        try:
-            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
-        except Exception:
-            log.warning("embedded postgres did not stop cleanly", exc_info=True)
+        pid = server.get_pid()
+        if pid is None or not _alive(pid):
+            return
+        os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + POSTGRES_STOP_S
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            log.warning("embedded postgres did not stop in time; stopping it immediately")
+            os.kill(pid, signal.SIGQUIT)
         else:
             log.info("embedded postgres stopped")

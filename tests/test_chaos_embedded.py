@@ -29,7 +29,7 @@ def _processes_using(folder: Path) -> list[str]:
             text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if str(folder) in text and "pytest" not in text:
+        if str(folder) in text and cmdline.parent.name != str(os.getpid()):
             found.append(f"{cmdline.parent.name}: {text[:200]}")
     return found
 
