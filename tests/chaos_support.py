@@ -8,6 +8,7 @@ doubled, that every accepted photo was scored, and how long recovery took.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -74,6 +75,17 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
+    except OSError:
+        return None
+
+
+def triage_status(node_url: str) -> str | None:
+    """What a web node's readiness says about scoring (ok / degraded / down / unknown)."""
+    try:
+        with urllib.request.urlopen(f"{node_url}/readyz", timeout=2) as response:
+            return json.loads(response.read())["checks"]["triage"]["status"]
+    except urllib.error.HTTPError as error:
+        return json.loads(error.read())["checks"]["triage"]["status"]
     except OSError:
         return None
 
