@@ -10,8 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import subprocess
+import sys
+from pathlib import Path
+
 import aiohttp
 import asyncpg
+import yaml
 
 from tests.chaos_support import (  # noqa: F401 (fixtures)
     WORKER_READY_S,
@@ -28,6 +33,20 @@ from tests.chaos_support import (  # noqa: F401 (fixtures)
     wait_all_scored,
     wait_until,
 )
+
+
+COMPOSE_FILE = Path(__file__).parent.parent / "docker-compose.yml"
+
+
+def compose_healthcheck(service: str, port: int) -> int:
+    """Runs docker-compose.yml's health check command of the service against a local port; its exit status."""
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())["services"][service]
+    kind, *command = compose["healthcheck"]["test"]
+    assert kind == "CMD" and command[0] == "python"
+    configured = compose["environment"]["SKINDOC_WORKER_HEALTH_PORT"]
+    script = command[-1].replace(f"127.0.0.1:{configured}/", f"127.0.0.1:{port}/")
+    assert script != command[-1], "the health check calls the port the worker is configured to serve it on"
+    return subprocess.run([sys.executable, *command[1:-1], script], capture_output=True, timeout=10).returncode
 
 
 async def _kill_when_mid_batch(database_url: str, worker, uploader: Uploader, session) -> bool:
@@ -68,8 +87,10 @@ async def test_worker_killed_mid_batch_jobs_are_taken_over_and_scored_once(syste
         # Photos keep coming while no worker runs; the node stays ready for everything but scoring.
         assert await uploader.upload_one(session, photos=2) == 201
         replacement = system.start_worker()
+        assert compose_healthcheck("worker", replacement.health_port) != 0, "not healthy while it compiles"
         await wait_until(replacement.ready, WORKER_READY_S, "replacement worker ready", interval=0.2)
         worker_ready = time.monotonic() - killed
+        assert compose_healthcheck("worker", replacement.health_port) == 0
         await wait_all_scored(database_url, uploader.accepted)
         scored = time.monotonic() - killed
     assert http_status(f"{node.url}/readyz") == 200
