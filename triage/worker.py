@@ -155,6 +155,8 @@ class TriageWorker:
                 await asyncio.gather(writing, return_exceptions=True)
 
     def _turn_went_through(self) -> None:
+        if self.status.last_ok_at is None:
+            log.info("triage worker ready", extra={"consumer": self.consumer})
         self.status.last_ok_at = time.time()
         if self._fault_since is None:
             return

@@ -85,8 +85,13 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         supervisor = WorkerSupervisor(stores.pool, stores.redis, settings.triage, triage_hooks(settings, notifier))
         health = None
         if settings.worker_health_port:
-            health = await start_health_server(supervisor, settings.triage.heartbeat_stale_s,
-                                               settings.worker_health_host, settings.worker_health_port)
+            try:
+                health = await start_health_server(supervisor, settings.triage.heartbeat_stale_s,
+                                                   settings.worker_health_host, settings.worker_health_port)
+            except OSError as exc:
+                # Another worker on this host has the port: this one still works, unwatched.
+                log.warning("worker health endpoint not served", extra={"error": str(exc),
+                                                                        "port": settings.worker_health_port})
         try:
             await supervisor.run()
         except asyncio.CancelledError:

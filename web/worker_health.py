@@ -32,5 +32,9 @@ def create_health_app(supervisor: WorkerSupervisor, stale_s: float) -> web.Appli
 async def start_health_server(supervisor: WorkerSupervisor, stale_s: float, host: str, port: int) -> web.AppRunner:
     runner = web.AppRunner(create_health_app(supervisor, stale_s), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
     return runner
