@@ -13,6 +13,7 @@ from store.migrations import Migration
 from triage.runner import TriageHooks, WorkerSupervisor
 from web import health, metrics, openapi, pages
 from web.outages import outage_middleware
+from web.socket_frames import malformed_frame_middleware
 from web.problems import problem_middleware
 from web.settings import Settings
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings) -> web.Application:
     app.middlewares.append(problem_middleware)
     stores = Stores()
     app.middlewares.append(outage_middleware(stores))
+    app.middlewares.append(malformed_frame_middleware)
     app[SETTINGS] = settings
     app[STORES] = stores
 

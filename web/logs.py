@@ -15,7 +15,7 @@ import warnings
 
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 # Loggers whose records repeat per request or per retry: one per message and source each minute.
-RATE_LIMITED_LOGGERS = ("py.warnings", "asyncpg.pool")
+RATE_LIMITED_LOGGERS = ("py.warnings", "asyncpg.pool", "engineio.server", "socketio.server")
 RATE_LIMIT_S = 60.0
 
 
