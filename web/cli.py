@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -39,7 +40,8 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
 def run_with_stores(settings: Settings, work: Callable[[Stores], Awaitable[int]]) -> int:
     async def main() -> int:
         # SIGTERM stops a command like Ctrl-C does: embedded servers it started are stopped on the way out.
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
         async with open_stores(settings) as stores:
             return await work(stores)
 
