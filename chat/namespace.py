@@ -29,6 +29,7 @@ from store.errors import (
     unauthorized,
     unprocessable,
 )
+from store.connections import Stores
 from store.outages import store_unavailable
 from store.payloads import get_bool, get_choice, get_int, get_str, require_object
 
@@ -55,9 +56,11 @@ class Connection:
 
 class ConsultationNamespace(socketio.AsyncNamespace):
     def __init__(self, service: ChatService, auth_service: AuthService, presence: DoctorPresence,
-                 broadcaster: QueueBroadcaster) -> None:
+                 broadcaster: QueueBroadcaster, stores: Stores) -> None:
         super().__init__(NAMESPACE)
         self._service = service
+        # Only to tell a store outage (answered store_unavailable) from a bug.
+        self._stores = stores
         self._auth = auth_service
         self._presence = presence
         self._broadcaster = broadcaster
@@ -90,7 +93,7 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         except socketio.exceptions.ConnectionRefusedError:
             raise
         except Exception as exc:
-            kind = self._service.stores.report_outage(exc)
+            kind = self._stores.report_outage(exc)
             if kind is None:
                 raise
             connection = self._connections.pop(sid, None)
@@ -172,7 +175,7 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         except DomainError as exc:
             return _error(exc)
         except Exception as exc:
-            kind = self._service.stores.report_outage(exc)
+            kind = self._stores.report_outage(exc)
             if kind is not None:
                 # Nothing was stored (a message is acked only once committed): the client retries.
                 return _error(store_unavailable(kind))

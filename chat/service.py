@@ -51,10 +51,6 @@ class ChatService:
         self._pushes: set[asyncio.Task] = set()
 
     @property
-    def stores(self) -> Stores:
-        return self._stores
-
-    @property
     def pool(self) -> asyncpg.Pool:
         return self._stores.pool
 
@@ -221,10 +217,9 @@ class ChatService:
 
     def _push_done(self, task: asyncio.Task) -> None:
         self._pushes.discard(task)
-        if task.cancelled() or task.exception() is None:
-            return
-        if self._stores.report_outage(task.exception()) is None:
-            log.error("push failed", exc_info=task.exception())
+        error = None if task.cancelled() else task.exception()
+        if error is not None and self._stores.report_outage(error) is None:
+            log.error("push failed", exc_info=error)
 
     async def mark_read(self, principal: Principal, consultation_id: uuid.UUID, seq: int) -> int:
         async with self.pool.acquire() as conn:

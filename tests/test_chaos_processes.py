@@ -18,11 +18,9 @@ import aiohttp
 import asyncpg
 import yaml
 
+from tests.chaos_clients import ChatSender, Uploader, assert_nothing_lost_or_doubled, wait_all_scored
 from tests.chaos_support import (  # noqa: F401 (fixtures)
     WORKER_READY_S,
-    ChatSender,
-    Uploader,
-    assert_nothing_lost_or_doubled,
     http_status,
     open_case,
     owned_postgres,
@@ -30,7 +28,6 @@ from tests.chaos_support import (  # noqa: F401 (fixtures)
     paired_case,
     report,
     system,
-    wait_all_scored,
     wait_until,
 )
 
@@ -69,7 +66,7 @@ async def _kill_when_mid_batch(database_url: str, worker, uploader: Uploader, se
         await conn.close()
 
 
-async def test_worker_killed_mid_batch_jobs_are_taken_over_and_scored_once(system):
+async def test_worker_killed_mid_batch_jobs_are_taken_over_and_scored_once(system):  # noqa: F811
     node = system.start_node()
     worker = system.start_worker()
     await wait_until(worker.ready, WORKER_READY_S, "worker ready", interval=0.5)
@@ -97,7 +94,7 @@ async def test_worker_killed_mid_batch_jobs_are_taken_over_and_scored_once(syste
     report("worker-kill-9", replacement_ready=worker_ready, photos_scored=scored)
 
 
-async def test_node_killed_mid_burst_clients_resume_on_the_other_node(system):
+async def test_node_killed_mid_burst_clients_resume_on_the_other_node(system):  # noqa: F811
     node_a, node_b = system.start_node(), system.start_node()
     async with aiohttp.ClientSession() as session:
         patient, doctor, case_id = await paired_case(session, node_b.url, system.env)

@@ -13,12 +13,10 @@ import time
 
 import aiohttp
 
+from tests.chaos_clients import ChatSender, Uploader, assert_nothing_lost_or_doubled, wait_all_scored
 from tests.chaos_support import (  # noqa: F401 (fixtures)
     WORKER_READY_S,
-    ChatSender,
     System,
-    Uploader,
-    assert_nothing_lost_or_doubled,
     http_status,
     owned_postgres,
     owned_redis,
@@ -26,14 +24,13 @@ from tests.chaos_support import (  # noqa: F401 (fixtures)
     report,
     triage_status,
     system,
-    wait_all_scored,
     wait_until,
 )
 
 OUTAGE_S = 1.5
 
 
-async def _chat_and_upload_through(system: System, break_store, restore_store) -> dict[str, float]:
+async def _chat_and_upload_through(system: System, break_store, restore_store) -> dict[str, float]:  # noqa: F811
     """Chat both ways and upload photos, break a store mid-way, restore it; returns recovery times."""
     node = system.start_node()
     worker = system.start_worker()
@@ -92,13 +89,13 @@ async def _accepted(uploader: Uploader, session: aiohttp.ClientSession) -> bool:
     return await uploader.upload_one(session) == 201
 
 
-async def test_redis_restart_without_persistence_mid_chat_and_upload(system, owned_redis):
+async def test_redis_restart_without_persistence_mid_chat_and_upload(system, owned_redis):  # noqa: F811
     times = await _chat_and_upload_through(system, owned_redis.stop, owned_redis.start)
     times.pop("refused_sends")  # a send needs only PostgreSQL: Redis going rarely refuses one
     report("redis-restart", **times)
 
 
-async def test_postgres_restart_mid_chat_and_upload(system, owned_postgres):
+async def test_postgres_restart_mid_chat_and_upload(system, owned_postgres):  # noqa: F811
     times = await _chat_and_upload_through(system, owned_postgres.stop, owned_postgres.start)
     # Sends during the outage were answered store_unavailable (and sent again), not left unanswered.
     assert times.pop("refused_sends") > 0

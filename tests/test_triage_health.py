@@ -89,7 +89,7 @@ async def _wait(check, timeout: float) -> None:
         await asyncio.sleep(0.1)
 
 
-async def test_supervised_worker_restarts_after_an_error_and_survives_redis_losing_its_data(node, classifier):
+async def test_supervised_worker_restarts_after_an_error_and_survives_redis_losing_its_data(node, classifier):  # noqa: F811
     settings = node.app[SETTINGS]
     config = replace(settings.triage, reconcile_s=1, reconcile_grace_s=0, heartbeat_s=1, retry_max_s=1,
                      saliency=False)
