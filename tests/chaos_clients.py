@@ -37,7 +37,7 @@ class ChatSender:
         self.acked: dict[str, int] = {}
         self.refused: list[dict[str, Any]] = []
         self.reconnects = 0
-        self.last_ack_at = 0.0
+        self.ack_times: list[float] = []
         self._client: socketio.AsyncClient | None = None
         self._dropped = asyncio.Event()
         self._stop = asyncio.Event()
@@ -85,11 +85,14 @@ class ChatSender:
             return
         if ack.get("ok"):
             self.acked[client_msg_id] = ack["message"]["seq"]
-            self.last_ack_at = time.monotonic()
+            self.ack_times.append(time.monotonic())
             return
         assert ack["error"]["code"] == "store_unavailable", ack
         self.refused.append(ack["error"])
         await asyncio.sleep(0.2)
+
+    def first_ack_after(self, moment: float) -> float | None:
+        return next((t for t in self.ack_times if t >= moment), None)
 
     async def stop(self) -> None:
         self._stop.set()

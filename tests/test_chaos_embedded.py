@@ -62,6 +62,19 @@ async def _upload_and_wait_for_score(session: aiohttp.ClientSession, url: str) -
     return await wait_until(scored, READY_S, "the photo scored by the in-process worker", interval=0.3)
 
 
+async def _sign_in_and_out(session: aiohttp.ClientSession, url: str, email: str) -> dict[str, str]:
+    """Signs in and out again; returns the signed-out access token's headers."""
+    async with session.post(f"{url}/api/v1/auth/login", json={"email": email, "password": PASSWORD}) as r:
+        tokens = await r.json()
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    async with session.post(f"{url}/api/v1/auth/logout", headers=headers,
+                            json={"refresh_token": tokens["refresh_token"]}) as r:
+        assert r.status == 204, await r.text()
+    async with session.get(f"{url}/api/v1/me", headers=headers) as r:
+        assert r.status == 401
+    return headers
+
+
 def _stop_and_check_nothing_left(server, data_dir: Path, sig: int) -> float:
     stopping = time.monotonic()
     server.process.send_signal(sig)
@@ -90,8 +103,8 @@ async def test_embedded_serve_with_admin_commands_beside_it_then_stop_leaves_not
             assert http_status(f"{server.url}/readyz") == 200
             running = _processes_using(data_dir)
             assert any("redis-server" in p for p in running) and any("postgres" in p for p in running), running
-            await sign_in(session, server.url, "admin@example.org")
             await sign_in(session, server.url, doctor_email)
+            signed_out = await _sign_in_and_out(session, server.url, "admin@example.org")
             scored = await _upload_and_wait_for_score(session, server.url)
     finally:
         stop_s = _stop_and_check_nothing_left(server, data_dir, signal.SIGTERM)
@@ -105,6 +118,9 @@ async def test_embedded_serve_with_admin_commands_beside_it_then_stop_leaves_not
     try:
         async with aiohttp.ClientSession() as session:
             await sign_in(session, server.url, "admin@example.org")
+            # Redis's snapshot came back too: a signed-out token stays signed out.
+            async with session.get(f"{server.url}/api/v1/me", headers=signed_out) as r:
+                assert r.status == 401
     finally:
         _stop_and_check_nothing_left(server, data_dir, signal.SIGINT)
     report("embedded-serve", photo_scored_after_upload=scored, serve_stop=stop_s)

@@ -109,7 +109,7 @@ async def test_node_killed_mid_burst_clients_resume_on_the_other_node(system):  
             killed = time.monotonic()
             await wait_until(lambda: len(patient_sender.acked) > acked_before, 30, "patient acked on node B",
                              interval=0.01)
-            resumed = patient_sender.last_ack_at - killed
+            resumed = patient_sender.first_ack_after(killed) - killed
             await wait_until(lambda: len(patient_sender.acked) > acked_before + 20, 30, "burst goes on")
         finally:
             for sender in senders:
