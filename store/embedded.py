@@ -115,7 +115,8 @@ class EmbeddedServers:
             runtime = json.loads(self.runtime_path.read_text())
         except (OSError, ValueError):
             return None  # not written yet: the owner is still starting its servers
-        return runtime if _alive(int(runtime.get("pid", 0))) else None
+        pid = runtime.get("pid")
+        return runtime if isinstance(pid, int) and pid > 0 and _alive(pid) else None
 
     def _may_attach(self, runtime: dict[str, Any], postgres: bool, redis: bool) -> bool:
         if (postgres and not runtime.get("database_url")) or (redis and not runtime.get("redis_url")):
