@@ -35,7 +35,7 @@ def setup(app: web.Application, stores: Stores, settings, auth_service: AuthServ
     presence = DoctorPresence(stores, config, service)
     broadcaster = QueueBroadcaster(stores, config, server)
     server.manager.signal_handlers[QUEUE_SIGNAL] = broadcaster.on_signal
-    server.register_namespace(ConsultationNamespace(service, auth_service, presence, broadcaster))
+    server.register_namespace(ConsultationNamespace(service, auth_service, presence, broadcaster, stores))
     server.attach(app)
     ChatRoutes(service, settings.max_json_bytes).register_on(app)
     app[CHAT_SERVICE] = service

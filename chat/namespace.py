@@ -30,6 +30,8 @@ from store.errors import (
     unauthorized,
     unprocessable,
 )
+from store.connections import Stores
+from store.outages import store_unavailable
 from store.payloads import get_bool, get_choice, get_int, get_str, require_object
 
 log = logging.getLogger(__name__)
@@ -55,9 +57,11 @@ class Connection:
 
 class ConsultationNamespace(socketio.AsyncNamespace):
     def __init__(self, service: ChatService, auth_service: AuthService, presence: DoctorPresence,
-                 broadcaster: QueueBroadcaster) -> None:
+                 broadcaster: QueueBroadcaster, stores: Stores) -> None:
         super().__init__(NAMESPACE)
         self._service = service
+        # Only to tell a store outage (answered store_unavailable) from a bug.
+        self._stores = stores
         self._auth = auth_service
         self._presence = presence
         self._broadcaster = broadcaster
@@ -85,6 +89,21 @@ class ConsultationNamespace(socketio.AsyncNamespace):
     # ---- connection lifecycle ---------------------------------------------------------------
 
     async def on_connect(self, sid: str, environ: dict, auth: Any = None) -> None:
+        try:
+            await self._connect(sid, environ, auth)
+        except socketio.exceptions.ConnectionRefusedError:
+            raise
+        except Exception as exc:
+            kind = self._stores.report_outage(exc)
+            if kind is None:
+                raise
+            connection = self._connections.pop(sid, None)
+            if connection is not None and connection.expiry is not None:
+                connection.expiry.cancel()
+            problem = store_unavailable(kind)
+            raise socketio.exceptions.ConnectionRefusedError(problem.detail, problem.as_dict()) from None
+
+    async def _connect(self, sid: str, environ: dict, auth: Any) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
             raise socketio.exceptions.ConnectionRefusedError(
@@ -156,7 +175,11 @@ class ConsultationNamespace(socketio.AsyncNamespace):
             result = await handler(sid, connection.principal, payload)
         except DomainError as exc:
             return _error(exc)
-        except Exception:
+        except Exception as exc:
+            kind = self._stores.report_outage(exc)
+            if kind is not None:
+                # Nothing was stored (a message is acked only once committed): the client retries.
+                return _error(store_unavailable(kind))
             log.exception("socket event failed", extra={"event": event, "sid": sid})
             return {"ok": False, "error": {"status": 500, "code": "internal_error",
                                            "detail": "Something went wrong on our side; it has been logged."}}

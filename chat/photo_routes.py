@@ -140,7 +140,7 @@ class PhotoRoutes:
             await audit.record_for_request(conn, request, "photo.upload", "consultation", str(consultation_id),
                                            {"photo_ids": [str(s.photo["id"]) for s in stored if not s.duplicate],
                                             "duplicates": sum(s.duplicate for s in stored)})
-        await intake.queue_jobs(self._stores.redis, cfg, consultation_id, stored)
+        await intake.queue_jobs(self._stores.redis, cfg, consultation_id, stored, self._stores.report_outage)
         return web.json_response({
             "photos": [{**views.photo_view(s.photo, "patient"), "duplicate": s.duplicate,
                         "warnings": list(p.warnings)} for s, (p, _) in zip(stored, photos, strict=True)],

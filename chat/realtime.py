@@ -10,6 +10,7 @@ it, into or out of a consultation room).
 from __future__ import annotations
 
 import functools
+import logging
 import uuid
 from typing import Any
 
@@ -67,6 +68,13 @@ class UncompressedWebSocket(EngineIoWebSocket):
         return self._sock
 
 
+def _library_logger(name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.ERROR)
+    return logger
+
+
 def create_server(config: ChatConfig, stores: Stores) -> socketio.AsyncServer:
     manager = ChatRedisManager(stores, config.socketio_channel)
     manager.signal_handlers[ROOMS_SIGNAL] = functools.partial(move_local_connections, manager)
@@ -75,8 +83,11 @@ def create_server(config: ChatConfig, stores: Stores) -> socketio.AsyncServer:
         client_manager=manager,
         cors_allowed_origins=list(config.cors_origins) or None,
         max_http_buffer_size=64 * 1024,
-        logger=False,
-        engineio_logger=False,
+        # Our loggers, not True/False: given a bool, the libraries add a handler of their own that
+        # writes raw lines to stderr beside the JSON log. Errors only (a warning-level line per client
+        # mistake would flood it); the log configuration rate-limits them.
+        logger=_library_logger("socketio.server"),
+        engineio_logger=_library_logger("engineio.server"),
     )
     if not config.websocket_compression:
         # Per server (not the module-wide driver table), so two servers in one process may differ.

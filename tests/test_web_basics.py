@@ -8,7 +8,11 @@ async def test_healthz_and_readyz(client):
     response = await client.get("/readyz")
     assert response.status == 200
     body = await response.json()
-    assert body == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+    # No triage worker runs beside this app: ready for chat, and it says scoring is not.
+    assert body["status"] == "degraded" and body["ready_for"] == ["api", "chat"]
+    assert body["checks"]["database"] == body["checks"]["redis"] == "ok"
+    assert body["checks"]["triage"] == {"status": "down", "workers": 0, "ready_workers": 0,
+                                        "last_heartbeat_age_s": None}
 
 
 async def test_unknown_path_is_problem_json(client):

@@ -10,8 +10,10 @@ from aiohttp import web
 from store.connections import Stores
 from store.embedded import EmbeddedServers
 from store.migrations import Migration
-from triage.runner import TriageHooks, run_worker
+from triage.runner import TriageHooks, WorkerSupervisor
 from web import health, metrics, openapi, pages
+from web.outages import outage_middleware
+from web.socket_frames import malformed_frame_middleware
 from web.problems import problem_middleware
 from web.settings import Settings
 
@@ -30,11 +32,13 @@ def all_migrations() -> list[Migration]:
     return [*auth.migrations(), *chat.migrations(), *triage.migrations()]
 
 
-async def resolve_urls(settings: Settings, embedded: EmbeddedServers) -> tuple[str, str]:
-    """The configured URLs, or those of embedded servers started in the data folder."""
-    database_url = settings.database_url or await asyncio.to_thread(embedded.start_postgres)
-    redis_url = settings.redis_url or await asyncio.to_thread(embedded.start_redis)
-    return database_url, redis_url
+def resolve_urls(settings: Settings, embedded: EmbeddedServers) -> tuple[str, str]:
+    """The configured URLs, or those of the embedded servers in the data folder (see store.embedded).
+
+    Called on the main thread, at start-up: the embedded Redis is tied to the thread that starts it.
+    """
+    database_url, redis_url = embedded.open(postgres=settings.database_url is None, redis=settings.redis_url is None)
+    return settings.database_url or database_url, settings.redis_url or redis_url
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -42,22 +46,27 @@ def create_app(settings: Settings) -> web.Application:
     metrics.setup(app)  # first, so it is the outermost middleware and sees final statuses
     app.middlewares.append(problem_middleware)
     stores = Stores()
+    app.middlewares.append(outage_middleware(stores))
+    app.middlewares.append(malformed_frame_middleware)
     app[SETTINGS] = settings
     app[STORES] = stores
 
     async def stores_context(app: web.Application) -> AsyncIterator[None]:
-        embedded = EmbeddedServers(settings.data_dir)
-        database_url, redis_url = await resolve_urls(settings, embedded)
-        await stores.open(database_url, redis_url, all_migrations(), pool_size=settings.db_pool_size,
-                          redis_connections=settings.redis_max_connections)
-        log.info("stores open", extra={"embedded_postgres": settings.database_url is None,
-                                       "embedded_redis": settings.redis_url is None})
-        yield
-        await stores.close()
-        embedded.stop()
+        # `skindoc serve` owns the embedded servers it starts and stops them when it exits.
+        embedded = EmbeddedServers(settings.data_dir, role="serve")
+        database_url, redis_url = resolve_urls(settings, embedded)
+        try:
+            await stores.open(database_url, redis_url, all_migrations(), pool_size=settings.db_pool_size,
+                              redis_connections=settings.redis_max_connections)
+            log.info("stores open", extra={"embedded_postgres": settings.database_url is None,
+                                           "embedded_redis": settings.redis_url is None})
+            yield
+        finally:
+            await stores.close()
+            embedded.stop()
 
     app.cleanup_ctx.append(stores_context)
-    health.setup(app, stores)
+    health.setup(app, stores, settings.triage)
     openapi.setup(app)
     _setup_domains(app, stores, settings)
     pages.setup(app, settings)
@@ -104,15 +113,11 @@ def _setup_triage(app: web.Application, stores: Stores, settings: Settings) -> N
 
     async def worker_context(app: web.Application) -> AsyncIterator[None]:
         hooks = triage_hooks(settings, QueueNotifier(app[SOCKETIO_SERVER]))
-        task = asyncio.create_task(run_worker(stores.pool, stores.redis, settings.triage, hooks))
-        task.add_done_callback(_log_worker_exit)
+        # Supervised: a worker that stops on an error is replaced; store faults it rides out itself.
+        supervisor = WorkerSupervisor(stores.pool, stores.redis, settings.triage, hooks)
+        task = asyncio.create_task(supervisor.run(), name="inprocess-triage-worker")
         yield
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
     app.cleanup_ctx.append(worker_context)
-
-
-def _log_worker_exit(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("in-process triage worker stopped", exc_info=task.exception())

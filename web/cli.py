@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -25,11 +26,11 @@ log = logging.getLogger("skindoc")
 @contextlib.asynccontextmanager
 async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     """Stores for a one-off command, with the same embedded fallback as the server."""
-    embedded = EmbeddedServers(settings.data_dir)
+    embedded = EmbeddedServers(settings.data_dir)  # a running `skindoc serve`'s, or its own for the command
     stores = Stores()
-    database_url, redis_url = await resolve_urls(settings, embedded)
-    await stores.open(database_url, redis_url, all_migrations(), pool_size=2)
+    database_url, redis_url = resolve_urls(settings, embedded)
     try:
+        await stores.open(database_url, redis_url, all_migrations(), pool_size=2)
         yield stores
     finally:
         await stores.close()
@@ -38,10 +39,16 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
 
 def run_with_stores(settings: Settings, work: Callable[[Stores], Awaitable[int]]) -> int:
     async def main() -> int:
+        # SIGTERM stops a command like Ctrl-C does: embedded servers it started are stopped on the way out.
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
         async with open_stores(settings) as stores:
             return await work(stores)
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        return 130
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -66,7 +73,8 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from chat.realtime import QueueNotifier
-    from triage.runner import run_worker
+    from triage.runner import WorkerSupervisor
+    from web.worker_health import start_health_server
 
     if settings.database_url is None or settings.redis_url is None:
         # Embedded Redis belongs to one process: a separate worker would never see the server's jobs.
@@ -75,14 +83,25 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work(stores: Stores) -> int:
         # SIGTERM stops it like Ctrl-C: unacknowledged jobs stay pending for another worker.
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
         notifier = QueueNotifier.write_only(settings.redis_url, settings.chat.socketio_channel)
+        supervisor = WorkerSupervisor(stores.pool, stores.redis, settings.triage, triage_hooks(settings, notifier))
+        health = None
+        if settings.worker_health_port:
+            try:
+                health = await start_health_server(supervisor, settings.triage.heartbeat_stale_s,
+                                                   settings.worker_health_host, settings.worker_health_port)
+            except OSError as exc:
+                # Another worker on this host has the port: this one still works, unwatched.
+                log.warning("worker health endpoint not served", extra={"error": str(exc),
+                                                                        "port": settings.worker_health_port})
         try:
-            await run_worker(stores.pool, stores.redis, settings.triage, triage_hooks(settings, notifier))
+            await supervisor.run()
         except asyncio.CancelledError:
             log.info("triage worker stopped")
         finally:
             await notifier.close()
+            if health is not None:
+                await health.cleanup()
         return 0
 
     return run_with_stores(settings, work)

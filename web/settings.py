@@ -26,6 +26,9 @@ class Settings:
     max_json_bytes: int = 64 * 1024
     db_pool_size: int = 10
     redis_max_connections: int = 64
+    # `skindoc worker`'s own health endpoint (/healthz, /readyz); port 0 turns it off.
+    worker_health_host: str = "127.0.0.1"
+    worker_health_port: int = 8081
     auth: AuthConfig = field(default_factory=AuthConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
     triage: TriageConfig = field(default_factory=TriageConfig)
@@ -48,6 +51,8 @@ class Settings:
             max_json_bytes=env_int(env, "SKINDOC_MAX_JSON_BYTES", cls.max_json_bytes),
             db_pool_size=env_int(env, "SKINDOC_DB_POOL_SIZE", cls.db_pool_size),
             redis_max_connections=env_int(env, "SKINDOC_REDIS_MAX_CONNECTIONS", cls.redis_max_connections),
+            worker_health_host=env.get("SKINDOC_WORKER_HEALTH_HOST", cls.worker_health_host),
+            worker_health_port=env_int(env, "SKINDOC_WORKER_HEALTH_PORT", cls.worker_health_port),
             auth=AuthConfig.from_env(env),
             chat=ChatConfig.from_env(env),
             triage=TriageConfig.from_env(env),
