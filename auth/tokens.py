@@ -8,6 +8,8 @@ the secret) is refused before its signature is looked at.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -72,6 +74,8 @@ class AccessClaims:
     role: str
     token_id: str
     expires_at: int
+    # The sign-in (refresh family) the token was issued for: revoking it refuses the token at once.
+    session_id: uuid.UUID | None = None
 
 
 class AccessTokens:
@@ -93,7 +97,12 @@ class AccessTokens:
     def ttl_s(self) -> int:
         return self._config.access_token_ttl_s
 
-    def issue(self, user_id: uuid.UUID, role: str) -> str:
+    def derived_secret(self, purpose: bytes) -> bytes:
+        """A secret for `purpose` derived from the signing key: every node that signs alike derives alike."""
+        private = self._key.as_bytes(private=True)
+        return hmac.new(private, b"skindoc:" + purpose, hashlib.sha256).digest()
+
+    def issue(self, user_id: uuid.UUID, role: str, session_id: uuid.UUID | None = None) -> str:
         now = int(time.time())
         claims = {
             "iss": self._config.jwt_issuer,
@@ -104,6 +113,8 @@ class AccessTokens:
             "exp": now + self._config.access_token_ttl_s,
             "jti": secrets.token_urlsafe(16),
         }
+        if session_id is not None:
+            claims["sid"] = str(session_id)
         return jwt.encode({"alg": ALGORITHM, "typ": "JWT", "kid": self._key.thumbprint()}, claims, self._key,
                           algorithms=[ALGORITHM])
 
@@ -113,7 +124,9 @@ class AccessTokens:
             decoded = jwt.decode(token, self._key, algorithms=[ALGORITHM])
             self._claims_registry.validate(decoded.claims)
             claims = decoded.claims
-            return AccessClaims(uuid.UUID(claims["sub"]), claims["role"], str(claims["jti"]), int(claims["exp"]))
+            session_id = uuid.UUID(str(claims["sid"])) if "sid" in claims else None
+            return AccessClaims(uuid.UUID(claims["sub"]), claims["role"], str(claims["jti"]), int(claims["exp"]),
+                                session_id)
         except ExpiredTokenError:
             raise unauthorized("token_expired", "The access token has expired; refresh it.") from None
         except (JoseError, ValueError, TypeError, KeyError):

@@ -34,6 +34,7 @@ async def test_each_audited_action_writes_a_row(client, db):
                        headers=bearer(tokens))
     tokens = await login(client, "audited@example.com", "a brand new passphrase")
     rotated = await (await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})).json()
+    await client.post("/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]})  # past the grace
     await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})  # reuse
     session = await login(client, "audited@example.com", "a brand new passphrase")
     await client.post("/api/v1/auth/logout", json={"refresh_token": session["refresh_token"]}, headers=bearer(session))
