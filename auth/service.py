@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from auth import audit, store
+from auth import audit, audit_chain, store
 from auth.config import AuthConfig
 from auth.oidc import OidcVerifier, VerifiedIdentity
 from auth.passwords import Passwords, check_policy
@@ -382,9 +382,9 @@ class AuthService:
                                details={"filters": _query_filters(query), "returned": len(rows)})
         return [audit.entry_as_json(row) for row in rows]
 
-    async def verify_audit_chain(self) -> tuple[int, store.ChainBreak | None]:
+    async def verify_audit_chain(self, key: bytes) -> audit_chain.Verification:
         async with self._stores.pool.acquire() as conn:
-            return await store.find_first_audit_chain_break(conn)
+            return await audit_chain.verify_chain(conn, key)
 
 
 def _query_filters(query: store.AuditQuery) -> dict[str, Any]:

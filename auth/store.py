@@ -259,31 +259,3 @@ async def search_audit_entries(conn: asyncpg.Connection, query: AuditQuery) -> l
             ORDER BY id DESC LIMIT $8""",
         query.actor_id, query.action, query.subject_type, query.subject_id, query.since, query.until,
         query.before_id, query.limit)
-
-
-@dataclass(frozen=True)
-class ChainBreak:
-    id: int
-    reason: str
-
-
-async def find_first_audit_chain_break(conn: asyncpg.Connection) -> tuple[int, ChainBreak | None]:
-    """Recomputes every row's digest and link in chain order; returns (rows checked, first break or None)."""
-    checked = 0
-    expected_id = 1
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        cursor = conn.cursor(
-            """SELECT id, hash = audit_log_digest(a) AS digest_ok,
-                      prev_hash IS NOT DISTINCT FROM lag(hash) OVER (ORDER BY id) AS link_ok
-               FROM audit_log a ORDER BY id""",
-            prefetch=1000)
-        async for row in cursor:
-            checked += 1
-            if row["id"] != expected_id:
-                return checked, ChainBreak(row["id"], f"row(s) {expected_id}..{row['id'] - 1} are missing")
-            if not row["digest_ok"]:
-                return checked, ChainBreak(row["id"], "its contents do not match its hash")
-            if not row["link_ok"]:
-                return checked, ChainBreak(row["id"], "its link to the previous row does not match")
-            expected_id += 1
-    return checked, None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 import uuid
@@ -23,6 +22,7 @@ from joserfc.errors import ExpiredTokenError, JoseError
 from joserfc.jwk import ECKey
 
 from auth.config import AuthConfig
+from auth.keyfiles import create_or_read
 from store.errors import DomainError, unauthorized
 
 ALGORITHM = "ES256"
@@ -47,25 +47,9 @@ def _import_private_key(text: str) -> ECKey:
 
 
 def _load_or_create_key_file(path: Path) -> ECKey:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        # O_EXCL: when two processes start together, exactly one writes the key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_key_file(path)
-    key = ECKey.generate_key("P-256")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key.as_pem(private=True))
-    return key
-
-
-def _read_key_file(path: Path) -> ECKey:
-    for _ in range(50):  # the creating process may still be writing it
-        data = path.read_bytes()
-        if data.strip().endswith(b"-----"):
-            return ECKey.import_key(data)
-        time.sleep(0.1)
-    raise SystemExit(f"JWT key file {path} is incomplete; remove it to create a new key.")
+    pem = create_or_read(path, lambda: ECKey.generate_key("P-256").as_pem(private=True),
+                         lambda data: data.strip().endswith(b"-----"))
+    return ECKey.import_key(pem)
 
 
 @dataclass(frozen=True)

@@ -132,10 +132,10 @@ async def test_concurrent_writers_keep_one_chain(database_url, db):
     finally:
         for conn in conns:
             await conn.close()
-    from auth.store import find_first_audit_chain_break
+    from auth.audit_chain import verify_chain
 
-    checked, broken = await find_first_audit_chain_break(db)
-    assert (checked, broken) == (80, None)
+    result = await verify_chain(db, b"k" * 32)
+    assert (result.checked, result.broken, result.unsigned) == (80, None, 80)
 
 
 async def test_record_for_request_fills_in_the_caller(aiohttp_client, settings, db):

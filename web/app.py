@@ -9,7 +9,7 @@ from aiohttp import web
 
 from store.connections import Stores
 from store.embedded import EmbeddedServers
-from store.migrations import Migration
+from store.migrations import Migration, migrate_as_owner
 from triage.runner import TriageHooks, run_worker
 from web import health, metrics, openapi, pages
 from web.problems import problem_middleware
@@ -19,6 +19,13 @@ log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", Settings)
 STORES = web.AppKey("stores", Stores)
+
+
+def append_only_tables() -> tuple[str, ...]:
+    """Tables the runtime role may only read and append to."""
+    import auth
+
+    return auth.APPEND_ONLY_TABLES
 
 
 def all_migrations() -> list[Migration]:
@@ -37,6 +44,14 @@ async def resolve_urls(settings: Settings, embedded: EmbeddedServers) -> tuple[s
     return database_url, redis_url
 
 
+async def prepare_database(settings: Settings, database_url: str) -> None:
+    """With an owner URL, the owner migrates and grants database_url's role what it needs; the
+    servers then run without the owner's rights (README, "Security")."""
+    if settings.database_owner_url:
+        await migrate_as_owner(settings.database_owner_url, database_url, all_migrations(),
+                               append_only=append_only_tables())
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_request_bytes)
     metrics.setup(app)  # first, so it is the outermost middleware and sees final statuses
@@ -48,6 +63,7 @@ def create_app(settings: Settings) -> web.Application:
     async def stores_context(app: web.Application) -> AsyncIterator[None]:
         embedded = EmbeddedServers(settings.data_dir)
         database_url, redis_url = await resolve_urls(settings, embedded)
+        await prepare_database(settings, database_url)
         await stores.open(database_url, redis_url, all_migrations(), pool_size=settings.db_pool_size,
                           redis_connections=settings.redis_max_connections)
         log.info("stores open", extra={"embedded_postgres": settings.database_url is None,
