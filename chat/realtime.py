@@ -21,6 +21,7 @@ from engineio.async_drivers.aiohttp import WebSocket as EngineIoWebSocket
 from chat.config import ChatConfig
 from chat.pubsub import NAMESPACE, ChatRedisManager
 from store.connections import Stores
+from store.payloads import DepthLimitedJson
 
 QUEUE_SIGNAL = "__chat:queue"
 ROOMS_SIGNAL = "__chat:rooms"
@@ -79,6 +80,8 @@ def create_server(config: ChatConfig, stores: Stores) -> socketio.AsyncServer:
         client_manager=manager,
         cors_allowed_origins=list(config.cors_origins) or None,
         max_http_buffer_size=64 * 1024,
+        # Event payloads nested too deep are refused before the parser recurses through them.
+        json=DepthLimitedJson,
         logger=False,
         engineio_logger=False,
     )
