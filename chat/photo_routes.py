@@ -95,7 +95,9 @@ async def read_photo_upload(request: web.Request, max_bytes: int,
         raise unprocessable("invalid_field", "Text fields must be UTF-8.") from None
     except (ValueError, AssertionError, RuntimeError, aiohttp.ClientPayloadError, HttpProcessingError) as exc:
         # aiohttp's multipart reader raises these on a malformed body.
-        raise bad_request("malformed_multipart", f"The multipart body could not be read: {exc}") from None
+        # The exception's type, not its text, which may quote the body or name Python objects.
+        raise bad_request("malformed_multipart",
+                          f"The multipart body could not be read ({type(exc).__name__}).") from None
     if not files:
         raise unprocessable("missing_field", "Attach at least one photo in a 'photo' field.", field=PHOTO_FIELD)
     return fields, files
@@ -205,4 +207,8 @@ class PhotoRoutes:
             raise
         if variant == "saliency" and _audience(principal, consultation) != "assigned":
             raise forbidden("forbidden", "Only the consultation's assigned doctor sees the saliency overlay.")
+        if variant == "image" and _audience(principal, consultation) == "queue":
+            # A waiting case shows doctors in the queue what they need to choose: thumbnails.
+            raise forbidden("forbidden", "Only the consultation's assigned doctor sees the full-size photo; "
+                                         "take the case first.")
         return consultation
