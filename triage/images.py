@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
-from jax_models.preprocess import to_rgb
+from jax_models.preprocess import ALPHA_BACKGROUND, to_rgb
 from store.errors import DomainError, unprocessable
 
 try:
@@ -39,6 +39,7 @@ _BYTES_PER_PIXEL = {"RGBA": 4, "RGBX": 4, "CMYK": 4, "YCbCr": 3, "I": 4, "F": 4,
 # High-bit-depth greys are scaled to 8 bits this many rows at a time, so no full-size wide copy exists.
 _STRIP_ROWS = 256
 _HIGH_BIT_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+_WITH_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
 
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 _SRGB_PROFILE = ImageCms.createProfile("sRGB")
@@ -126,6 +127,8 @@ def _to_srgb_rgb(image: Image.Image) -> Image.Image:
     icc = image.info.get("icc_profile")
     if image.mode in _HIGH_BIT_DEPTH:
         image = _to_8bit_grey(image)
+    elif image.mode in _WITH_ALPHA or (image.mode == "P" and "transparency" in image.info):
+        image = _flatten_alpha(image)
     rgb = image if image.mode == "RGB" else to_rgb(image)
     if icc and image.mode in ("RGB", "RGBA"):
         try:
@@ -157,6 +160,15 @@ def _to_8bit_grey(image: Image.Image) -> Image.Image:
         np.clip(strip * scale + np.float32(0.5), 0, 255, out=strip)
         out[y:y + strip.shape[0]] = strip
     return Image.fromarray(out)
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    """Transparency laid over the classifier's neutral grey, as to_rgb does, but pasted through the alpha
+    band into one RGB image rather than composited through two more full-size RGBA ones."""
+    rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+    flat = Image.new("RGB", rgba.size, ALPHA_BACKGROUND)
+    flat.paste(rgba, mask=rgba)
+    return flat
 
 
 def _thumbnail(image: Image.Image) -> Image.Image:
