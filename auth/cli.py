@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from auth import build_service
 from auth.audit_chain import load_audit_key
-from auth.routes import MAX_NAME_LENGTH, normalise_email
+from auth.routes import MAX_NAME_LENGTH, normalise_email, unshowable
 from auth.service import Origin
 from store.connections import Stores
 from store.errors import DomainError
@@ -62,6 +62,8 @@ def _create_admin(args: argparse.Namespace, settings):
             return _fail(f"{args.email!r} is not an email address.")
         if not name or len(name) > MAX_NAME_LENGTH:
             return _fail(f"The name must be 1 to {MAX_NAME_LENGTH} characters.")
+        if unshowable(name):
+            return _fail(f"The name must not contain {unshowable(name)}.")
         password = _read_password(args)
         try:
             user = await build_service(stores, settings).create_admin(email=email, name=name, password=password)

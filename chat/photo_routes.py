@@ -38,8 +38,6 @@ TEXT_FIELDS = ("body_site", "tag")
 MAX_TEXT_FIELD_BYTES = 1024
 READ_CHUNK_BYTES = 256 * 1024
 OPEN_STATES = ("waiting", "active")
-# Photos are immutable once stored, but they are patient data: browsers may keep them, shared caches may not.
-PHOTO_CACHE_CONTROL = "private, max-age=3600"
 
 
 def _uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
@@ -194,8 +192,8 @@ class PhotoRoutes:
                 body = await store.get_photo_bytes(conn, photo_id, thumbnail=variant == "thumbnail")
             await audit.record_for_request(conn, request, f"photo.read.{variant}", "photo", str(photo_id),
                                            {"consultation_id": str(consultation["id"])})
-        return web.Response(body=body, content_type="image/png" if variant == "saliency" else "image/jpeg",
-                            headers={"Cache-Control": PHOTO_CACHE_CONTROL, "X-Content-Type-Options": "nosniff"})
+        # Cache-Control: no-store and nosniff come with every API response (web.headers).
+        return web.Response(body=body, content_type="image/png" if variant == "saliency" else "image/jpeg")
 
     async def _authorize_photo_read(self, conn, principal: Principal, consultation_id: uuid.UUID, variant: str):
         try:

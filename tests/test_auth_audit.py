@@ -23,9 +23,12 @@ async def _actions(db) -> list[dict]:
 
 
 async def test_each_audited_action_writes_a_row(client, db):
-    headers = {"X-Request-Id": "req-register"}
+    # A client's request id is never written as ours: the audit row carries the server's.
+    headers = {"X-Request-Id": "cli"}
     response = await client.post("/api/v1/auth/register", headers=headers,
                                  json={"email": "audited@example.com", "password": PASSWORD, "name": "Au Dit"})
+    server_request_id = response.headers["X-Request-Id"]
+    assert response.headers["X-Client-Request-Id"] == "cli" and server_request_id != "cli"
     user = (await response.json())["user"]
     await client.post("/api/v1/auth/login", json={"email": "audited@example.com", "password": "wrong" * 3})
     tokens = await login(client, "audited@example.com")
@@ -53,7 +56,7 @@ async def test_each_audited_action_writes_a_row(client, db):
     ]
     first = rows[0]
     assert first["subject_type"] == "user" and first["subject_id"] == user["id"]
-    assert first["request_id"] == "req-register" and str(first["client_ip"]) == "127.0.0.1"
+    assert first["request_id"] == server_request_id and str(first["client_ip"]) == "127.0.0.1"
     assert first["actor_id"] is None  # nobody was signed in yet
     failed = rows[1]
     assert failed["subject_id"] == user["id"] and failed["details"] == {"email": "audited@example.com"}
@@ -155,7 +158,7 @@ async def test_record_for_request_fills_in_the_caller(aiohttp_client, settings, 
     [row] = [r for r in await _actions(db) if r["action"] == "consultation.read"]
     assert str(row["actor_id"]) == tokens["user"]["id"] and row["actor_role"] == "patient"
     assert row["subject_type"] == "consultation" and row["subject_id"] == "c-1"
-    assert row["request_id"] == "req-42" and str(row["client_ip"]) == "127.0.0.1"
+    assert row["request_id"] == response.headers["X-Request-Id"] != "req-42" and str(row["client_ip"]) == "127.0.0.1"
     assert row["details"] == {"fields": ["notes"]}
 
 

@@ -11,7 +11,7 @@ from store.connections import Stores
 from store.embedded import EmbeddedServers
 from store.migrations import Migration, migrate_as_owner
 from triage.runner import TriageHooks, run_worker
-from web import health, metrics, openapi, pages
+from web import headers, health, metrics, openapi, pages
 from web.problems import problem_middleware
 from web.settings import Settings
 
@@ -54,7 +54,8 @@ async def prepare_database(settings: Settings, database_url: str) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_request_bytes)
-    metrics.setup(app)  # first, so it is the outermost middleware and sees final statuses
+    metrics.setup(app, settings.metrics_token)  # first, so it is the outermost middleware and sees final statuses
+    headers.setup(app)
     app.middlewares.append(problem_middleware)
     stores = Stores()
     app[SETTINGS] = settings
