@@ -147,3 +147,27 @@ async def test_serve_refuses_to_run_as_the_owner_of_the_audit_log(settings, tmp_
     with pytest.raises(RuntimeError) as refused:
         start_server(env, tmp_path / "owner.log", ready_timeout=60)
     assert "Refusing to serve" in str(refused.value) and "superuser" in str(refused.value)
+
+
+async def test_embedded_mode_serves_as_a_runtime_role_too(tmp_path, monkeypatch):
+    import pgserver
+
+    for name in ("SKINDOC_DATABASE_URL", "SKINDOC_REDIS_URL", "SKINDOC_DATABASE_OWNER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    server = start_server({"SKINDOC_DATA_DIR": str(tmp_path / "var")}, tmp_path / "embedded.log")
+    postgres = pgserver.get_server(tmp_path / "var" / "postgres", cleanup_mode="stop")
+    try:
+        async with aiohttp.ClientSession(server.url) as http:
+            await register(http)
+        owner = await asyncpg.connect(postgres.get_uri())
+        try:
+            serving_roles = {row["usename"] for row in await owner.fetch(
+                "SELECT DISTINCT usename FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                "AND pid <> pg_backend_pid()")}
+            assert serving_roles == {"skindoc_runtime"}
+            assert not await owner.fetchval("SELECT has_table_privilege('skindoc_runtime', 'audit_log', 'UPDATE')")
+        finally:
+            await owner.close()
+    finally:
+        server.stop()
+        postgres.cleanup()

@@ -4,7 +4,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 from aiohttp import web
 
 from store.connections import Stores
@@ -18,6 +20,8 @@ from web.settings import Settings
 log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", Settings)
+# The role the servers use on the embedded PostgreSQL (its superuser only migrates).
+EMBEDDED_RUNTIME_ROLE = "skindoc_runtime"
 STORES = web.AppKey("stores", Stores)
 
 
@@ -44,12 +48,35 @@ async def resolve_urls(settings: Settings, embedded: EmbeddedServers) -> tuple[s
     return database_url, redis_url
 
 
-async def prepare_database(settings: Settings, database_url: str) -> None:
-    """With an owner URL, the owner migrates and grants database_url's role what it needs; the
-    servers then run without the owner's rights (README, "Security")."""
+async def prepare_database(settings: Settings, database_url: str) -> str:
+    """Migrates as the owner where there is one, and returns the URL to serve with (README, "Security").
+
+    With SKINDOC_DATABASE_OWNER_URL, its role migrates and grants database_url's role what it needs.
+    The embedded server is split the same way: its superuser migrates, and the servers run as
+    EMBEDDED_RUNTIME_ROLE, which cannot rewrite the audit log either."""
+    if settings.database_url is None:
+        runtime_url = await _embedded_runtime_role(database_url)
+        await migrate_as_owner(database_url, runtime_url, all_migrations(), append_only=append_only_tables())
+        return runtime_url
     if settings.database_owner_url:
         await migrate_as_owner(settings.database_owner_url, database_url, all_migrations(),
                                append_only=append_only_tables())
+    return database_url
+
+
+async def _embedded_runtime_role(owner_url: str) -> str:
+    """The embedded cluster's runtime role (created once; it trusts local connections), as a URL."""
+    conn = await asyncpg.connect(owner_url)
+    try:
+        await conn.execute(f"""DO $$ BEGIN
+                                   CREATE ROLE {EMBEDDED_RUNTIME_ROLE} LOGIN;
+                               EXCEPTION WHEN duplicate_object THEN NULL;
+                               END $$""")
+    finally:
+        await conn.close()
+    parts = urlsplit(owner_url)
+    return urlunsplit((parts.scheme, f"{EMBEDDED_RUNTIME_ROLE}@{parts.netloc.rpartition('@')[2]}", parts.path,
+                       parts.query, parts.fragment))
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -64,7 +91,7 @@ def create_app(settings: Settings) -> web.Application:
     async def stores_context(app: web.Application) -> AsyncIterator[None]:
         embedded = EmbeddedServers(settings.data_dir)
         database_url, redis_url = await resolve_urls(settings, embedded)
-        await prepare_database(settings, database_url)
+        database_url = await prepare_database(settings, database_url)
         await stores.open(database_url, redis_url, all_migrations(), pool_size=settings.db_pool_size,
                           redis_connections=settings.redis_max_connections)
         log.info("stores open", extra={"embedded_postgres": settings.database_url is None,

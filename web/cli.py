@@ -29,7 +29,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     embedded = EmbeddedServers(settings.data_dir)
     stores = Stores()
     database_url, redis_url = await resolve_urls(settings, embedded)
-    await prepare_database(settings, database_url)
+    database_url = await prepare_database(settings, database_url)
     await stores.open(database_url, redis_url, all_migrations(), pool_size=2)
     try:
         yield stores
