@@ -1,8 +1,10 @@
 """The audit log every domain writes to: who did what to which subject, when, from where.
 
-Rows are append-only (a trigger refuses UPDATE, DELETE and TRUNCATE) and
-hash-chained by the database itself, so `skindoc audit verify` can name the first
-row altered behind the application's back. Call `record` inside the transaction
+Rows are append-only (the runtime role may only SELECT and INSERT, and a trigger
+refuses UPDATE, DELETE and TRUNCATE to anyone) and hash-chained by the database;
+servers sign the chain's head at intervals with a key the database never holds
+(auth/audit_chain.py), so `skindoc audit verify` can name the first row altered
+behind the application's back. Call `record` inside the transaction
 that makes the change, so the change and its audit row commit together. The
 chain lock is held until that transaction ends: keep such transactions short.
 """
