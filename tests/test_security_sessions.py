@@ -171,3 +171,23 @@ async def test_the_grace_window_ends(aiohttp_client, settings):
     await asyncio.sleep(1.5)
     late = await client.post("/api/v1/auth/refresh", json=body)
     assert (await late.json())["code"] == "refresh_token_reused"
+
+
+async def test_an_identity_provider_relink_closes_the_squatters_socket(aiohttp_client, settings, aiohttp_server):
+    """Someone registered the address first (account pre-hijacking); its owner signs in through the provider:
+    the squatter's access token and socket die at once, not when the token expires."""
+    from tests.test_auth_oidc import CLIENT_ID, LocalIssuer
+
+    issuer = LocalIssuer()
+    issuer.url = str((await aiohttp_server(issuer.app(), host="127.0.0.1")).make_url("")).rstrip("/")
+    auth = replace(settings.auth, oidc_issuer=issuer.url, oidc_client_id=CLIENT_ID)
+    node = await start_node(aiohttp_client, chat_settings(replace(settings, auth=auth)))
+    await _register(node, "olivia@example.com")
+    squatter = await _login(node, "olivia@example.com")
+    sock, events = await connect(node, _user(squatter))
+    response = await node.client.post("/api/v1/auth/oidc", json={"id_token": issuer.id_token(),
+                                                                  "nonce": "nonce-from-the-auth-request"})
+    assert response.status == 200, await response.text()
+    assert (await _closed_within(sock, events, 1.0)) == {"reason": "oidc_link"}
+    me = await node.client.get("/api/v1/me", headers={"Authorization": f"Bearer {squatter['access_token']}"})
+    assert me.status == 401
