@@ -6,24 +6,22 @@ same transaction.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from auth import audit, audit_chain, store
+from auth import audit, audit_chain, refresh_tokens, store
 from auth.config import AuthConfig
 from auth.oidc import OidcVerifier, VerifiedIdentity
 from auth.passwords import Passwords, check_policy
 from auth.principal import Principal
+from auth.refresh_tokens import hash_refresh_token
 from auth.throttle import LoginThrottle, RegistrationThrottle
 from auth.tokens import AccessTokens, invalid_token
 from store.connections import Stores
@@ -41,11 +39,6 @@ class Origin:
     """Where a call came from, for the audit log and throttling."""
     client_ip: str | None = None
     request_id: str | None = None
-
-
-def hash_refresh_token(token: str) -> bytes:
-    # The token is 256 random bits, so a fast hash is enough: there is nothing to guess.
-    return hashlib.sha256(token.encode()).digest()
 
 
 class AuthService:
@@ -232,17 +225,17 @@ class AuthService:
         """Rotates the token; presenting an already rotated one revokes its whole family, unless it was
         rotated within the grace window and its successor is unused: then it gets that same successor."""
         token_hash = hash_refresh_token(refresh_token)
-        successor = self._successor(refresh_token)
+        successor = refresh_tokens.successor(self.tokens.derived_secret(b"refresh-rotation"), refresh_token)
         async with self._stores.pool.acquire() as conn, conn.transaction():
             row = await store.lock_refresh_token(conn, token_hash)
             user = await store.get_user_by_id(conn, row.user_id) if row is not None else None
-            failure = self._refresh_failure(row, user)
+            failure = refresh_tokens.refresh_failure(row, user)
             if failure is None:
                 await store.mark_refresh_token_rotated(conn, token_hash)
                 await store.insert_refresh_token(conn, hash_refresh_token(successor), row.family_id,
                                                  self.config.refresh_token_ttl_s)
             elif failure.code == "refresh_token_reused":
-                if await self._within_grace(conn, row, user, successor):
+                if await refresh_tokens.within_grace(conn, row, user, successor, self.config.refresh_grace_s):
                     failure = None
                 else:
                     await self._revoke_stolen_family(conn, row, origin)
@@ -253,33 +246,6 @@ class AuthService:
             raise failure
         response, _ = self._token_response(user, successor, row.family_id)
         return response
-
-    def _successor(self, refresh_token: str) -> str:
-        # Derived, not random, so that a second presentation within the grace window can be given the
-        # same successor without the server ever storing a token. Unguessable without the server's key.
-        mac = hmac.new(self.tokens.derived_secret(b"refresh-rotation"), refresh_token.encode(), hashlib.sha256)
-        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
-
-    async def _within_grace(self, conn, row: store.RefreshTokenRow, user: store.User | None, successor: str) -> bool:
-        grace = timedelta(seconds=self.config.refresh_grace_s)
-        return (row.rotated_at is not None and row.rotated_at + grace >= datetime.now(UTC)
-                and row.expires_at > datetime.now(UTC) and user is not None and user.status != "disabled"
-                and await store.refresh_token_is_live(conn, hash_refresh_token(successor), row.family_id))
-
-    @staticmethod
-    def _refresh_failure(row: store.RefreshTokenRow | None, user: store.User | None) -> DomainError | None:
-        if row is None:
-            return unauthorized("invalid_refresh_token", "This refresh token is not known.")
-        if row.family_revoked_at is not None:
-            return unauthorized("invalid_refresh_token", "This session has been signed out.")
-        if row.rotated_at is not None:
-            return unauthorized("refresh_token_reused",
-                                "This refresh token was already used; the session has been revoked for safety.")
-        if row.expires_at <= datetime.now(UTC):
-            return unauthorized("invalid_refresh_token", "This refresh token has expired; sign in again.")
-        if user is None or user.status == "disabled":
-            return unauthorized("invalid_refresh_token", "This account cannot sign in.")
-        return None
 
     @staticmethod
     async def _revoke_stolen_family(conn, row: store.RefreshTokenRow, origin: Origin) -> None:

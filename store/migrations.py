@@ -85,6 +85,8 @@ async def grant_runtime_privileges(conn: asyncpg.Connection, role: str, *, appen
     """
     quoted = _quote_ident(role)
     async with conn.transaction():
+        # Two nodes granting at once could collide on the same catalog rows ("tuple concurrently updated").
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_ID)
         await conn.execute(f"GRANT USAGE ON SCHEMA public TO {quoted}")
         await conn.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {quoted}")
         await conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}")

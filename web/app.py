@@ -70,7 +70,7 @@ async def _embedded_runtime_role(owner_url: str) -> str:
     try:
         await conn.execute(f"""DO $$ BEGIN
                                    CREATE ROLE {EMBEDDED_RUNTIME_ROLE} LOGIN;
-                               EXCEPTION WHEN duplicate_object THEN NULL;
+                               EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
                                END $$""")
     finally:
         await conn.close()
