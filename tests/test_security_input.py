@@ -71,6 +71,7 @@ async def test_any_json_body_on_any_route_gets_no_server_error(node):
     patient = await make_user(node, "patient")
     routes = json_routes(node.app)
     loop = asyncio.get_running_loop()
+    tried: list[tuple[int, int]] = []  # (depth, status) of each example, to show the property was exercised
 
     async def send(route: tuple[str, str], body: bytes) -> int:
         response = await node.client.request(route[0], route[1], data=body,
@@ -83,9 +84,11 @@ async def test_any_json_body_on_any_route_gets_no_server_error(node):
     def property_holds(route, value, depth):
         body = json.dumps(nested(depth, value)).encode()
         status = asyncio.run_coroutine_threadsafe(send(route, body), loop).result(timeout=30)
+        tried.append((depth, status))
         assert status < 500, (route, body[:200])
 
     await asyncio.to_thread(property_holds)
+    assert len(tried) >= 100 and any(depth > MAX_JSON_DEPTH for depth, _ in tried)
 
 
 async def test_a_deeply_nested_socket_event_is_dropped_and_the_connection_survives(node):
