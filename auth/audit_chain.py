@@ -232,10 +232,17 @@ async def write_checkpoint(conn: asyncpg.Connection, key: bytes) -> int | None:
 
 async def keep_checkpointing(pool: asyncpg.Pool, key: bytes, interval_s: float) -> None:
     """Runs in every server: signs the head every interval (the nodes take turns under the lock)."""
+    failing = False
     while True:
         await asyncio.sleep(interval_s)
         try:
             async with pool.acquire() as conn:
                 await write_checkpoint(conn, key)
-        except (asyncpg.PostgresError, OSError, asyncio.TimeoutError):
-            log.warning("could not sign an audit checkpoint; trying again", exc_info=True)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError):
+            if not failing:  # one line per outage, not one per interval
+                log.warning("could not sign an audit checkpoint; retrying", exc_info=True)
+            failing = True
+            continue
+        if failing:
+            log.info("signing audit checkpoints again")
+        failing = False

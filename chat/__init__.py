@@ -78,9 +78,16 @@ def setup(app: web.Application, stores: Stores, settings, auth_service: AuthServ
 
 async def _sweep_revoked_sessions(namespace: ConsultationNamespace, interval_s: float) -> None:
     """The signal closes revoked sessions' sockets at once; this catches any signal lost with Redis."""
+    failing = False
     while True:
         await asyncio.sleep(interval_s)
         try:
             await namespace.sweep_revoked_sessions()
         except Exception:  # noqa: BLE001 - a database outage: try again next round
-            log.warning("could not check live sockets for revoked sessions", exc_info=True)
+            if not failing:  # one line per outage, not one per round
+                log.warning("could not check live sockets for revoked sessions; retrying", exc_info=True)
+            failing = True
+            continue
+        if failing:
+            log.info("checking live sockets for revoked sessions again")
+        failing = False
