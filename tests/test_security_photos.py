@@ -115,7 +115,6 @@ async def test_a_scoring_failure_names_no_python_object(node, classifier):  # no
     worker = make_worker(node, classifier, "worker-repr")
     await worker.start()
     assert await worker.run_once(block_ms=1000) == 1
-    response = await node.client.get(f"/api/v1/consultations/{case}/photos", headers=patient.headers)
     doctor = await cs.make_user(node, "doctor")
     response = await node.client.get(f"/api/v1/consultations/{case}/photos", headers=doctor.headers)
     [photo] = (await response.json())["photos"]
