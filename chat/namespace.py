@@ -45,6 +45,7 @@ class Connection:
     def __init__(self, sid: str, principal: Principal, client_ip: str | None) -> None:
         self.ctx = AuditContext(principal, client_ip, f"sio-{sid}")
         self.expiry: asyncio.TimerHandle | None = None
+        self.revoked = False
 
     @property
     def principal(self) -> Principal:
@@ -156,6 +157,35 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         await self.emit("session:expired", {}, to=sid)
         await self.disconnect(sid)
 
+    # ---- revoked sessions -------------------------------------------------------------------
+
+    async def close_revoked_sessions(self, signal: dict[str, Any]) -> None:
+        """SESSIONS_SIGNAL, on every node: this node's sockets of the revoked sessions are told and closed."""
+        revoked = set(signal.get("session_ids") or [])
+        doomed = [sid for sid, connection in list(self._connections.items())
+                  if str(connection.principal.session_id) in revoked]
+        await self._close_revoked(doomed, str(signal.get("reason") or "revoked"))
+
+    async def sweep_revoked_sessions(self) -> int:
+        """Closes this node's sockets whose tokens HTTP would now refuse; a safety net for a lost signal
+        (and for accounts disabled straight in the database). Returns how many it closed."""
+        connections = list(self._connections.items())
+        sessions = {(c.principal.user_id, c.principal.session_id) for _, c in connections}
+        revoked = set(await self._auth.revoked_sessions(sorted(sessions, key=str)))
+        doomed = [sid for sid, c in connections if (c.principal.user_id, c.principal.session_id) in revoked]
+        await self._close_revoked(doomed, "revoked")
+        return len(doomed)
+
+    async def _close_revoked(self, sids: list[str], reason: str) -> None:
+        for sid in sids:
+            connection = self._connections.get(sid)
+            if connection is None or connection.revoked:
+                continue
+            # Refused from now on, before the disconnect has gone through.
+            connection.revoked = True
+            await self.emit("session:revoked", {"reason": reason}, to=sid)
+            await self.disconnect(sid)
+
     # ---- dispatch ---------------------------------------------------------------------------
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
@@ -168,6 +198,8 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         connection = self._connections.get(sid)
         if connection is None:
             return _error(unauthorized("not_connected", "This connection is not signed in."))
+        if connection.revoked:
+            return _error(unauthorized("session_revoked", "This session has been signed out."))
         if connection.principal.expires_at <= datetime.now(timezone.utc):
             return _error(unauthorized("token_expired", "The access token has expired; send session:refresh."))
         try:

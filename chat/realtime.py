@@ -4,8 +4,9 @@ Every node runs one `socketio.AsyncServer` whose `ChatRedisManager` (chat.pubsub
 carries emits across nodes through Redis. Two internal events ride its shared
 channel and never reach a client: `QUEUE_SIGNAL` (the queue changed: each node
 recomputes the queue once and pushes it to its own consoles and waiting patients)
-and `ROOMS_SIGNAL` (put every connection of some users, on whichever node holds
-it, into or out of a consultation room).
+`ROOMS_SIGNAL` (put every connection of some users, on whichever node holds
+it, into or out of a consultation room) and `SESSIONS_SIGNAL` (close every
+connection of some revoked sign-ins).
 """
 from __future__ import annotations
 
@@ -21,9 +22,13 @@ from engineio.async_drivers.aiohttp import WebSocket as EngineIoWebSocket
 from chat.config import ChatConfig
 from chat.pubsub import NAMESPACE, ChatRedisManager
 from store.connections import Stores
+from store.payloads import DepthLimitedJson
 
 QUEUE_SIGNAL = "__chat:queue"
 ROOMS_SIGNAL = "__chat:rooms"
+# Sign-ins were revoked (logout, theft detection, password change, OpenID Connect relink): every
+# node closes its sockets of those sessions.
+SESSIONS_SIGNAL = "__chat:sessions"
 # Nobody ever joins this room: a signal emitted to it reaches no client.
 SIGNAL_ROOM = "__chat:signals"
 # Doctors' consoles subscribed to the live queue.
@@ -83,6 +88,8 @@ def create_server(config: ChatConfig, stores: Stores) -> socketio.AsyncServer:
         client_manager=manager,
         cors_allowed_origins=list(config.cors_origins) or None,
         max_http_buffer_size=64 * 1024,
+        # Event payloads nested too deep are refused before the parser recurses through them.
+        json=DepthLimitedJson,
         # Our loggers, not True/False: given a bool, the libraries add a handler of their own that
         # writes raw lines to stderr beside the JSON log. Errors only (a warning-level line per client
         # mistake would flood it); the log configuration rate-limits them.
@@ -121,3 +128,9 @@ async def move_users(server: socketio.AsyncServer, user_ids: list[uuid.UUID], ro
     """Puts every connection of these users, on every node, into (or out of) `room`."""
     change = {"user_ids": [str(u) for u in user_ids], "room": room, "join": join}
     await server.emit(ROOMS_SIGNAL, change, room=SIGNAL_ROOM, namespace=NAMESPACE)
+
+
+async def announce_revoked_sessions(server: socketio.AsyncServer, session_ids: list[uuid.UUID], reason: str) -> None:
+    """Every node closes its connections of these sessions (ChatNamespace.close_revoked_sessions)."""
+    signal = {"session_ids": [str(s) for s in session_ids], "reason": reason}
+    await server.emit(SESSIONS_SIGNAL, signal, room=SIGNAL_ROOM, namespace=NAMESPACE)

@@ -32,9 +32,14 @@ async def test_wrong_method_is_problem_json(client):
     assert "GET" in response.headers["Allow"]
 
 
-async def test_metrics_count_requests(client):
+async def test_metrics_count_requests(aiohttp_client, settings):
+    from dataclasses import replace
+
+    from web.app import create_app
+
+    client = await aiohttp_client(create_app(replace(settings, metrics_token="scrape-secret")))
     await client.get("/healthz")
-    response = await client.get("/metrics")
+    response = await client.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
     assert response.status == 200
     text = await response.text()
     assert 'skindoc_http_requests_total{method="GET",route="/healthz",status="200"}' in text

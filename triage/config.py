@@ -15,8 +15,10 @@ class TriageConfig:
     # Intake: the body cap covers the whole multipart request, photos and fields together.
     max_upload_bytes: int = 15 * 1024 * 1024
     max_photos_per_consultation: int = 6
-    # Decompression-bomb guard, checked from the header before any pixel is decoded.
-    max_pixels: int = 64_000_000
+    # Decompression-bomb guard, checked from the header before any pixel is decoded: width x height,
+    # and the decoded bytes at most this many RGB pixels' worth (4-byte modes get 3/4 of it). At 24
+    # megapixels the worst accepted upload peaks at about 180 MB (bench/intake_memory.py).
+    max_pixels: int = 24_000_000
     # Low enough for dermoscopy crops (the training images are 171x128).
     min_side: int = 128
     # The job stream and its consumer group (stream keys live in the configured Redis database).

@@ -4,14 +4,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 from aiohttp import web
 
 from store.connections import Stores
 from store.embedded import EmbeddedServers
-from store.migrations import Migration
+from store.migrations import Migration, migrate_as_owner
 from triage.runner import TriageHooks, WorkerSupervisor
-from web import health, metrics, openapi, pages
+from web import headers, health, metrics, openapi, pages
 from web.outages import outage_middleware
 from web.socket_frames import malformed_frame_middleware
 from web.problems import problem_middleware
@@ -20,7 +22,16 @@ from web.settings import Settings
 log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", Settings)
+# The role the servers use on the embedded PostgreSQL (its superuser only migrates).
+EMBEDDED_RUNTIME_ROLE = "skindoc_runtime"
 STORES = web.AppKey("stores", Stores)
+
+
+def append_only_tables() -> tuple[str, ...]:
+    """Tables the runtime role may only read and append to."""
+    import auth
+
+    return auth.APPEND_ONLY_TABLES
 
 
 def all_migrations() -> list[Migration]:
@@ -41,9 +52,41 @@ def resolve_urls(settings: Settings, embedded: EmbeddedServers) -> tuple[str, st
     return settings.database_url or database_url, settings.redis_url or redis_url
 
 
+async def prepare_database(settings: Settings, database_url: str) -> str:
+    """Migrates as the owner where there is one, and returns the URL to serve with (README, "Security").
+
+    With SKINDOC_DATABASE_OWNER_URL, its role migrates and grants database_url's role what it needs.
+    The embedded server is split the same way: its superuser migrates, and the servers run as
+    EMBEDDED_RUNTIME_ROLE, which cannot rewrite the audit log either."""
+    if settings.database_url is None:
+        runtime_url = await _embedded_runtime_role(database_url)
+        await migrate_as_owner(database_url, runtime_url, all_migrations(), append_only=append_only_tables())
+        return runtime_url
+    if settings.database_owner_url:
+        await migrate_as_owner(settings.database_owner_url, database_url, all_migrations(),
+                               append_only=append_only_tables())
+    return database_url
+
+
+async def _embedded_runtime_role(owner_url: str) -> str:
+    """The embedded cluster's runtime role (created once; it trusts local connections), as a URL."""
+    conn = await asyncpg.connect(owner_url)
+    try:
+        await conn.execute(f"""DO $$ BEGIN
+                                   CREATE ROLE {EMBEDDED_RUNTIME_ROLE} LOGIN;
+                               EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+                               END $$""")
+    finally:
+        await conn.close()
+    parts = urlsplit(owner_url)
+    return urlunsplit((parts.scheme, f"{EMBEDDED_RUNTIME_ROLE}@{parts.netloc.rpartition('@')[2]}", parts.path,
+                       parts.query, parts.fragment))
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_request_bytes)
-    metrics.setup(app)  # first, so it is the outermost middleware and sees final statuses
+    metrics.setup(app, settings.metrics_token)  # first, so it is the outermost middleware and sees final statuses
+    headers.setup(app)
     app.middlewares.append(problem_middleware)
     stores = Stores()
     app.middlewares.append(outage_middleware(stores))
@@ -56,6 +99,7 @@ def create_app(settings: Settings) -> web.Application:
         embedded = EmbeddedServers(settings.data_dir, role="serve")
         database_url, redis_url = resolve_urls(settings, embedded)
         try:
+            database_url = await prepare_database(settings, database_url)
             await stores.open(database_url, redis_url, all_migrations(), pool_size=settings.db_pool_size,
                               redis_connections=settings.redis_max_connections)
             log.info("stores open", extra={"embedded_postgres": settings.database_url is None,

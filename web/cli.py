@@ -11,12 +11,13 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 import uvloop
 from aiohttp import web
 
 from store.connections import Stores
 from store.embedded import EmbeddedServers
-from web.app import all_migrations, create_app, resolve_urls, triage_hooks
+from web.app import all_migrations, create_app, prepare_database, resolve_urls, triage_hooks
 from web.logs import configure_logging
 from web.settings import Settings
 
@@ -30,6 +31,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     stores = Stores()
     database_url, redis_url = resolve_urls(settings, embedded)
     try:
+        database_url = await prepare_database(settings, database_url)
         await stores.open(database_url, redis_url, all_migrations(), pool_size=2)
         yield stores
     finally:
@@ -55,10 +57,32 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     log.info("serving", extra={"host": host, "port": port})
+    if settings.database_url is not None and not settings.dev_mode:
+        problem = asyncio.run(_audit_log_rewriter(settings))
+        if problem is not None:
+            raise SystemExit(f"Refusing to serve: the database role of SKINDOC_DATABASE_URL could rewrite the audit "
+                             f"log ({problem}). Serve as a role without those rights and let "
+                             f"SKINDOC_DATABASE_OWNER_URL's role run the migrations (README, \"Security\"), or set "
+                             f"SKINDOC_DEV_MODE=true on a development machine.")
     # uvloop: the asyncio API on libuv; it cuts the loop's own share of each chat message (bench/README.md).
     web.run_app(create_app(settings), host=host, port=port, access_log=None, print=None,
                 loop=uvloop.new_event_loop())
     return 0
+
+
+async def _audit_log_rewriter(settings: Settings) -> str | None:
+    """Why the serving role could rewrite the audit log, or None. A server that could would make the
+    log worthless against whoever holds its credentials."""
+    from auth.audit import runtime_role_problem
+
+    await prepare_database(settings, settings.database_url)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        if await conn.fetchval("SELECT to_regclass('audit_log')") is None:
+            return "the schema is not there yet, so it would create the audit log and own it"
+        return await runtime_role_problem(conn)
+    finally:
+        await conn.close()
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
