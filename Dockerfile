@@ -22,4 +22,7 @@ FROM cpu AS gpu
 USER root
 RUN pip install "jax[cuda12]>=0.4.35"
 USER skindoc
+# The worker's own health endpoint (SKINDOC_WORKER_HEALTH_PORT), not the web node's.
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 --start-period=180s \
+    CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8081/readyz', timeout=2).status != 200)"
 CMD ["skindoc", "worker"]

@@ -1,17 +1,23 @@
 """Accounts, roles, passwords, tokens, OpenID Connect sign-in and the audit log."""
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
+from auth.audit_chain import keep_checkpointing, load_audit_key
 from auth.routes import AuthRoutes
 from auth.service import AUTH_SERVICE, AuthService
 from auth.tokens import AccessTokens, load_signing_key
 from store.connections import Stores
 from store.migrations import Migration, discover
 
-__all__ = ["AUTH_SERVICE", "AuthService", "migrations", "setup"]
+__all__ = ["APPEND_ONLY_TABLES", "AUTH_SERVICE", "AuthService", "migrations", "setup"]
+
+# Tables the runtime database role may only read and append to (store.migrations.grant_runtime_privileges).
+APPEND_ONLY_TABLES = ("audit_log", "audit_checkpoints")
 
 
 def migrations() -> list[Migration]:
@@ -32,5 +38,13 @@ def setup(app: web.Application, stores: Stores, settings) -> AuthService:
     async def close_service(app: web.Application) -> None:
         await service.close()
 
+    async def sign_checkpoints(app: web.Application) -> AsyncIterator[None]:
+        key = load_audit_key(settings.auth, settings.data_dir)
+        task = asyncio.create_task(keep_checkpointing(stores.pool, key, settings.auth.audit_checkpoint_interval_s))
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
     app.on_cleanup.append(close_service)
+    app.cleanup_ctx.append(sign_checkpoints)
     return service

@@ -1,8 +1,10 @@
 """The audit log every domain writes to: who did what to which subject, when, from where.
 
-Rows are append-only (a trigger refuses UPDATE, DELETE and TRUNCATE) and
-hash-chained by the database itself, so `skindoc audit verify` can name the first
-row altered behind the application's back. Call `record` inside the transaction
+Rows are append-only (the runtime role may only SELECT and INSERT, and a trigger
+refuses UPDATE, DELETE and TRUNCATE to anyone) and hash-chained by the database;
+servers sign the chain's head at intervals with a key the database never holds
+(auth/audit_chain.py), so `skindoc audit verify` can name the first row altered
+behind the application's back. Call `record` inside the transaction
 that makes the change, so the change and its audit row commit together. The
 chain lock is held until that transaction ends: keep such transactions short.
 """
@@ -88,3 +90,20 @@ def entry_as_json(row: Any) -> dict[str, Any]:
         "request_id": row["request_id"],
         "details": row["details"],
     }
+
+
+async def runtime_role_problem(conn: asyncpg.Connection) -> str | None:
+    """Why this connection's role could rewrite the audit log (owner, superuser, UPDATE/DELETE/TRUNCATE), or None."""
+    row = await conn.fetchrow(
+        """SELECT r.rolsuper AS superuser, pg_has_role(c.relowner, 'USAGE') AS owner,
+                  pg_get_userbyid(c.relowner) AS owner_name,
+                  has_table_privilege(c.oid, 'UPDATE, DELETE, TRUNCATE') AS can_change
+           FROM pg_class c JOIN pg_roles r ON r.rolname = current_user
+           WHERE c.oid = 'audit_log'::regclass""")
+    if row["superuser"]:
+        return "it is a superuser"
+    if row["owner"]:
+        return f"it owns the audit log (or is a member of its owner, {row['owner_name']})"
+    if row["can_change"]:
+        return "it may UPDATE, DELETE or TRUNCATE the audit log"
+    return None

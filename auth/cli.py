@@ -4,9 +4,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from datetime import UTC, datetime, timedelta
 
 from auth import build_service
-from auth.routes import MAX_NAME_LENGTH, normalise_email
+from auth.audit_chain import load_audit_key
+from auth.routes import MAX_NAME_LENGTH, normalise_email, unshowable
 from auth.service import Origin
 from store.connections import Stores
 from store.errors import DomainError
@@ -34,8 +36,10 @@ def register(sub, run_with_stores) -> None:
     audit = sub.add_parser("audit", help="check the audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     verify = audit_sub.add_parser("verify", help="check the audit log's hash chain and name the first broken row",
-                                  description="Recompute every audit row's hash and its link to the previous row. "
-                                              "Exit status 0: intact; 1: the first broken row is printed.")
+                                  description="Recompute every audit row's hash and its link to the previous row, "
+                                              "and check every signed checkpoint with the audit key "
+                                              "(SKINDOC_AUDIT_KEY or the data folder's key file). Exit status 0: "
+                                              "intact; 1: the first broken row is printed.")
     verify.set_defaults(func=lambda args, settings: run_with_stores(settings, _verify_audit(settings)))
 
 
@@ -58,6 +62,8 @@ def _create_admin(args: argparse.Namespace, settings):
             return _fail(f"{args.email!r} is not an email address.")
         if not name or len(name) > MAX_NAME_LENGTH:
             return _fail(f"The name must be 1 to {MAX_NAME_LENGTH} characters.")
+        if unshowable(name):
+            return _fail(f"The name must not contain {unshowable(name)}.")
         password = _read_password(args)
         try:
             user = await build_service(stores, settings).create_admin(email=email, name=name, password=password)
@@ -87,12 +93,21 @@ def _approve_doctor(args: argparse.Namespace, settings):
 
 def _verify_audit(settings):
     async def work(stores: Stores) -> int:
-        checked, broken = await build_service(stores, settings).verify_audit_chain()
-        if broken is None:
-            print(f"audit chain intact: {checked} rows checked")
-            return 0
-        print(f"audit chain broken at row {broken.id}: {broken.reason}")
-        return 1
+        key = load_audit_key(settings.auth, settings.data_dir, create=False)
+        result = await build_service(stores, settings).verify_audit_chain(key)
+        if result.broken is not None:
+            print(f"audit chain broken at row {result.broken.id}: {result.broken.reason}")
+            return 1
+        print(f"audit chain intact: {result.checked} rows checked, {result.checkpoints} signed checkpoints, "
+              f"{result.unsigned} rows after the last checkpoint")
+        # Servers sign every interval: rows left unsigned much longer mean checkpoints were removed
+        # (or no server is running to sign them).
+        patience = timedelta(seconds=3 * settings.auth.audit_checkpoint_interval_s + 60)
+        if result.first_unsigned_at is not None and datetime.now(UTC) - result.first_unsigned_at > patience:
+            print(f"audit chain not vouched for: rows since {result.first_unsigned_at.isoformat()} have no signed "
+                  "checkpoint (checkpoints removed, or no server has been signing them)")
+            return 1
+        return 0
 
     return work
 

@@ -118,14 +118,14 @@ class OidcVerifier:
 def _unverified_header(id_token: str) -> dict[str, Any]:
     try:
         return jws.extract_compact(id_token.encode()).protected
-    except (JoseError, ValueError, TypeError):
+    except (JoseError, ValueError, TypeError, RecursionError):  # RecursionError: a header nested too deep
         raise oidc_failure("The ID token is not a compact JWS.") from None
 
 
 def _json_claims(payload: bytes) -> dict[str, Any]:
     try:
         claims = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise oidc_failure("The ID token's payload is not JSON.") from None
     if not isinstance(claims, dict):
         raise oidc_failure("The ID token's payload is not a JSON object.")

@@ -15,6 +15,8 @@ class Principal:
     approved: bool  # False only for a pending doctor
     token_id: str
     expires_at: datetime
+    # The sign-in this token belongs to (its refresh family); None for tokens minted outside a sign-in.
+    session_id: uuid.UUID | None = None
 
     @property
     def is_clinician(self) -> bool:

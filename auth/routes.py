@@ -23,6 +23,18 @@ MAX_EMAIL_LENGTH = 254
 MAX_NAME_LENGTH = 100
 MAX_TOKEN_LENGTH = 8192
 DOCTOR_STATUSES = ("pending", "active", "disabled", "all")
+# Bidirectional-text controls: in a name they can reorder what is shown around it ("Dr. Smith" that
+# displays as someone else, a name that reverses the message text after it).
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def unshowable(text: str) -> str | None:
+    """What makes text unfit to show to other people (control or bidi-control characters), or None."""
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        return "control characters"
+    if any(c in BIDI_CONTROLS for c in text):
+        return "bidirectional-text control characters"
+    return None
 
 
 def _service(request: web.Request) -> AuthService:
@@ -58,8 +70,9 @@ def _too_large(max_bytes: int) -> DomainError:
 def _text(payload: dict[str, Any], name: str, *, shown_to_people: bool = False, **limits: Any) -> str | None:
     """A string field; one shown to people (a name) also may not hold control characters."""
     value = payloads.get_str(payload, name, **limits)
-    if value is not None and shown_to_people and any(unicodedata.category(c) == "Cc" for c in value):
-        raise unprocessable("invalid_field", f"'{name}' must not contain control characters.", field=name)
+    problem = unshowable(value) if value is not None and shown_to_people else None
+    if problem is not None:
+        raise unprocessable("invalid_field", f"'{name}' must not contain {problem}.", field=name)
     return value
 
 

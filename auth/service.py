@@ -6,30 +6,32 @@ same transaction.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
-import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from auth import audit, store
+from auth import audit, audit_chain, refresh_tokens, store
 from auth.config import AuthConfig
 from auth.oidc import OidcVerifier, VerifiedIdentity
 from auth.passwords import Passwords, check_policy
 from auth.principal import Principal
-from auth.throttle import LoginThrottle
+from auth.refresh_tokens import hash_refresh_token
+from auth.throttle import LoginThrottle, RegistrationThrottle
 from auth.tokens import AccessTokens, invalid_token
 from store.connections import Stores
 from store.errors import DomainError, conflict, not_found, unauthorized, unprocessable
 
 log = logging.getLogger(__name__)
 
-_DENIED_JTI_PREFIX = "skindoc:auth:denied-jti:"
+# Told, after the commit, which sessions (refresh families) were revoked and why, so that live
+# connections on every node can be closed (chat registers one).
+RevocationListener = Callable[[list[uuid.UUID], str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -37,11 +39,6 @@ class Origin:
     """Where a call came from, for the audit log and throttling."""
     client_ip: str | None = None
     request_id: str | None = None
-
-
-def hash_refresh_token(token: str) -> bytes:
-    # The token is 256 random bits, so a fast hash is enough: there is nothing to guess.
-    return hashlib.sha256(token.encode()).digest()
 
 
 class AuthService:
@@ -52,10 +49,22 @@ class AuthService:
         self.passwords = Passwords(config)
         self.oidc = (OidcVerifier(config.oidc_issuer, config.oidc_client_id, config.oidc_cache_s)
                      if config.oidc_issuer and config.oidc_client_id else None)
+        self.revocation_listeners: list[RevocationListener] = []
 
     @property
     def _throttle(self) -> LoginThrottle:
         return LoginThrottle(self._stores.redis, self.config.login_max_failures, self.config.login_failure_window_s)
+
+    async def _announce_revoked(self, session_ids: list[uuid.UUID], reason: str) -> None:
+        if not session_ids:
+            return
+        for listener in self.revocation_listeners:
+            try:
+                await listener(session_ids, reason)
+            except Exception:
+                # The revocation is committed and HTTP refuses the tokens; the sockets' periodic
+                # sweep closes what this push could not reach.
+                log.warning("could not push a session revocation", exc_info=True)
 
     async def close(self) -> None:
         if self.oidc is not None:
@@ -66,6 +75,8 @@ class AuthService:
     async def register(self, *, email: str, password: str, name: str, role: str, origin: Origin) -> store.User:
         """A patient is active at once; a doctor waits, pending, for an admin's approval."""
         check_policy(password, self.config)
+        await RegistrationThrottle(self._stores.redis, self.config.registration_max_per_address,
+                                   self.config.registration_window_s).reserve(origin.client_ip)
         password_hash = await self.passwords.hash(password)
         status = "pending" if role == "doctor" else "active"
         async with self._stores.pool.acquire() as conn, conn.transaction():
@@ -129,15 +140,18 @@ class AuthService:
                 await audit.record(conn, actor=principal, action="user.profile_update", subject_type="user",
                                    subject_id=str(user.id), client_ip=origin.client_ip,
                                    request_id=origin.request_id, details={"fields": ["name"]})
+            revoked = []
             if new_hash is not None:
                 await store.set_password_hash(conn, user.id, new_hash)
                 # Other sessions were opened with the old password: sign them out.
-                await store.revoke_all_refresh_families(conn, user.id, "password_change")
+                revoked = await store.revoke_all_refresh_families(conn, user.id, "password_change",
+                                                                  keep=principal.session_id)
                 await audit.record(conn, actor=principal, action="user.password_change", subject_type="user",
                                    subject_id=str(user.id), client_ip=origin.client_ip,
                                    request_id=origin.request_id)
             updated = await store.get_user_by_id(conn, user.id)
         assert updated is not None
+        await self._announce_revoked(revoked, "password_change")
         return updated
 
     async def _checked_new_password_hash(self, user: store.User, current_password: str | None,
@@ -151,18 +165,19 @@ class AuthService:
                                 field="current_password")
         # Throttled like sign-in, so a stolen access token cannot be used to guess the password.
         throttle = self._throttle
-        await throttle.check(user.email, origin.client_ip)
+        await throttle.reserve(user.email, origin.client_ip)
         if not await self.passwords.verify(user.password_hash, current_password):
-            await throttle.record_failure(user.email, origin.client_ip)
             raise DomainError(403, "wrong_password", "The current password is not correct.",
                               {"field": "current_password"})
+        await throttle.succeeded(user.email, origin.client_ip)
         return await self.passwords.hash(new_password)
 
     # --- sign-in and tokens --------------------------------------------------
 
     async def login(self, *, email: str, password: str, origin: Origin) -> dict[str, Any]:
         throttle = self._throttle
-        await throttle.check(email, origin.client_ip)
+        # Reserved before the slow check, so concurrent guesses cannot all get past the limit.
+        await throttle.reserve(email, origin.client_ip)
         async with self._stores.pool.acquire() as conn:
             user = await store.get_user_by_email(conn, email)
         if user is None:
@@ -170,13 +185,12 @@ class AuthService:
         valid = user is not None and user.status != "disabled" and await self.passwords.verify(
             user.password_hash, password)
         if not valid:
-            await throttle.record_failure(email, origin.client_ip)
             async with self._stores.pool.acquire() as conn:
                 await audit.record(conn, actor=None, action="auth.login_failed", subject_type="user",
                                    subject_id=str(user.id) if user else None, client_ip=origin.client_ip,
                                    request_id=origin.request_id, details={"email": email})
             raise unauthorized("invalid_credentials", "The email or password is not correct.")
-        await throttle.clear_account(email)
+        await throttle.succeeded(email, origin.client_ip)
         assert user is not None and user.password_hash is not None
         if self.passwords.needs_rehash(user.password_hash):
             new_hash = await self.passwords.hash(password)
@@ -191,55 +205,47 @@ class AuthService:
             family_id = await store.start_refresh_family(conn, user.id)
             await store.insert_refresh_token(conn, hash_refresh_token(refresh_token), family_id,
                                              self.config.refresh_token_ttl_s)
-            response, principal = self._token_response(user, refresh_token)
+            response, principal = self._token_response(user, refresh_token, family_id)
             await audit.record(conn, actor=principal, action=action, subject_type="user", subject_id=str(user.id),
                                client_ip=origin.client_ip, request_id=origin.request_id,
                                details={"refresh_family": str(family_id), **(details or {})})
         return response
 
-    def _token_response(self, user: store.User, refresh_token: str) -> tuple[dict[str, Any], Principal]:
-        access_token = self.tokens.issue(user.id, user.role)
+    def _token_response(self, user: store.User, refresh_token: str,
+                        session_id: uuid.UUID) -> tuple[dict[str, Any], Principal]:
+        access_token = self.tokens.issue(user.id, user.role, session_id)
         claims = self.tokens.verify(access_token)
         principal = Principal(user.id, user.role, user.status == "active", claims.token_id,
-                              datetime.fromtimestamp(claims.expires_at, UTC))
+                              datetime.fromtimestamp(claims.expires_at, UTC), session_id)
         response = {"access_token": access_token, "refresh_token": refresh_token, "token_type": "Bearer",
                     "expires_in": self.tokens.ttl_s, "user": user.as_json()}
         return response, principal
 
     async def refresh(self, refresh_token: str, *, origin: Origin) -> dict[str, Any]:
-        """Rotates the token; presenting an already rotated one revokes its whole family."""
+        """Rotates the token; presenting an already rotated one revokes its whole family, unless it was
+        rotated within the grace window and its successor is unused: then it gets that same successor."""
         token_hash = hash_refresh_token(refresh_token)
-        new_refresh_token = secrets.token_urlsafe(32)
+        successor = refresh_tokens.successor(self.tokens.derived_secret(b"refresh-rotation"), refresh_token)
         async with self._stores.pool.acquire() as conn, conn.transaction():
             row = await store.lock_refresh_token(conn, token_hash)
             user = await store.get_user_by_id(conn, row.user_id) if row is not None else None
-            failure = self._refresh_failure(row, user)
+            failure = refresh_tokens.refresh_failure(row, user)
             if failure is None:
                 await store.mark_refresh_token_rotated(conn, token_hash)
-                await store.insert_refresh_token(conn, hash_refresh_token(new_refresh_token), row.family_id,
+                await store.insert_refresh_token(conn, hash_refresh_token(successor), row.family_id,
                                                  self.config.refresh_token_ttl_s)
             elif failure.code == "refresh_token_reused":
-                await self._revoke_stolen_family(conn, row, origin)
+                if await refresh_tokens.within_grace(conn, row, user, successor, self.config.refresh_grace_s):
+                    failure = None
+                else:
+                    await self._revoke_stolen_family(conn, row, origin)
         # Raised after the commit, so a detected reuse stays revoked.
         if failure is not None:
+            if failure.code == "refresh_token_reused":
+                await self._announce_revoked([row.family_id], "reuse_detected")
             raise failure
-        response, _ = self._token_response(user, new_refresh_token)
+        response, _ = self._token_response(user, successor, row.family_id)
         return response
-
-    @staticmethod
-    def _refresh_failure(row: store.RefreshTokenRow | None, user: store.User | None) -> DomainError | None:
-        if row is None:
-            return unauthorized("invalid_refresh_token", "This refresh token is not known.")
-        if row.family_revoked_at is not None:
-            return unauthorized("invalid_refresh_token", "This session has been signed out.")
-        if row.rotated_at is not None:
-            return unauthorized("refresh_token_reused",
-                                "This refresh token was already used; the session has been revoked for safety.")
-        if row.expires_at <= datetime.now(UTC):
-            return unauthorized("invalid_refresh_token", "This refresh token has expired; sign in again.")
-        if user is None or user.status == "disabled":
-            return unauthorized("invalid_refresh_token", "This account cannot sign in.")
-        return None
 
     @staticmethod
     async def _revoke_stolen_family(conn, row: store.RefreshTokenRow, origin: Origin) -> None:
@@ -252,7 +258,7 @@ class AuthService:
                            details={"refresh_family": str(row.family_id)})
 
     async def logout(self, principal: Principal, refresh_token: str, *, origin: Origin) -> None:
-        """Revokes the refresh family and denies the access token until it would have expired anyway."""
+        """Revokes the refresh family: its access tokens are refused from now on and its sockets closed."""
         async with self._stores.pool.acquire() as conn, conn.transaction():
             row = await store.lock_refresh_token(conn, hash_refresh_token(refresh_token))
             if row is None or row.user_id != principal.user_id:
@@ -261,24 +267,31 @@ class AuthService:
             await audit.record(conn, actor=principal, action="auth.logout", subject_type="user",
                                subject_id=str(principal.user_id), client_ip=origin.client_ip,
                                request_id=origin.request_id, details={"refresh_family": str(row.family_id)})
-        remaining_s = int(principal.expires_at.timestamp() - time.time()) + 1
-        if remaining_s > 0:
-            await self._stores.redis.set(_DENIED_JTI_PREFIX + principal.token_id, b"1", ex=remaining_s)
+        await self._announce_revoked([row.family_id], "logout")
 
     async def verify_access_token(self, token: str) -> Principal:
-        """The caller behind a Bearer token; 401 when it is invalid, expired, signed out or its account is gone."""
+        """The caller behind a Bearer token; 401 when it is invalid, expired, signed out or its account is gone.
+
+        One query: the account's current role and status win over the token's (approval and disabling
+        take effect at once), and a revoked sign-in refuses its tokens at once, on every node. It reads
+        PostgreSQL, the record of revocations, so a Redis outage cannot bring a revoked token back."""
         claims = self.tokens.verify(token)
-        if await self._stores.redis.exists(_DENIED_JTI_PREFIX + claims.token_id):
-            raise invalid_token("This access token has been signed out.")
         async with self._stores.pool.acquire() as conn:
-            current = await store.get_role_and_status(conn, claims.user_id)
-        # The account's current role and status win over the token's, so approval and
-        # disabling take effect at once.
-        if current is None or current[1] == "disabled":
+            holder = await store.get_token_holder(conn, claims.user_id, claims.session_id)
+        if holder is None or holder.status == "disabled":
             raise invalid_token("The account behind this token cannot be used.")
-        role, status = current
-        return Principal(claims.user_id, role, status == "active", claims.token_id,
-                         datetime.fromtimestamp(claims.expires_at, UTC))
+        if holder.session_revoked:
+            raise invalid_token("This access token has been signed out.")
+        return Principal(claims.user_id, holder.role, holder.status == "active", claims.token_id,
+                         datetime.fromtimestamp(claims.expires_at, UTC), claims.session_id)
+
+    async def revoked_sessions(self, sessions: list[tuple[uuid.UUID, uuid.UUID | None]]
+                               ) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
+        """Of these (user, session) pairs, those whose tokens verify_access_token would now refuse."""
+        if not sessions:
+            return []
+        async with self._stores.pool.acquire() as conn:
+            return await store.revoked_sessions(conn, sessions)
 
     # --- OpenID Connect ------------------------------------------------------
 
@@ -289,17 +302,19 @@ class AuthService:
         identity = await self.oidc.verify(id_token, nonce)
         async with self._stores.pool.acquire() as conn, conn.transaction():
             user = await store.get_user_by_oidc_identity(conn, identity.issuer, identity.subject)
-            outcome = "existing"
+            outcome, revoked = "existing", []
             if user is None:
-                user, outcome = await self._link_or_create(conn, identity)
+                user, outcome, revoked = await self._link_or_create(conn, identity)
+        await self._announce_revoked(revoked, "oidc_link")
         if user.status == "disabled":
             raise unauthorized("account_disabled", "This account is disabled.")
         return await self._start_session(user, action="auth.oidc_login", origin=origin,
                                          details={"issuer": identity.issuer, "account": outcome})
 
     @staticmethod
-    async def _link_or_create(conn, identity: VerifiedIdentity) -> tuple[store.User, str]:
+    async def _link_or_create(conn, identity: VerifiedIdentity) -> tuple[store.User, str, list[uuid.UUID]]:
         user = await store.get_user_by_email(conn, identity.email)
+        revoked = []
         if user is None:
             name = "".join(c for c in identity.name or identity.email.split("@")[0] if c.isprintable())[:100]
             user = await store.insert_user(conn, email=identity.email, display_name=name, role="patient",
@@ -310,13 +325,13 @@ class AuthService:
             # whoever registered first may be an attacker's (account pre-hijacking), so it and its sessions
             # go, and the owner signs in through the provider from now on.
             await store.clear_password(conn, user.id)
-            await store.revoke_all_refresh_families(conn, user.id, "oidc_link")
+            revoked = await store.revoke_all_refresh_families(conn, user.id, "oidc_link")
             user = replace(user, password_hash=None)
             outcome = "linked_password_cleared"
         else:
             outcome = "linked"
         await store.link_oidc_identity(conn, identity.issuer, identity.subject, user.id)
-        return user, outcome
+        return user, outcome, revoked
 
     # --- admin views -----------------------------------------------------------
 
@@ -333,9 +348,9 @@ class AuthService:
                                details={"filters": _query_filters(query), "returned": len(rows)})
         return [audit.entry_as_json(row) for row in rows]
 
-    async def verify_audit_chain(self) -> tuple[int, store.ChainBreak | None]:
+    async def verify_audit_chain(self, key: bytes) -> audit_chain.Verification:
         async with self._stores.pool.acquire() as conn:
-            return await store.find_first_audit_chain_break(conn)
+            return await audit_chain.verify_chain(conn, key)
 
 
 def _query_filters(query: store.AuditQuery) -> dict[str, Any]:

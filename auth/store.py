@@ -69,6 +69,39 @@ async def get_role_and_status(conn: asyncpg.Connection, user_id: uuid.UUID) -> t
     return (row["role"], row["status"]) if row is not None else None
 
 
+@dataclass(frozen=True)
+class TokenHolder:
+    role: str
+    status: str
+    session_revoked: bool
+
+
+async def get_token_holder(conn: asyncpg.Connection, user_id: uuid.UUID,
+                           session_id: uuid.UUID | None) -> TokenHolder | None:
+    """The account's role and status now, and whether the token's sign-in has been revoked, in one query."""
+    row = await conn.fetchrow(
+        """SELECT u.role, u.status, $2::uuid IS NOT NULL AND (f.id IS NULL OR f.revoked_at IS NOT NULL)
+                  AS session_revoked
+           FROM users u LEFT JOIN refresh_families f ON f.id = $2 AND f.user_id = u.id
+           WHERE u.id = $1""",
+        user_id, session_id)
+    return TokenHolder(**dict(row)) if row is not None else None
+
+
+async def revoked_sessions(conn: asyncpg.Connection, sessions: list[tuple[uuid.UUID, uuid.UUID | None]]
+                           ) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
+    """Of these (user, session) pairs, those that may no longer be used: session revoked, account disabled or gone."""
+    rows = await conn.fetch(
+        """SELECT s.user_id, s.session_id
+           FROM unnest($1::uuid[], $2::uuid[]) AS s(user_id, session_id)
+           LEFT JOIN users u ON u.id = s.user_id
+           LEFT JOIN refresh_families f ON f.id = s.session_id AND f.user_id = s.user_id
+           WHERE u.id IS NULL OR u.status = 'disabled'
+              OR (s.session_id IS NOT NULL AND (f.id IS NULL OR f.revoked_at IS NOT NULL))""",
+        [user for user, _ in sessions], [session for _, session in sessions])
+    return [(row["user_id"], row["session_id"]) for row in rows]
+
+
 async def set_password_hash(conn: asyncpg.Connection, user_id: uuid.UUID, password_hash: str) -> None:
     await conn.execute("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1",
                        user_id, password_hash)
@@ -161,11 +194,21 @@ async def revoke_refresh_family(conn: asyncpg.Connection, family_id: uuid.UUID, 
         family_id, reason)
 
 
-async def revoke_all_refresh_families(conn: asyncpg.Connection, user_id: uuid.UUID, reason: str) -> None:
-    await conn.execute(
+async def revoke_all_refresh_families(conn: asyncpg.Connection, user_id: uuid.UUID, reason: str, *,
+                                      keep: uuid.UUID | None = None) -> list[uuid.UUID]:
+    """Revokes every live session of the user but `keep`; returns the sessions revoked now."""
+    rows = await conn.fetch(
         """UPDATE refresh_families SET revoked_at = now(), revoked_reason = $2
-           WHERE user_id = $1 AND revoked_at IS NULL""",
-        user_id, reason)
+           WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $3 RETURNING id""",
+        user_id, reason, keep)
+    return [row["id"] for row in rows]
+
+
+async def refresh_token_is_live(conn: asyncpg.Connection, token_hash: bytes, family_id: uuid.UUID) -> bool:
+    """True when this token exists in the family and has not been rotated itself."""
+    return bool(await conn.fetchval(
+        "SELECT rotated_at IS NULL FROM refresh_tokens WHERE token_hash = $1 AND family_id = $2",
+        token_hash, family_id))
 
 
 # --- audit log ---------------------------------------------------------------
@@ -216,31 +259,3 @@ async def search_audit_entries(conn: asyncpg.Connection, query: AuditQuery) -> l
             ORDER BY id DESC LIMIT $8""",
         query.actor_id, query.action, query.subject_type, query.subject_id, query.since, query.until,
         query.before_id, query.limit)
-
-
-@dataclass(frozen=True)
-class ChainBreak:
-    id: int
-    reason: str
-
-
-async def find_first_audit_chain_break(conn: asyncpg.Connection) -> tuple[int, ChainBreak | None]:
-    """Recomputes every row's digest and link in chain order; returns (rows checked, first break or None)."""
-    checked = 0
-    expected_id = 1
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        cursor = conn.cursor(
-            """SELECT id, hash = audit_log_digest(a) AS digest_ok,
-                      prev_hash IS NOT DISTINCT FROM lag(hash) OVER (ORDER BY id) AS link_ok
-               FROM audit_log a ORDER BY id""",
-            prefetch=1000)
-        async for row in cursor:
-            checked += 1
-            if row["id"] != expected_id:
-                return checked, ChainBreak(row["id"], f"row(s) {expected_id}..{row['id'] - 1} are missing")
-            if not row["digest_ok"]:
-                return checked, ChainBreak(row["id"], "its contents do not match its hash")
-            if not row["link_ok"]:
-                return checked, ChainBreak(row["id"], "its link to the previous row does not match")
-            expected_id += 1
-    return checked, None

@@ -8,8 +8,9 @@ the secret) is refused before its signature is looked at.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
-import os
 import secrets
 import time
 import uuid
@@ -21,6 +22,7 @@ from joserfc.errors import ExpiredTokenError, JoseError
 from joserfc.jwk import ECKey
 
 from auth.config import AuthConfig
+from auth.keyfiles import create_or_read
 from store.errors import DomainError, unauthorized
 
 ALGORITHM = "ES256"
@@ -45,25 +47,9 @@ def _import_private_key(text: str) -> ECKey:
 
 
 def _load_or_create_key_file(path: Path) -> ECKey:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        # O_EXCL: when two processes start together, exactly one writes the key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_key_file(path)
-    key = ECKey.generate_key("P-256")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key.as_pem(private=True))
-    return key
-
-
-def _read_key_file(path: Path) -> ECKey:
-    for _ in range(50):  # the creating process may still be writing it
-        data = path.read_bytes()
-        if data.strip().endswith(b"-----"):
-            return ECKey.import_key(data)
-        time.sleep(0.1)
-    raise SystemExit(f"JWT key file {path} is incomplete; remove it to create a new key.")
+    pem = create_or_read(path, lambda: ECKey.generate_key("P-256").as_pem(private=True),
+                         lambda data: data.strip().endswith(b"-----"))
+    return ECKey.import_key(pem)
 
 
 @dataclass(frozen=True)
@@ -72,6 +58,8 @@ class AccessClaims:
     role: str
     token_id: str
     expires_at: int
+    # The sign-in (refresh family) the token was issued for: revoking it refuses the token at once.
+    session_id: uuid.UUID | None = None
 
 
 class AccessTokens:
@@ -93,7 +81,12 @@ class AccessTokens:
     def ttl_s(self) -> int:
         return self._config.access_token_ttl_s
 
-    def issue(self, user_id: uuid.UUID, role: str) -> str:
+    def derived_secret(self, purpose: bytes) -> bytes:
+        """A secret for `purpose` derived from the signing key: every node that signs alike derives alike."""
+        private = self._key.as_bytes(private=True)
+        return hmac.new(private, b"skindoc:" + purpose, hashlib.sha256).digest()
+
+    def issue(self, user_id: uuid.UUID, role: str, session_id: uuid.UUID | None = None) -> str:
         now = int(time.time())
         claims = {
             "iss": self._config.jwt_issuer,
@@ -104,6 +97,8 @@ class AccessTokens:
             "exp": now + self._config.access_token_ttl_s,
             "jti": secrets.token_urlsafe(16),
         }
+        if session_id is not None:
+            claims["sid"] = str(session_id)
         return jwt.encode({"alg": ALGORITHM, "typ": "JWT", "kid": self._key.thumbprint()}, claims, self._key,
                           algorithms=[ALGORITHM])
 
@@ -113,7 +108,9 @@ class AccessTokens:
             decoded = jwt.decode(token, self._key, algorithms=[ALGORITHM])
             self._claims_registry.validate(decoded.claims)
             claims = decoded.claims
-            return AccessClaims(uuid.UUID(claims["sub"]), claims["role"], str(claims["jti"]), int(claims["exp"]))
+            session_id = uuid.UUID(str(claims["sid"])) if "sid" in claims else None
+            return AccessClaims(uuid.UUID(claims["sub"]), claims["role"], str(claims["jti"]), int(claims["exp"]),
+                                session_id)
         except ExpiredTokenError:
             raise unauthorized("token_expired", "The access token has expired; refresh it.") from None
         except (JoseError, ValueError, TypeError, KeyError):

@@ -245,7 +245,9 @@ class Cluster:
                 "SKINDOC_DATABASE_URL": self.database_url, "SKINDOC_REDIS_URL": self.redis_url,
                 "SKINDOC_SOCKETIO_CHANNEL": self.channel, "SKINDOC_DATA_DIR": str(self.workdir / "var"),
                 "SKINDOC_HOST": "127.0.0.1", "SKINDOC_PORT": str(port), "SKINDOC_LOG_LEVEL": "WARNING",
-                "SKINDOC_LOG_FORMAT": "text", **self.extra_env}
+                "SKINDOC_LOG_FORMAT": "text",
+                # The scratch database's owner is the admin URL's superuser: a bench is a development machine.
+                "SKINDOC_DEV_MODE": "true", **self.extra_env}
 
     async def start(self, count: int) -> None:
         # One after the other: the first creates the shared signing key and applies the migrations.

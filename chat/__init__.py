@@ -1,6 +1,9 @@
 """Real-time consultations: the triage queue, doctor pairing, chat, presence and appointments over Socket.IO."""
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,11 +16,13 @@ from chat.broadcast import QueueBroadcaster
 from chat.messages import MessageWriter
 from chat.namespace import ConsultationNamespace
 from chat.presence import DoctorPresence
-from chat.realtime import QUEUE_SIGNAL, create_server
+from chat.realtime import QUEUE_SIGNAL, SESSIONS_SIGNAL, announce_revoked_sessions, create_server
 from chat.routes import ChatRoutes
 from chat.service import ChatService
 from store.connections import Stores
 from store.migrations import Migration, discover
+
+log = logging.getLogger(__name__)
 
 CHAT_SERVICE = web.AppKey("chat_service", ChatService)
 SOCKETIO_SERVER = web.AppKey("socketio_server", socketio.AsyncServer)
@@ -36,7 +41,10 @@ def setup(app: web.Application, stores: Stores, settings, auth_service: AuthServ
     presence = DoctorPresence(stores, config, service)
     broadcaster = QueueBroadcaster(stores, config, server)
     server.manager.signal_handlers[QUEUE_SIGNAL] = broadcaster.on_signal
-    server.register_namespace(ConsultationNamespace(service, auth_service, presence, broadcaster))
+    namespace = ConsultationNamespace(service, auth_service, presence, broadcaster, stores)
+    server.manager.signal_handlers[SESSIONS_SIGNAL] = namespace.close_revoked_sessions
+    auth_service.revocation_listeners.append(functools.partial(announce_revoked_sessions, server))
+    server.register_namespace(namespace)
     server.attach(app)
     ChatRoutes(service, settings.max_json_bytes).register_on(app)
     _serve_contract(app, config.max_message_chars)
@@ -49,7 +57,10 @@ def setup(app: web.Application, stores: Stores, settings, auth_service: AuthServ
         server.manager.initialize()
         writer.start()
         presence.start()
+        sweeper = asyncio.create_task(_sweep_revoked_sessions(namespace, config.revoked_session_sweep_s))
         yield
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
         await presence.stop()
         await broadcaster.stop()
         await writer.stop()
@@ -74,3 +85,20 @@ def _serve_contract(app: web.Application, max_message_chars: int) -> None:
         return web.Response(text=body, content_type="application/json")
 
     app.router.add_get("/api/v1/asyncapi.json", asyncapi)
+
+
+async def _sweep_revoked_sessions(namespace: ConsultationNamespace, interval_s: float) -> None:
+    """The signal closes revoked sessions' sockets at once; this catches any signal lost with Redis."""
+    failing = False
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await namespace.sweep_revoked_sessions()
+        except Exception:  # noqa: BLE001 - a database outage: try again next round
+            if not failing:  # one line per outage, not one per round
+                log.warning("could not check live sockets for revoked sessions; retrying", exc_info=True)
+            failing = True
+            continue
+        if failing:
+            log.info("checking live sockets for revoked sessions again")
+        failing = False

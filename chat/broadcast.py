@@ -46,8 +46,9 @@ class QueueBroadcaster:
             self._pending = False
             try:
                 await self.push_local()
-            except Exception:
-                log.exception("queue refresh failed")
+            except Exception as exc:
+                if self._stores.report_outage(exc) is None:
+                    log.exception("queue refresh failed")
 
     async def snapshot(self) -> dict[str, Any]:
         async with self._stores.pool.acquire() as conn:

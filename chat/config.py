@@ -24,6 +24,8 @@ class ChatConfig:
     cors_origins: tuple[str, ...] = ()
     # Group commit: messages arriving within this window share one transaction.
     message_batch_max: int = 64
+    # How often each node checks its live sockets against revoked sessions (a lost revocation signal's limit).
+    revoked_session_sweep_s: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "ChatConfig":
@@ -40,4 +42,6 @@ class ChatConfig:
             websocket_compression=env_bool(env, "SKINDOC_WEBSOCKET_COMPRESSION", cls.websocket_compression),
             cors_origins=origins,
             message_batch_max=env_int(env, "SKINDOC_CHAT_MESSAGE_BATCH_MAX", cls.message_batch_max, minimum=1),
+            revoked_session_sweep_s=env_int(env, "SKINDOC_REVOKED_SESSION_SWEEP_S", cls.revoked_session_sweep_s,
+                                            minimum=1),
         )

@@ -57,7 +57,13 @@ class MessageWriter:
         try:
             async with self._stores.pool.acquire() as conn:
                 results = await store.insert_messages(conn, [m for m, _ in batch])
-        except Exception:
+        except Exception as exc:
+            if self._stores.report_outage(exc) is not None:
+                # The database is down: none of them is stored, and each sender hears so.
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
             # One bad message (or a retry racing its original in another batch) must not fail
             # the others: store each alone, so each gets its own answer.
             log.warning("message batch failed; storing its %d messages one by one", len(batch), exc_info=True)

@@ -30,6 +30,8 @@ from store.errors import (
     unauthorized,
     unprocessable,
 )
+from store.connections import Stores
+from store.outages import store_unavailable
 from store.payloads import get_bool, get_choice, get_int, get_str
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class Connection:
     def __init__(self, sid: str, principal: Principal, client_ip: str | None) -> None:
         self.ctx = AuditContext(principal, client_ip, f"sio-{sid}")
         self.expiry: asyncio.TimerHandle | None = None
+        self.revoked = False
 
     @property
     def principal(self) -> Principal:
@@ -55,9 +58,11 @@ class Connection:
 
 class ConsultationNamespace(socketio.AsyncNamespace):
     def __init__(self, service: ChatService, auth_service: AuthService, presence: DoctorPresence,
-                 broadcaster: QueueBroadcaster) -> None:
+                 broadcaster: QueueBroadcaster, stores: Stores) -> None:
         super().__init__(NAMESPACE)
         self._service = service
+        # Only to tell a store outage (answered store_unavailable) from a bug.
+        self._stores = stores
         self._auth = auth_service
         self._presence = presence
         self._broadcaster = broadcaster
@@ -85,6 +90,21 @@ class ConsultationNamespace(socketio.AsyncNamespace):
     # ---- connection lifecycle ---------------------------------------------------------------
 
     async def on_connect(self, sid: str, environ: dict, auth: Any = None) -> None:
+        try:
+            await self._connect(sid, environ, auth)
+        except socketio.exceptions.ConnectionRefusedError:
+            raise
+        except Exception as exc:
+            kind = self._stores.report_outage(exc)
+            if kind is None:
+                raise
+            connection = self._connections.pop(sid, None)
+            if connection is not None and connection.expiry is not None:
+                connection.expiry.cancel()
+            problem = store_unavailable(kind)
+            raise socketio.exceptions.ConnectionRefusedError(problem.detail, problem.as_dict()) from None
+
+    async def _connect(self, sid: str, environ: dict, auth: Any) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
             raise socketio.exceptions.ConnectionRefusedError(
@@ -137,6 +157,35 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         await self.emit("session:expired", {}, to=sid)
         await self.disconnect(sid)
 
+    # ---- revoked sessions -------------------------------------------------------------------
+
+    async def close_revoked_sessions(self, signal: dict[str, Any]) -> None:
+        """SESSIONS_SIGNAL, on every node: this node's sockets of the revoked sessions are told and closed."""
+        revoked = set(signal.get("session_ids") or [])
+        doomed = [sid for sid, connection in list(self._connections.items())
+                  if str(connection.principal.session_id) in revoked]
+        await self._close_revoked(doomed, str(signal.get("reason") or "revoked"))
+
+    async def sweep_revoked_sessions(self) -> int:
+        """Closes this node's sockets whose tokens HTTP would now refuse; a safety net for a lost signal
+        (and for accounts disabled straight in the database). Returns how many it closed."""
+        connections = list(self._connections.items())
+        sessions = {(c.principal.user_id, c.principal.session_id) for _, c in connections}
+        revoked = set(await self._auth.revoked_sessions(sorted(sessions, key=str)))
+        doomed = [sid for sid, c in connections if (c.principal.user_id, c.principal.session_id) in revoked]
+        await self._close_revoked(doomed, "revoked")
+        return len(doomed)
+
+    async def _close_revoked(self, sids: list[str], reason: str) -> None:
+        for sid in sids:
+            connection = self._connections.get(sid)
+            if connection is None or connection.revoked:
+                continue
+            # Refused from now on, before the disconnect has gone through.
+            connection.revoked = True
+            await self.emit("session:revoked", {"reason": reason}, to=sid)
+            await self.disconnect(sid)
+
     # ---- dispatch ---------------------------------------------------------------------------
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
@@ -149,6 +198,8 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         connection = self._connections.get(sid)
         if connection is None:
             return _error(unauthorized("not_connected", "This connection is not signed in."))
+        if connection.revoked:
+            return _error(unauthorized("session_revoked", "This session has been signed out."))
         if connection.principal.expires_at <= datetime.now(timezone.utc):
             return _error(unauthorized("token_expired", "The access token has expired; send session:refresh."))
         try:
@@ -156,7 +207,11 @@ class ConsultationNamespace(socketio.AsyncNamespace):
             result = await handler(sid, connection.principal, payload)
         except DomainError as exc:
             return _error(exc)
-        except Exception:
+        except Exception as exc:
+            kind = self._stores.report_outage(exc)
+            if kind is not None:
+                # Nothing was stored (a message is acked only once committed): the client retries.
+                return _error(store_unavailable(kind))
             log.exception("socket event failed", extra={"event": event, "sid": sid})
             return {"ok": False, "error": {"status": 500, "code": "internal_error",
                                            "detail": "Something went wrong on our side; it has been logged."}}

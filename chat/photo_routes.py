@@ -38,8 +38,6 @@ TEXT_FIELDS = ("body_site", "tag")
 MAX_TEXT_FIELD_BYTES = 1024
 READ_CHUNK_BYTES = 256 * 1024
 OPEN_STATES = ("waiting", "active")
-# Photos are immutable once stored, but they are patient data: browsers may keep them, shared caches may not.
-PHOTO_CACHE_CONTROL = "private, max-age=3600"
 
 
 def _uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
@@ -95,7 +93,9 @@ async def read_photo_upload(request: web.Request, max_bytes: int,
         raise unprocessable("invalid_field", "Text fields must be UTF-8.") from None
     except (ValueError, AssertionError, RuntimeError, aiohttp.ClientPayloadError, HttpProcessingError) as exc:
         # aiohttp's multipart reader raises these on a malformed body.
-        raise bad_request("malformed_multipart", f"The multipart body could not be read: {exc}") from None
+        # The exception's type, not its text, which may quote the body or name Python objects.
+        raise bad_request("malformed_multipart",
+                          f"The multipart body could not be read ({type(exc).__name__}).") from None
     if not files:
         raise unprocessable("missing_field", "Attach at least one photo in a 'photo' field.", field=PHOTO_FIELD)
     return fields, files
@@ -140,7 +140,7 @@ class PhotoRoutes:
             await audit.record_for_request(conn, request, "photo.upload", "consultation", str(consultation_id),
                                            {"photo_ids": [str(s.photo["id"]) for s in stored if not s.duplicate],
                                             "duplicates": sum(s.duplicate for s in stored)})
-        await intake.queue_jobs(self._stores.redis, cfg, consultation_id, stored)
+        await intake.queue_jobs(self._stores.redis, cfg, consultation_id, stored, self._stores.report_outage)
         return web.json_response({
             "photos": [{**views.photo_view(s.photo, "patient"), "duplicate": s.duplicate,
                         "warnings": list(p.warnings)} for s, (p, _) in zip(stored, photos, strict=True)],
@@ -193,8 +193,8 @@ class PhotoRoutes:
                 body = await store.get_photo_bytes(conn, photo_id, thumbnail=variant == "thumbnail")
             await audit.record_for_request(conn, request, f"photo.read.{variant}", "photo", str(photo_id),
                                            {"consultation_id": str(consultation["id"])})
-        return web.Response(body=body, content_type="image/png" if variant == "saliency" else "image/jpeg",
-                            headers={"Cache-Control": PHOTO_CACHE_CONTROL, "X-Content-Type-Options": "nosniff"})
+        # Cache-Control: no-store and nosniff come with every API response (web.headers).
+        return web.Response(body=body, content_type="image/png" if variant == "saliency" else "image/jpeg")
 
     async def _authorize_photo_read(self, conn, principal: Principal, consultation_id: uuid.UUID, variant: str):
         try:
@@ -206,4 +206,8 @@ class PhotoRoutes:
             raise
         if variant == "saliency" and _audience(principal, consultation) != "assigned":
             raise forbidden("forbidden", "Only the consultation's assigned doctor sees the saliency overlay.")
+        if variant == "image" and _audience(principal, consultation) == "queue":
+            # A waiting case shows doctors in the queue what they need to choose: thumbnails.
+            raise forbidden("forbidden", "Only the consultation's assigned doctor sees the full-size photo; "
+                                         "take the case first.")
         return consultation

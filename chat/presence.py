@@ -84,5 +84,6 @@ class DoctorPresence:
                         await store.mark_doctors_seen(conn, list(self._local))
                 # A safety net: anything a lost signal left waiting is picked up here.
                 await self._service.drain_backlog()
-            except Exception:
-                log.exception("presence heartbeat failed")
+            except Exception as exc:
+                if self._stores.report_outage(exc) is None:
+                    log.exception("presence heartbeat failed")

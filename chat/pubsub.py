@@ -33,6 +33,8 @@ ROUTED_ROOM_PREFIXES = ("consultation:", "user:")
 MAX_CONCURRENT_PUBLISHES = 32
 # How long entering a room waits for Redis to confirm the room's subscription.
 SUBSCRIBE_WAIT_S = 2.0
+# Longest wait between attempts to win back the Redis subscription after it dropped.
+MAX_RESUBSCRIBE_S = 2.0
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -120,10 +122,11 @@ class ChatRedisManager(socketio.AsyncRedisManager):
                     for channel, payload in batch:
                         pipe.publish(channel, payload)
                     await pipe.execute()
-            except RedisError:
+            except RedisError as exc:
                 # Like the stock manager: the events are lost for other nodes, the data is not
                 # (chat clients resync from PostgreSQL).
-                log.warning("could not publish %d room events", len(batch), exc_info=True)
+                if self._stores.report_outage(exc) is None:
+                    log.warning("could not publish %d room events", len(batch), exc_info=True)
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         event = message.get("event")
@@ -191,9 +194,10 @@ class ChatRedisManager(socketio.AsyncRedisManager):
             try:
                 self._redis_connect()
                 await getattr(self.pubsub, command)(*channels)
-            except RedisError:
+            except RedisError as exc:
                 # redis-py records the channels first and subscribes to them again when it reconnects.
-                log.warning("could not %s %d room channels", command, len(channels), exc_info=True)
+                if self._stores.report_outage(exc) is None:
+                    log.warning("could not %s %d room channels", command, len(channels), exc_info=True)
 
     # ---- listening --------------------------------------------------------------------------
 
@@ -215,10 +219,12 @@ class ChatRedisManager(socketio.AsyncRedisManager):
                 retry_s = 1.0
                 async for message in self.pubsub.listen():
                     yield message
-            except RedisError:
-                log.error("lost the Redis subscription; retrying in %.0f s", retry_s, exc_info=True)
+            except RedisError as exc:
+                if self._stores.report_outage(exc) is None:
+                    log.error("lost the Redis subscription; retrying in %.0f s", retry_s, exc_info=True)
                 await asyncio.sleep(retry_s)
-                retry_s = min(retry_s * 2, 60.0)
+                # Capped low: until it is back this node hears no other node.
+                retry_s = min(retry_s * 2, MAX_RESUBSCRIBE_S)
 
     async def _listen(self) -> AsyncIterator[bytes]:
         own_echo = self.json.dumps({"host_id": self.host_id})[:-1].encode()

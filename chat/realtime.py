@@ -4,12 +4,14 @@ Every node runs one `socketio.AsyncServer` whose `ChatRedisManager` (chat.pubsub
 carries emits across nodes through Redis. Two internal events ride its shared
 channel and never reach a client: `QUEUE_SIGNAL` (the queue changed: each node
 recomputes the queue once and pushes it to its own consoles and waiting patients)
-and `ROOMS_SIGNAL` (put every connection of some users, on whichever node holds
-it, into or out of a consultation room).
+`ROOMS_SIGNAL` (put every connection of some users, on whichever node holds
+it, into or out of a consultation room) and `SESSIONS_SIGNAL` (close every
+connection of some revoked sign-ins).
 """
 from __future__ import annotations
 
 import functools
+import logging
 import uuid
 from typing import Any
 
@@ -19,9 +21,13 @@ from chat.config import ChatConfig
 from chat.pubsub import NAMESPACE, ChatRedisManager
 from chat.socketio_adapter import GuardedServer, use_uncompressed_websocket
 from store.connections import Stores
+from store.payloads import DepthLimitedJson
 
 QUEUE_SIGNAL = "__chat:queue"
 ROOMS_SIGNAL = "__chat:rooms"
+# Sign-ins were revoked (logout, theft detection, password change, OpenID Connect relink): every
+# node closes its sockets of those sessions.
+SESSIONS_SIGNAL = "__chat:sessions"
 # Nobody ever joins this room: a signal emitted to it reaches no client.
 SIGNAL_ROOM = "__chat:signals"
 # Doctors' consoles subscribed to the live queue.
@@ -50,6 +56,13 @@ async def move_local_connections(manager: ChatRedisManager, change: dict[str, An
     # what they miss is stored, and clients resync on join.
 
 
+def _library_logger(name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.ERROR)
+    return logger
+
+
 def create_server(config: ChatConfig, stores: Stores) -> socketio.AsyncServer:
     manager = ChatRedisManager(stores, config.socketio_channel)
     manager.signal_handlers[ROOMS_SIGNAL] = functools.partial(move_local_connections, manager)
@@ -58,8 +71,13 @@ def create_server(config: ChatConfig, stores: Stores) -> socketio.AsyncServer:
         client_manager=manager,
         cors_allowed_origins=list(config.cors_origins) or None,
         max_http_buffer_size=64 * 1024,
-        logger=False,
-        engineio_logger=False,
+        # Event payloads nested too deep are refused before the parser recurses through them.
+        json=DepthLimitedJson,
+        # Our loggers, not True/False: given a bool, the libraries add a handler of their own that
+        # writes raw lines to stderr beside the JSON log. Errors only (a warning-level line per client
+        # mistake would flood it); the log configuration rate-limits them.
+        logger=_library_logger("socketio.server"),
+        engineio_logger=_library_logger("engineio.server"),
     )
     if not config.websocket_compression:
         use_uncompressed_websocket(server)
@@ -92,3 +110,9 @@ async def move_users(server: socketio.AsyncServer, user_ids: list[uuid.UUID], ro
     """Puts every connection of these users, on every node, into (or out of) `room`."""
     change = {"user_ids": [str(u) for u in user_ids], "room": room, "join": join}
     await server.emit(ROOMS_SIGNAL, change, room=SIGNAL_ROOM, namespace=NAMESPACE)
+
+
+async def announce_revoked_sessions(server: socketio.AsyncServer, session_ids: list[uuid.UUID], reason: str) -> None:
+    """Every node closes its connections of these sessions (ChatNamespace.close_revoked_sessions)."""
+    signal = {"session_ids": [str(s) for s in session_ids], "reason": reason}
+    await server.emit(SESSIONS_SIGNAL, signal, room=SIGNAL_ROOM, namespace=NAMESPACE)

@@ -224,8 +224,9 @@ class ChatService:
 
     def _push_done(self, task: asyncio.Task) -> None:
         self._pushes.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("push failed", exc_info=task.exception())
+        error = None if task.cancelled() else task.exception()
+        if error is not None and self._stores.report_outage(error) is None:
+            log.error("push failed", exc_info=error)
 
     async def mark_read(self, principal: Principal, consultation_id: uuid.UUID, seq: int) -> int:
         async with self.pool.acquire() as conn:

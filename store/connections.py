@@ -5,6 +5,7 @@ import asyncpg
 import redis.asyncio as redis
 
 from store.migrations import Migration, apply_migrations
+from store.outages import DATABASE, REDIS, OutageWatch, outage_kind
 from store.postgres import create_pool
 from store.redis_client import create_redis
 
@@ -15,6 +16,8 @@ class Stores:
     def __init__(self) -> None:
         self._pool: asyncpg.Pool | None = None
         self._redis: redis.Redis | None = None
+        self.watches = {DATABASE: OutageWatch(DATABASE, self._ping_database, self._renew_database_connections),
+                        REDIS: OutageWatch(REDIS, self._ping_redis)}
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -35,7 +38,27 @@ class Stores:
             await apply_migrations(conn, migrations)
         self._redis = create_redis(redis_url, redis_connections)
 
+    def report_outage(self, exc: BaseException) -> str | None:
+        """The store `exc` says is unreachable (and its watch told), or None when it is some other error."""
+        kind = outage_kind(exc)
+        if kind is not None:
+            self.watches[kind].report(exc)
+        return kind
+
+    async def _ping_database(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
+    async def _ping_redis(self) -> None:
+        await self.redis.ping()
+
+    async def _renew_database_connections(self) -> None:
+        # Pooled connections opened before the outage point at a server that is gone: replace them
+        # on their next use instead of failing one request each.
+        await self.pool.expire_connections()
+
     async def close(self) -> None:
+        for watch in self.watches.values():
+            await watch.close()
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None

@@ -6,6 +6,7 @@ gets a typed answer and nothing is written.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -14,13 +15,53 @@ from store.errors import DomainError, bad_request, unprocessable
 
 _MISSING = object()
 
+# No payload of ours nests deeper than a few levels; the parser recurses once per level, so a
+# 60 kB body of brackets would otherwise exhaust the interpreter's stack (RecursionError, a 500).
+MAX_JSON_DEPTH = 32
+# A string literal (skipped whole, possessively: no backtracking) or a bracket.
+_STRING_OR_BRACKET = re.compile(rb'"(?:[^"\\]|\\.)*+"|[\[\]{}]')
+
+
+def json_nesting_exceeds(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when the text opens more than `limit` arrays or objects inside one another."""
+    depth = 0
+    for match in _STRING_OR_BRACKET.finditer(raw):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
+def too_deeply_nested() -> DomainError:
+    return unprocessable("too_deeply_nested", f"The JSON nests more than {MAX_JSON_DEPTH} levels deep.",
+                         max_depth=MAX_JSON_DEPTH)
+
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
+    if json_nesting_exceeds(raw):
+        raise too_deeply_nested()
     try:
         value = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise bad_request("malformed_json", f"The body is not valid JSON: {exc}") from None
     return require_object(value)
+
+
+class DepthLimitedJson:
+    """The json module's dumps and loads, loads refusing (ValueError) what nests too deep: for parsers
+    that take a json module, like python-socketio's."""
+
+    dumps = staticmethod(json.dumps)
+
+    @staticmethod
+    def loads(text: str | bytes, **kwargs: Any) -> Any:
+        if json_nesting_exceeds(text.encode() if isinstance(text, str) else text):
+            raise ValueError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
+        return json.loads(text, **kwargs)
 
 
 def require_object(value: Any) -> dict[str, Any]:

@@ -31,8 +31,11 @@ from web.settings import Settings
 
 TEST_REDIS_DB = 9
 
-# argon2id at its cheapest, so tests that create many accounts stay fast on a small machine.
-TEST_AUTH_CONFIG = AuthConfig(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
+# argon2id at its cheapest, so tests that create many accounts stay fast on a small machine; and
+# registrations unthrottled, since every test registers from 127.0.0.1 (tests/test_security_throttle.py
+# sets its own limit).
+TEST_AUTH_CONFIG = AuthConfig(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1,
+                              registration_max_per_address=1_000_000)
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -160,12 +163,44 @@ async def client(aiohttp_client, settings):
 
 
 
+def with_user(url: str, user: str) -> str:
+    """The same server and database URL, connecting as another role (the test servers trust local roles)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, f"{user}@{host}", parts.path, parts.query, parts.fragment))
+
+
 @pytest.fixture
-def live_server(settings, tmp_path):
-    """A real `skindoc serve` process on a free port, sharing the test's database and Redis."""
+async def runtime_database_url(database_url) -> AsyncIterator[str]:
+    """The test's database as a runtime role of its own: LOGIN, no privileges until the owner grants them.
+
+    Roles are cluster-wide, so the name carries the test database's; it is dropped afterwards."""
+    from urllib.parse import urlsplit
+
+    role = "skindoc_rt_" + urlsplit(database_url).path.lstrip("/").removeprefix("skindoc_t_")
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        yield with_user(database_url, role)
+        await conn.execute(f'DROP OWNED BY "{role}"')
+        await conn.execute(f'DROP ROLE "{role}"')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def live_server(settings, runtime_database_url, tmp_path):
+    """A real `skindoc serve` process on a free port, sharing the test's database and Redis.
+
+    It runs as production does: the owner (the test's superuser) migrates and grants, the server
+    serves as a runtime role that cannot rewrite the audit log."""
     from tests.live_server import start_server
 
-    server = start_server({"SKINDOC_DATABASE_URL": settings.database_url,
+    server = start_server({"SKINDOC_DATABASE_URL": runtime_database_url,
+                           "SKINDOC_DATABASE_OWNER_URL": settings.database_url,
+                           "SKINDOC_DEV_MODE": "false",
                            "SKINDOC_REDIS_URL": settings.redis_url,
                            "SKINDOC_DATA_DIR": str(settings.data_dir),
                            "SKINDOC_SOCKETIO_CHANNEL": settings.chat.socketio_channel,

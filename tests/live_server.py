@@ -42,7 +42,9 @@ def start_server(env: Mapping[str, str], log_path: Path, *, port: int | None = N
                  ready_timeout: float = 90.0) -> LiveServer:
     """Starts `skindoc serve` with the given SKINDOC_* settings and waits until /readyz says ready."""
     port = port or free_port()
-    full_env = {**os.environ, **env, "SKINDOC_HOST": "127.0.0.1", "SKINDOC_PORT": str(port)}
+    # Dev mode unless the caller says otherwise: a test server given a superuser's URL may serve with it.
+    full_env = {**os.environ, "SKINDOC_DEV_MODE": "true", **env, "SKINDOC_HOST": "127.0.0.1",
+                "SKINDOC_PORT": str(port)}
     log = open(log_path, "ab")
     process = subprocess.Popen([sys.executable, "-m", "web.cli", "serve"], env=full_env,
                                stdout=log, stderr=subprocess.STDOUT)

@@ -23,9 +23,12 @@ async def _actions(db) -> list[dict]:
 
 
 async def test_each_audited_action_writes_a_row(client, db):
-    headers = {"X-Request-Id": "req-register"}
+    # A client's request id is never written as ours: the audit row carries the server's.
+    headers = {"X-Request-Id": "cli"}
     response = await client.post("/api/v1/auth/register", headers=headers,
                                  json={"email": "audited@example.com", "password": PASSWORD, "name": "Au Dit"})
+    server_request_id = response.headers["X-Request-Id"]
+    assert response.headers["X-Client-Request-Id"] == "cli" and server_request_id != "cli"
     user = (await response.json())["user"]
     await client.post("/api/v1/auth/login", json={"email": "audited@example.com", "password": "wrong" * 3})
     tokens = await login(client, "audited@example.com")
@@ -34,6 +37,7 @@ async def test_each_audited_action_writes_a_row(client, db):
                        headers=bearer(tokens))
     tokens = await login(client, "audited@example.com", "a brand new passphrase")
     rotated = await (await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})).json()
+    await client.post("/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]})  # past the grace
     await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})  # reuse
     session = await login(client, "audited@example.com", "a brand new passphrase")
     await client.post("/api/v1/auth/logout", json={"refresh_token": session["refresh_token"]}, headers=bearer(session))
@@ -52,7 +56,7 @@ async def test_each_audited_action_writes_a_row(client, db):
     ]
     first = rows[0]
     assert first["subject_type"] == "user" and first["subject_id"] == user["id"]
-    assert first["request_id"] == "req-register" and str(first["client_ip"]) == "127.0.0.1"
+    assert first["request_id"] == server_request_id and str(first["client_ip"]) == "127.0.0.1"
     assert first["actor_id"] is None  # nobody was signed in yet
     failed = rows[1]
     assert failed["subject_id"] == user["id"] and failed["details"] == {"email": "audited@example.com"}
@@ -131,10 +135,10 @@ async def test_concurrent_writers_keep_one_chain(database_url, db):
     finally:
         for conn in conns:
             await conn.close()
-    from auth.store import find_first_audit_chain_break
+    from auth.audit_chain import verify_chain
 
-    checked, broken = await find_first_audit_chain_break(db)
-    assert (checked, broken) == (80, None)
+    result = await verify_chain(db, b"k" * 32)
+    assert (result.checked, result.broken, result.unsigned) == (80, None, 80)
 
 
 async def test_record_for_request_fills_in_the_caller(aiohttp_client, settings, db):
@@ -154,7 +158,7 @@ async def test_record_for_request_fills_in_the_caller(aiohttp_client, settings, 
     [row] = [r for r in await _actions(db) if r["action"] == "consultation.read"]
     assert str(row["actor_id"]) == tokens["user"]["id"] and row["actor_role"] == "patient"
     assert row["subject_type"] == "consultation" and row["subject_id"] == "c-1"
-    assert row["request_id"] == "req-42" and str(row["client_ip"]) == "127.0.0.1"
+    assert row["request_id"] == response.headers["X-Request-Id"] != "req-42" and str(row["client_ip"]) == "127.0.0.1"
     assert row["details"] == {"fields": ["notes"]}
 
 

@@ -44,12 +44,12 @@ async def node(aiohttp_client, settings):
     return await cs.start_node(aiohttp_client, replace(cs.chat_settings(settings), triage=triage))
 
 
-def make_worker(node, classifier, consumer: str) -> TriageWorker:
+def make_worker(node, classifier, consumer: str, **triage_overrides) -> TriageWorker:
     settings = node.app[SETTINGS]
     hooks = triage_hooks(settings, QueueNotifier(node.app[SOCKETIO_SERVER]))
     stores = node.app[STORES]
-    return TriageWorker(stores.pool, stores.redis, classifier, settings.triage, on_scored=hooks.on_scored,
-                        notifier=hooks.notifier, consumer=consumer)
+    return TriageWorker(stores.pool, stores.redis, classifier, replace(settings.triage, **triage_overrides),
+                        on_scored=hooks.on_scored, notifier=hooks.notifier, consumer=consumer)
 
 
 async def upload(node, patient, consultation_id, *photos: bytes, tag: str | None = None) -> list[dict]:
@@ -146,10 +146,11 @@ async def test_worker_killed_after_reading_is_reclaimed_and_scored_once(node, cl
     assert len(await dead.take_batch(block_ms=1000)) == 4
     assert await stream_state(node) == (4, 4)
 
-    survivor = make_worker(node, classifier, "worker-survivor")
+    # A takeover window of 2 s, so that a slow start on a loaded machine cannot pass it before the check.
+    survivor = make_worker(node, classifier, "worker-survivor", claim_idle_ms=2000)
     await survivor.start()
     assert await survivor.run_once(block_ms=50) == 0, "jobs of a live-looking consumer are not stolen"
-    await asyncio.sleep(0.4)  # past claim_idle_ms
+    await asyncio.sleep(2.1)  # past claim_idle_ms
     assert await survivor.run_once(block_ms=50) == 4
     assert await stream_state(node) == (0, 0)
     async with node.app[STORES].pool.acquire() as conn:

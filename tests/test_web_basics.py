@@ -8,7 +8,11 @@ async def test_healthz_and_readyz(client):
     response = await client.get("/readyz")
     assert response.status == 200
     body = await response.json()
-    assert body == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+    # No triage worker runs beside this app: ready for chat, and it says scoring is not.
+    assert body["status"] == "degraded" and body["ready_for"] == ["api", "chat"]
+    assert body["checks"]["database"] == body["checks"]["redis"] == "ok"
+    assert body["checks"]["triage"] == {"status": "down", "workers": 0, "ready_workers": 0,
+                                        "last_heartbeat_age_s": None}
 
 
 async def test_unknown_path_is_problem_json(client):
@@ -28,9 +32,14 @@ async def test_wrong_method_is_problem_json(client):
     assert "GET" in response.headers["Allow"]
 
 
-async def test_metrics_count_requests(client):
+async def test_metrics_count_requests(aiohttp_client, settings):
+    from dataclasses import replace
+
+    from web.app import create_app
+
+    client = await aiohttp_client(create_app(replace(settings, metrics_token="scrape-secret")))
     await client.get("/healthz")
-    response = await client.get("/metrics")
+    response = await client.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
     assert response.status == 200
     text = await response.text()
     assert 'skindoc_http_requests_total{method="GET",route="/healthz",status="200"}' in text

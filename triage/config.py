@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from store.env import env_bool, env_int
+from triage.heartbeat import STALE_AFTER_BEATS
 
 
 @dataclass(frozen=True)
@@ -14,8 +15,10 @@ class TriageConfig:
     # Intake: the body cap covers the whole multipart request, photos and fields together.
     max_upload_bytes: int = 15 * 1024 * 1024
     max_photos_per_consultation: int = 6
-    # Decompression-bomb guard, checked from the header before any pixel is decoded.
-    max_pixels: int = 64_000_000
+    # Decompression-bomb guard, checked from the header before any pixel is decoded: width x height,
+    # and the decoded bytes at most this many RGB pixels' worth (4-byte modes get 3/4 of it). At 24
+    # megapixels the worst accepted upload peaks at about 180 MB (bench/intake_memory.py).
+    max_pixels: int = 24_000_000
     # Low enough for dermoscopy crops (the training images are 171x128).
     min_side: int = 128
     # The job stream and its consumer group (stream keys live in the configured Redis database).
@@ -26,11 +29,22 @@ class TriageConfig:
     # A job pending this long on a consumer is taken over by another worker (its owner is presumed dead).
     claim_idle_ms: int = 30_000
     max_attempts: int = 3
+    # The reconciler re-queues photos pending longer than the grace period with no job in the stream.
+    reconcile_s: int = 30
+    reconcile_grace_s: int = 10
+    # How often a worker publishes its heartbeat (web nodes call it gone after three missed beats).
+    heartbeat_s: int = 5
+    # Longest pause between retries while PostgreSQL or Redis is failing (backoff grows up to it).
+    retry_max_s: int = 10
     # None: the weights shipped in jax_models/weights.
     model_dir: Path | None = None
     saliency: bool = True
     # Run a worker inside `skindoc serve` even when PostgreSQL and Redis are external.
     inprocess_worker: bool = False
+
+    @property
+    def heartbeat_stale_s(self) -> float:
+        return self.heartbeat_s * STALE_AFTER_BEATS
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
@@ -58,6 +72,10 @@ class TriageConfig:
             batch_wait_ms=env_int(env, "SKINDOC_TRIAGE_BATCH_WAIT_MS", cls.batch_wait_ms, minimum=0),
             claim_idle_ms=env_int(env, "SKINDOC_TRIAGE_CLAIM_IDLE_MS", cls.claim_idle_ms, minimum=1),
             max_attempts=env_int(env, "SKINDOC_TRIAGE_MAX_ATTEMPTS", cls.max_attempts, minimum=1),
+            reconcile_s=env_int(env, "SKINDOC_TRIAGE_RECONCILE_S", cls.reconcile_s, minimum=1),
+            reconcile_grace_s=env_int(env, "SKINDOC_TRIAGE_RECONCILE_GRACE_S", cls.reconcile_grace_s, minimum=0),
+            heartbeat_s=env_int(env, "SKINDOC_TRIAGE_HEARTBEAT_S", cls.heartbeat_s, minimum=1),
+            retry_max_s=env_int(env, "SKINDOC_TRIAGE_RETRY_MAX_S", cls.retry_max_s, minimum=1),
             model_dir=Path(model_dir) if model_dir else None,
             saliency=env_bool(env, "SKINDOC_TRIAGE_SALIENCY", cls.saliency),
             inprocess_worker=env_bool(env, "SKINDOC_INPROCESS_WORKER", cls.inprocess_worker),

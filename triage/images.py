@@ -10,9 +10,10 @@ import io
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
-from jax_models.preprocess import to_rgb
+from jax_models.preprocess import ALPHA_BACKGROUND, to_rgb
 from store.errors import DomainError, unprocessable
 
 try:
@@ -30,6 +31,15 @@ THUMBNAIL_SIDE = 256
 THUMBNAIL_JPEG_QUALITY = 80
 # The teledermatology guideline for clinical photos; below it we accept with a warning.
 GUIDELINE_SIZE = (800, 600)
+# libjpeg writes no side longer than this; a longer one could be decoded but never stored.
+MAX_SIDE = 65_500
+# Bytes per decoded pixel of the modes that hold more than RGB's three: the pixel cap is a cap on
+# decoded bytes, max_pixels RGB pixels' worth.
+_BYTES_PER_PIXEL = {"RGBA": 4, "RGBX": 4, "CMYK": 4, "YCbCr": 3, "I": 4, "F": 4, "RGBa": 4, "LAB": 3, "HSV": 3}
+# High-bit-depth greys are scaled to 8 bits this many rows at a time, so no full-size wide copy exists.
+_STRIP_ROWS = 256
+_HIGH_BIT_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+_WITH_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
 
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 _SRGB_PROFILE = ImageCms.createProfile("sRGB")
@@ -80,13 +90,21 @@ def _open_checked(data: bytes, fmt: str, max_pixels: int, min_side: int) -> Imag
     except Exception as exc:  # noqa: BLE001
         raise _corrupt(type(exc).__name__) from None
     width, height = image.size
-    if width * height > max_pixels:
+    if width * height * max(3, _BYTES_PER_PIXEL.get(image.mode, 3)) > max_pixels * 3:
         raise _too_many_pixels(max_pixels)
+    if max(width, height) > MAX_SIDE:
+        raise unprocessable("image_side_too_long",
+                            f"The image is {width}x{height} pixels; no side may be longer than {MAX_SIDE}.",
+                            width=width, height=height, max_side=MAX_SIDE)
     if min(width, height) < min_side:
         raise unprocessable("image_too_small",
                             f"The image is {width}x{height} pixels; each side must be at least {min_side}.",
                             width=width, height=height, min_side=min_side)
-    if getattr(image, "n_frames", 1) > 1 or getattr(image, "is_animated", False):
+    if image.format == "MPO":
+        # A phone's multi-picture JPEG: the first frame is the photo (the others are previews or depth
+        # maps), and opening it reads that frame only.
+        image.seek(0)
+    elif getattr(image, "n_frames", 1) > 1 or getattr(image, "is_animated", False):
         raise unprocessable("animated_image", "Animated or multi-frame images are not accepted; send a single photo.")
     try:
         with warnings.catch_warnings():
@@ -107,6 +125,10 @@ def _to_srgb_rgb(image: Image.Image) -> Image.Image:
     so that the stored photo is what the model sees: 16-bit and float images scaled (not clipped to
     white), transparency laid over neutral grey."""
     icc = image.info.get("icc_profile")
+    if image.mode in _HIGH_BIT_DEPTH:
+        image = _to_8bit_grey(image)
+    elif image.mode in _WITH_ALPHA or (image.mode == "P" and "transparency" in image.info):
+        image = _flatten_alpha(image)
     rgb = image if image.mode == "RGB" else to_rgb(image)
     if icc and image.mode in ("RGB", "RGBA"):
         try:
@@ -121,6 +143,34 @@ def _to_srgb_rgb(image: Image.Image) -> Image.Image:
     return rgb
 
 
+def _to_8bit_grey(image: Image.Image) -> Image.Image:
+    """A 16-bit or 32-bit grey image scaled (not clipped) to 8 bits as the classifier's to_rgb scales it,
+    strip by strip in float32: no full-size float copy (a float64 one of a large image is gigabytes)."""
+    low, high = image.getextrema()
+    if image.mode.startswith("I;16"):
+        top = 65535.0
+    elif image.mode == "F":
+        top = max(float(high), 1.0)
+    else:
+        top = 65535.0 if high > 255 else 255.0
+    scale = np.float32(255.0 / top)
+    out = np.empty((image.height, image.width), dtype=np.uint8)
+    for y in range(0, image.height, _STRIP_ROWS):
+        strip = np.asarray(image.crop((0, y, image.width, min(y + _STRIP_ROWS, image.height))), dtype=np.float32)
+        np.clip(strip * scale + np.float32(0.5), 0, 255, out=strip)
+        out[y:y + strip.shape[0]] = strip
+    return Image.fromarray(out)
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    """Transparency laid over the classifier's neutral grey, as to_rgb does, but pasted through the alpha
+    band into one RGB image rather than composited through two more full-size RGBA ones."""
+    rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+    flat = Image.new("RGB", rgba.size, ALPHA_BACKGROUND)
+    flat.paste(rgba, mask=rgba)
+    return flat
+
+
 def _thumbnail(image: Image.Image) -> Image.Image:
     scale = THUMBNAIL_SIDE / max(image.size)
     if scale >= 1:
@@ -132,8 +182,13 @@ def _thumbnail(image: Image.Image) -> Image.Image:
 
 def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
     out = io.BytesIO()
-    # No optimize=True: on a textured photo it triples the encoding time to save about 5% of the bytes.
-    image.save(out, format="JPEG", quality=quality)
+    try:
+        # No optimize=True: on a textured photo it triples the encoding time to save about 5% of the bytes.
+        image.save(out, format="JPEG", quality=quality)
+    except (OSError, ValueError) as exc:
+        # The checks above leave nothing libjpeg should refuse; if it does, the photo is refused, typed.
+        raise unprocessable("image_not_storable", f"The photo could not be re-encoded ({type(exc).__name__}).") \
+            from None
     return out.getvalue()
 
 

@@ -11,7 +11,7 @@ import asyncio
 import io
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from PIL import Image
 
@@ -63,11 +63,16 @@ async def store_photos(conn: asyncpg.Connection, config: TriageConfig, consultat
 
 
 async def queue_jobs(client: redis.Redis, config: TriageConfig, consultation_id: uuid.UUID,
-                     stored: Sequence[store.StoredPhoto]) -> None:
-    """Queues a triage job for each photo stored now; call it after the photos' transaction commits."""
+                     stored: Sequence[store.StoredPhoto],
+                     report_outage: Callable[[BaseException], str | None] = lambda exc: None) -> None:
+    """Queues a triage job for each photo stored now; call it after the photos' transaction commits.
+
+    A store outage goes to `report_outage` (logged once per outage, not per upload).
+    """
     fresh = [(s.photo["id"], consultation_id) for s in stored if not s.duplicate]
     try:
         await jobs.enqueue_photo_jobs(client, config.stream, fresh)
-    except Exception:
-        # The photos are safely stored and stay "awaiting score"; workers re-queue lost jobs.
-        log.exception("could not queue triage jobs", extra={"consultation_id": str(consultation_id)})
+    except Exception as exc:
+        # The photos are safely stored and stay "awaiting score"; the reconciler queues them.
+        if report_outage(exc) is None:
+            log.exception("could not queue triage jobs", extra={"consultation_id": str(consultation_id)})

@@ -37,6 +37,27 @@ async def enqueue_photo_jobs(client: redis.Redis, stream: str, photos: Sequence[
         await pipe.execute()
 
 
+def is_missing_group(exc: BaseException) -> bool:
+    """Redis lost the stream or its group (a restart without persistence, a flush): create it again."""
+    return isinstance(exc, ResponseError) and ("NOGROUP" in str(exc) or "no such key" in str(exc))
+
+
+async def queued_photo_ids(client: redis.Redis, stream: str, page: int = 1000) -> set[uuid.UUID]:
+    """The photos with a job in the stream, delivered or not (acknowledged jobs are deleted)."""
+    photos: set[uuid.UUID] = set()
+    start = "-"
+    while True:
+        entries = await client.xrange(stream, min=start, max="+", count=page)
+        for _, fields in entries:
+            try:
+                photos.add(uuid.UUID(fields[b"photo"].decode()))
+            except (KeyError, ValueError, UnicodeDecodeError):
+                continue
+        if len(entries) < page:
+            return photos
+        start = "(" + entries[-1][0].decode()
+
+
 async def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
     try:
         await client.xgroup_create(stream, group, id="0", mkstream=True)
@@ -73,6 +94,15 @@ async def read_new_jobs(client: redis.Redis, stream: str, group: str, consumer: 
                         block_ms: int) -> list[Job]:
     """Up to `count` jobs never delivered before, waiting at most `block_ms` for the first."""
     reply = await client.xreadgroup(group, consumer, {stream: ">"}, count=count, block=max(1, block_ms))
+    entries = [entry for _, stream_entries in reply or [] for entry in stream_entries]
+    return await _parsed_or_dropped(client, stream, group, entries)
+
+
+async def read_own_pending(client: redis.Redis, stream: str, group: str, consumer: str, *,
+                            count: int) -> list[Job]:
+    """Jobs delivered to this consumer and not acknowledged: after a failed turn it takes them up
+    again at once rather than waiting for another worker to claim them."""
+    reply = await client.xreadgroup(group, consumer, {stream: "0"}, count=count)
     entries = [entry for _, stream_entries in reply or [] for entry in stream_entries]
     return await _parsed_or_dropped(client, stream, group, entries)
 

@@ -6,6 +6,7 @@ scoring transaction, how to reach the doctors' consoles, which consultations are
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,10 +15,14 @@ from pathlib import Path
 import asyncpg
 import redis.asyncio as redis
 
+from store.outages import Backoff
 from triage import rescore, scoring, store
 from triage.config import TriageConfig
+from triage.heartbeat import WorkerStatus
 from triage.policy import ConsultationTriage
 from triage.worker import QueueNotifier, TriageWorker
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,12 +38,52 @@ def load_classifier(model_dir: Path | None, config: TriageConfig) -> scoring.Cla
     return load(weights_dir=model_dir, batch_sizes=config.batch_sizes)
 
 
+class WorkerSupervisor:
+    """Runs a triage worker until cancelled, and a fresh one whenever one stops on an error.
+
+    The worker itself retries every store fault; what ends it here is a bug or a failure to load
+    the model, so the restarts back off (capped) and each is logged with its traceback.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, client: redis.Redis, config: TriageConfig, hooks: TriageHooks,
+                 classifier: scoring.Classifier | None = None) -> None:
+        self._pool = pool
+        self._redis = client
+        self._config = config
+        self._hooks = hooks
+        self._classifier = classifier
+        self.worker: TriageWorker | None = None
+        self.restarts = 0
+
+    @property
+    def status(self) -> WorkerStatus | None:
+        return self.worker.status if self.worker is not None else None
+
+    async def run(self) -> None:
+        backoff = Backoff(1.0, max(self._config.retry_max_s, 1))
+        while True:
+            try:
+                await self._run_one()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.restarts += 1
+                log.exception("triage worker stopped; starting a fresh one", extra={"restarts": self.restarts})
+                await asyncio.sleep(backoff.next_delay())
+
+    async def _run_one(self) -> None:
+        if self._classifier is None:  # loading runs off the event loop
+            self._classifier = await asyncio.to_thread(load_classifier, self._config.model_dir, self._config)
+        self.worker = TriageWorker(self._pool, self._redis, self._classifier, self._config,
+                                   on_scored=self._hooks.on_scored, notifier=self._hooks.notifier)
+        await self.worker.run()
+
+
 async def run_worker(pool: asyncpg.Pool, client: redis.Redis, config: TriageConfig, hooks: TriageHooks,
                      classifier: scoring.Classifier | None = None) -> None:
-    """Loads the classifier (unless given; loading runs off the event loop), then consumes jobs until cancelled."""
-    classifier = classifier or await asyncio.to_thread(load_classifier, config.model_dir, config)
-    worker = TriageWorker(pool, client, classifier, config, on_scored=hooks.on_scored, notifier=hooks.notifier)
-    await worker.run()
+    """A supervised worker (the classifier loaded unless given), consuming jobs until cancelled."""
+    await WorkerSupervisor(pool, client, config, hooks, classifier).run()
 
 
 async def rescore_open(pool: asyncpg.Pool, model_dir: Path, config: TriageConfig,

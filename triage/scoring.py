@@ -82,7 +82,10 @@ def _predict_chunk(classifier: Classifier, photos: Sequence[PhotoToScore]) -> li
         try:
             decoded.append((photo, decode_for_model(photo.image, 2 * classifier.image_size)))
         except Exception as exc:  # noqa: BLE001 - stored bytes that no longer decode: fail this photo, not the batch
-            results.append(_result(photo, classifier.version, 1, failure=f"stored image unreadable: {exc}"))
+            # The exception's type, not its text: Pillow's messages name Python objects and their addresses.
+            log.warning("stored photo unreadable", extra={"photo_id": str(photo.photo_id), "error": repr(exc)})
+            results.append(_result(photo, classifier.version, 1,
+                                   failure=f"stored image unreadable ({type(exc).__name__})"))
     if not decoded:
         return results
     try:

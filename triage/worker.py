@@ -4,11 +4,16 @@ A batch is whatever arrives within `batch_wait_ms` of its first job, up to `max_
 worker compiles every batch size the classifier serves before it reads its first job, so no
 photo ever waits on a compilation. Jobs left unacknowledged by a dead worker are claimed
 after `claim_idle_ms`; the idempotent write makes their second run change nothing.
+
+It never gives up: a turn that fails (PostgreSQL or Redis down, the stream's group lost with
+Redis's data) is retried after a capped, jittered backoff, logged once when the fault starts
+and once when work resumes; after any fault the reconciler re-queues photos whose job was lost.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import secrets
@@ -21,20 +26,20 @@ from typing import Protocol
 import asyncpg
 import redis.asyncio as redis
 
-from triage import jobs, scoring, store
+from store.outages import Backoff, outage_kind
+from triage import heartbeat, jobs, reconcile, scoring, store
 from triage.config import TriageConfig
 from triage.policy import ConsultationTriage
 
 log = logging.getLogger(__name__)
 
-# Photos still pending this long after upload are re-queued (their job was lost with Redis); a
-# duplicate job is harmless, since a photo is scored once per model version.
-LOST_JOB_AGE_SECONDS = 300.0
 IDLE_BLOCK_MS = 1000
+# Consumers that hold no job and have not read for this long are removed from the group.
+DEPARTED_CONSUMER_IDLE_MS = 300_000
+RETRY_BASE_SECONDS = 0.2
 # Saliency overlays (Grad-CAM, tens of ms each on a CPU) are drawn only when no job waits, one at a
 # time, so they never delay a score; they are found in the database, so none is lost with a worker.
 SALIENCY_PER_TURN = 1
-RETRY_AFTER_ERROR_SECONDS = 1.0
 
 
 class QueueNotifier(Protocol):
@@ -63,30 +68,63 @@ class TriageWorker:
         self.scored = 0
         # Photos whose overlay failed here: not retried by this process, so a bad one cannot spin the loop.
         self._unexplainable: set[uuid.UUID] = set()
+        self.status = heartbeat.WorkerStatus(self.consumer, classifier.version, tuple(classifier.batch_sizes))
+        self._fault_since: float | None = None
+        self._failed_turns = 0
+        # Set after a fault: the group may need creating again, the stream may have lost jobs, and
+        # this consumer's own delivered jobs are taken up again before new ones.
+        self._group_ready = False
+        self._next_reconcile = 0.0
+        self._retry_own_jobs = False
 
-    async def start(self) -> None:
-        """Compiles every batch size, joins the consumer group and re-queues lost jobs: then it is ready."""
+    async def warm_up(self) -> None:
+        """Compiles every batch size, so that no photo ever waits on a compilation."""
         started = time.perf_counter()
         await asyncio.to_thread(self.classifier.warmup)
+        self.status.compiled = True
+        log.info("triage worker compiled", extra={"consumer": self.consumer, "model_version": self.classifier.version,
+                                                  "batch_sizes": list(self.classifier.batch_sizes),
+                                                  "warmup_seconds": round(time.perf_counter() - started, 2)})
+
+    async def start(self) -> None:
+        """Compiles, joins the consumer group and re-queues lost jobs: then it is ready."""
+        await self.warm_up()
+        await self._prepare_stream()
+        self.status.last_ok_at = time.time()
+        log.info("triage worker ready", extra={"consumer": self.consumer})
+
+    async def _prepare_stream(self) -> None:
         await jobs.ensure_group(self.redis, self.config.stream, self.config.group)
-        await self._requeue_lost_jobs()
-        log.info("triage worker ready", extra={"consumer": self.consumer, "model_version": self.classifier.version,
-                                               "batch_sizes": list(self.classifier.batch_sizes),
-                                               "warmup_seconds": round(time.perf_counter() - started, 2)})
+        self._group_ready = True
+        await self.reconcile()
 
     async def run(self) -> None:
-        """Starts, then works until cancelled; a failing store is retried, never fatal.
+        """Compiles, then works until cancelled, publishing heartbeats all along; no error is fatal.
 
         Two batches overlap: while one batch's results are written (database and Redis round trips),
         the next is already read and scored. Writes stay one at a time and in order.
         """
-        await self.start()
-        last_requeue = time.monotonic()
+        beating = asyncio.create_task(self._beat_forever(), name="triage-heartbeat")
+        try:
+            await self.warm_up()
+            await self._work_forever()
+        finally:
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await heartbeat.withdraw(self.redis, self.config.stream, self.consumer)
+
+    async def _work_forever(self) -> None:
+        backoff = Backoff(RETRY_BASE_SECONDS, self.config.retry_max_s)
         saliency_backlog = self.config.saliency
         writing: asyncio.Task | None = None
         try:
             while True:
                 try:
+                    if not self._group_ready:
+                        await self._prepare_stream()
+                    elif time.monotonic() >= self._next_reconcile:
+                        await self.reconcile()
                     # While overlays are owed, only peek at the stream: a new job must not wait behind them.
                     batch = await self.take_batch(block_ms=1 if saliency_backlog else IDLE_BLOCK_MS)
                     if batch:
@@ -95,28 +133,77 @@ class TriageWorker:
                             await writing
                         writing = asyncio.create_task(self.commit(batch, results))
                         saliency_backlog = self.config.saliency
-                        continue
-                    if writing is not None:
-                        await writing
-                        writing = None
-                    if self.config.saliency:
-                        saliency_backlog = await self.compute_missing_saliency(SALIENCY_PER_TURN) > 0
-                    if time.monotonic() - last_requeue > LOST_JOB_AGE_SECONDS:
-                        last_requeue = time.monotonic()
-                        await self._requeue_lost_jobs()
+                    else:
+                        if writing is not None:
+                            await writing
+                            writing = None
+                        if self.config.saliency:
+                            saliency_backlog = await self.compute_missing_saliency(SALIENCY_PER_TURN) > 0
+                    self._turn_went_through()
+                    backoff.reset()
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    # Whatever was not acknowledged stays pending and is claimed again after claim_idle_ms.
-                    log.exception("triage worker iteration failed; its jobs will be retried")
+                except Exception as exc:
                     if writing is not None:
                         await asyncio.gather(writing, return_exceptions=True)
                         writing = None
-                    await asyncio.sleep(RETRY_AFTER_ERROR_SECONDS)
+                    self._turn_failed(exc)
+                    await asyncio.sleep(backoff.next_delay())
         finally:
             if writing is not None:
                 writing.cancel()
                 await asyncio.gather(writing, return_exceptions=True)
+
+    def _turn_went_through(self) -> None:
+        if self.status.last_ok_at is None:
+            log.info("triage worker ready", extra={"consumer": self.consumer})
+        self.status.last_ok_at = time.time()
+        if self._fault_since is None:
+            return
+        log.warning("triage worker working again", extra={
+            "consumer": self.consumer, "fault": self.status.fault, "failed_turns": self._failed_turns,
+            "outage_s": round(time.monotonic() - self._fault_since, 2)})
+        self.status.fault = None
+        self._fault_since = None
+        self._failed_turns = 0
+
+    def _turn_failed(self, exc: Exception) -> None:
+        """Logs a fault once (a traceback only for what is not a store outage) and plans the recovery."""
+        missing_group = jobs.is_missing_group(exc)
+        fault = "redis_data_lost" if missing_group else outage_kind(exc) or type(exc).__name__
+        self._failed_turns += 1
+        # Whatever fault it was, Redis may have lost jobs and this consumer holds some it never finished.
+        self._group_ready = self._group_ready and not missing_group
+        self._next_reconcile = 0.0
+        self._retry_own_jobs = True
+        if fault == self.status.fault:
+            return
+        if self._fault_since is None:
+            self._fault_since = time.monotonic()
+        self.status.fault = fault
+        if missing_group or outage_kind(exc) is not None:
+            log.warning("triage worker cannot work; retrying with backoff",
+                        extra={"consumer": self.consumer, "fault": fault, "error": f"{type(exc).__name__}: {exc}"})
+        else:
+            log.exception("triage worker turn failed; retrying with backoff", extra={"consumer": self.consumer})
+
+    async def reconcile(self) -> int:
+        """Re-queues photos pending without a job (PostgreSQL is the truth); forgets departed consumers."""
+        self._next_reconcile = time.monotonic() + self.config.reconcile_s
+        await jobs.forget_departed_consumers(self.redis, self.config.stream, self.config.group,
+                                             idle_ms=DEPARTED_CONSUMER_IDLE_MS)
+        return await reconcile.requeue_lost_photos(self.pool, self.redis, self.config.stream,
+                                                   grace_s=self.config.reconcile_grace_s)
+
+    async def _beat_forever(self) -> None:
+        stale_s = self.config.heartbeat_stale_s
+        while True:
+            try:
+                await heartbeat.publish(self.redis, self.config.stream, self.status, stale_s)
+            except Exception as exc:
+                # The work loop reports the fault; a missed beat is what the web nodes should see.
+                log.debug("heartbeat not published", extra={"error": f"{type(exc).__name__}: {exc}"})
+            await asyncio.sleep(self.config.heartbeat_s)
 
     async def run_once(self, *, block_ms: int) -> int:
         """One batch, start to finish: stale jobs first, else new ones; returns how many jobs it handled."""
@@ -127,6 +214,12 @@ class TriageWorker:
 
     async def take_batch(self, *, block_ms: int) -> list[jobs.Job]:
         cfg = self.config
+        if self._retry_own_jobs:
+            # Once, right after a fault: later, its pending jobs are the batch being written.
+            self._retry_own_jobs = False
+            batch = await jobs.read_own_pending(self.redis, cfg.stream, cfg.group, self.consumer, count=cfg.max_batch)
+            if batch:
+                return batch
         batch = await jobs.claim_stale_jobs(self.redis, cfg.stream, cfg.group, self.consumer,
                                             min_idle_ms=cfg.claim_idle_ms, count=cfg.max_batch)
         if batch:
@@ -171,6 +264,7 @@ class TriageWorker:
             if result.failure is None:
                 self.batch_histogram[result.batch_size] += 1
                 self.scored += 1
+                self.status.scored += 1
         await self._notify(changed, {r.consultation_id for r in results if r.failure is not None})
         if changed:
             await self._queue_photos_behind([summary.consultation_id for summary in changed])
@@ -218,16 +312,7 @@ class TriageWorker:
         for reason, consultation_id in events:
             try:
                 await self.notifier.queue_changed(reason, consultation_id)
-            except Exception:
+            except Exception as exc:
                 # The score is committed; consoles catch up on their next snapshot.
-                log.exception("queue notification failed", extra={"consultation_id": str(consultation_id)})
-
-    async def _requeue_lost_jobs(self) -> None:
-        await jobs.forget_departed_consumers(self.redis, self.config.stream, self.config.group,
-                                             idle_ms=int(LOST_JOB_AGE_SECONDS * 1000))
-        async with self.pool.acquire() as conn:
-            lost = await store.pending_photos(conn, LOST_JOB_AGE_SECONDS)
-        if lost:
-            await jobs.enqueue_photo_jobs(self.redis, self.config.stream,
-                                          [(row["id"], row["consultation_id"]) for row in lost])
-            log.warning("re-queued photos pending since before start-up", extra={"count": len(lost)})
+                if outage_kind(exc) is None:
+                    log.exception("queue notification failed", extra={"consultation_id": str(consultation_id)})

@@ -7,15 +7,17 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 import uvloop
 from aiohttp import web
 
 from store.connections import Stores
 from store.embedded import EmbeddedServers
-from web.app import all_migrations, create_app, resolve_urls, triage_hooks
+from web.app import all_migrations, create_app, prepare_database, resolve_urls, triage_hooks
 from web.logs import configure_logging
 from web.settings import Settings
 
@@ -25,11 +27,12 @@ log = logging.getLogger("skindoc")
 @contextlib.asynccontextmanager
 async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     """Stores for a one-off command, with the same embedded fallback as the server."""
-    embedded = EmbeddedServers(settings.data_dir)
+    embedded = EmbeddedServers(settings.data_dir)  # a running `skindoc serve`'s, or its own for the command
     stores = Stores()
-    database_url, redis_url = await resolve_urls(settings, embedded)
-    await stores.open(database_url, redis_url, all_migrations(), pool_size=2)
+    database_url, redis_url = resolve_urls(settings, embedded)
     try:
+        database_url = await prepare_database(settings, database_url)
+        await stores.open(database_url, redis_url, all_migrations(), pool_size=2)
         yield stores
     finally:
         await stores.close()
@@ -38,20 +41,48 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
 
 def run_with_stores(settings: Settings, work: Callable[[Stores], Awaitable[int]]) -> int:
     async def main() -> int:
+        # SIGTERM stops a command like Ctrl-C does: embedded servers it started are stopped on the way out.
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
         async with open_stores(settings) as stores:
             return await work(stores)
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        return 130
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     log.info("serving", extra={"host": host, "port": port})
+    if settings.database_url is not None and not settings.dev_mode:
+        problem = asyncio.run(_audit_log_rewriter(settings))
+        if problem is not None:
+            raise SystemExit(f"Refusing to serve: the database role of SKINDOC_DATABASE_URL could rewrite the audit "
+                             f"log ({problem}). Serve as a role without those rights and let "
+                             f"SKINDOC_DATABASE_OWNER_URL's role run the migrations (README, \"Security\"), or set "
+                             f"SKINDOC_DEV_MODE=true on a development machine.")
     # uvloop: the asyncio API on libuv; it cuts the loop's own share of each chat message (bench/README.md).
     web.run_app(create_app(settings), host=host, port=port, access_log=None, print=None,
                 loop=uvloop.new_event_loop())
     return 0
+
+
+async def _audit_log_rewriter(settings: Settings) -> str | None:
+    """Why the serving role could rewrite the audit log, or None. A server that could would make the
+    log worthless against whoever holds its credentials."""
+    from auth.audit import runtime_role_problem
+
+    await prepare_database(settings, settings.database_url)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        if await conn.fetchval("SELECT to_regclass('audit_log')") is None:
+            return "the schema is not there yet, so it would create the audit log and own it"
+        return await runtime_role_problem(conn)
+    finally:
+        await conn.close()
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -66,7 +97,8 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from chat.realtime import QueueNotifier
-    from triage.runner import run_worker
+    from triage.runner import WorkerSupervisor
+    from web.worker_health import start_health_server
 
     if settings.database_url is None or settings.redis_url is None:
         # Embedded Redis belongs to one process: a separate worker would never see the server's jobs.
@@ -75,14 +107,25 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work(stores: Stores) -> int:
         # SIGTERM stops it like Ctrl-C: unacknowledged jobs stay pending for another worker.
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
         notifier = QueueNotifier.write_only(settings.redis_url, settings.chat.socketio_channel)
+        supervisor = WorkerSupervisor(stores.pool, stores.redis, settings.triage, triage_hooks(settings, notifier))
+        health = None
+        if settings.worker_health_port:
+            try:
+                health = await start_health_server(supervisor, settings.triage.heartbeat_stale_s,
+                                                   settings.worker_health_host, settings.worker_health_port)
+            except OSError as exc:
+                # Another worker on this host has the port: this one still works, unwatched.
+                log.warning("worker health endpoint not served", extra={"error": str(exc),
+                                                                        "port": settings.worker_health_port})
         try:
-            await run_worker(stores.pool, stores.redis, settings.triage, triage_hooks(settings, notifier))
+            await supervisor.run()
         except asyncio.CancelledError:
             log.info("triage worker stopped")
         finally:
             await notifier.close()
+            if health is not None:
+                await health.cleanup()
         return 0
 
     return run_with_stores(settings, work)

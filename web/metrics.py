@@ -1,6 +1,11 @@
-"""Prometheus metrics at /metrics: request counts and latencies by route, plus whatever domains register."""
+"""Prometheus metrics at /metrics: request counts and latencies by route, plus whatever domains register.
+
+/metrics is served only when SKINDOC_METRICS_TOKEN is set, and only to requests bearing that token:
+route names, volumes and timings tell an outsider how the service is used.
+"""
 from __future__ import annotations
 
+import hmac
 import time
 
 from aiohttp import web
@@ -9,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 
 
-def setup(app: web.Application) -> CollectorRegistry:
+def setup(app: web.Application, token: str | None = None) -> CollectorRegistry:
     # One registry per app, so two apps in one test process do not collide.
     registry = CollectorRegistry()
     app[METRICS_REGISTRY] = registry
@@ -36,10 +41,14 @@ def setup(app: web.Application) -> CollectorRegistry:
             latency.labels(request.method, route).observe(time.perf_counter() - started)
 
     async def metrics(request: web.Request) -> web.Response:
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
+            raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
         response = web.Response(body=generate_latest(registry))
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return response
 
     app.middlewares.append(count_requests)
-    app.router.add_get("/metrics", metrics)
+    if token:
+        app.router.add_get("/metrics", metrics)
     return registry

@@ -15,6 +15,9 @@ log = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 REQUEST_ID_HEADER = "X-Request-Id"
+# A client's own id for its request: echoed back under this name, never taken as ours.
+CLIENT_REQUEST_ID_HEADER = "X-Client-Request-Id"
+MAX_CLIENT_REQUEST_ID = 64
 
 # Stable codes for the errors aiohttp raises itself.
 _HTTP_CODES = {
@@ -56,11 +59,23 @@ def _http_exception_problem(exc: web.HTTPException, request_id: str) -> web.Resp
     return problem_response(exc.status, code, detail, request_id, headers=headers)
 
 
+def client_request_id(request: web.Request) -> str | None:
+    """The id the client sent (X-Request-Id), if it is short printable ASCII; otherwise none."""
+    value = request.headers.get(REQUEST_ID_HEADER, "")
+    if 0 < len(value) <= MAX_CLIENT_REQUEST_ID and value.isascii() and value.isprintable():
+        return value
+    return None
+
+
 @web.middleware
 async def problem_middleware(request: web.Request, handler):
-    """Gives each request an id, and turns every error into a problem document."""
-    request_id = request.headers.get(REQUEST_ID_HEADER, "")[:64] or secrets.token_hex(8)
+    """Gives each request an id of our own, and turns every error into a problem document.
+
+    The id written to the audit log and the logs is always generated here: a client's
+    X-Request-Id could claim anything (say "cli"). The client's own is only echoed back."""
+    request_id = secrets.token_hex(8)
     request[REQUEST_ID] = request_id
+    client_id = client_request_id(request)
     try:
         response = await handler(request)
     except DomainError as exc:
@@ -70,8 +85,11 @@ async def problem_middleware(request: web.Request, handler):
             raise
         response = _http_exception_problem(exc, request_id)
     except Exception:
-        log.exception("unhandled error", extra={"request_id": request_id, "path": request.path})
+        log.exception("unhandled error", extra={"request_id": request_id, "client_request_id": client_id,
+                                                "path": request.path})
         response = problem_response(500, "internal_error", "Something went wrong on our side; it has been logged.",
                                     request_id)
     response.headers[REQUEST_ID_HEADER] = request_id
+    if client_id is not None:
+        response.headers[CLIENT_REQUEST_ID_HEADER] = client_id
     return response
