@@ -20,6 +20,7 @@ from tests.test_browser_flows import (  # noqa: F401  (browser is a fixture)
     server_env,
     sign_in,
 )
+from tests.test_chat_support import SYMPTOMS
 
 VERSION = "feedc0de00000001"
 
@@ -34,8 +35,7 @@ def outcomes_server(settings, tmp_path):
 async def resolved_case(http, server, patient: dict, doctor: dict, diagnosis: str) -> str:
     case = await api(http, "POST", f"{server.url}/api/v1/consultations", patient["token"], json={
         "description": "A spot on my back.", "body_site": "back",
-        "symptoms": {"changed_size": True, "changed_shape": False, "changed_colour": False, "bleeding": False,
-                     "itching": False, "duration": "months"}})
+        "symptoms": {**SYMPTOMS, "size_changed": True}})
     await api(http, "POST", f"{server.url}/api/v1/consultations/{case['id']}/take", doctor["token"], json={})
     await api(http, "POST", f"{server.url}/api/v1/consultations/{case['id']}/resolve", doctor["token"],
               json={"outcome": "in_person_visit", "note": "Biopsy booked.", "diagnosis": diagnosis,
