@@ -80,8 +80,8 @@ class FrozenBatchNorm(nnx.Module):
     self.var = nnx.BatchStat(jnp.ones((channels,), jnp.float32))
 
   def __call__(self, x):
-    mult = self.scale.value * jax.lax.rsqrt(self.var.value + BN_EPSILON)
-    return x * mult + (self.bias.value - self.mean.value * mult)
+    mult = self.scale[...] * jax.lax.rsqrt(self.var[...] + BN_EPSILON)
+    return x * mult + (self.bias[...] - self.mean[...] * mult)
 
 
 class Pointwise(nnx.Module):
@@ -94,7 +94,7 @@ class Pointwise(nnx.Module):
     self.act = act
 
   def __call__(self, x):
-    x = self.bn(pointwise(x, self.kernel.value))
+    x = self.bn(pointwise(x, self.kernel[...]))
     return jax.nn.relu6(x) if self.act else x
 
 
@@ -108,7 +108,7 @@ class Depthwise(nnx.Module):
     self.stride = stride
 
   def __call__(self, x):
-    return jax.nn.relu6(self.bn(depthwise(x, self.kernel.value, self.stride)))
+    return jax.nn.relu6(self.bn(depthwise(x, self.kernel[...], self.stride)))
 
 
 class MBConv(nnx.Module):
@@ -147,7 +147,7 @@ class EfficientNetLite0(nnx.Module):
 
   def stem(self, x):
     x = _pad_same(x, 3, 2)
-    x = jax.lax.conv_general_dilated(x, self.stem_kernel.value, (2, 2), 'VALID',
+    x = jax.lax.conv_general_dilated(x, self.stem_kernel[...], (2, 2), 'VALID',
                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     return jax.nn.relu6(self.stem_bn(x))
 

