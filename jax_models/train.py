@@ -212,12 +212,13 @@ def train_and_evaluate(config: dict, workdir: str | Path,
   history = []
   log_path = workdir / 'train_log.jsonl'
   log_path.write_text('')
-  if pretrained:  # the starting point's figures: the linear probe alone
+  if pretrained:  # the starting point (the linear probe) is a candidate like any epoch
     probe = val_aucs(model, val, config, weights)
+    score = selection_score(probe, config['selection_weights'])
     pretrained['val_auc'] = probe
-    log_path.write_text(json.dumps({'epoch': 0, 'val_auc': probe,
-                                    'selection': selection_score(probe, config['selection_weights'])})
-                        + '\n')
+    log_path.write_text(json.dumps({'epoch': 0, 'val_auc': probe, 'selection': score}) + '\n')
+    best = {'score': score, 'epoch': 0, 'weights': 'linear_probe',
+            'state': jax.device_get(checkpoint.saved_weights(model))}
   bar = tqdm(range(config['epochs']), desc='epochs', disable=not progress)
   for epoch in bar:
     t0 = time.time()
