@@ -10,16 +10,16 @@ from PIL import Image
 
 from jax_models import augment, camera, checkpoint, pretrained, train
 from jax_models.configs import lite0_cpu
-from jax_models.serving import load_classifier
 from tests import lite0_fixture
-from tests.test_jax_models_training import FIXTURES, fixture_records
+from tests.test_jax_models_training import fixture_records
 
 
 def tiny_lite0_config(backbone):
   config = lite0_cpu.get_config()
+  # All but the last block frozen: the backward pass (and its compilation) stays small.
   config.update(image_size=32, canvas=40, batch_size=4, epochs=1, steps_per_epoch=2,
                 eval_batch_size=8, linear_probe_steps=5, backbone_weights=str(backbone),
-                max_seconds=None)
+                max_seconds=None, model=dict(config['model'], frozen_blocks=15))
   return config
 
 
@@ -37,33 +37,37 @@ def test_lite0_fine_tune_end_to_end(tmp_path):
   with np.load(tmp_path / 'run' / 'weights.npz') as z:
     assert z['stem_kernel'].dtype == np.float16
     # BatchNorm statistics are ImageNet's, untouched by fine-tuning ...
-    np.testing.assert_array_equal(z['blocks/3/depthwise/bn/var'],
-                                  imagenet['blocks/3/depthwise/bn/var'].astype(np.float16))
-    # ... while the weights moved.
-    assert not np.array_equal(z['blocks/3/depthwise/kernel'],
-                              imagenet['blocks/3/depthwise/kernel'].astype(np.float16))
-  clf = load_classifier(tmp_path / 'run')
-  assert clf.version == metadata['version'] and clf.image_size == 32
-  preds = clf.predict([Image.open(p) for p in sorted((FIXTURES / 'images').glob('*.jpg'))[:2]])
-  assert all(abs(sum(p.probabilities.values()) - 1) < 1e-5 for p in preds)
+    np.testing.assert_array_equal(z['blocks/15/depthwise/bn/var'],
+                                  imagenet['blocks/15/depthwise/bn/var'].astype(np.float16))
+    # ... while the weights of the trained block moved and those of frozen blocks did not
+    # (AdamW's decoupled decay alone shifts them by under 1e-7).
+    assert not np.array_equal(z['blocks/15/depthwise/kernel'],
+                              imagenet['blocks/15/depthwise/kernel'].astype(np.float16))
+    np.testing.assert_array_equal(z['blocks/3/depthwise/kernel'],
+                                  imagenet['blocks/3/depthwise/kernel'].astype(np.float16))
+  model, loaded = checkpoint.load(tmp_path / 'run')  # float16 on disk, float32 in memory
+  assert loaded['version'] == metadata['version'] and model.frozen_blocks == 15
+  assert model.stem_kernel[...].dtype == jnp.float32
   provisional = checkpoint.read_metadata(tmp_path / 'run' / 'best_so_far')
   assert provisional['training']['provisional'] and provisional['temperature'] == 1.0
 
 
 def test_jpeg_simulation_tracks_the_real_codec():
+  """At low and high quality, the simulated loss is within 2x of Pillow's (4:2:0 both)."""
+  import io
   rng = np.random.default_rng(0)
   smooth = np.clip(np.cumsum(rng.normal(0, 6, (32, 32, 3)), axis=1) + 128, 0, 255).astype(np.uint8)
-  import io
-  buf = io.BytesIO()
-  Image.fromarray(smooth).save(buf, format='JPEG', quality=20)
-  real = np.asarray(Image.open(buf), np.float32)
   x = jnp.asarray(smooth, jnp.float32) / 255
-  simulated = np.asarray(camera.jpeg_roundtrip(x, 20.0)) * 255
-  nearly_lossless = np.asarray(camera.jpeg_roundtrip(x, 99.0)) * 255
-  assert np.abs(nearly_lossless - smooth).mean() < 1.5
-  loss_real = np.abs(real - smooth).mean()
-  loss_simulated = np.abs(simulated - smooth).mean()
-  assert 0.5 * loss_real < loss_simulated < 2 * loss_real
+  losses = {}
+  for quality in (20, 90):
+    buf = io.BytesIO()
+    Image.fromarray(smooth).save(buf, format='JPEG', quality=quality)
+    real = np.asarray(Image.open(buf), np.float32)
+    simulated = np.asarray(camera.jpeg_roundtrip(x, float(quality))) * 255
+    loss_real, loss_simulated = np.abs(real - smooth).mean(), np.abs(simulated - smooth).mean()
+    assert 0.5 * loss_real < loss_simulated < 2 * loss_real, (quality, loss_real, loss_simulated)
+    losses[quality] = loss_simulated
+  assert losses[20] > losses[90]
 
 
 def test_camera_augmentation_stays_in_range_and_changes_the_image():

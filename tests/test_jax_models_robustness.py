@@ -8,7 +8,7 @@ from PIL import Image
 from jax_models import checkpoint, robustness
 
 FIXTURES = Path(__file__).parent / 'fixtures' / 'ham10000'
-V1 = checkpoint.SHIPPED_DIR / 'v1'
+SHIPPED = checkpoint.SHIPPED_DIR
 
 
 def photo():
@@ -42,7 +42,7 @@ def test_exposure_and_colour_act_in_the_expected_direction():
 
 
 def test_robustness_figures_through_the_serving_path(tmp_path):
-  result = robustness.evaluate(FIXTURES, V1, tmp_path, n_boot=20,
+  result = robustness.evaluate(FIXTURES, SHIPPED, tmp_path, n_boot=20,
                                conditions=('clean', 'jpeg_q30'), sets=(('ham10000', 'train'),))
   figures = result['sets']['ham10000/train']
   assert set(figures) == {'clean', 'jpeg_q30'}
