@@ -58,7 +58,8 @@ def weights_bytes(model: nnx.Module, dtype: str = 'float32') -> bytes:
   `dtype` 'float16' halves the file (a 4 M-parameter network ships in ~8 MB);
   loading casts back to float32, so calibration done after a float16 save is exact.
   """
-  flat = {name: np.asarray(v, np.float32).astype(dtype) for name, v in flatten(saved_weights(model))}
+  flat = {name: np.asarray(v, np.float32).astype(dtype)
+          for name, v in flatten(saved_weights(model))}
   buf = io.BytesIO()
   np.savez(buf, **flat)
   return buf.getvalue()

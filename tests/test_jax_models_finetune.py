@@ -30,7 +30,8 @@ def test_lite0_fine_tune_end_to_end(tmp_path):
   config = tiny_lite0_config(backbone)
   metadata = train.train_and_evaluate(config, tmp_path / 'run', records=fixture_records(40),
                                       progress=False)
-  rows = [json.loads(line) for line in (tmp_path / 'run' / 'train_log.jsonl').read_text().splitlines()]
+  log = (tmp_path / 'run' / 'train_log.jsonl').read_text()
+  rows = [json.loads(line) for line in log.splitlines()]
   assert [r['epoch'] for r in rows] == [0, 1]  # the linear probe's figures, then the epoch
   assert metadata['training']['pretrained']['linear_probe_steps'] == 5
   assert metadata['data']['pretrained']['licence'] == 'Apache-2.0'

@@ -1,4 +1,4 @@
-"""The EfficientNet-Lite0 port: fast convolutions, the torch-file reader, logits equal to PyTorch's."""
+"""The EfficientNet-Lite0 port: fast convolutions, the torch-file reader, PyTorch's logits."""
 
 from pathlib import Path
 
@@ -92,8 +92,8 @@ def test_backbone_loading_keeps_the_new_head(tmp_path):
   pretrained.load_backbone(model, path)
   assert model.classifier.kernel[...].shape == (1280, 3)
   np.testing.assert_array_equal(model.classifier.kernel[...], head)
-  np.testing.assert_array_equal(model.stem_kernel[...],
-                                lite0_fixture.state_dict()['_conv_stem.weight'].transpose(2, 3, 1, 0))
+  stem = lite0_fixture.state_dict()['_conv_stem.weight'].transpose(2, 3, 1, 0)
+  np.testing.assert_array_equal(model.stem_kernel[...], stem)
 
 
 def test_features_and_classify_split_the_network():

@@ -38,7 +38,8 @@ def test_exposure_and_colour_act_in_the_expected_direction():
   assert np.asarray(robustness.brighter(photo(), rng), np.float32).mean() > original.mean()
   assert np.asarray(robustness.darker(photo(), rng), np.float32).mean() < original.mean()
   warm = np.asarray(robustness.warm_light(photo(), rng), np.float32)
-  assert warm[..., 0].mean() > original[..., 0].mean() and warm[..., 2].mean() < original[..., 2].mean()
+  assert warm[..., 0].mean() > original[..., 0].mean()
+  assert warm[..., 2].mean() < original[..., 2].mean()
 
 
 def test_robustness_figures_through_the_serving_path(tmp_path):
