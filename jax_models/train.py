@@ -256,7 +256,10 @@ def train_and_evaluate(config: dict, workdir: str | Path,
               'state': jax.device_get(chosen)}
       if config.get('save_best_each_epoch'):
         save_provisional(workdir / 'best_so_far', model, best, config, weights, history)
-    elif epoch + 1 - best['epoch'] >= config['early_stopping_patience']:
+    if config.get('save_best_each_epoch'):  # the last weights too: selection may pass them over
+      last = {'epoch': epoch + 1, 'weights': 'trained', 'state': trained}
+      save_provisional(workdir / 'last_epoch', model, last, config, weights, history)
+    if epoch + 1 - best['epoch'] >= config['early_stopping_patience']:
       break
     if config.get('max_seconds') and time.time() - started > config['max_seconds']:
       break  # a wall-clock guard for lent machines; recorded in epochs_run

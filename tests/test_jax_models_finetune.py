@@ -49,8 +49,10 @@ def test_lite0_fine_tune_end_to_end(tmp_path):
   model, loaded = checkpoint.load(tmp_path / 'run')  # float16 on disk, float32 in memory
   assert loaded['version'] == metadata['version'] and model.frozen_blocks == 15
   assert model.stem_kernel[...].dtype == jnp.float32
-  provisional = checkpoint.read_metadata(tmp_path / 'run' / 'best_so_far')
-  assert provisional['training']['provisional'] and provisional['temperature'] == 1.0
+  # The last epoch's weights are kept whether or not selection chose them.
+  last = checkpoint.read_metadata(tmp_path / 'run' / 'last_epoch')
+  assert last['training']['provisional'] and last['temperature'] == 1.0
+  assert last['training']['best_epoch'] == 1 and last['training']['best_weights'] == 'trained'
 
 
 def test_jpeg_simulation_tracks_the_real_codec():
