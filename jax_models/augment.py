@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy import ndimage
 
+from jax_models import camera
+
 
 def _warp(image, matrix, offset, size):
   """Samples `image` (H x W x C) at matrix @ (output coords) + offset, bilinear, reflected."""
@@ -72,12 +74,25 @@ def _colour(key, x, cfg):
 
 
 def augment_one(key, image_uint8, size, cfg):
-  """One prepared uint8 canvas -> one augmented image, float in [0, 255]."""
-  k_geo, k_col, k_noise = jax.random.split(key, 3)
+  """One prepared uint8 canvas -> one augmented image, float in [0, 255].
+
+  With the `camera` settings (`jax_models.camera`) the image is also made to look
+  as if another device took it: optics and motion, lighting, resolution, JPEG.
+  """
+  use_camera = bool(cfg.get('camera'))
+  # Configs without camera settings draw exactly the keys they always did.
+  k_geo, k_col, k_noise, *k_cam = jax.random.split(key, 4 if use_camera else 3)
   x = _geometry(k_geo, image_uint8.astype(jnp.float32) / 255.0, size, cfg)
+  if use_camera:
+    k_optics, k_light, k_jpeg = jax.random.split(k_cam[0], 3)
+    x = camera.optics(k_optics, x, cfg)
   x = _colour(k_col, x, cfg)
+  if use_camera:
+    x = camera.lighting(k_light, x, cfg)
   sigma = jax.random.uniform(k_noise, (), maxval=cfg['noise'])
-  x = x + sigma * jax.random.normal(k_noise, x.shape)
+  x = jnp.clip(x + sigma * jax.random.normal(k_noise, x.shape), 0.0, 1.0)
+  if use_camera:
+    x = camera.jpeg(k_jpeg, x, cfg)
   return jnp.clip(x, 0.0, 1.0) * 255.0
 
 

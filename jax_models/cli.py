@@ -48,6 +48,11 @@ def cmd_evaluate(args) -> int:
   if not args.data:
     print('give --data (a labelled dataset) or --outcomes (a clinic export)', file=sys.stderr)
     return 2
+  if args.robustness:
+    from jax_models import robustness
+    result = robustness.evaluate(args.data, args.weights, args.out, n_boot=args.bootstrap)
+    print(robustness.summary_text(result))
+    return 0
   from jax_models import evaluate
   result = evaluate.evaluate(args.data, args.split, args.weights, args.out,
                              recalibrate=args.calibrate, n_boot=args.bootstrap)
@@ -204,6 +209,10 @@ def register(subparsers) -> None:
   p.add_argument('--data', help='labelled folder or a parent of several')
   p.add_argument('--outcomes', help='a `skindoc outcomes export` folder: the clinic\'s '
                                     'confirmed cases (instead of --data)')
+  p.add_argument('--robustness', action='store_true',
+                 help='AUC on HAM10000 test and ISIC 2017 val under fixed, seeded degradations '
+                      '(blur, JPEG, resolution, exposure, colour temperature, crop); --data is '
+                      'the parent folder; --split is ignored')
   p.add_argument('--split', default='test', choices=['train', 'val', 'test'])
   p.add_argument('--weights', help='checkpoint folder (default: the shipped one)')
   p.add_argument('--out', help='folder for figures.json, roc.png, reliability.png')

@@ -24,6 +24,10 @@ from jax_models.preprocess import prepare_uint8
 CLASS_NAMES = ('akiec', 'bcc', 'bkl', 'df', 'mel', 'nv', 'vasc')
 MALIGNANT_CLASSES = ('akiec', 'bcc', 'mel')
 SPLITS = ('train', 'val', 'test')
+# ISIC 2020 names its diagnoses in words; its 'unknown' are benign by follow-up or
+# consensus, nearly all naevi (see its README), so they train as 'nv'.
+DX_ALIASES = {'melanoma': 'mel', 'nevus': 'nv', 'seborrheic keratosis': 'bkl',
+              'lentigo NOS': 'bkl', 'unknown': 'nv'}
 
 
 @dataclass
@@ -71,17 +75,21 @@ def source_dirs(data: str | Path) -> list[Path]:
 
 
 def read_folder(folder: Path) -> Records:
-  """Labels of one folder; paths point at its images."""
+  """Labels of one folder; paths point at its images.
+
+  A folder without `lesion_id` (ISIC 2020) groups by `patient_id` instead: its
+  splits and bootstrap resampling are by patient.
+  """
   with open(folder / 'labels.csv', newline='') as f:
     rows = list(csv.DictReader(f))
   index = {name: i for i, name in enumerate(CLASS_NAMES)}
   source = folder.name
   return Records(
       image_id=np.array([r['image_id'] for r in rows]),
-      lesion_id=np.array([r['lesion_id'] for r in rows]),
+      lesion_id=np.array([r.get('lesion_id') or r['patient_id'] for r in rows]),
       source=np.array([source] * len(rows)),
       split=np.array([r['split'] for r in rows]),
-      label=np.array([index[r['dx']] for r in rows], np.int32),
+      label=np.array([index[DX_ALIASES.get(r['dx'], r['dx'])] for r in rows], np.int32),
       malignant=np.array([int(r['malignant']) for r in rows], np.int32),
       paths=[folder / 'images' / f"{r['image_id']}.jpg" for r in rows])
 

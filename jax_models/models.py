@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jax_models.efficientnet import EfficientNetLite0
+
 
 class ConvBN(nnx.Module):
   """Convolution, batch norm and an optional ReLU6."""
@@ -97,7 +99,11 @@ class LesionNet(nnx.Module):
     return self.classify(self.features(x))
 
 
-def build_model(model_config: dict, num_classes: int, seed: int = 0) -> LesionNet:
+def build_model(model_config: dict, num_classes: int, seed: int = 0) -> nnx.Module:
+  """The network a checkpoint's `model` metadata describes (LesionNet unless it names an arch)."""
+  if model_config.get('arch') == 'efficientnet_lite0':
+    return EfficientNetLite0(num_classes, model_config['dropout'],
+                             model_config.get('frozen_blocks', 0), rngs=nnx.Rngs(seed))
   return LesionNet(num_classes=num_classes, stem=model_config['stem'],
                    stages=model_config['stages'], head=model_config['head'],
                    dropout=model_config['dropout'],

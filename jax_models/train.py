@@ -14,7 +14,7 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
-from jax_models import augment, checkpoint, data, evaluation
+from jax_models import augment, checkpoint, data, evaluation, finetune, provenance
 from jax_models.models import build_model
 from jax_models.preprocess import to_model_input
 
@@ -178,13 +178,16 @@ def train_and_evaluate(config: dict, workdir: str | Path,
     synthetic_fraction = config['synthetic_fraction']
 
   batch = config['batch_size']
-  steps_per_epoch = max(n_real // batch, 1)
+  # An "epoch" may be set shorter than one pass, for more checkpoints on a slow machine.
+  steps_per_epoch = config.get('steps_per_epoch') or max(n_real // batch, 1)
   total_steps = steps_per_epoch * config['epochs']
-  warmup = min(steps_per_epoch * config['warmup_epochs'], total_steps // 2)
+  warmup = min(int(steps_per_epoch * config['warmup_epochs']), total_steps // 2)
   schedule = optax.warmup_cosine_decay_schedule(
       0.0, config['learning_rate'], warmup, max(total_steps, warmup + 1), config['learning_rate'] * 0.01)
   model = build_model(config['model'], num_classes, config['seed'])
-  parent = None
+  parent = pretrained = None
+  if config.get('backbone_weights'):  # fine-tune from ImageNet
+    pretrained = finetune.initialise(model, config, train.images, train.label, weights)
   if config.get('init_from'):  # continue from a checkpoint (e.g. finish a cut schedule)
     start, start_meta = checkpoint.load(config['init_from'])
     nnx.update(model, nnx.state(start, checkpoint.SAVED))
@@ -209,6 +212,13 @@ def train_and_evaluate(config: dict, workdir: str | Path,
   history = []
   log_path = workdir / 'train_log.jsonl'
   log_path.write_text('')
+  if pretrained:  # the starting point (the linear probe) is a candidate like any epoch
+    probe = val_aucs(model, val, config, weights)
+    score = selection_score(probe, config['selection_weights'])
+    pretrained['val_auc'] = probe
+    log_path.write_text(json.dumps({'epoch': 0, 'val_auc': probe, 'selection': score}) + '\n')
+    best = {'score': score, 'epoch': 0, 'weights': 'linear_probe',
+            'state': jax.device_get(checkpoint.saved_weights(model))}
   bar = tqdm(range(config['epochs']), desc='epochs', disable=not progress)
   for epoch in bar:
     t0 = time.time()
@@ -244,7 +254,12 @@ def train_and_evaluate(config: dict, workdir: str | Path,
     if score > best['score']:
       best = {'score': score, 'epoch': epoch + 1, 'weights': kind,
               'state': jax.device_get(chosen)}
-    elif epoch + 1 - best['epoch'] >= config['early_stopping_patience']:
+      if config.get('save_best_each_epoch'):
+        save_provisional(workdir / 'best_so_far', model, best, config, weights, history)
+    if config.get('save_best_each_epoch'):  # the last weights too: selection may pass them over
+      last = {'epoch': epoch + 1, 'weights': 'trained', 'state': trained}
+      save_provisional(workdir / 'last_epoch', model, last, config, weights, history)
+    if epoch + 1 - best['epoch'] >= config['early_stopping_patience']:
       break
     if config.get('max_seconds') and time.time() - started > config['max_seconds']:
       break  # a wall-clock guard for lent machines; recorded in epochs_run
@@ -260,10 +275,26 @@ def train_and_evaluate(config: dict, workdir: str | Path,
                                                    config['eval_batch_size']))
   model.eval()
   calibration = evaluation.calibrate(logits, weights, classes, config)
-  metadata = {
+  training = {
+      'best_epoch': best['epoch'], 'best_weights': best['weights'],
+      'epochs_run': len(history),
+      'seconds': round(time.time() - started, 1),
+      'history': history,
+      'initialised_from': parent,
+      'pretrained': pretrained,
+  }
+  metadata = checkpoint_metadata(config, weights, calibration, training,
+                                 sorted(set(records.source)))
+  return checkpoint.save(workdir, model, metadata)
+
+
+def checkpoint_metadata(config: dict, weights: np.ndarray, calibration: dict, training: dict,
+                        sources) -> dict:
+  """Everything a checkpoint carries besides its weights."""
+  return {
       'name': 'skindoc-lesion-classifier',
-      'image_size': size,
-      'class_names': classes,
+      'image_size': config['image_size'],
+      'class_names': list(config['class_names']),
       'malignant_classes': list(config['malignant']),
       'logit_bias': (-np.log(weights)).tolist(),
       'temperature': calibration['temperature'],
@@ -272,35 +303,30 @@ def train_and_evaluate(config: dict, workdir: str | Path,
       'preprocessing': 'jax_models.preprocess.preprocess: EXIF orientation, RGB, '
                        'whole-image squash to a square, shades-of-grey (p=6) colour '
                        'constancy, scaled to [-1, 1]',
+      **({'weights_dtype': config['weights_dtype']} if config.get('weights_dtype') else {}),
       'training': {
           'config': {k: v for k, v in config.items() if k != 'data'},
-          'best_epoch': best['epoch'], 'best_weights': best['weights'],
-          'epochs_run': len(history),
-          'seconds': round(time.time() - started, 1),
           'platform': jax.devices()[0].platform,
           'device': jax.devices()[0].device_kind,
-          'history': history,
-          'initialised_from': parent,
+          **training,
       },
-      'data': DATA_NOTE,
+      'data': provenance.data_note(sources if config.get('backbone_weights')
+                                   else ('ham10000', 'isic2017'),
+                                   pretrained=bool(config.get('backbone_weights'))),
       'metrics_canvas_path': calibration['metrics'],
   }
-  return checkpoint.save(workdir, model, metadata)
 
 
-DATA_NOTE = {
-    'sources': [
-        {'name': 'HAM10000', 'splits': 'fit on train, select and calibrate on val, '
-         'report on test (fixed lesion-wise splits)',
-         'citation': 'Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large '
-                     'collection of multi-source dermatoscopic images of common pigmented '
-                     'skin lesions. Sci. Data 5, 180161 (2018). doi:10.1038/sdata.2018.161',
-         'licence': 'CC BY-NC-SA 4.0'},
-        {'name': 'ISIC 2017 (Part 3) training + validation', 'splits': 'fit on train; val '
-         'weighted 25 % in checkpoint selection, reported as the out-of-source check',
-         'citation': 'Codella N. et al. Skin lesion analysis toward melanoma detection: a '
-                     'challenge at ISBI 2017. arXiv:1710.05006. Images: the ISIC Archive.',
-         'licence': 'ISIC Archive: mostly CC-0, some CC-BY / CC-BY-NC; non-commercial research'},
-    ],
-    'weights_licence': 'CC BY-NC-SA 4.0 (derived from HAM10000); see LICENSE.md beside the weights',
-}
+def save_provisional(directory: Path, model, best: dict, config: dict, weights: np.ndarray,
+                     history: list) -> None:
+  """The best weights so far, so a long run can be stopped at any epoch. Its temperature (1)
+  and thresholds are placeholders: `evaluate --calibrate` on val fits the real ones."""
+  current = checkpoint.saved_weights(model)
+  checkpoint.load_weights(model, best['state'])
+  calibration = {'temperature': 1.0, 'thresholds': {'urgent': 0.5, 'soon': 0.5},
+                 'metrics': {}}
+  training = {'best_epoch': best['epoch'], 'best_weights': best['weights'],
+              'epochs_run': len(history), 'history': history, 'provisional': True}
+  checkpoint.save(directory, model, checkpoint_metadata(
+      config, weights, calibration, training, sorted(config['selection_weights'])))
+  checkpoint.load_weights(model, current)

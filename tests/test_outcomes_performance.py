@@ -131,14 +131,14 @@ async def test_view_figures_equal_an_independent_computation(node, seeded, db):
 async def test_alert_trips_below_the_model_cards_interval(aiohttp_client, settings, db, caplog):
     window = 5
     config = OutcomesConfig(alert_window=window, reference_sensitivity=0.95, reference_lower=0.80)
-    node = await start_node(aiohttp_client, replace(settings, outcomes=config))
+    node = await start_node(aiohttp_client, replace(settings, outcomes=config, metrics_token="scrape-secret"))
     doctor, patient = await make_user(node, "doctor"), await make_user(node, "patient")
 
     async def alert() -> dict:
         return (await (await node.client.get(PERFORMANCE, headers=doctor.headers)).json())["alert"]
 
     async def metric(name: str) -> float:
-        text = await (await node.client.get("/metrics")).text()
+        text = await (await node.client.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})).text()
         return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
 
     # Four malignant cases caught: the window is not full, so nothing is judged yet.

@@ -16,7 +16,7 @@ from tests import test_chat_support as cs
 from tests import test_triage_support as ti
 from tests.test_triage_routes import expect_problem, form, nothing_stored, photos_url
 from tests.test_triage_worker import classifier, make_worker, node  # noqa: F401  (fixtures)
-from triage import jobs, store
+from triage import jobs, photo_gate, store
 from triage.images import MAX_SIDE, normalise_photo
 from web.app import SETTINGS, STORES, create_app
 
@@ -109,7 +109,8 @@ async def test_a_scoring_failure_names_no_python_object(node, classifier):  # no
     good = normalise_photo(ti.jpeg(), max_pixels=10**8, min_side=128)
     broken = replace(good, image=b"\x89PNG\r\n\x1a\n" + b"\0" * 64, sha256="1" * 64)
     async with node.app[STORES].pool.acquire() as conn:
-        [stored] = await store.add_photos_txn(conn, case, "back", None, [broken], 6)
+        quality = photo_gate.check_quality(Image.open(io.BytesIO(good.image)))
+        [stored] = await store.add_photos_txn(conn, case, "back", None, "unknown", [(broken, quality)], 6)
     await jobs.enqueue_photo_jobs(node.app[STORES].redis, node.app[SETTINGS].triage.stream,
                                   [(stored.photo["id"], case)])
     worker = make_worker(node, classifier, "worker-repr")
