@@ -13,15 +13,21 @@ from jax_models.preprocess import preprocess
 from jax_models.serving import Classifier, load_classifier
 
 
-def serving_logits(clf: Classifier, paths, batch: int = 64) -> np.ndarray:
-  """Calibrated-model logits (prior-corrected, at T=1, up to a per-row constant)."""
-  out = []
+def preprocessed_batches(clf: Classifier, paths, batch: int = 64):
+  """The photos at `paths`, preprocessed for `clf` as serving does, `batch` at a time."""
   for start in range(0, len(paths), batch):
     arrays = []
     for path in paths[start:start + batch]:
       with Image.open(path) as im:
         arrays.append(preprocess(im, clf.image_size))
-    probs = clf.predict_arrays(np.stack(arrays))
+    yield np.stack(arrays)
+
+
+def serving_logits(clf: Classifier, paths, batch: int = 64) -> np.ndarray:
+  """Calibrated-model logits (prior-corrected, at T=1, up to a per-row constant)."""
+  out = []
+  for arrays in preprocessed_batches(clf, paths, batch):
+    probs = clf.predict_arrays(arrays)
     out.append(clf.temperature * np.log(np.maximum(probs, 1e-30)))
   return np.concatenate(out)
 

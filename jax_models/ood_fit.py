@@ -11,23 +11,16 @@ import csv
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from jax_models import checkpoint, data, ood
-from jax_models.preprocess import preprocess
+from jax_models.evaluate import preprocessed_batches
 from jax_models.serving import Classifier, load_classifier
 
 
 def serving_features(clf: Classifier, paths, batch: int = 64) -> np.ndarray:
   """Pooled last-feature-map of each photo, through the serving path."""
-  out = []
-  for start in range(0, len(paths), batch):
-    arrays = []
-    for path in paths[start:start + batch]:
-      with Image.open(path) as im:
-        arrays.append(preprocess(im, clf.image_size))
-    out.append(clf.predict_arrays_with_features(np.stack(arrays))[1])
-  return np.concatenate(out)
+  return np.concatenate([clf.predict_arrays_with_features(arrays)[1]
+                         for arrays in preprocessed_batches(clf, paths, batch)])
 
 
 def labelled_photos(data_dirs: list[str], split: str) -> tuple[list[Path], np.ndarray, dict[str, int]]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
+from chat.validation import get_uuid
 from store.errors import unprocessable
 from store.payloads import get_bool, get_choice, get_str
 
@@ -39,16 +40,6 @@ def working_diagnosis(payload: dict[str, Any]) -> WorkingDiagnosis | None:
     return WorkingDiagnosis(get_choice(payload, "diagnosis", WORKING_DIAGNOSES), get_bool(payload, "biopsy_taken"))
 
 
-def _uuid(payload: dict[str, Any], name: str) -> uuid.UUID | None:
-    raw = get_str(payload, name, required=False, max_len=64)
-    if raw is None:
-        return None
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise unprocessable("invalid_field", f"'{name}' must be a UUID.", field=name) from None
-
-
 def _report_date(payload: dict[str, Any], today: date) -> date:
     raw = get_str(payload, "reported_on", max_len=10)
     try:
@@ -73,7 +64,7 @@ def _malignancy(payload: dict[str, Any], diagnosis: str) -> bool:
 def histopathology(payload: dict[str, Any], today: date | None = None) -> HistopathologyEntry:
     today = today or datetime.now(timezone.utc).date()
     diagnosis = get_choice(payload, "diagnosis", FINDINGS)
-    supersedes = _uuid(payload, "supersedes")
+    supersedes = get_uuid(payload, "supersedes", required=False)
     reason = get_str(payload, "correction_reason", required=False, min_len=1, max_len=1000)
     if (supersedes is None) != (reason is None):
         raise unprocessable("invalid_field", "A correction names the result it replaces ('supersedes') and why "
