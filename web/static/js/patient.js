@@ -148,9 +148,11 @@ async function addDraftPhotos(files) {
       const photo = { prepared, previewUrl, done: false };
       Object.assign(photo, photoTile(previewUrl, file.name, () => removeDraftPhoto(photo)));
       if (prepared.note) photo.status.textContent = `Ready (${prepared.note})`;
-      showRetakeAdvice(photo, await checkPhoto(prepared.blob, config.quality));
+      // Part of the draft before the quality check ends: a "Send" pressed meanwhile must not leave it behind.
       draftPhotos.push(photo);
       $('#new-photo-grid').append(photo.tile);
+      const advice = await checkPhoto(prepared.blob, config.quality);
+      if (draftPhotos.includes(photo) && !photo.done) showRetakeAdvice(photo, advice);
     } catch (error) {
       showFormError(form, error);
     }
