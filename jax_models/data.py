@@ -178,3 +178,14 @@ def main(argv=None) -> int:
 
 if __name__ == '__main__':
   raise SystemExit(main())
+
+
+def padded_batches(canvases: np.ndarray, batch: int):
+  """(chunk, n) in fixed-size batches, the last one padded with zeros so that a jitted function
+  sees one shape and never recompiles; n is how many rows are real."""
+  for start in range(0, len(canvases), batch):
+    chunk = canvases[start:start + batch]
+    n = len(chunk)
+    if n < batch:
+      chunk = np.concatenate([chunk, np.zeros((batch - n,) + chunk.shape[1:], chunk.dtype)])
+    yield chunk, n

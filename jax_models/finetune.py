@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jax_models import augment, pretrained
+from jax_models import augment, data, pretrained
 from jax_models.preprocess import to_model_input
 
 
@@ -28,14 +28,8 @@ def _pooled(model, canvases, *, size):
 
 def pooled_features(model, canvases: np.ndarray, size: int, batch: int) -> np.ndarray:
   """Pooled last-layer features of prepared canvases, in fixed-size batches."""
-  out = []
-  for start in range(0, len(canvases), batch):
-    chunk = canvases[start:start + batch]
-    n = len(chunk)
-    if n < batch:
-      chunk = np.concatenate([chunk, np.zeros((batch - n,) + chunk.shape[1:], chunk.dtype)])
-    out.append(np.asarray(_pooled(model, jnp.asarray(chunk), size=size))[:n])
-  return np.concatenate(out)
+  return np.concatenate([np.asarray(_pooled(model, jnp.asarray(chunk), size=size))[:n]
+                         for chunk, n in data.padded_batches(canvases, batch)])
 
 
 def fit_linear_head(features: np.ndarray, labels: np.ndarray, class_weights: np.ndarray,

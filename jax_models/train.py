@@ -71,11 +71,7 @@ def predict_logits(model, canvases: np.ndarray, size: int, batch: int) -> np.nda
   """Logits in fixed-size batches (the last one padded) so nothing recompiles."""
   model.eval()
   out = []
-  for start in range(0, len(canvases), batch):
-    chunk = canvases[start:start + batch]
-    n = len(chunk)
-    if n < batch:
-      chunk = np.concatenate([chunk, np.zeros((batch - n,) + chunk.shape[1:], chunk.dtype)])
+  for chunk, n in data.padded_batches(canvases, batch):
     out.append(np.asarray(eval_step(model, jnp.asarray(chunk), size=size))[:n])
   model.train()
   return np.concatenate(out) if out else np.zeros((0, 7), np.float32)

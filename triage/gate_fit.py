@@ -1,8 +1,8 @@
 """`skindoc gate fit-quality`: the photo-quality thresholds, fitted on the training photos.
 
 Each limit is a quantile of its measure over the train splits: a photo is flagged only where it is
-worse than all but QUANTILE of the photos the model learned from (the dermoscopy in
-/work/shared/data-style folders: HAM10000, ISIC 2017, ISIC 2020). The result, with the quantiles
+worse than all but QUANTILE of the photos the model learned from (the dermoscopy of the
+training data's labelled folders: HAM10000, ISIC 2017, ISIC 2020). The result, with the quantiles
 and counts behind it, is written to triage/quality_thresholds.json, which ships with the code.
 """
 from __future__ import annotations
