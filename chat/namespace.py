@@ -14,6 +14,7 @@ from typing import Any
 
 import socketio
 
+from auth.authz import refuse_unapproved_doctor
 from auth.principal import Principal
 from auth.service import AuthService
 from chat import validation
@@ -114,10 +115,12 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         except DomainError as exc:
             code = "token_expired" if exc.code == "token_expired" else "token_invalid"
             raise socketio.exceptions.ConnectionRefusedError(exc.detail, {"code": code, "detail": exc.detail}) from None
-        if principal.role == "doctor" and not principal.approved:
+        try:
+            refuse_unapproved_doctor(principal)
+        except DomainError as exc:
+            # The connect refusal's own code (docs/realtime-api.md), as for the token codes above.
             raise socketio.exceptions.ConnectionRefusedError(
-                "account pending", {"code": "account_pending",
-                                    "detail": "An admin has not approved this doctor account yet."})
+                "account pending", {"code": "account_pending", "detail": exc.detail}) from None
         request = environ.get("aiohttp.request")
         connection = Connection(sid, principal, request.remote if request is not None else None)
         self._connections[sid] = connection

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from auth import audit
-from auth.authz import authenticate
+from auth.authz import authenticate, refuse_unapproved_doctor
 from auth.principal import Principal
 from chat.access import authorize_consultation
 from chat.validation import BODY_SITES
@@ -30,6 +30,7 @@ from store.errors import (
     not_found,
     unprocessable,
 )
+from store.http_input import path_id
 from triage import intake, store, views
 from triage.config import TriageConfig
 
@@ -38,13 +39,6 @@ TEXT_FIELDS = ("body_site", "tag")
 MAX_TEXT_FIELD_BYTES = 1024
 READ_CHUNK_BYTES = 256 * 1024
 OPEN_STATES = ("waiting", "active")
-
-
-def _uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info[name])
-    except ValueError:
-        raise not_found(f"{what}_not_found", f"No such {what}.") from None
 
 
 def _too_large(max_bytes: int) -> DomainError:
@@ -124,7 +118,7 @@ class PhotoRoutes:
 
     async def upload(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
-        consultation_id = _uuid(request, "consultation_id", "consultation")
+        consultation_id = path_id(request, "consultation_id")
         async with self._stores.pool.acquire() as conn:
             await self._authorize_upload(conn, principal, consultation_id)
         cfg = self._config
@@ -153,7 +147,7 @@ class PhotoRoutes:
 
     async def list_photos(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
-        consultation_id = _uuid(request, "consultation_id", "consultation")
+        consultation_id = path_id(request, "consultation_id")
         async with self._stores.pool.acquire() as conn, conn.transaction():
             consultation = await authorize_consultation(conn, principal, consultation_id, action="summary")
             rows = await store.list_photos(conn, consultation_id)
@@ -163,7 +157,7 @@ class PhotoRoutes:
 
     async def get_triage(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
-        consultation_id = _uuid(request, "consultation_id", "consultation")
+        consultation_id = path_id(request, "consultation_id")
         async with self._stores.pool.acquire() as conn, conn.transaction():
             consultation = await authorize_consultation(conn, principal, consultation_id, action="summary")
             summary = await store.get_consultation_triage(conn, consultation_id)
@@ -183,7 +177,8 @@ class PhotoRoutes:
 
     async def _photo_bytes(self, request: web.Request, variant: str) -> web.Response:
         principal = await authenticate(request)
-        photo_id = _uuid(request, "photo_id", "photo")
+        refuse_unapproved_doctor(principal)  # before the photo is looked up: its existence stays unknown
+        photo_id = path_id(request, "photo_id")
         async with self._stores.pool.acquire() as conn, conn.transaction():
             consultation_id = await store.get_photo_consultation(conn, photo_id)
             consultation = await self._authorize_photo_read(conn, principal, consultation_id, variant)

@@ -13,6 +13,7 @@ import asyncpg
 import socketio
 
 from auth import store as auth_store
+from auth.authz import refuse_unapproved_doctor
 from auth.principal import Principal
 from chat import serialize
 from chat.access import authorize_consultation
@@ -40,8 +41,7 @@ def require_patient(principal: Principal) -> None:
 def require_clinician(principal: Principal) -> None:
     if principal.role != "doctor":
         raise forbidden("forbidden_role", "Only a doctor can do this.")
-    if not principal.approved:
-        raise forbidden("doctor_not_approved", "An admin has not approved this doctor account yet.")
+    refuse_unapproved_doctor(principal)
 
 
 class ChatService:
