@@ -71,3 +71,17 @@ def _check_access(row: asyncpg.Record, principal: Principal, action: str) -> asy
             return row
         raise _unknown()
     raise _not_allowed(action)
+
+
+# The role checks of use cases that do not start from one consultation (opening one, the queue, answering
+# an appointment): the rules above need the consultation's row.
+
+def require_patient(principal: Principal) -> None:
+    if principal.role != "patient":
+        raise forbidden("forbidden_role", "Only a patient can do this.")
+
+
+def require_clinician(principal: Principal) -> None:
+    if principal.role != "doctor":
+        raise forbidden("forbidden_role", "Only a doctor can do this.")
+    refuse_unapproved_doctor(principal)

@@ -18,11 +18,12 @@ from auth.authz import refuse_unapproved_doctor
 from auth.principal import Principal
 from auth.service import AuthService
 from chat import validation
+from chat.access import require_clinician
 from chat.broadcast import QueueBroadcaster, queue_message
 from chat.outcomes import validation as outcome_validation
 from chat.presence import DoctorPresence
 from chat.realtime import NAMESPACE, QUEUE_ROOM, consultation_room, user_room
-from chat.service import ChatService, require_clinician
+from chat.service import ChatService
 from chat.store.context import AuditContext
 from store.errors import (
     DomainError,
@@ -312,20 +313,20 @@ class ConsultationNamespace(socketio.AsyncNamespace):
     async def _appointment_propose(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")
         slots = validation.slots(payload)
-        return {"appointment": await self._service.propose_appointment(principal, self._ctx(sid),
-                                                                       consultation_id, slots)}
+        return {"appointment": await self._service.appointments.propose(principal, self._ctx(sid),
+                                                                        consultation_id, slots)}
 
     async def _appointment_confirm(self, sid: str, principal: Principal, payload: dict) -> dict:
         appointment_id = validation.get_uuid(payload, "appointment_id")
         slot_id = validation.get_uuid(payload, "slot_id")
-        return {"appointment": await self._service.confirm_appointment(principal, self._ctx(sid),
-                                                                       appointment_id, slot_id)}
+        return {"appointment": await self._service.appointments.confirm(principal, self._ctx(sid),
+                                                                        appointment_id, slot_id)}
 
     async def _appointment_decline(self, sid: str, principal: Principal, payload: dict) -> dict:
         appointment_id = validation.get_uuid(payload, "appointment_id")
         reason = validation.optional_reason(payload)
-        return {"appointment": await self._service.decline_appointment(principal, self._ctx(sid),
-                                                                       appointment_id, reason)}
+        return {"appointment": await self._service.appointments.decline(principal, self._ctx(sid),
+                                                                        appointment_id, reason)}
 
 
 def _error(exc: DomainError) -> dict[str, Any]:

@@ -131,8 +131,8 @@ class ChatRoutes:
         principal = await require_role(request, "doctor")
         consultation_id = path_id(request, "consultation_id")
         slots = validation.slots(await self._body(request))
-        return _json(await self._service.propose_appointment(principal, _ctx(request, principal), consultation_id,
-                                                             slots), 201)
+        return _json(await self._service.appointments.propose(principal, _ctx(request, principal), consultation_id,
+                                                              slots), 201)
 
     async def queue(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")
@@ -140,21 +140,21 @@ class ChatRoutes:
 
     async def list_appointments(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
-        return _json({"appointments": await self._service.list_appointments(principal, _ctx(request, principal))})
+        return _json({"appointments": await self._service.appointments.list_for(principal, _ctx(request, principal))})
 
     async def confirm_appointment(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "patient")
         appointment_id = path_id(request, "appointment_id")
         slot_id = validation.get_uuid(await self._body(request), "slot_id")
-        return _json(await self._service.confirm_appointment(principal, _ctx(request, principal), appointment_id,
-                                                             slot_id))
+        return _json(await self._service.appointments.confirm(principal, _ctx(request, principal), appointment_id,
+                                                              slot_id))
 
     async def decline_appointment(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "patient")
         appointment_id = path_id(request, "appointment_id")
         reason = validation.optional_reason(await self._optional_body(request))
-        return _json(await self._service.decline_appointment(principal, _ctx(request, principal), appointment_id,
-                                                             reason))
+        return _json(await self._service.appointments.decline(principal, _ctx(request, principal), appointment_id,
+                                                              reason))
 
     async def doctor_status(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")
