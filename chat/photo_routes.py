@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -146,25 +147,31 @@ class PhotoRoutes:
             raise conflict("wrong_state", "Photos can only be added to a waiting or active consultation.")
 
     async def list_photos(self, request: web.Request) -> web.Response:
-        principal = await authenticate(request)
-        consultation_id = path_id(request, "consultation_id")
-        async with self._stores.pool.acquire() as conn, conn.transaction():
-            consultation = await authorize_consultation(conn, principal, consultation_id, action="summary")
-            rows = await store.list_photos(conn, consultation_id)
-            await audit.record_for_request(conn, request, "photo.list", "consultation", str(consultation_id))
-        audience = _audience(principal, consultation)
+        _, audience, rows = await self._summary_read(request, "photo.list", store.list_photos)
         return web.json_response({"photos": [views.photo_view(row, audience) for row in rows]})
 
     async def get_triage(self, request: web.Request) -> web.Response:
+        async def summary_and_counts(conn, consultation_id: uuid.UUID) -> tuple:
+            return (await store.get_consultation_triage(conn, consultation_id),
+                    await store.photo_status_counts(conn, consultation_id))
+
+        consultation, audience, (summary, counts) = await self._summary_read(request, "triage.read",
+                                                                             summary_and_counts)
+        return web.json_response(views.triage_view(summary, counts, audience, dict(consultation)))
+
+    async def _summary_read(self, request: web.Request, action: str,
+                            read: Callable[[Any, uuid.UUID], Awaitable[Any]]) -> tuple[Any, str, Any]:
+        """A read of the path's consultation at `summary` access, audited in the same transaction.
+
+        Returns the consultation, the caller's audience for it and what `read` returned.
+        """
         principal = await authenticate(request)
         consultation_id = path_id(request, "consultation_id")
         async with self._stores.pool.acquire() as conn, conn.transaction():
             consultation = await authorize_consultation(conn, principal, consultation_id, action="summary")
-            summary = await store.get_consultation_triage(conn, consultation_id)
-            counts = await store.photo_status_counts(conn, consultation_id)
-            await audit.record_for_request(conn, request, "triage.read", "consultation", str(consultation_id))
-        return web.json_response(views.triage_view(summary, counts, _audience(principal, consultation),
-                                                   dict(consultation)))
+            result = await read(conn, consultation_id)
+            await audit.record_for_request(conn, request, action, "consultation", str(consultation_id))
+        return consultation, _audience(principal, consultation), result
 
     async def get_image(self, request: web.Request) -> web.Response:
         return await self._photo_bytes(request, "image")
