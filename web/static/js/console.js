@@ -1,17 +1,20 @@
 // The doctor console: availability, the live queue, active consultations as tabs (photos, chat, appointments,
 // transfer, resolution); administrators get the admin view instead.
 
+import { io } from '/static/vendor/socket.io.esm.min.js';
+import { Session, Realtime, QueueWatch } from '/static/client/index.js';
 import { $, h, fill, showOnly, formValues, showFormError, busy } from './dom.js';
-import { Session } from './api.js';
-import { Realtime } from './realtime.js';
 import { ChatView } from './chat.js';
-import { setupSignIn } from './signin.js';
+import { setupSignIn, pageConfig } from './signin.js';
 import { setupAdmin } from './admin.js';
 import * as words from './words.js';
 import { WORKING_DIAGNOSES } from './diagnoses.js';
 
-const session = new Session('console');
-const realtime = new Realtime(session, $('#reconnecting'));
+// The refresh token lives in this tab's sessionStorage: a reload keeps the session, closing the tab ends it.
+const session = new Session({ storage: sessionStorage, storageKey: 'skindoc.console.refresh' });
+const realtime = new Realtime({ session, io });
+realtime.onStatus((status) => { $('#reconnecting').hidden = status !== 'offline'; });
+const config = pageConfig();
 const cases = new Map();  // consultation id → { consultation, tab, panel, chat }
 let selectedCaseId = null;
 let doctorsOnline = [];
@@ -42,11 +45,11 @@ async function signedIn() {
   $('#still-pending').hidden = true;
   showOnly('.view', $('#view-console'));
   $('#doctor-controls').hidden = false;
-  realtime.start();
+  realtime.connect().catch(() => { /* refused: the library renews the token and tries again */ });
 }
 
 function signedOut() {
-  realtime.stop();
+  realtime.disconnect();
   for (const id of [...cases.keys()]) closeCase(id);
   for (const selector of ['#who', '#sign-out', '#doctor-controls']) $(selector).hidden = true;
   showOnly('.view', $('#view-signin'));
@@ -65,8 +68,7 @@ function renderMe(doctor) {
 async function setAvailability(event) {
   const availability = event.target.checked ? 'available' : 'away';
   try {
-    const reply = await realtime.call('presence:set', { availability });
-    renderMe(reply.doctor);
+    renderMe(await watch.setAvailability(availability));
   } catch (error) {
     event.target.checked = !event.target.checked;
     showQueueError(error);
@@ -112,11 +114,14 @@ function renderQueue(queue, receivedAt = Date.now()) {
   }));
 }
 
+/** A protected photo as an object URL for an <img> (which cannot send the Authorization header). */
+const imageUrl = async (path) => URL.createObjectURL(await session.blob(path));
+
 /** The first photo's thumbnail of a waiting case, fetched once per case. */
 function thumbnailFor(consultationId) {
   if (!thumbnails.has(consultationId)) {
     thumbnails.set(consultationId, session.get(`/api/v1/consultations/${consultationId}/photos`)
-      .then(({ photos }) => (photos.length ? session.imageUrl(photos[0].thumbnail_url) : null))
+      .then(({ photos }) => (photos.length ? imageUrl(photos[0].thumbnail_url) : null))
       .catch(() => { thumbnails.delete(consultationId); return null; }));
   }
   return thumbnails.get(consultationId);
@@ -125,9 +130,7 @@ function thumbnailFor(consultationId) {
 async function take(consultationId) {
   showQueueError(null);
   try {
-    const payload = consultationId ? { consultation_id: consultationId } : {};
-    const { consultation } = await realtime.call('queue:take', payload);
-    openCase(consultation, true);
+    openCase(await watch.take(consultationId), true);
   } catch (error) {
     showQueueError(error);
   }
@@ -198,7 +201,7 @@ function buildCasePanel(entry) {
       h('div', {}, h('h3', {}, 'Resolve'), resolveForm(entry)),
       h('div', {}, h('h3', {}, 'Hand over'), transferForm(entry))));
   entry.chat = new ChatView({ realtime, session, consultationId: consultation.id, container: chatBox,
-    otherLabel: 'The patient', writable: true });
+    otherLabel: 'The patient', writable: true, maxChars: config.chat.max_message_chars });
   loadPhotos(entry);
   loadAppointments(entry);
 }
@@ -232,7 +235,7 @@ async function loadPhotos(entry) {
     let current = null;
     const show = async (photo) => {
       current = photo;
-      main.src = await session.imageUrl(photo.image_url);
+      main.src = await imageUrl(photo.image_url);
       overlay.hidden = true;
       toggle.checked = false;
       fill(probs, probabilityRows(photo));
@@ -251,14 +254,14 @@ async function loadPhotos(entry) {
         return;
       }
       if (overlay.dataset.photo !== current.id) {
-        overlay.src = await session.imageUrl(current.saliency_url);
+        overlay.src = await imageUrl(current.saliency_url);
         overlay.dataset.photo = current.id;
       }
       overlay.hidden = !toggle.checked;
     });
     const strip = photos.map((photo) => {
       const img = h('img', { class: 'thumb', alt: `Photo ${photo.tag || ''}`.trim() });
-      session.imageUrl(photo.thumbnail_url).then((url) => { img.src = url; }).catch(() => {});
+      imageUrl(photo.thumbnail_url).then((url) => { img.src = url; }).catch(() => {});
       return h('button', { type: 'button', class: 'link-button', onclick: () => show(photo), 'aria-label': 'Show this photo' }, img);
     });
     fill(entry.viewer,
@@ -398,26 +401,27 @@ function transferForm(entry) {
 
 // ---- live updates and resync ----
 
+// The queue, subscribed again after every reconnection; each snapshot redraws it.
+const watch = new QueueWatch({ realtime, onQueue: ({ queue, doctors }) => {
+  doctorsOnline = doctors;
+  renderQueue(queue);
+} });
+
+/** After every (re)connection: this doctor's capacity and open cases, which may have moved meanwhile. */
 async function resync() {
-  const [{ queue, doctors }, doctor, { consultations }] = await Promise.all([
-    realtime.call('queue:subscribe', {}),
+  const [doctor, { consultations }] = await Promise.all([
     session.get('/api/v1/doctors/me'),
     session.get('/api/v1/consultations?state=active&limit=50'),
   ]);
   me = doctor;
-  doctorsOnline = doctors || [];
   const mine = consultations.filter((c) => c.doctor_id === me.doctor_id);
   for (const id of [...cases.keys()]) if (!mine.some((c) => c.id === id)) closeCase(id);
   for (const consultation of mine.reverse()) openCase(consultation);
   renderMe();
-  renderQueue(queue);
+  renderQueue(lastQueue.entries, lastQueue.receivedAt);  // again, now that capacity is known
 }
 
 realtime.onResync(() => resync().catch(showQueueError));
-realtime.on('queue:snapshot', ({ queue, doctors }) => {
-  doctorsOnline = doctors || doctorsOnline;
-  renderQueue(queue);
-});
 realtime.on('presence', (presence) => { if (me && presence.doctor_id === me.doctor_id) renderMe(presence); });
 realtime.on('consultation:updated', ({ consultation }) => {
   const mine = me && consultation.doctor_id === me.doctor_id && consultation.state === 'active';
@@ -440,7 +444,7 @@ $('#check-approval').addEventListener('click', async () => {
   $('#still-pending').hidden = !$('#view-pending').offsetParent;
 });
 $('#sign-out').addEventListener('click', () => session.signOut());
-session.addEventListener('signedout', signedOut);
+session.onSignedOut(signedOut);
 setupSignIn(session, signedIn);
 
 session.restore()

@@ -1,16 +1,18 @@
 // The patient app: sign in, open a consultation with photos, follow it live, chat, answer appointments.
 
+import { io } from '/static/vendor/socket.io.esm.min.js';
+import { Session, Realtime } from '/static/client/index.js';
 import { $, h, fill, showOnly, formValues, showFormError, busy } from './dom.js';
-import { Session } from './api.js';
-import { Realtime } from './realtime.js';
 import { ChatView } from './chat.js';
 import { preparePhoto, uploadPhoto } from './photos.js';
 import { checkPhoto } from './photo_check.js';
 import { setupSignIn, pageConfig } from './signin.js';
 import * as words from './words.js';
 
-const session = new Session('patient');
-const realtime = new Realtime(session, $('#reconnecting'));
+// The refresh token lives in this tab's sessionStorage: a reload keeps the session, closing the tab ends it.
+const session = new Session({ storage: sessionStorage, storageKey: 'skindoc.patient.refresh' });
+const realtime = new Realtime({ session, io });
+realtime.onStatus((status) => { $('#reconnecting').hidden = status !== 'offline'; });
 const config = pageConfig();
 const limits = config.photos;  // the server's own limits, written into the page
 let currentCase = null;  // { id, consultation, chat }
@@ -53,7 +55,7 @@ async function signedIn() {
   $('#who').textContent = session.user.name;
   $('#who').hidden = false;
   $('#sign-out').hidden = false;
-  realtime.start();
+  realtime.connect().catch(() => { /* refused: the library renews the token and tries again */ });
   route();
 }
 
@@ -270,7 +272,7 @@ function renderChat(consultation) {
     : 'This consultation is closed; the conversation stays here for you to read.';
   if (!currentCase.chat) {
     currentCase.chat = new ChatView({ realtime, session, consultationId: consultation.id, container: $('#case-chat'),
-      otherLabel: 'The doctor', writable, readOnlyNote: note });
+      otherLabel: 'The doctor', writable, readOnlyNote: note, maxChars: config.chat.max_message_chars });
   } else {
     currentCase.chat.setWritable(writable, note);
   }
@@ -282,7 +284,8 @@ async function renderPhotos(consultationId) {
     const { photos } = await session.get(`/api/v1/consultations/${consultationId}/photos`);
     const tiles = photos.map((photo) => {
       const img = h('img', { alt: `Photo of ${words.BODY_SITES[photo.body_site] || 'the spot'}` });
-      session.imageUrl(`/api/v1/photos/${photo.id}/thumbnail`).then((url) => { img.src = url; }).catch(() => {});
+      session.blob(`/api/v1/photos/${photo.id}/thumbnail`).then((blob) => { img.src = URL.createObjectURL(blob); })
+        .catch(() => {});
       const advice = photo.quality && photo.quality.advice.length
         ? h('div', { class: 'warn small' }, `A clearer photo would help: ${photo.quality.advice.join('; ')}.`) : null;
       return h('div', { class: 'photo-tile' }, img, h('div', { class: 'muted' }, photoStatus(photo)), advice);
@@ -390,12 +393,8 @@ $('#case-cancel').addEventListener('click', () => {
   if (!confirm('Cancel this consultation? A doctor will no longer see it.')) return;
   session.post(`/api/v1/consultations/${currentCase.id}/cancel`, {}).then(renderCase).catch(showPageError);
 });
-$('#sign-out').addEventListener('click', async () => {
-  realtime.stop();
-  leaveCase();
-  await session.signOut();
-});
-session.addEventListener('signedout', () => { realtime.stop(); leaveCase(); showSignIn(); });
+$('#sign-out').addEventListener('click', () => session.signOut());
+session.onSignedOut(() => { leaveCase(); realtime.disconnect(); showSignIn(); });
 window.addEventListener('hashchange', () => route());
 setupSignIn(session, signedIn);
 
