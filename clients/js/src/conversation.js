@@ -48,13 +48,18 @@ export class Conversation {
     this.stopResync = realtime.onResync(() => this.resync());
   }
 
-  /** Stops listening and leaves the room (so keep one Conversation per consultation per connection). */
+  /**
+   * Stops listening and leaves the room (so keep one Conversation per consultation per connection); resolves
+   * once left. Unsent messages stay in storage for the next Conversation of this consultation.
+   */
   close() {
     this.stopTyping();
     for (const off of this.unsubscribe) off();
     this.stopResync();
     clearTimeout(this.gapTimer);
-    if (this.realtime.connected) this.realtime.call('consultation:leave', { consultation_id: this.consultationId }).catch(() => {});
+    return this.realtime.connected
+      ? this.realtime.call('consultation:leave', { consultation_id: this.consultationId }).catch(() => {})
+      : Promise.resolve();
   }
 
   /** Everything after `last`, page by page, then the unacknowledged sends; serialised so two never interleave. */
