@@ -17,6 +17,11 @@ export async function messageLimit(session) {
   return contract.components.schemas.MessageBody.maxLength;
 }
 
+// Leaves still unanswered, per connection and consultation: a new Conversation of that case joins only after
+// them, because the server handles one connection's events concurrently and a late leave would take the
+// connection out of the room the join just put it in.
+const leaving = new WeakMap();  // realtime → Map(consultationId → Promise)
+
 let counter = 0;
 const newClientMsgId = () => `c-${Date.now().toString(36)}-${(counter++).toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
 
@@ -57,14 +62,20 @@ export class Conversation {
     for (const off of this.unsubscribe) off();
     this.stopResync();
     clearTimeout(this.gapTimer);
-    return this.realtime.connected
-      ? this.realtime.call('consultation:leave', { consultation_id: this.consultationId }).catch(() => {})
-      : Promise.resolve();
+    if (!this.realtime.connected) return Promise.resolve();
+    if (!leaving.has(this.realtime)) leaving.set(this.realtime, new Map());
+    const leaves = leaving.get(this.realtime);
+    const left = Promise.all([leaves.get(this.consultationId),
+      this.realtime.call('consultation:leave', { consultation_id: this.consultationId }).catch(() => {})]);
+    leaves.set(this.consultationId, left);
+    left.then(() => { if (leaves.get(this.consultationId) === left) leaves.delete(this.consultationId); });
+    return left.then(() => {});
   }
 
   /** Everything after `last`, page by page, then the unacknowledged sends; serialised so two never interleave. */
   resync() {
     this.syncing = this.syncing.then(async () => {
+      await leaving.get(this.realtime)?.get(this.consultationId);
       let reply = await this.realtime.call('consultation:join', { consultation_id: this.consultationId, after_seq: this.last });
       this.consultation = reply.consultation;
       this.receive(reply.messages);

@@ -193,5 +193,16 @@ test('a console takes a case; both chat in order, once each, across a dropped co
   assert.equal(storage.getItem(`skindoc.unsent.${opened.id}`), null);
   await eventually(() => seen.doctor.at(-1) === 10, 5000, 'the message from before the reload');
 
-  await Promise.all([afterReload.close(), patientChat.close(), doctorChat.close(), watch.close()]);
+  // Leaving a case page and coming straight back: the new view joins only once the leaves are answered, so the
+  // connection stays in the room and the other side's pushes still arrive.
+  afterReload.close();
+  patientChat.close();
+  const reopened = [];
+  const reopenedChat = new Conversation({ realtime: patient.realtime, consultationId: opened.id, onMessage: (m) => reopened.push(m.seq) });
+  await reopenedChat.syncing;
+  assert.equal(reopened.at(-1), 10);
+  const pushed = await doctorChat.send('after coming back');
+  await eventually(() => reopened.at(-1) === pushed.seq, 5000, 'the push to the view opened again');
+
+  await Promise.all([reopenedChat.close(), doctorChat.close(), watch.close()]);
 });
