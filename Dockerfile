@@ -6,7 +6,7 @@ RUN npm ci --omit=dev --ignore-scripts
 
 FROM python:3.11-slim AS cpu
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 SKINDOC_DATA_DIR=/var/lib/skindoc \
-    SKINDOC_NODE_MODULES_DIR=/app/node_modules
+    SKINDOC_NODE_MODULES_DIR=/app/node_modules SKINDOC_CLIENT_JS_DIR=/app/clients/js
 RUN useradd --system --home /var/lib/skindoc --create-home skindoc
 WORKDIR /app
 COPY . .

@@ -292,6 +292,21 @@ async def test_a_message_with_markup_is_shown_as_text_and_runs_nothing(chat_serv
         assert await page.evaluate("window.__pwned") is None
     # The same goes for the description a doctor reads.
     await expect(doctor_page.locator(".case-panel .title")).to_have_text("A dark spot on my forearm.")
+
+    # Lengths count code points, as the server does: emoji up to the limit (twice as many UTF-16 units, which a
+    # textarea's maxlength would cut short) go through whole; one more is refused before anything is sent.
+    limit = await patient_page.evaluate(
+        "JSON.parse(document.querySelector('meta[name=skindoc-config]').content).chat.max_message_chars")
+    note = patient_page.locator("#case-chat .warn")
+    await send_chat(patient_page, "😀" * (limit + 1))
+    await expect(note).to_have_text(f"1 character too many: a message holds up to {limit}.")
+    await expect(patient_page.locator(".composer textarea")).to_have_value("😀" * (limit + 1))
+    await send_chat(patient_page, "😀" * limit)
+    await expect(note).to_have_text("")
+    await expect(bubble(doctor_page, "😀")).to_have_count(1)
+    await expect(bubble(patient_page, "😀")).to_have_attribute("data-state", re.compile("delivered|read"))
+    for page in (patient_page, doctor_page):
+        assert (await shown_messages(page)) == [hostile, "😀" * limit]
     assert errors == []
 
 

@@ -5,13 +5,16 @@ import json
 import re
 from dataclasses import replace
 from html import unescape
+from urllib.parse import urljoin
 
 from aiohttp import web
 
 from triage.checklist import CHECKLIST
 from triage.photo_quality import PROBLEMS, load_thresholds
 from web.app import create_app
-from web.pages import STATIC_DIR
+from web.pages import SECURITY_HEADERS, STATIC_DIR
+
+CLIENT_JS_DIR = STATIC_DIR.parent.parent / "clients" / "js"
 
 PAGE_WEIGHT_LIMIT = 200 * 1024
 
@@ -37,6 +40,22 @@ async def test_pages_carry_a_strict_content_security_policy(client):
         assert response.headers["Referrer-Policy"] == "no-referrer"
 
 
+async def test_the_client_library_is_served_beside_the_pages_under_the_same_policy(client):
+    """The apps run on clients/js itself (no copy in web/static): the very files, with the pages' headers."""
+    index = await client.get("/static/client/index.js")
+    assert index.status == 200
+    assert index.content_type == "text/javascript"
+    assert await index.read() == (CLIENT_JS_DIR / "index.js").read_bytes()
+    for name in ("session", "realtime", "conversation", "queue", "errors"):
+        module = await client.get(f"/static/client/src/{name}.js")
+        assert await module.read() == (CLIENT_JS_DIR / "src" / f"{name}.js").read_bytes()
+        for header, value in SECURITY_HEADERS.items():
+            assert module.headers[header] == value, (name, header)
+    # Only the library's modules: not its tests, not its package files.
+    for private in ("test/client.test.js", "package.json", "README.md"):
+        assert (await client.get(f"/static/client/{private}")).status == 404, private
+
+
 def test_no_inline_script_style_or_handler_in_the_pages():
     for page in ("index.html", "console.html", "performance.html"):
         html = (STATIC_DIR / page).read_text()
@@ -46,7 +65,7 @@ def test_no_inline_script_style_or_handler_in_the_pages():
 
 
 def test_scripts_never_write_html_from_strings():
-    for path in (STATIC_DIR / "js").glob("*.js"):
+    for path in [*(STATIC_DIR / "js").glob("*.js"), *(CLIENT_JS_DIR / "src").glob("*.js")]:
         source = path.read_text()
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
             assert sink not in source, f"{path.name} uses {sink}"
@@ -75,10 +94,12 @@ async def test_every_module_a_page_imports_is_preloaded(client):
         preloaded = {a for a in referenced_assets(html) if a.endswith(".js")}
         to_visit = list(preloaded)
         while to_visit:
-            source = await (await client.get(to_visit.pop())).text()
-            for imported in re.findall(r"""from\s+'(\.?\.?/[^']+)'""", source):
-                url = "/static/js/" + imported[2:] if imported.startswith("./") else imported
-                assert url in preloaded, f"{path}: {url} is imported but not preloaded"
+            module = to_visit.pop()
+            response = await client.get(module)
+            assert response.status == 200, module
+            for imported in re.findall(r"""from\s+'(\.?\.?/[^']+)'""", await response.text()):
+                url = urljoin(module, imported)
+                assert url in preloaded, f"{path}: {url} (imported by {module}) is not preloaded"
 
 
 async def test_assets_revalidate_with_etags(client):
@@ -111,6 +132,8 @@ async def test_page_config_carries_the_photo_limits_and_no_google_button_by_defa
                                 "max_photos": settings.triage.max_photos_per_consultation}
     # The checklist's questions and the fitted quality limits come from the server, so the page asks and
     # judges exactly as the server does.
+    # The longest message, in code points as the server counts them (the chat box cannot use maxlength).
+    assert config["chat"] == {"max_message_chars": settings.chat.max_message_chars}
     assert [item["key"] for item in config["checklist"]] == [item.key for item in CHECKLIST]
     assert config["quality"]["limits"] == load_thresholds()["limits"]
     assert set(config["quality"]["advice"]) == set(PROBLEMS)

@@ -21,13 +21,15 @@ async def test_js_client_library_against_a_live_server(node):
         print("\n*** SKIPPED: the JavaScript client tests need node and `npm ci` (make install-test) ***")
         pytest.skip("node or node_modules missing")
     auth = node.app[AUTH_SERVICE]
-    emails = {role: f"js-{role}-{secrets.token_hex(4)}@example.org" for role in ("patient", "doctor")}
-    for role, email in emails.items():
-        user = await auth.register(email=email, password=PASSWORD, name=f"JS {role}", role=role, origin=Origin())
-        if role == "doctor":
+    # The rival is a second doctor, for the race to take one case.
+    roles = {"patient": "patient", "doctor": "doctor", "rival": "doctor"}
+    emails = {who: f"js-{who}-{secrets.token_hex(4)}@example.org" for who in roles}
+    for who, email in emails.items():
+        user = await auth.register(email=email, password=PASSWORD, name=f"JS {who}", role=roles[who], origin=Origin())
+        if roles[who] == "doctor":
             await auth.approve_doctor(user.id, actor=None, origin=Origin())
     env = {**os.environ, "SKINDOC_URL": node.url, "SKINDOC_PASSWORD": PASSWORD,
-           "SKINDOC_PATIENT_EMAIL": emails["patient"], "SKINDOC_DOCTOR_EMAIL": emails["doctor"]}
+           **{f"SKINDOC_{who.upper()}_EMAIL": email for who, email in emails.items()}}
     tests = sorted(str(path) for path in (CLIENT_DIR / "test").glob("*.test.js"))
     process = await asyncio.create_subprocess_exec(node_binary, "--test", *tests, env=env, cwd=CLIENT_DIR,
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)

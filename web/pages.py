@@ -1,5 +1,5 @@
 """The browser apps: the patient page at /, the doctor console at /console, the triage performance page at
-/performance, their static files and security headers.
+/performance, their static files (the client library of clients/js under /static/client/) and security headers.
 
 Files are read once at start-up and kept in memory with a gzip copy and an ETag,
 because the patient page must stay light on slow mobile data: every response is
@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 # The Socket.IO browser client comes from npm (`npm ci`), never copied into the repository.
 VENDOR_FILES = {"vendor/socket.io.esm.min.js": Path("socket.io-client/dist/socket.io.esm.min.js")}
+# The pages run on the JavaScript client library (clients/js), served as it is: plain ES modules, no build step.
+CLIENT_URL_PREFIX = "client/"
+CLIENT_FILES = ("index.js", "src/*.js")
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -85,10 +88,16 @@ def load_asset(path: Path) -> Asset:
     return make_asset(path.read_bytes(), path.suffix)
 
 
-def load_assets(node_modules_dir: Path) -> dict[str, Asset]:
-    """Every file under web/static, plus the npm files the pages import, keyed by their URL path."""
+def load_assets(node_modules_dir: Path, client_js_dir: Path) -> dict[str, Asset]:
+    """Every file under web/static, the client library and the npm files the pages import, keyed by URL path."""
     assets = {str(path.relative_to(STATIC_DIR)): load_asset(path)
               for path in sorted(STATIC_DIR.rglob("*")) if path.is_file() and path.suffix != ".html"}
+    client_files = sorted(path for pattern in CLIENT_FILES for path in client_js_dir.glob(pattern))
+    assets.update({CLIENT_URL_PREFIX + path.relative_to(client_js_dir).as_posix(): load_asset(path)
+                   for path in client_files})
+    if not client_files:
+        log.warning("the JavaScript client library is missing; set SKINDOC_CLIENT_JS_DIR",
+                    extra={"path": str(client_js_dir)})
     for url_path, package_path in VENDOR_FILES.items():
         source = node_modules_dir / package_path
         if source.is_file():
@@ -117,12 +126,14 @@ OIDC_DISCOVERY_TIMEOUT_S = 5
 
 
 def page_config(settings: Settings, oidc_authorization_endpoint: str | None) -> dict[str, Any]:
-    """What the browser needs to know before its first API call: the photo limits, the checklist's questions,
-    the photo-quality limits for the retake hint (the server's own, so both judge alike), how to sign in."""
+    """What the browser needs to know before its first API call: the photo limits, the longest message (in code
+    points), the checklist's questions, the photo-quality limits for the retake hint (the server's own, so both
+    judge alike), how to sign in."""
     triage = settings.triage
     config: dict[str, Any] = {
         "photos": {"min_side": triage.min_side, "max_upload_bytes": triage.max_upload_bytes,
                    "max_photos": triage.max_photos_per_consultation},
+        "chat": {"max_message_chars": settings.chat.max_message_chars},
         "checklist": [{"key": item.key, "question": item.question} for item in checklist.CHECKLIST],
         "quality": {"analysis_side": photo_quality.ANALYSIS_SIDE, "outside_field": photo_quality.OUTSIDE_FIELD,
                     "edge_band": photo_quality.EDGE_BAND, "limits": photo_gate.quality_thresholds()["limits"],
@@ -158,7 +169,7 @@ async def discover_authorization_endpoint(issuer: str) -> str | None:
 
 
 def setup(app: web.Application, settings: Settings) -> None:
-    assets = load_assets(settings.node_modules_dir)
+    assets = load_assets(settings.node_modules_dir, settings.client_js_dir)
     pages = {name: render_page(STATIC_DIR / name, page_config(settings, None)) for name in PAGES.values()}
 
     async def discover_oidc(app: web.Application) -> None:
@@ -180,6 +191,9 @@ def setup(app: web.Application, settings: Settings) -> None:
             if name in VENDOR_FILES:
                 raise DomainError(503, "dependency_missing",
                                   "The Socket.IO browser client is not installed on this server; run `npm ci`.")
+            if name.startswith(CLIENT_URL_PREFIX) and not any(a.startswith(CLIENT_URL_PREFIX) for a in assets):
+                raise DomainError(503, "dependency_missing",
+                                  "The client library is not installed on this server; set SKINDOC_CLIENT_JS_DIR.")
             raise DomainError(404, "not_found", "No such file.")
         return asset_response(request, asset, "no-cache")
 

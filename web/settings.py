@@ -42,6 +42,8 @@ class Settings:
     outcomes: OutcomesConfig = field(default_factory=OutcomesConfig)
     # Where `npm ci` put the browser packages (an installed package cannot find the checkout's).
     node_modules_dir: Path = Path(__file__).resolve().parent.parent / "node_modules"
+    # The JavaScript client library the pages run on (clients/js), likewise outside the Python package.
+    client_js_dir: Path = Path(__file__).resolve().parent.parent / "clients" / "js"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,4 +70,5 @@ class Settings:
             triage=TriageConfig.from_env(env),
             outcomes=OutcomesConfig.from_env(env),
             node_modules_dir=Path(env.get("SKINDOC_NODE_MODULES_DIR") or cls.node_modules_dir),
+            client_js_dir=Path(env.get("SKINDOC_CLIENT_JS_DIR") or cls.client_js_dir),
         )

@@ -15,6 +15,13 @@ export class SkinDocError extends Error {
   static fromAck(error) {
     return new SkinDocError(error.status, error.code, error.detail, error.field || null);
   }
+
+  /** From an HTTP error answer: the server's problem document (RFC 9457) when it sent one. */
+  static fromProblem(status, problem) {
+    return new SkinDocError(status, (problem && problem.code) || 'http_error',
+      (problem && problem.detail) || `The server answered ${status}.`, (problem && problem.field) || null);
+  }
 }
 
-export const noAnswer = () => new SkinDocError(0, 'no_ack', 'No answer from the server in time.');
+export const noAnswer = () => new SkinDocError(0, 'no_ack', 'No answer from SkinDoc yet; it is tried again when the connection is back.');
+export const networkError = () => new SkinDocError(0, 'network', 'No connection to SkinDoc. Check your network and try again.');

@@ -34,9 +34,10 @@ export class QueueWatch {
     return this.realtime.call('queue:take', payload).then((reply) => reply.consultation);
   }
 
+  /** Stops listening; resolves once the server has stopped sending snapshots to this connection. */
   close() {
     this.stopSnapshots();
     this.stopResync();
-    if (this.realtime.connected) this.realtime.call('queue:unsubscribe', {}).catch(() => {});
+    return this.realtime.connected ? this.realtime.call('queue:unsubscribe', {}).catch(() => {}) : Promise.resolve();
   }
 }

@@ -16,6 +16,8 @@ export class Realtime {
   constructor({ session, io, url, transports = ['websocket', 'polling'] }) {
     this.session = session;
     this.resyncs = new Set();
+    this.statusListeners = new Set();
+    this.everConnected = false;
     const options = {
       autoConnect: false,
       transports,
@@ -25,10 +27,9 @@ export class Realtime {
       auth: (send) => send({ token: session.accessToken }),
     };
     this.socket = url ? io(url, options) : io(options);
-    this.socket.on('connect', () => { for (const resync of this.resyncs) resync(); });
+    this.socket.on('connect', () => this.wentOnline());
     this.socket.on('connect_error', (error) => this.refused(error));
-    // The server cuts a connection whose token expired ("io server disconnect"); come back with a new one.
-    this.socket.on('disconnect', (reason) => { if (reason === 'io server disconnect') this.reauthenticate(); });
+    this.socket.on('disconnect', (reason) => this.wentOffline(reason));
     // A renewed token goes to the open connection too, so the server never has to cut it.
     this.stopTokens = session.onTokens(() => {
       if (this.socket.connected) this.call('session:refresh', { token: session.accessToken }).catch(() => {});
@@ -51,12 +52,43 @@ export class Realtime {
     });
   }
 
+  /** Closes the connection (on signing out, say); `connect()` opens it again, with the then current token. */
+  disconnect() {
+    this.socket.disconnect();
+  }
+
+  /** Closes the connection for good and stops following the session's tokens. */
   close() {
     this.stopTokens();
     this.socket.disconnect();
   }
 
   get connected() { return this.socket.connected; }
+
+  /**
+   * `listener(status)` on every change: 'online'; 'offline' when the connection dropped or a reconnection
+   * failed (socket.io-client keeps trying: show a "reconnecting" note); 'closed' after `disconnect()`.
+   */
+  onStatus(listener) {
+    this.statusListeners.add(listener);
+    return () => this.statusListeners.delete(listener);
+  }
+
+  setStatus(status) {
+    for (const listener of this.statusListeners) listener(status);
+  }
+
+  wentOnline() {
+    this.everConnected = true;
+    this.setStatus('online');
+    for (const resync of this.resyncs) resync();
+  }
+
+  wentOffline(reason) {
+    this.setStatus(reason === 'io client disconnect' ? 'closed' : 'offline');
+    // The server cuts a connection whose token expired ("io server disconnect"); come back with a new one.
+    if (reason === 'io server disconnect') this.reauthenticate();
+  }
 
   on(event, handler) { this.socket.on(event, handler); return () => this.socket.off(event, handler); }
 
@@ -85,6 +117,7 @@ export class Realtime {
   }
 
   refused(error) {
+    if (this.everConnected) this.setStatus('offline');
     const code = error.data && error.data.code;
     // A refusal by the server is final for socket.io-client; a network failure retries by itself.
     if (!this.socket.active && code !== 'account_pending') this.reauthenticate(REFUSALS_NEEDING_A_NEW_TOKEN.has(code));
@@ -93,7 +126,7 @@ export class Realtime {
   async reauthenticate(needsNewToken = true) {
     try {
       if (needsNewToken) await this.session.refresh();
-      setTimeout(() => this.socket.connect(), 500);
+      setTimeout(() => { if (this.session.signedIn) this.socket.connect(); }, 500);
     } catch (error) {
       if (error.retryable) setTimeout(() => this.reauthenticate(needsNewToken), 3000);
     }

@@ -1,10 +1,11 @@
-// One consultation's chat: bubbles in sequence order, sending → delivered → read ticks, typing, and a resync
-// after every reconnection so nothing acknowledged is missing and nothing shows twice.
+// One consultation's chat screen: bubbles in sequence order, sending → delivered → read ticks, typing, read
+// receipts while the chat is in view. The client library's Conversation does the rest: order and dedupe by seq,
+// the resync after every reconnection, resends with the same client id, unsent messages kept across a reload.
 
+import { Conversation, codePoints } from '/static/client/index.js';
 import { h, fill } from './dom.js';
 import { clock } from './words.js';
 
-const TYPING_IDLE_MS = 3000;
 const TYPING_SHOWN_MS = 6000;
 const TICKS = {
   sending: ['◷', 'Sending…'],
@@ -16,53 +17,52 @@ const TICKS = {
 export class ChatView {
   /**
    * @param {object} options realtime, session, consultationId, container, otherLabel ("the doctor"),
-   *   writable (false shows the history only), readOnlyNote (why it is read-only).
+   *   writable (false shows the history only), readOnlyNote (why it is read-only), maxChars (the server's
+   *   longest message, in code points).
    */
-  constructor({ realtime, session, consultationId, container, otherLabel, writable, readOnlyNote }) {
-    this.realtime = realtime;
+  constructor({ realtime, session, consultationId, container, otherLabel, writable, readOnlyNote, maxChars }) {
     this.session = session;
-    this.consultationId = consultationId;
     this.otherLabel = otherLabel;
-    this.lastSeq = 0;
     this.theirReadSeq = 0;
     this.sentReadSeq = 0;
-    this.pending = new Map();  // client_msg_id → { body, node }
-    this.syncing = Promise.resolve();
-    this.typingTimer = null;
+    this.readReceiptDue = false;
+    this.sending = new Map();  // client_msg_id → the bubble of a message not stored yet
     this.typingShownTimer = null;
-    this.storageKey = `skindoc.unsent.${consultationId}`;
     this.build(container, writable, readOnlyNote);
-    this.restorePending();
-    this.listeners = {
-      message: (message) => { if (this.mine(message)) this.receive([message]); },
-      typing: (event) => { if (this.mine(event) && event.user_id !== this.ownId()) this.showTyping(event.typing); },
-      read: (event) => { if (this.mine(event) && event.user_id !== this.ownId()) this.markRead(event.read_seq); },
-    };
-    for (const [event, handler] of Object.entries(this.listeners)) realtime.on(event, handler);
-    this.stopResync = realtime.onResync(() => this.resync());
+    const others = (handler) => (event) => { if (event.user_id !== this.ownId()) handler(event); };
+    this.conversation = new Conversation({
+      realtime, consultationId, maxChars, storage: sessionStorage,
+      onMessage: (message) => this.show(message),
+      onTyping: others((event) => this.showTyping(event.typing)),
+      onRead: others((event) => this.markRead(event.read_seq)),
+    });
+    // Written before the tab was reloaded and not stored yet: shown as sending, and sent by the first resync.
+    for (const { clientMsgId, body, sent } of this.conversation.unsent) this.addSending(clientMsgId, body, sent);
     this.onVisible = () => this.sendReadReceipt();
     document.addEventListener('visibilitychange', this.onVisible);
   }
 
   destroy() {
-    for (const [event, handler] of Object.entries(this.listeners)) this.realtime.socket.off(event, handler);
-    this.stopResync();
+    this.conversation.close();
+    clearTimeout(this.typingShownTimer);
     document.removeEventListener('visibilitychange', this.onVisible);
   }
 
   build(container, writable, readOnlyNote) {
     this.list = h('ol', { class: 'messages', 'aria-live': 'polite', 'aria-label': 'Messages' });
     this.typing = h('div', { class: 'typing', 'aria-live': 'polite' });
-    this.input = h('textarea', { name: 'body', rows: 1, maxlength: 2000, 'aria-label': 'Message', placeholder: 'Write a message' });
-    this.input.addEventListener('input', () => this.typed());
+    // No maxlength: it counts UTF-16 units, the server counts code points (an emoji is two units, one point).
+    this.input = h('textarea', { name: 'body', rows: 1, 'aria-label': 'Message', placeholder: 'Write a message' });
+    this.input.addEventListener('input', () => { this.conversation.typed(); this.tooLong(); });
     this.input.addEventListener('keydown', (event) => {
       if (event.key === 'Enter' && !event.shiftKey) { event.preventDefault(); this.form.requestSubmit(); }
     });
+    this.limitNote = h('p', { class: 'warn small', 'aria-live': 'polite' });
     this.form = h('form', { class: 'composer', onsubmit: (event) => { event.preventDefault(); this.submit(); } },
       this.input, h('button', { class: 'primary', type: 'submit' }, 'Send'));
     this.form.hidden = !writable;
     this.note = h('p', { class: 'muted small' }, writable ? '' : (readOnlyNote || ''));
-    fill(container, h('div', { class: 'chat' }, this.list, this.typing, this.form, this.note));
+    fill(container, h('div', { class: 'chat' }, this.list, this.typing, this.form, this.limitNote, this.note));
   }
 
   setWritable(writable, note = '') {
@@ -71,49 +71,50 @@ export class ChatView {
   }
 
   ownId() { return this.session.user && this.session.user.id; }
-  mine(event) { return event.consultation_id === this.consultationId; }
 
-  /** Everything after the last message shown, page by page; serialised so two resyncs never interleave. */
-  resync() {
-    this.syncing = this.syncing.then(async () => {
-      let reply = await this.realtime.call('consultation:join',
-        { consultation_id: this.consultationId, after_seq: this.lastSeq });
-      this.receive(reply.messages);
-      while (reply.has_more) {
-        reply = await this.realtime.call('message:sync', { consultation_id: this.consultationId, after_seq: this.lastSeq });
-        this.receive(reply.messages);
-      }
-      await this.resendPending();
-    }).catch(() => { /* the next reconnection tries again */ });
-    return this.syncing;
+  /** Says so (and refuses to send) when the draft is over the server's limit. */
+  tooLong() {
+    const { maxChars } = this.conversation;
+    const over = codePoints(this.input.value.trim()) - maxChars;
+    fill(this.limitNote, over > 0 ? `${over} character${over === 1 ? '' : 's'} too many: a message holds up to ${maxChars}.` : '');
+    return over > 0;
   }
 
-  /** Shows messages in order: anything at or below the last shown seq is a duplicate; a gap triggers a resync. */
-  receive(messages) {
-    let gap = false;
-    for (const message of [...messages].sort((a, b) => a.seq - b.seq)) {
-      if (message.seq <= this.lastSeq) continue;
-      if (message.seq > this.lastSeq + 1) { gap = true; break; }
-      this.show(message);
-      this.lastSeq = message.seq;
-    }
-    if (gap) this.resync();
-    this.sendReadReceipt();
+  submit() {
+    const body = this.input.value.trim();
+    if (!body || this.tooLong()) return;
+    this.input.value = '';
+    this.conversation.stopTyping();
+    const sent = this.conversation.send(body);
+    this.addSending(sent.clientMsgId, body, sent);
   }
 
+  addSending(clientMsgId, body, sent) {
+    const node = this.bubble(body, true);
+    this.setTick(node, 'sending');
+    node.querySelector('.time').textContent = 'now';
+    this.sending.set(clientMsgId, node);
+    this.list.append(node);
+    this.list.scrollTop = this.list.scrollHeight;
+    sent.catch((error) => {
+      this.sending.delete(clientMsgId);
+      this.setTick(node, 'failed');
+      node.append(h('span', { class: 'meta' }, error.message));
+    });
+  }
+
+  /** Called once per message, in seq order: own messages take over their "sending" bubble. */
   show(message) {
     const own = message.sender_id === this.ownId();
-    const pending = own ? this.pending.get(message.client_msg_id) : null;
-    const node = pending ? pending.node : this.bubble(message.body, own);
-    if (pending) {
-      this.pending.delete(message.client_msg_id);
-      this.savePending();
-    }
+    const sending = own ? this.sending.get(message.client_msg_id) : null;
+    const node = sending || this.bubble(message.body, own);
+    this.sending.delete(message.client_msg_id);
     node.dataset.seq = String(message.seq);
     node.querySelector('.time').textContent = clock(message.sent_at);
     if (own) this.setTick(node, message.seq <= this.theirReadSeq ? 'read' : 'delivered');
     this.list.append(node);  // (re)appended in seq order, after any earlier messages that arrived meanwhile
     this.list.scrollTop = this.list.scrollHeight;
+    this.scheduleReadReceipt();
   }
 
   bubble(body, own) {
@@ -132,63 +133,6 @@ export class ChatView {
     node.classList.toggle('failed', state === 'failed');
   }
 
-  submit() {
-    const body = this.input.value.trim();
-    if (!body) return;
-    this.input.value = '';
-    this.stopTyping();
-    const clientMsgId = `c-${crypto.randomUUID()}`;
-    this.addPending(clientMsgId, body);
-    this.savePending();
-    this.deliver(clientMsgId);
-  }
-
-  addPending(clientMsgId, body) {
-    const node = this.bubble(body, true);
-    this.setTick(node, 'sending');
-    node.querySelector('.time').textContent = 'now';
-    this.pending.set(clientMsgId, { body, node });
-    this.list.append(node);
-    this.list.scrollTop = this.list.scrollHeight;
-  }
-
-  /**
-   * Unsent messages survive a reload of the tab (a patient on flaky data may well reload): they go out with the
-   * same client ids, so one that did reach the server before is not stored twice.
-   */
-  savePending() {
-    const unsent = [...this.pending].map(([clientMsgId, { body }]) => [clientMsgId, body]);
-    if (unsent.length) sessionStorage.setItem(this.storageKey, JSON.stringify(unsent));
-    else sessionStorage.removeItem(this.storageKey);
-  }
-
-  restorePending() {
-    let unsent = [];
-    try { unsent = JSON.parse(sessionStorage.getItem(this.storageKey)) || []; } catch { /* unreadable: nothing to resend */ }
-    for (const [clientMsgId, body] of unsent) this.addPending(clientMsgId, body);
-  }
-
-  /** Sends one pending message; the same client id on a retry makes the server store it once. */
-  async deliver(clientMsgId) {
-    const pending = this.pending.get(clientMsgId);
-    if (!pending || !this.realtime.socket.connected) return;  // resent after the next resync
-    try {
-      const reply = await this.realtime.call('message:send',
-        { consultation_id: this.consultationId, client_msg_id: clientMsgId, body: pending.body });
-      this.receive([reply.message]);
-    } catch (error) {
-      if (error.retryable || error.code === 'no_ack') return;  // still pending: retried on reconnection
-      this.pending.delete(clientMsgId);
-      this.savePending();
-      this.setTick(pending.node, 'failed');
-      pending.node.append(h('span', { class: 'meta' }, error.message));
-    }
-  }
-
-  async resendPending() {
-    for (const clientMsgId of [...this.pending.keys()]) await this.deliver(clientMsgId);
-  }
-
   markRead(seq) {
     this.theirReadSeq = Math.max(this.theirReadSeq, seq);
     for (const node of this.list.querySelectorAll('.bubble.own[data-seq]')) {
@@ -196,26 +140,20 @@ export class ChatView {
     }
   }
 
+  /** One receipt per batch of messages (a resync hands over many at once), not one per message. */
+  scheduleReadReceipt() {
+    if (this.readReceiptDue) return;
+    this.readReceiptDue = true;
+    queueMicrotask(() => { this.readReceiptDue = false; this.sendReadReceipt(); });
+  }
+
+  /** Only while the chat is on screen: a receipt says the person has seen the messages. */
   sendReadReceipt() {
     if (document.visibilityState !== 'visible' || this.list.offsetParent === null) return;
-    if (this.lastSeq <= this.sentReadSeq || !this.realtime.socket.connected) return;
-    this.sentReadSeq = this.lastSeq;
-    this.realtime.call('read', { consultation_id: this.consultationId, seq: this.lastSeq }).catch(() => {
-      this.sentReadSeq = 0;
-    });
-  }
-
-  typed() {
-    if (!this.typingTimer) this.realtime.call('typing', { consultation_id: this.consultationId, typing: true }).catch(() => {});
-    clearTimeout(this.typingTimer);
-    this.typingTimer = setTimeout(() => this.stopTyping(), TYPING_IDLE_MS);
-  }
-
-  stopTyping() {
-    if (!this.typingTimer) return;
-    clearTimeout(this.typingTimer);
-    this.typingTimer = null;
-    this.realtime.call('typing', { consultation_id: this.consultationId, typing: false }).catch(() => {});
+    const last = this.conversation.last;
+    if (last <= this.sentReadSeq || !this.conversation.realtime.connected) return;
+    this.sentReadSeq = last;
+    this.conversation.markRead(last).catch(() => { this.sentReadSeq = 0; });
   }
 
   showTyping(typing) {

@@ -1,16 +1,18 @@
 // The patient app: sign in, open a consultation with photos, follow it live, chat, answer appointments.
 
+import { io } from '/static/vendor/socket.io.esm.min.js';
+import { Session, Realtime } from '/static/client/index.js';
 import { $, h, fill, showOnly, formValues, showFormError, busy } from './dom.js';
-import { Session } from './api.js';
-import { Realtime } from './realtime.js';
 import { ChatView } from './chat.js';
 import { preparePhoto, uploadPhoto } from './photos.js';
-import { checkPhoto } from './photo_check.js';
+import { setupNewConsultation } from './new_consultation.js';
 import { setupSignIn, pageConfig } from './signin.js';
 import * as words from './words.js';
 
-const session = new Session('patient');
-const realtime = new Realtime(session, $('#reconnecting'));
+// The refresh token lives in this tab's sessionStorage: a reload keeps the session, closing the tab ends it.
+const session = new Session({ storage: sessionStorage, storageKey: 'skindoc.patient.refresh' });
+const realtime = new Realtime({ session, io });
+realtime.onStatus((status) => { $('#reconnecting').hidden = status !== 'offline'; });
 const config = pageConfig();
 const limits = config.photos;  // the server's own limits, written into the page
 let currentCase = null;  // { id, consultation, chat }
@@ -53,7 +55,7 @@ async function signedIn() {
   $('#who').textContent = session.user.name;
   $('#who').hidden = false;
   $('#sign-out').hidden = false;
-  realtime.start();
+  realtime.connect().catch(() => { /* refused: the library renews the token and tries again */ });
   route();
 }
 
@@ -88,126 +90,9 @@ function slotWords(slot) {
 
 // ---- new consultation ----
 
-let draftPhotos = [];  // { prepared, tile, done }
-let draftConsultationId = null;  // set once created, so a retry uploads photos instead of opening a second case
-
 function showNew() {
   showOnly('.view', $('#view-new'));
   $('#new-description').focus();
-}
-
-function resetNew() {
-  $('#form-new').reset();
-  for (const photo of draftPhotos) URL.revokeObjectURL(photo.previewUrl);
-  draftPhotos = [];
-  draftConsultationId = null;
-  fill($('#new-photo-grid'));
-  showFormError($('#form-new'), null);
-}
-
-function photoTile(previewUrl, name, onRemove) {
-  const status = h('span', { class: 'status-line' }, 'Ready');
-  const progress = h('progress', { max: 1, value: 0, 'aria-label': `Upload of ${name}` });
-  const tile = h('div', { class: 'photo-tile' },
-    previewUrl ? h('img', { src: previewUrl, alt: `Preview of ${name}` }) : h('p', { class: 'muted' }, name),
-    progress, h('div', {}, status),
-    h('button', { type: 'button', class: 'small link-button', onclick: onRemove, 'aria-label': `Remove ${name}` }, 'Remove'));
-  return { tile, progress, status };
-}
-
-/** A photo that fails the quality check: say why and how to do better; the patient may retake it or send it. */
-function showRetakeAdvice(photo, check) {
-  if (!check || !check.problems.length) return;
-  photo.status.textContent = `Retake suggested: ${check.advice.join('; ')}. You can still send this one.`;
-  photo.status.className = 'warn';
-  photo.tile.classList.add('retake');
-  photo.tile.append(h('button', {
-    type: 'button', class: 'small', onclick: () => { removeDraftPhoto(photo); $('#new-photos').click(); },
-  }, 'Retake'));
-}
-
-function removeDraftPhoto(photo) {
-  URL.revokeObjectURL(photo.previewUrl);
-  photo.tile.remove();
-  draftPhotos = draftPhotos.filter((other) => other !== photo);
-}
-
-async function addDraftPhotos(files) {
-  const form = $('#form-new');
-  for (const file of files) {
-    if (draftPhotos.length >= limits.max_photos) {
-      showFormError(form, new Error(`Up to ${limits.max_photos} photos per consultation.`));
-      break;
-    }
-    try {
-      const prepared = await preparePhoto(file, limits);
-      if (prepared.blob.size > limits.max_upload_bytes) {
-        throw new Error(`${file.name} is too large (${Math.round(prepared.blob.size / 1048576)} MB); the limit is ${Math.round(limits.max_upload_bytes / 1048576)} MB.`);
-      }
-      const previewUrl = prepared.width ? URL.createObjectURL(prepared.blob) : null;
-      const photo = { prepared, previewUrl, done: false };
-      Object.assign(photo, photoTile(previewUrl, file.name, () => removeDraftPhoto(photo)));
-      if (prepared.note) photo.status.textContent = `Ready (${prepared.note})`;
-      // Part of the draft before the quality check ends: a "Send" pressed meanwhile must not leave it behind.
-      draftPhotos.push(photo);
-      $('#new-photo-grid').append(photo.tile);
-      const advice = await checkPhoto(prepared.blob, config.quality);
-      if (draftPhotos.includes(photo) && !photo.done) showRetakeAdvice(photo, advice);
-    } catch (error) {
-      showFormError(form, error);
-    }
-  }
-}
-
-async function uploadDraftPhotos(consultationId, bodySite, tag) {
-  let failures = 0;
-  for (const photo of draftPhotos.filter((p) => !p.done)) {
-    photo.status.textContent = 'Uploading…';
-    photo.status.className = '';
-    try {
-      const reply = await uploadPhoto(session, consultationId, photo.prepared, { body_site: bodySite, tag },
-        (fraction) => { photo.progress.value = fraction; });
-      const warnings = reply.photos.flatMap((stored) => stored.warnings || []);
-      photo.done = true;
-      photo.progress.value = 1;
-      photo.status.textContent = ['Sent.', ...warnings].join(' ');
-      photo.status.className = 'ok';
-      for (const button of photo.tile.querySelectorAll('button')) button.remove();  // it is on the server now
-    } catch (error) {
-      failures += 1;
-      photo.status.textContent = error.message;
-      photo.status.className = 'error';
-    }
-  }
-  return failures;
-}
-
-async function submitNew(event) {
-  event.preventDefault();
-  const form = $('#form-new');
-  const values = formValues(form);
-  await busy(form, async () => {
-    showFormError(form, null);
-    try {
-      if (!draftConsultationId) {
-        if (!draftPhotos.length) throw Object.assign(new Error('Add at least one photo of the spot.'), { field: null });
-        const symptoms = { duration: values.duration };
-        for (const item of config.checklist) symptoms[item.key] = values[item.key];
-        const created = await session.post('/api/v1/consultations',
-          { description: values.description, body_site: values.body_site, symptoms });
-        draftConsultationId = created.id;
-      }
-      const failures = await uploadDraftPhotos(draftConsultationId, values.body_site, values.photo_kind);
-      if (failures) {
-        throw new Error(`${failures} photo(s) did not upload. Your consultation is saved: press "Send to a doctor" to try again, or remove them.`);
-      }
-      const id = draftConsultationId;
-      resetNew();
-      go(`#/case/${id}`);
-    } catch (error) {
-      showFormError(form, error);
-    }
-  });
 }
 
 // ---- the case page ----
@@ -270,7 +155,7 @@ function renderChat(consultation) {
     : 'This consultation is closed; the conversation stays here for you to read.';
   if (!currentCase.chat) {
     currentCase.chat = new ChatView({ realtime, session, consultationId: consultation.id, container: $('#case-chat'),
-      otherLabel: 'The doctor', writable, readOnlyNote: note });
+      otherLabel: 'The doctor', writable, readOnlyNote: note, maxChars: config.chat.max_message_chars });
   } else {
     currentCase.chat.setWritable(writable, note);
   }
@@ -282,7 +167,8 @@ async function renderPhotos(consultationId) {
     const { photos } = await session.get(`/api/v1/consultations/${consultationId}/photos`);
     const tiles = photos.map((photo) => {
       const img = h('img', { alt: `Photo of ${words.BODY_SITES[photo.body_site] || 'the spot'}` });
-      session.imageUrl(`/api/v1/photos/${photo.id}/thumbnail`).then((url) => { img.src = url; }).catch(() => {});
+      session.blob(`/api/v1/photos/${photo.id}/thumbnail`).then((blob) => { img.src = URL.createObjectURL(blob); })
+        .catch(() => {});
       const advice = photo.quality && photo.quality.advice.length
         ? h('div', { class: 'warn small' }, `A clearer photo would help: ${photo.quality.advice.join('; ')}.`) : null;
       return h('div', { class: 'photo-tile' }, img, h('div', { class: 'muted' }, photoStatus(photo)), advice);
@@ -364,15 +250,9 @@ realtime.onResync(() => { if (currentCase) showCase(currentCase.id).catch(showPa
 
 // ---- start ----
 
-for (const [value, label] of Object.entries(words.BODY_SITES)) $('#new-site').append(h('option', { value }, label));
-for (const item of config.checklist || []) {
-  $('#new-checklist').append(h('label', { class: 'check' }, h('input', { type: 'checkbox', name: item.key }), ` ${item.question}`));
-}
+setupNewConsultation(session, config, go);
 $('#new-consultation').addEventListener('click', () => go('#/new'));
-$('#new-cancel').addEventListener('click', () => { resetNew(); go('#/'); });
 $('#case-back').addEventListener('click', () => go('#/'));
-$('#form-new').addEventListener('submit', submitNew);
-$('#new-photos').addEventListener('change', (event) => { addDraftPhotos([...event.target.files]); event.target.value = ''; });
 $('#case-photos').addEventListener('change', async (event) => {
   const files = [...event.target.files];
   event.target.value = '';
@@ -390,12 +270,8 @@ $('#case-cancel').addEventListener('click', () => {
   if (!confirm('Cancel this consultation? A doctor will no longer see it.')) return;
   session.post(`/api/v1/consultations/${currentCase.id}/cancel`, {}).then(renderCase).catch(showPageError);
 });
-$('#sign-out').addEventListener('click', async () => {
-  realtime.stop();
-  leaveCase();
-  await session.signOut();
-});
-session.addEventListener('signedout', () => { realtime.stop(); leaveCase(); showSignIn(); });
+$('#sign-out').addEventListener('click', () => session.signOut());
+session.onSignedOut(() => { leaveCase(); realtime.disconnect(); showSignIn(); });
 window.addEventListener('hashchange', () => route());
 setupSignIn(session, signedIn);
 

@@ -1,14 +1,14 @@
 // The performance page: how triage does on this clinic's confirmed cases (per model version and photo kind),
 // the sensitivity alert, and the biopsies waiting for a histopathology result (entered here).
 
+import { Session } from '/static/client/src/session.js';  // sign-in only: no Socket.IO on this page
 import { $, h, fill, showOnly, formValues, showFormError, busy } from './dom.js';
-import { Session } from './api.js';
 import { when } from './words.js';
 import { FINDINGS, WORKING_DIAGNOSES } from './diagnoses.js';
 import { reliabilityPlot } from './performance_plots.js';
 
 // The console's session: a doctor or admin who opens this page from the console is already signed in.
-const session = new Session('console');
+const session = new Session({ storage: sessionStorage, storageKey: 'skindoc.console.refresh' });
 
 const percent = (value) => (value === null || value === undefined ? '–' : `${(100 * value).toFixed(1)} %`);
 const interval = (ci) => (ci ? ` (${percent(ci[0])} – ${percent(ci[1])})` : '');
@@ -152,5 +152,5 @@ $('#form-signin').addEventListener('submit', (event) => {
 });
 $('#refresh').addEventListener('click', () => loadPerformance().then(() => showError(null), showError));
 $('#sign-out').addEventListener('click', async () => { await session.signOut(); });
-session.addEventListener('signedout', signedOut);
+session.onSignedOut(signedOut);
 session.restore().then((restored) => (restored ? signedIn() : signedOut()), signedOut);

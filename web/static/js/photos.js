@@ -1,6 +1,6 @@
 // Photos before they leave the phone: checked, downscaled in the browser, uploaded with progress, retried safely.
 
-import { ApiError, networkError } from './api.js';
+import { SkinDocError, networkError } from '/static/client/index.js';
 
 // 1280 px on the long side keeps a 4:3 photo above the 800x600 teledermatology guideline while a photo
 // from a phone camera (often 4000 px, 3-6 MB) shrinks to about 200 KB: seconds, not minutes, on slow data.
@@ -25,7 +25,7 @@ export async function preparePhoto(file, limits) {
   const shortSide = Math.min(width, height);
   if (shortSide < limits.min_side) {
     bitmap.close();
-    throw new ApiError(422, 'image_too_small',
+    throw new SkinDocError(422, 'image_too_small',
       `This photo is ${width}x${height} pixels; each side must be at least ${limits.min_side}. Take it closer or at a higher resolution.`);
   }
   const scale = Math.max(Math.min(1, TARGET_LONG_SIDE / Math.max(width, height)), limits.min_side / shortSide);
@@ -55,8 +55,7 @@ function sendOnce(url, form, accessToken, onProgress) {
       let body = null;
       try { body = JSON.parse(xhr.responseText); } catch { /* not JSON: handled below */ }
       if (xhr.status >= 200 && xhr.status < 300) resolve(body);
-      else reject(new ApiError(xhr.status, (body && body.code) || 'http_error',
-        (body && body.detail) || `The upload failed (${xhr.status}).`, null, body || {}));
+      else reject(SkinDocError.fromProblem(xhr.status, body));
     };
     xhr.send(form);
   });
