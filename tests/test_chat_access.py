@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from auth.service import AUTH_SERVICE
+from auth import AUTH_SERVICE
 from tests.test_chat_support import (
     User,
     call,

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from auth.service import AUTH_SERVICE, Origin
+from auth import AUTH_SERVICE
+from auth.audit import AuditContext
 from tests.test_chat_support import PASSWORD
 
 CLIENT_DIR = Path(__file__).parent.parent / "clients" / "js"
@@ -23,9 +24,9 @@ async def test_js_client_library_against_a_live_server(node):
     auth = node.app[AUTH_SERVICE]
     emails = {role: f"js-{role}-{secrets.token_hex(4)}@example.org" for role in ("patient", "doctor")}
     for role, email in emails.items():
-        user = await auth.register(email=email, password=PASSWORD, name=f"JS {role}", role=role, origin=Origin())
+        user = await auth.register(email=email, password=PASSWORD, name=f"JS {role}", role=role, ctx=AuditContext(None))
         if role == "doctor":
-            await auth.approve_doctor(user.id, actor=None, origin=Origin())
+            await auth.approve_doctor(user.id, ctx=AuditContext(None))
     env = {**os.environ, "SKINDOC_URL": node.url, "SKINDOC_PASSWORD": PASSWORD,
            "SKINDOC_PATIENT_EMAIL": emails["patient"], "SKINDOC_DOCTOR_EMAIL": emails["doctor"]}
     tests = sorted(str(path) for path in (CLIENT_DIR / "test").glob("*.test.js"))

@@ -74,7 +74,8 @@ class Account:
 
 async def account(client, role: str = "patient") -> Account:
     """A signed-in user; a doctor is approved by the admin path first."""
-    from auth.service import AUTH_SERVICE, Origin
+    from auth import AUTH_SERVICE
+    from auth.audit import AuditContext
 
     email = f"{role}-{uuid.uuid4().hex[:10]}@example.org"
     response = await client.post("/api/v1/auth/register",
@@ -82,7 +83,7 @@ async def account(client, role: str = "patient") -> Account:
     assert response.status == 201, await response.text()
     user_id = uuid.UUID((await response.json())["user"]["id"])
     if role == "doctor":
-        await client.app[AUTH_SERVICE].approve_doctor(user_id, actor=None, origin=Origin(None, "test"))
+        await client.app[AUTH_SERVICE].approve_doctor(user_id, ctx=AuditContext(None, None, "test"))
     response = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert response.status == 200, await response.text()
     return Account(user_id, (await response.json())["access_token"])
