@@ -22,7 +22,7 @@ import uuid
 import asyncpg
 
 from auth.principal import Principal
-from chat import store
+from chat.store import consultations
 from store.errors import forbidden, not_found
 
 PATIENT_ACTIONS = frozenset({"read", "chat", "summary", "upload", "cancel", "respond"})
@@ -44,7 +44,7 @@ async def authorize_consultation(conn: asyncpg.Connection, principal: Principal,
     """The consultation row if `principal` may do `action` to it; else DomainError 404 or 403 (see above)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown consultation action {action!r}")
-    row = await store.get_consultation(conn, consultation_id)
+    row = await consultations.get_consultation(conn, consultation_id)
     if row is None:
         raise _unknown()
     return check_access(row, principal, action)

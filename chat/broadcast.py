@@ -12,7 +12,8 @@ from typing import Any
 
 import socketio
 
-from chat import serialize, store
+from chat import serialize
+from chat.store import doctors as doctor_store, waiting_queue
 from chat.config import ChatConfig
 from chat.realtime import QUEUE_ROOM, user_room
 from store.connections import Stores
@@ -52,9 +53,9 @@ class QueueBroadcaster:
 
     async def snapshot(self) -> dict[str, Any]:
         async with self._stores.pool.acquire() as conn:
-            rows = await store.queue_rows(conn, self._config.queue_ageing_minutes * 60)
-            doctors = await store.list_doctor_presence(conn, self._config.presence_grace_s)
-            mean = await store.mean_consultation_seconds(conn)
+            rows = await waiting_queue.queue_rows(conn, self._config.queue_ageing_minutes * 60)
+            doctors = await doctor_store.list_doctor_presence(conn, self._config.presence_grace_s)
+            mean = await waiting_queue.mean_consultation_seconds(conn)
         online = sum(1 for d in doctors if d["online"] and d["availability"] == "available")
         return {"rows": rows, "doctors": doctors, "online": online,
                 "mean_s": mean or self._config.default_consultation_minutes * 60}

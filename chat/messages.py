@@ -10,8 +10,7 @@ import logging
 
 import asyncpg
 
-from chat import store
-from chat.store import PendingMessage, StoredMessage
+from chat.store.messages import PendingMessage, StoredMessage, insert_messages
 from store.connections import Stores
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ class MessageWriter:
     async def _commit(self, batch: list[tuple[PendingMessage, asyncio.Future]]) -> None:
         try:
             async with self._stores.pool.acquire() as conn:
-                results = await store.insert_messages(conn, [m for m, _ in batch])
+                results = await insert_messages(conn, [m for m, _ in batch])
         except Exception as exc:
             if self._stores.report_outage(exc) is not None:
                 # The database is down: none of them is stored, and each sender hears so.
@@ -94,4 +93,4 @@ class MessageWriter:
 
     async def _insert(self, message: PendingMessage) -> StoredMessage:
         async with self._stores.pool.acquire() as conn:
-            return (await store.insert_messages(conn, [message]))[0]
+            return (await insert_messages(conn, [message]))[0]

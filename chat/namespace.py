@@ -22,7 +22,7 @@ from chat.outcomes import validation as outcome_validation
 from chat.presence import DoctorPresence
 from chat.realtime import NAMESPACE, QUEUE_ROOM, consultation_room, user_room
 from chat.service import ChatService, require_clinician
-from chat.store import AuditContext
+from chat.store.context import AuditContext
 from store.errors import (
     DomainError,
     bad_request,

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import uuid
 
-from chat import store
+from chat.store import doctors
 from chat.config import ChatConfig
 from chat.service import ChatService
 from store.connections import Stores
@@ -43,10 +43,10 @@ class DoctorPresence:
         first_here = doctor_id not in self._local
         self._local.setdefault(doctor_id, set()).add(sid)
         async with self._stores.pool.acquire() as conn:
-            await store.ensure_doctor(conn, doctor_id, self._config.doctor_capacity)
-            before = await store.get_doctor(conn, doctor_id, self._config.presence_grace_s)
-            await store.mark_doctors_seen(conn, [doctor_id])
-            after = await store.get_doctor(conn, doctor_id, self._config.presence_grace_s)
+            await doctors.ensure_doctor(conn, doctor_id, self._config.doctor_capacity)
+            before = await doctors.get_doctor(conn, doctor_id, self._config.presence_grace_s)
+            await doctors.mark_doctors_seen(conn, [doctor_id])
+            after = await doctors.get_doctor(conn, doctor_id, self._config.presence_grace_s)
         if first_here and not before["online"]:
             await self._service.presence_changed(after)
             if after["availability"] == "available":
@@ -62,7 +62,7 @@ class DoctorPresence:
         del self._local[doctor_id]
         async with self._stores.pool.acquire() as conn:
             # The grace period runs from now, not from the last heartbeat.
-            await store.mark_doctors_seen(conn, [doctor_id])
+            await doctors.mark_doctors_seen(conn, [doctor_id])
         task = asyncio.create_task(self._announce_if_offline(doctor_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -70,7 +70,7 @@ class DoctorPresence:
     async def _announce_if_offline(self, doctor_id: uuid.UUID) -> None:
         await asyncio.sleep(self._config.presence_grace_s + 0.2)
         async with self._stores.pool.acquire() as conn:
-            row = await store.get_doctor(conn, doctor_id, self._config.presence_grace_s)
+            row = await doctors.get_doctor(conn, doctor_id, self._config.presence_grace_s)
         if row is not None and not row["online"]:
             await self._service.presence_changed(row)
 
@@ -81,7 +81,7 @@ class DoctorPresence:
             try:
                 if self._local:
                     async with self._stores.pool.acquire() as conn:
-                        await store.mark_doctors_seen(conn, list(self._local))
+                        await doctors.mark_doctors_seen(conn, list(self._local))
                 # A safety net: anything a lost signal left waiting is picked up here.
                 await self._service.drain_backlog()
             except Exception as exc:

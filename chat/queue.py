@@ -9,10 +9,10 @@ import uuid
 
 import asyncpg
 
-from chat import store
+from chat.store import consultations, waiting_queue
 from store.errors import unprocessable
 
-URGENCIES = tuple(store.BAND_RANK)
+URGENCIES = tuple(waiting_queue.BAND_RANK)
 
 
 async def apply_triage_result(conn: asyncpg.Connection, consultation_id: uuid.UUID, *, image_band: str,
@@ -29,6 +29,6 @@ async def apply_triage_result(conn: asyncpg.Connection, consultation_id: uuid.UU
                             field="image_band")
     if not 0.0 <= p_malignant <= 1.0:
         raise unprocessable("invalid_field", "'p_malignant' must be between 0 and 1.", field="p_malignant")
-    await store.apply_triage_result_txn(conn, consultation_id=consultation_id, image_band=image_band,
-                                        p_malignant=p_malignant, model_version=model_version, trusted=trusted,
-                                        gate=gate)
+    await consultations.apply_triage_result_txn(conn, consultation_id=consultation_id, image_band=image_band,
+                                                p_malignant=p_malignant, model_version=model_version, trusted=trusted,
+                                                gate=gate)

@@ -13,7 +13,7 @@ from auth.routes import read_json
 from chat import validation
 from chat.outcomes import validation as outcome_validation
 from chat.service import ChatService
-from chat.store import AuditContext
+from chat.store.context import AuditContext
 from store.errors import unprocessable
 from store.payloads import get_choice, get_int, get_query_int
 

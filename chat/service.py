@@ -14,14 +14,17 @@ import socketio
 
 from auth import store as auth_store
 from auth.principal import Principal
-from chat import serialize, store
+from chat import serialize
 from chat.access import authorize_consultation
 from chat.config import ChatConfig
 from chat.messages import MessageWriter
 from chat.outcomes import store as outcomes_store
 from chat.outcomes.validation import WorkingDiagnosis
 from chat.realtime import QUEUE_ROOM, QueueNotifier, consultation_room, move_users, user_room
-from chat.store import AuditContext, PendingMessage
+from chat.store import appointments, consultations, doctors, pairing, waiting_queue
+from chat.store import messages as message_store
+from chat.store.context import AuditContext
+from chat.store.messages import PendingMessage
 from chat.validation import NewConsultation
 from store.connections import Stores
 from store.errors import conflict, forbidden, not_found
@@ -66,7 +69,7 @@ class ChatService:
                                 new: NewConsultation) -> dict[str, Any]:
         require_patient(principal)
         async with self.pool.acquire() as conn:
-            row = await store.create_consultation_txn(
+            row = await consultations.create_consultation_txn(
                 conn, patient_id=principal.user_id, description=new.description, body_site=new.body_site,
                 symptoms=new.symptoms, max_open=self.config.patient_max_open, ctx=ctx)
         await self.notifier.queue_changed("created", row["id"])
@@ -80,9 +83,9 @@ class ChatService:
         elif principal.role != "patient":
             raise forbidden("forbidden_role", "Only patients and doctors have consultations.")
         async with self.pool.acquire() as conn:
-            rows = await store.list_consultations_txn(conn, user_id=principal.user_id,
-                                                      as_doctor=principal.role == "doctor", state=state,
-                                                      limit=limit, ctx=ctx)
+            rows = await consultations.list_consultations_txn(conn, user_id=principal.user_id,
+                                                              as_doctor=principal.role == "doctor", state=state,
+                                                              limit=limit, ctx=ctx)
         queue = await self._positions() if any(r["state"] == "waiting" for r in rows) else {}
         return [serialize.consultation(r, queue.get(r["id"])) for r in rows]
 
@@ -90,15 +93,15 @@ class ChatService:
                                action: str = "read") -> dict[str, Any]:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await authorize_consultation(conn, principal, consultation_id, action=action)
-            await store.record_read(conn, ctx, "consultation.read", consultation_id)
+            await consultations.record_read(conn, ctx, "consultation.read", consultation_id)
         return await self._view(row)
 
     async def cancel(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
                      reason: str | None) -> dict[str, Any]:
         async with self.pool.acquire() as conn:
             await authorize_consultation(conn, principal, consultation_id, action="cancel")
-            row = await store.cancel_consultation_txn(conn, consultation_id=consultation_id,
-                                                      patient_id=principal.user_id, reason=reason, ctx=ctx)
+            row = await consultations.cancel_consultation_txn(conn, consultation_id=consultation_id,
+                                                              patient_id=principal.user_id, reason=reason, ctx=ctx)
         await self._changed(row, "cancelled", extra_users=[])
         await self.drain_backlog()  # an active case's doctor has room again
         return serialize.consultation(row)
@@ -106,14 +109,14 @@ class ChatService:
     async def take(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID | None) -> dict[str, Any]:
         require_clinician(principal)
         async with self.pool.acquire() as conn:
-            await store.ensure_doctor(conn, principal.user_id, self.config.doctor_capacity)
+            await doctors.ensure_doctor(conn, principal.user_id, self.config.doctor_capacity)
             if consultation_id is None:
-                row = await store.take_next_txn(conn, doctor_id=principal.user_id, ageing_s=self.ageing_s, ctx=ctx)
+                row = await pairing.take_next_txn(conn, doctor_id=principal.user_id, ageing_s=self.ageing_s, ctx=ctx)
             else:
                 # No authorize_consultation here: take_case_txn decides under the case's row lock, so a
                 # doctor who loses the race hears 409 already_taken, never "no such consultation".
-                row = await store.take_case_txn(conn, doctor_id=principal.user_id, consultation_id=consultation_id,
-                                                ctx=ctx)
+                row = await pairing.take_case_txn(conn, doctor_id=principal.user_id, consultation_id=consultation_id,
+                                                  ctx=ctx)
         await self._assigned(row)
         return serialize.consultation(row)
 
@@ -121,8 +124,8 @@ class ChatService:
                        to_doctor_id: uuid.UUID | None) -> dict[str, Any]:
         async with self.pool.acquire() as conn:
             await authorize_consultation(conn, principal, consultation_id, action="transfer")
-            row = await store.transfer_txn(conn, consultation_id=consultation_id, doctor_id=principal.user_id,
-                                           to_doctor_id=to_doctor_id, reason=reason, ctx=ctx)
+            row = await pairing.transfer_txn(conn, consultation_id=consultation_id, doctor_id=principal.user_id,
+                                             to_doctor_id=to_doctor_id, reason=reason, ctx=ctx)
         room = consultation_room(consultation_id)
         await move_users(self._server, [principal.user_id], room, join=False)
         if to_doctor_id is not None:
@@ -136,8 +139,8 @@ class ChatService:
         async with self.pool.acquire() as conn:
             await authorize_consultation(conn, principal, consultation_id, action="resolve")
             async with conn.transaction():
-                row = await store.resolve_txn(conn, consultation_id=consultation_id, doctor_id=principal.user_id,
-                                              outcome=outcome, note=note, ctx=ctx)
+                row = await consultations.resolve_txn(conn, consultation_id=consultation_id, doctor_id=principal.user_id,
+                                                      outcome=outcome, note=note, ctx=ctx)
                 if diagnosis is not None:
                     await outcomes_store.record_working_diagnosis(conn, consultation_id, diagnosis,
                                                                   principal.user_id, ctx)
@@ -150,8 +153,8 @@ class ChatService:
     async def queue(self, principal: Principal, ctx: AuditContext) -> list[dict[str, Any]]:
         require_clinician(principal)
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await store.queue_rows(conn, self.ageing_s)
-            await store.record_queue_read(conn, ctx, len(rows))
+            rows = await waiting_queue.queue_rows(conn, self.ageing_s)
+            await waiting_queue.record_queue_read(conn, ctx, len(rows))
         return [serialize.queue_entry(r) for r in rows]
 
     async def drain_backlog(self) -> int:
@@ -161,8 +164,8 @@ class ChatService:
         async with self._drain_lock:
             while True:
                 async with self.pool.acquire() as conn:
-                    row = await store.assign_next_waiting_txn(conn, ageing_s=self.ageing_s,
-                                                              grace_s=self.config.presence_grace_s)
+                    row = await pairing.assign_next_waiting_txn(conn, ageing_s=self.ageing_s,
+                                                                grace_s=self.config.presence_grace_s)
                 if row is None:
                     return assigned
                 assigned += 1
@@ -170,9 +173,9 @@ class ChatService:
 
     async def _positions(self) -> dict[uuid.UUID, dict[str, int]]:
         async with self.pool.acquire() as conn:
-            rows = await store.queue_rows(conn, self.ageing_s)
-            online = await store.count_online_available(conn, self.config.presence_grace_s)
-            mean = await store.mean_consultation_seconds(conn)
+            rows = await waiting_queue.queue_rows(conn, self.ageing_s)
+            online = await doctors.count_online_available(conn, self.config.presence_grace_s)
+            mean = await waiting_queue.mean_consultation_seconds(conn)
         mean_s = mean or self.config.default_consultation_minutes * 60
         return {r["id"]: serialize.queue_position(r["position"], online, mean_s) for r in rows}
 
@@ -187,15 +190,15 @@ class ChatService:
         async with self.pool.acquire() as conn, conn.transaction():
             await authorize_consultation(conn, principal, consultation_id, action="read")
             if before_seq is not None:
-                rows = await store.messages_before(conn, consultation_id, before_seq, limit + 1)
+                rows = await message_store.messages_before(conn, consultation_id, before_seq, limit + 1)
                 has_more = len(rows) > limit
                 rows = rows[1:] if has_more else rows
             else:
-                rows = await store.messages_after(conn, consultation_id, after_seq or 0, limit + 1)
+                rows = await message_store.messages_after(conn, consultation_id, after_seq or 0, limit + 1)
                 has_more = len(rows) > limit
                 rows = rows[:limit]
-            await store.record_read(conn, ctx, "chat.history.read", consultation_id,
-                                    {"after_seq": after_seq, "before_seq": before_seq, "count": len(rows)})
+            await consultations.record_read(conn, ctx, "chat.history.read", consultation_id,
+                                            {"after_seq": after_seq, "before_seq": before_seq, "count": len(rows)})
         return [serialize.message(r) for r in rows], has_more
 
     async def send_message(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
@@ -231,7 +234,7 @@ class ChatService:
     async def mark_read(self, principal: Principal, consultation_id: uuid.UUID, seq: int) -> int:
         async with self.pool.acquire() as conn:
             await authorize_consultation(conn, principal, consultation_id, action="chat")
-            read_seq = await store.mark_read(conn, consultation_id, principal.user_id, seq)
+            read_seq = await message_store.mark_read(conn, consultation_id, principal.user_id, seq)
         await self._server.emit("read", {"consultation_id": str(consultation_id), "user_id": str(principal.user_id),
                                          "read_seq": read_seq}, room=consultation_room(consultation_id))
         return read_seq
@@ -239,13 +242,13 @@ class ChatService:
     # ---- appointments -----------------------------------------------------------------------
 
     async def propose_appointment(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
-                                  slots: list[store.SlotRequest]) -> dict[str, Any]:
+                                  slots: list[appointments.SlotRequest]) -> dict[str, Any]:
         async with self.pool.acquire() as conn:
             consultation = await authorize_consultation(conn, principal, consultation_id, action="appoint")
             if consultation["state"] != "active":
                 raise conflict("wrong_state", "Appointments can be proposed only in an active consultation.")
-            await store.ensure_doctor(conn, principal.user_id, self.config.doctor_capacity)
-            row, slot_rows = await store.propose_appointment_txn(conn, consultation=consultation, slots=slots,
+            await doctors.ensure_doctor(conn, principal.user_id, self.config.doctor_capacity)
+            row, slot_rows = await appointments.propose_appointment_txn(conn, consultation=consultation, slots=slots,
                                                                   ctx=ctx)
         return await self._appointment_changed(row, slot_rows)
 
@@ -253,7 +256,7 @@ class ChatService:
                                   slot_id: uuid.UUID) -> dict[str, Any]:
         require_patient(principal)
         async with self.pool.acquire() as conn:
-            row, slot_rows = await store.confirm_appointment_txn(conn, appointment_id=appointment_id,
+            row, slot_rows = await appointments.confirm_appointment_txn(conn, appointment_id=appointment_id,
                                                                   patient_id=principal.user_id, slot_id=slot_id,
                                                                   ctx=ctx)
         return await self._appointment_changed(row, slot_rows)
@@ -262,7 +265,7 @@ class ChatService:
                                   reason: str | None) -> dict[str, Any]:
         require_patient(principal)
         async with self.pool.acquire() as conn:
-            row, slot_rows = await store.decline_appointment_txn(conn, appointment_id=appointment_id,
+            row, slot_rows = await appointments.decline_appointment_txn(conn, appointment_id=appointment_id,
                                                                   patient_id=principal.user_id, reason=reason,
                                                                   ctx=ctx)
         return await self._appointment_changed(row, slot_rows)
@@ -273,7 +276,7 @@ class ChatService:
         elif principal.role != "patient":
             raise forbidden("forbidden_role", "Only patients and doctors have appointments.")
         async with self.pool.acquire() as conn:
-            found = await store.list_appointments_txn(conn, user_id=principal.user_id, ctx=ctx)
+            found = await appointments.list_appointments_txn(conn, user_id=principal.user_id, ctx=ctx)
         return [serialize.appointment(row, slots) for row, slots in found]
 
     async def _appointment_changed(self, row: asyncpg.Record, slot_rows: list) -> dict[str, Any]:
@@ -287,16 +290,16 @@ class ChatService:
     async def doctor_status(self, principal: Principal) -> dict[str, Any]:
         require_clinician(principal)
         async with self.pool.acquire() as conn:
-            await store.ensure_doctor(conn, principal.user_id, self.config.doctor_capacity)
-            row = await store.get_doctor(conn, principal.user_id, self.config.presence_grace_s)
+            await doctors.ensure_doctor(conn, principal.user_id, self.config.doctor_capacity)
+            row = await doctors.get_doctor(conn, principal.user_id, self.config.presence_grace_s)
         return serialize.doctor(row)
 
     async def set_availability(self, principal: Principal, ctx: AuditContext, availability: str) -> dict[str, Any]:
         require_clinician(principal)
         async with self.pool.acquire() as conn:
-            await store.ensure_doctor(conn, principal.user_id, self.config.doctor_capacity)
-            await store.set_availability_txn(conn, principal.user_id, availability, ctx)
-            row = await store.get_doctor(conn, principal.user_id, self.config.presence_grace_s)
+            await doctors.ensure_doctor(conn, principal.user_id, self.config.doctor_capacity)
+            await doctors.set_availability_txn(conn, principal.user_id, availability, ctx)
+            row = await doctors.get_doctor(conn, principal.user_id, self.config.presence_grace_s)
         await self.presence_changed(row)
         if availability == "available":
             await self.drain_backlog()
@@ -309,9 +312,9 @@ class ChatService:
         async with self.pool.acquire() as conn:
             if (await auth_store.get_role_and_status(conn, doctor_id) or (None,))[0] != "doctor":
                 raise not_found("doctor_not_found", "No such doctor.")
-            await store.ensure_doctor(conn, doctor_id, self.config.doctor_capacity)
-            await store.set_capacity_txn(conn, doctor_id, capacity, ctx)
-            row = await store.get_doctor(conn, doctor_id, self.config.presence_grace_s)
+            await doctors.ensure_doctor(conn, doctor_id, self.config.doctor_capacity)
+            await doctors.set_capacity_txn(conn, doctor_id, capacity, ctx)
+            row = await doctors.get_doctor(conn, doctor_id, self.config.presence_grace_s)
         await self.drain_backlog()
         return serialize.doctor(row)
 
@@ -337,7 +340,7 @@ class ChatService:
 
     async def active_consultation_ids(self, user_id: uuid.UUID) -> list[uuid.UUID]:
         async with self.pool.acquire() as conn:
-            return await store.active_consultation_ids(conn, user_id)
+            return await consultations.active_consultation_ids(conn, user_id)
 
     async def join_consultation(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
                                 after_seq: int, enter_room: Callable[[], Awaitable[None]]
@@ -350,8 +353,8 @@ class ChatService:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await authorize_consultation(conn, principal, consultation_id, action="read")
             await enter_room()
-            rows = await store.messages_after(conn, consultation_id, after_seq, 201)
-            await store.record_read(conn, ctx, "chat.history.read", consultation_id,
-                                    {"after_seq": after_seq, "count": min(len(rows), 200), "via": "join"})
+            rows = await message_store.messages_after(conn, consultation_id, after_seq, 201)
+            await consultations.record_read(conn, ctx, "chat.history.read", consultation_id,
+                                            {"after_seq": after_seq, "count": min(len(rows), 200), "via": "join"})
         return await self._view(row), [serialize.message(r) for r in rows[:200]], len(rows) > 200
 

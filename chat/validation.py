@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from chat import contract
-from chat.store import SlotRequest
+from chat.store.appointments import SlotRequest
 from triage.checklist import CHECKLIST
 from store.errors import unprocessable
 from store.payloads import (

@@ -5,7 +5,8 @@ import uuid
 from datetime import datetime, timezone
 
 from auth.principal import Principal
-from chat import store
+from chat.store import messages as store
+from chat.store.context import AuditContext
 from tests.test_chat_support import make_user, open_case
 
 
@@ -20,7 +21,7 @@ async def test_one_batch_answers_each_message_correctly(node, db):
     for case in cases[:2]:
         taken = await node.client.post(f"/api/v1/consultations/{case['id']}/take", headers=doctor.headers)
         assert taken.status == 200
-    ctx = store.AuditContext(None, request_id="test")
+    ctx = AuditContext(None, request_id="test")
 
     def pending(case, user, client_id):
         return store.PendingMessage(uuid.UUID(case["id"]), _principal(user), client_id, f"body {client_id}", ctx)

@@ -25,7 +25,8 @@ from hypothesis.stateful import (
 )
 
 from auth import store as auth_store
-from chat import store
+from chat.store import consultations, doctors, pairing, waiting_queue
+from chat.store.context import AuditContext
 from chat.queue import apply_triage_result
 from triage.checklist import CHECKLIST
 from store.errors import DomainError
@@ -36,7 +37,7 @@ MAX_OPEN = 3
 AGEING_S = 3600
 PATIENTS = 4
 DOCTORS = 3
-CTX = store.AuditContext(actor=None, request_id="hypothesis")
+CTX = AuditContext(actor=None, request_id="hypothesis")
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Case:
 
     def order_key(self):
         score = self.p if self.trusted else None
-        return (store.BAND_RANK[self.urgency], -(score if score is not None else -1.0), self.queued_at, self.id)
+        return (waiting_queue.BAND_RANK[self.urgency], -(score if score is not None else -1.0), self.queued_at, self.id)
 
 
 def checklist_band(answers: dict[str, bool]) -> str:
@@ -64,7 +65,7 @@ def checklist_band(answers: dict[str, bool]) -> str:
 
 
 def more_severe(a: str, b: str) -> str:
-    return min(a, b, key=store.BAND_RANK.__getitem__)
+    return min(a, b, key=waiting_queue.BAND_RANK.__getitem__)
 
 
 def _pick(data, items: list):
@@ -106,7 +107,7 @@ class QueueRules(RuleBasedStateMachine):
 
     async def _ensure_doctor(self, doctor_id: uuid.UUID) -> None:
         async with self.pool.acquire() as conn:
-            await store.ensure_doctor(conn, doctor_id, CAPACITY)
+            await doctors.ensure_doctor(conn, doctor_id, CAPACITY)
 
     async def _call(self, fn, **kwargs):
         async with self.pool.acquire() as conn:
@@ -129,7 +130,7 @@ class QueueRules(RuleBasedStateMachine):
           answers=st.fixed_dictionaries({item.key: st.booleans() for item in CHECKLIST}))
     def open_case(self, patient, answers):
         row, error = self.run(self._call(
-            store.create_consultation_txn, patient_id=self.patients[patient], description="d", body_site="arm",
+            consultations.create_consultation_txn, patient_id=self.patients[patient], description="d", body_site="arm",
             symptoms={**answers, "duration": "weeks"}, max_open=MAX_OPEN, ctx=CTX))
         if len(self._open(patient)) >= MAX_OPEN:
             assert error == "patient_at_capacity"
@@ -157,12 +158,12 @@ class QueueRules(RuleBasedStateMachine):
             # An untrusted score never moves a case down: it keeps the band it had.
             expected = case.urgency
         assert stored == expected
-        assert store.BAND_RANK[stored] <= store.BAND_RANK[case.checklist_band]
+        assert waiting_queue.BAND_RANK[stored] <= waiting_queue.BAND_RANK[case.checklist_band]
         case.urgency, case.p, case.trusted = expected, p, trusted
 
     @rule(doctor=st.integers(0, DOCTORS - 1))
     def take_next(self, doctor):
-        row, error = self.run(self._call(store.take_next_txn, doctor_id=self.doctors[doctor], ageing_s=AGEING_S,
+        row, error = self.run(self._call(pairing.take_next_txn, doctor_id=self.doctors[doctor], ageing_s=AGEING_S,
                                          ctx=CTX))
         seen_patients = {c.patient for c in self._active(doctor=doctor)}
         eligible = [c for c in self._waiting_sorted() if c.patient not in seen_patients]
@@ -178,7 +179,7 @@ class QueueRules(RuleBasedStateMachine):
     @rule(data=st.data(), doctor=st.integers(0, DOCTORS - 1))
     def take_named(self, data, doctor):
         case = _pick(data, [c for c in self.cases if c.state == "waiting"])
-        row, error = self.run(self._call(store.take_case_txn, doctor_id=self.doctors[doctor],
+        row, error = self.run(self._call(pairing.take_case_txn, doctor_id=self.doctors[doctor],
                                          consultation_id=case.id, ctx=CTX))
         if len(self._active(doctor=doctor)) >= CAPACITY:
             assert error == "doctor_at_capacity"
@@ -194,15 +195,15 @@ class QueueRules(RuleBasedStateMachine):
         case = _pick(data, self._active())
         doctor_id = self.doctors[case.doctor]
         if how == "resolve":
-            _, error = self.run(self._call(store.resolve_txn, consultation_id=case.id, doctor_id=doctor_id,
+            _, error = self.run(self._call(consultations.resolve_txn, consultation_id=case.id, doctor_id=doctor_id,
                                            outcome="monitor", note="", ctx=CTX))
             case.state = "resolved"
         elif how == "cancel":
-            _, error = self.run(self._call(store.cancel_consultation_txn, consultation_id=case.id,
+            _, error = self.run(self._call(consultations.cancel_consultation_txn, consultation_id=case.id,
                                            patient_id=self.patients[case.patient], reason=None, ctx=CTX))
             case.state = "cancelled"
         else:
-            _, error = self.run(self._call(store.transfer_txn, consultation_id=case.id, doctor_id=doctor_id,
+            _, error = self.run(self._call(pairing.transfer_txn, consultation_id=case.id, doctor_id=doctor_id,
                                            to_doctor_id=None, reason="r", ctx=CTX))
             case.state, case.doctor = "waiting", None
         assert error is None
@@ -211,7 +212,7 @@ class QueueRules(RuleBasedStateMachine):
     @rule(data=st.data(), target_doctor=st.integers(0, DOCTORS - 1))
     def transfer_to_named_doctor(self, data, target_doctor):
         case = _pick(data, self._active())
-        _, error = self.run(self._call(store.transfer_txn, consultation_id=case.id,
+        _, error = self.run(self._call(pairing.transfer_txn, consultation_id=case.id,
                                        doctor_id=self.doctors[case.doctor],
                                        to_doctor_id=self.doctors[target_doctor], reason="r", ctx=CTX))
         if target_doctor == case.doctor:
@@ -228,7 +229,7 @@ class QueueRules(RuleBasedStateMachine):
     @rule(data=st.data())
     def patient_cancels_while_waiting(self, data):
         case = _pick(data, [c for c in self.cases if c.state == "waiting"])
-        _, error = self.run(self._call(store.cancel_consultation_txn, consultation_id=case.id,
+        _, error = self.run(self._call(consultations.cancel_consultation_txn, consultation_id=case.id,
                                        patient_id=self.patients[case.patient], reason=None, ctx=CTX))
         assert error is None
         case.state = "cancelled"
@@ -240,7 +241,7 @@ class QueueRules(RuleBasedStateMachine):
                 await conn.execute("UPDATE chat_doctors SET availability = 'available', last_seen = now() "
                                    "WHERE doctor_id = $1", self.doctors[doctor])
                 assigned = []
-                while (row := await store.assign_next_waiting_txn(conn, ageing_s=AGEING_S, grace_s=30)) is not None:
+                while (row := await pairing.assign_next_waiting_txn(conn, ageing_s=AGEING_S, grace_s=30)) is not None:
                     assigned.append(row)
                 return assigned
         for row in self.run(drain()):

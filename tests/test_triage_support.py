@@ -90,21 +90,22 @@ async def account(client, role: str = "patient") -> Account:
 
 
 async def consultation(pool, patient: Account, body_site: str = "back") -> uuid.UUID:
-    from chat import store as chat_store
+    from chat.store import consultations
+    from chat.store.context import SYSTEM
 
     async with pool.acquire() as conn:
-        row = await chat_store.create_consultation_txn(
+        row = await consultations.create_consultation_txn(
             conn, patient_id=patient.user_id, description="A mole that changed colour", body_site=body_site,
             symptoms={"size_changed": False, "shape_irregular": False, "colour_irregular": True, "diameter_7mm": False,
                       "inflamed": False, "oozing": False, "sensation_changed": False, "duration": "weeks"},
-            max_open=3, ctx=chat_store.SYSTEM)
+            max_open=3, ctx=SYSTEM)
     return row["id"]
 
 
 async def assign(pool, consultation_id: uuid.UUID, doctor_id: uuid.UUID) -> None:
-    from chat import store as chat_store
+    from chat.store import doctors, pairing
+    from chat.store.context import SYSTEM
 
     async with pool.acquire() as conn:
-        await chat_store.ensure_doctor(conn, doctor_id, 3)
-        await chat_store.take_case_txn(conn, doctor_id=doctor_id, consultation_id=consultation_id,
-                                       ctx=chat_store.SYSTEM)
+        await doctors.ensure_doctor(conn, doctor_id, 3)
+        await pairing.take_case_txn(conn, doctor_id=doctor_id, consultation_id=consultation_id, ctx=SYSTEM)

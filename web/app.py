@@ -131,7 +131,7 @@ def _setup_domains(app: web.Application, stores: Stores, settings: Settings) -> 
 def triage_hooks(settings: Settings, notifier) -> TriageHooks:
     """Chat's side of triage, lent to it here so that triage imports no other domain."""
     from chat import queue
-    from chat import store as chat_store
+    from chat.store import waiting_queue
 
     async def on_scored(conn, consultation_id, summary) -> None:
         await queue.apply_triage_result(conn, consultation_id, image_band=summary.urgency,
@@ -139,7 +139,7 @@ def triage_hooks(settings: Settings, notifier) -> TriageHooks:
                                         trusted=summary.trusted, gate=summary.gate)
 
     async def open_consultations(conn) -> list:
-        return [row["id"] for row in await chat_store.queue_rows(conn, settings.chat.queue_ageing_minutes * 60)]
+        return [row["id"] for row in await waiting_queue.queue_rows(conn, settings.chat.queue_ageing_minutes * 60)]
 
     return TriageHooks(on_scored=on_scored, notifier=notifier, open_consultations=open_consultations)
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from chat.outcomes.export import export_confirmed_cases
-from chat.store import AuditContext
+from chat.store.context import AuditContext
 from store.connections import Stores
 
 

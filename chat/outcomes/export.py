@@ -22,7 +22,7 @@ from pathlib import Path
 import asyncpg
 
 from chat.outcomes import store
-from chat.store import AuditContext
+from chat.store.context import AuditContext
 from triage import store as triage_store
 
 LABEL_COLUMNS = ("image_id", "lesion_id", "dx", "malignant", "age", "sex", "site", "split")

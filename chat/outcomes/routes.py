@@ -12,7 +12,7 @@ from auth.principal import Principal
 from auth.routes import read_json
 from chat.outcomes import validation
 from chat.outcomes.service import OutcomesService
-from chat.store import AuditContext
+from chat.store.context import AuditContext
 from chat.validation import parse_uuid
 from store.payloads import get_query_int
 

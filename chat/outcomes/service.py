@@ -15,11 +15,11 @@ import asyncpg
 import prometheus_client
 
 from auth.principal import Principal
-from chat import store as chat_store
+from chat.store import consultations as chat_consultations
 from chat.outcomes import store
 from chat.outcomes.config import OutcomesConfig
 from chat.outcomes.validation import HistopathologyEntry
-from chat.store import AuditContext
+from chat.store.context import AuditContext
 from store.connections import Stores
 from store.errors import conflict, forbidden, not_found
 from triage import performance
@@ -116,7 +116,7 @@ class OutcomesService:
 
     async def outcome(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID) -> dict[str, Any]:
         async with self.pool.acquire() as conn, conn.transaction():
-            check_outcome_access(await chat_store.get_consultation(conn, consultation_id), principal)
+            check_outcome_access(await chat_consultations.get_consultation(conn, consultation_id), principal)
             body = await self._outcome_body(conn, consultation_id)
             await ctx.record(conn, "outcome.read", "consultation", consultation_id)
         return body
@@ -124,7 +124,7 @@ class OutcomesService:
     async def add_histopathology(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
                                  entry: HistopathologyEntry) -> dict[str, Any]:
         async with self.pool.acquire() as conn:
-            row = check_outcome_access(await chat_store.get_consultation(conn, consultation_id), principal)
+            row = check_outcome_access(await chat_consultations.get_consultation(conn, consultation_id), principal)
             if row["state"] != "resolved":
                 raise conflict("wrong_state", "A histopathology result is entered once the case is resolved.")
             try:

@@ -9,7 +9,7 @@ import asyncpg
 from auth import audit
 
 from chat.outcomes.validation import HistopathologyEntry, WorkingDiagnosis
-from chat.store import AuditContext
+from chat.store.context import AuditContext
 from store.errors import conflict
 
 # A resolved case whose current histopathology result is known: the cases every figure is computed on.
