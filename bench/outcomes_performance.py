@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from auth.audit import AuditContext  # noqa: E402
+from auth.principal import Principal  # noqa: E402
 from bench._harness import DEFAULT_PG_ADMIN_URL, percentile, print_table, scratch_database  # noqa: E402
 from chat.outcomes.config import OutcomesConfig  # noqa: E402
 from chat.outcomes.service import AlertMonitor, OutcomesService  # noqa: E402
-from chat.store import AuditContext  # noqa: E402
-from auth.principal import Principal  # noqa: E402
 from store.connections import Stores  # noqa: E402
 from web.app import all_migrations  # noqa: E402
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
+from auth.audit import AuditContext
 from auth.principal import Principal
 from chat.store import messages as store
-from chat.store.context import AuditContext
 from tests.test_chat_support import make_user, open_case
 
 

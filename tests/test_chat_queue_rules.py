@@ -25,12 +25,12 @@ from hypothesis.stateful import (
 )
 
 from auth import store as auth_store
-from chat.store import consultations, doctors, pairing, waiting_queue
-from chat.store.context import AuditContext
+from auth.audit import AuditContext
 from chat.queue import apply_triage_result
-from triage.checklist import CHECKLIST
+from chat.store import consultations, doctors, pairing, waiting_queue
 from store.errors import DomainError
 from store.postgres import create_pool
+from triage.checklist import CHECKLIST
 
 CAPACITY = 2
 MAX_OPEN = 3

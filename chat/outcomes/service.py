@@ -14,12 +14,12 @@ from typing import Any
 import asyncpg
 import prometheus_client
 
+from auth.audit import AuditContext
 from auth.principal import Principal
-from chat.store import consultations as chat_consultations
 from chat.outcomes import store
 from chat.outcomes.config import OutcomesConfig
 from chat.outcomes.validation import HistopathologyEntry
-from chat.store.context import AuditContext
+from chat.store import consultations as chat_consultations
 from store.connections import Stores
 from store.errors import conflict, forbidden, not_found
 from triage import performance

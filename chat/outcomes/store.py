@@ -4,12 +4,12 @@ confirmed cases the performance figures and the export read. Scores come from tr
 from __future__ import annotations
 
 import uuid
+
 import asyncpg
 
 from auth import audit
-
+from auth.audit import AuditContext
 from chat.outcomes.validation import HistopathologyEntry, WorkingDiagnosis
-from chat.store.context import AuditContext
 from store.errors import conflict
 
 # A resolved case whose current histopathology result is known: the cases every figure is computed on.

@@ -5,7 +5,8 @@ import uuid
 
 import asyncpg
 
-from chat.store.context import SYSTEM, AuditContext
+from auth.audit import AuditContext
+from chat.store.context import SYSTEM
 from store.errors import conflict
 from triage import checklist, urgency_policy
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from auth.audit import AuditContext
 from auth.principal import Principal
-from chat.store.context import AuditContext
 
 
 @dataclass

@@ -5,7 +5,8 @@ import uuid
 
 import asyncpg
 
-from chat.store.context import SYSTEM, AuditContext
+from auth.audit import AuditContext
+from chat.store.context import SYSTEM
 from chat.store.waiting_queue import QUEUE_ORDER
 from store.errors import DomainError, conflict, not_found, unprocessable
 

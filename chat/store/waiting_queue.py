@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from chat.store.context import AuditContext
+from auth.audit import AuditContext
 
 BAND_RANK = {"urgent": 0, "soon": 1, "routine": 2}
 
