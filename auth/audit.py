@@ -61,6 +61,8 @@ class AuditContext:
 async def record_many(conn: asyncpg.Connection, entries: list[AuditEntry]) -> None:
     """Records several entries in one round trip, in order (a group commit's messages, say): the one path
     by which every audit row of every domain is written."""
+    if not entries:
+        return  # no round trip, and no wait for the chain's lock
     await store.insert_audit_entries(conn, [
         {
             "actor_id": entry.actor.user_id if entry.actor else None,

@@ -109,3 +109,22 @@ async def assign(pool, consultation_id: uuid.UUID, doctor_id: uuid.UUID) -> None
     async with pool.acquire() as conn:
         await doctors.ensure_doctor(conn, doctor_id, 3)
         await pairing.take_case_txn(conn, doctor_id=doctor_id, consultation_id=consultation_id, ctx=SYSTEM)
+
+
+async def score_consultation(conn, consultation_id: uuid.UUID, *, band: str, p_malignant: float, trusted: bool,
+                             on_scored, model_version: str | None = None) -> None:
+    """What the worker does for one photo, without the model: the photo stored and scored through triage's own
+    store (the score's one home), with `on_scored` (chat's hook) in the same transaction. Each call scores a new
+    photo under a fresh model version, so that photo decides. Trusted: dermoscopic, no quality problem, in range."""
+    from triage import bands, store
+    from triage.images import NormalisedPhoto
+    from triage.photo_gate import QualityReport
+
+    photo = NormalisedPhoto(image=b"\xff\xd8\xff", thumbnail=b"\xff\xd8\xff", sha256=uuid.uuid4().hex, width=1,
+                            height=1, source_format="jpeg", warnings=())
+    [stored] = await store.add_photos_txn(conn, consultation_id, "back", "dermoscopic", "dermoscopic",
+                                          [(photo, QualityReport({}, ()))], max_photos=1000)
+    version = model_version or f"test-{uuid.uuid4().hex[:8]}"
+    result = store.PhotoResult(stored.photo["id"], consultation_id, version, p_malignant, {"mel": p_malignant}, "mel",
+                               band, ood_score=0.0, in_distribution=trusted)
+    await store.record_results_txn(conn, [result], bands.BANDS, on_scored)
