@@ -26,7 +26,6 @@ from hypothesis.stateful import (
 
 from auth import store as auth_store
 from auth.audit import AuditContext
-from chat.queue import apply_triage_result
 from chat.store import consultations, doctors, pairing
 from store.errors import DomainError
 from store.postgres import create_pool
@@ -57,12 +56,6 @@ class Case:
     def order_key(self):
         score = self.p if self.trusted else None
         return (bands.rank(self.urgency), -(score if score is not None else -1.0), self.queued_at, self.id)
-
-
-async def on_scored(conn, consultation_id, summary) -> None:
-    """Chat's side of a score, as the composition root (web/app.py) lends it to triage."""
-    await apply_triage_result(conn, consultation_id, image_band=summary.urgency, p_malignant=summary.p_malignant,
-                              model_version=summary.model_version, trusted=summary.trusted)
 
 
 def checklist_band(answers: dict[str, bool]) -> str:
@@ -156,8 +149,7 @@ class QueueRules(RuleBasedStateMachine):
 
         async def apply():
             async with self.pool.acquire() as conn:
-                await score_consultation(conn, case.id, band=image_band, p_malignant=p, trusted=trusted,
-                                         on_scored=on_scored)
+                await score_consultation(conn, case.id, band=image_band, p_malignant=p, trusted=trusted)
                 return await conn.fetchval("SELECT urgency FROM consultations WHERE id = $1", case.id)
         stored = self.run(apply())
         if trusted:

@@ -111,8 +111,16 @@ async def assign(pool, consultation_id: uuid.UUID, doctor_id: uuid.UUID) -> None
         await pairing.take_case_txn(conn, doctor_id=doctor_id, consultation_id=consultation_id, ctx=SYSTEM)
 
 
+async def chat_on_scored(conn, consultation_id: uuid.UUID, summary) -> None:
+    """Chat's side of a score, as the composition root (web/app.py, triage_hooks) lends it to triage."""
+    from chat.queue import apply_triage_result
+
+    await apply_triage_result(conn, consultation_id, image_band=summary.urgency, p_malignant=summary.p_malignant,
+                              model_version=summary.model_version, trusted=summary.trusted)
+
+
 async def score_consultation(conn, consultation_id: uuid.UUID, *, band: str, p_malignant: float, trusted: bool,
-                             on_scored, model_version: str | None = None) -> None:
+                             on_scored=chat_on_scored, model_version: str | None = None) -> None:
     """What the worker does for one photo, without the model: the photo stored and scored through triage's own
     store (the score's one home), with `on_scored` (chat's hook) in the same transaction. Each call scores a new
     photo under a fresh model version, so that photo decides. Trusted: dermoscopic, no quality problem, in range."""
