@@ -22,6 +22,7 @@ const thumbnails = new Map();  // consultation id → Promise<object URL | null>
 
 async function signedIn() {
   const user = await session.loadUser();
+  await words.loadBands(session);
   $('#who').textContent = user.name;
   $('#who').hidden = false;
   $('#sign-out').hidden = false;
