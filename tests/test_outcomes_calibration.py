@@ -18,8 +18,8 @@ from PIL import Image
 
 from chat.outcomes.export import held_out
 from chat.store import consultations as chat_consultations
-from jax_models.outcomes import evaluate_outcomes
 from jax_models import checkpoint
+from jax_models.outcomes import evaluate_outcomes
 from jax_models.serving import load_classifier
 from tests.test_chat_support import make_user, open_case
 from tests.test_triage_routes import form, photos_url
