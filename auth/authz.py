@@ -28,6 +28,15 @@ async def require_role(request: web.Request, *roles: str) -> Principal:
     principal = await authenticate(request)
     if principal.role not in roles:
         raise forbidden("forbidden_role", f"This needs the role {' or '.join(roles)}.")
+    refuse_unapproved_doctor(principal)
+    return principal
+
+
+def refuse_unapproved_doctor(principal: Principal) -> None:
+    """The one rule for a doctor account an admin has not approved yet: nothing clinical, 403 `doctor_not_approved`.
+
+    Other roles pass: what they may do is for their role's checks to say. Call it before looking
+    anything up, so the answer is the same whether or not the thing asked for exists.
+    """
     if principal.role == "doctor" and not principal.approved:
         raise forbidden("doctor_not_approved", "An admin has not approved this doctor account yet.")
-    return principal

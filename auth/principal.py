@@ -17,7 +17,3 @@ class Principal:
     expires_at: datetime
     # The sign-in this token belongs to (its refresh family); None for tokens minted outside a sign-in.
     session_id: uuid.UUID | None = None
-
-    @property
-    def is_clinician(self) -> bool:
-        return self.role == "doctor" and self.approved

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +13,8 @@ from auth.context import AUTH_SERVICE, audit_context
 from auth.service import AuthService
 from auth.store import AuditQuery
 from store import payloads
-from store.errors import DomainError, unprocessable
+from store.errors import unprocessable
+from store.http_input import path_id, read_json
 
 # Deliberately loose (one @, a dot in the domain, no spaces or control characters):
 # no pattern proves an address exists, so this only catches typing mistakes.
@@ -39,28 +39,6 @@ def unshowable(text: str) -> str | None:
 
 def _service(request: web.Request) -> AuthService:
     return request.config_dict[AUTH_SERVICE]
-
-
-async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
-    """The body as a JSON object, refused (413/415/400/422) before anything is done with it."""
-    if request.content_type not in ("application/json", "application/octet-stream") and request.body_exists:
-        raise DomainError(415, "unsupported_media_type", "Send the body as application/json.")
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise _too_large(max_bytes)
-    raw = bytearray()
-    # read(n) returns what has arrived so far, so loop until the end of the body or one byte past the limit.
-    while len(raw) <= max_bytes:
-        chunk = await request.content.read(max_bytes + 1 - len(raw))
-        if not chunk:
-            break
-        raw += chunk
-    if len(raw) > max_bytes:
-        raise _too_large(max_bytes)
-    return payloads.parse_json_object(bytes(raw))
-
-
-def _too_large(max_bytes: int) -> DomainError:
-    return DomainError(413, "payload_too_large", f"The body may be at most {max_bytes} bytes.")
 
 
 def _text(payload: dict[str, Any], name: str, *, shown_to_people: bool = False, **limits: Any) -> str | None:
@@ -181,7 +159,7 @@ class AuthRoutes:
 
     async def approve_doctor(self, request: web.Request) -> web.Response:
         await require_role(request, "admin")
-        doctor_id = _uuid(request.match_info["doctor_id"], "doctor_id")
+        doctor_id = path_id(request, "doctor_id")
         user = await _service(request).approve_doctor(doctor_id, ctx=audit_context(request))
         return web.json_response({"user": user.as_json()})
 
@@ -194,9 +172,8 @@ class AuthRoutes:
 
 
 def _audit_query(query: dict[str, str]) -> AuditQuery:
-    actor = _text(query, "actor", required=False, max_len=64)
     return AuditQuery(
-        actor_id=_uuid(actor, "actor") if actor is not None else None,
+        actor_id=payloads.get_uuid(query, "actor", required=False),
         action=_text(query, "action", required=False, min_len=1, max_len=100),
         subject_type=_text(query, "subject_type", required=False, min_len=1, max_len=100),
         subject_id=_text(query, "subject_id", required=False, min_len=1, max_len=200),
@@ -205,13 +182,6 @@ def _audit_query(query: dict[str, str]) -> AuditQuery:
         before_id=payloads.get_query_int(query, "before", default=None, minimum=1, maximum=2**62),
         limit=payloads.get_query_int(query, "limit", default=50, minimum=1, maximum=200),
     )
-
-
-def _uuid(value: str, field: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise unprocessable("invalid_field", f"'{field}' must be a UUID.", field=field) from None
 
 
 def _query_time(query: dict[str, str], name: str) -> datetime | None:

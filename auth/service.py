@@ -10,14 +10,13 @@ import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from auth import audit, audit_chain, refresh_tokens, store
+from auth import audit, audit_chain, oidc_accounts, refresh_tokens, store
 from auth.audit import AuditContext
 from auth.config import AuthConfig
-from auth.oidc import OidcVerifier, VerifiedIdentity
+from auth.oidc import OidcVerifier
 from auth.passwords import Passwords, check_policy
 from auth.principal import Principal
 from auth.refresh_tokens import hash_refresh_token
@@ -283,37 +282,12 @@ class AuthService:
             raise not_found("oidc_not_configured", "Sign-in with an identity provider is not set up here.")
         identity = await self.oidc.verify(id_token, nonce)
         async with self._stores.pool.acquire() as conn, conn.transaction():
-            user = await store.get_user_by_oidc_identity(conn, identity.issuer, identity.subject)
-            outcome, revoked = "existing", []
-            if user is None:
-                user, outcome, revoked = await self._link_or_create(conn, identity)
+            user, outcome, revoked = await oidc_accounts.account_for(conn, identity)
         await self._announce_revoked(revoked, "oidc_link")
         if user.status == "disabled":
             raise unauthorized("account_disabled", "This account is disabled.")
         return await self._start_session(user, action="auth.oidc_login", ctx=ctx,
                                          details={"issuer": identity.issuer, "account": outcome})
-
-    @staticmethod
-    async def _link_or_create(conn, identity: VerifiedIdentity) -> tuple[store.User, str, list[uuid.UUID]]:
-        user = await store.get_user_by_email(conn, identity.email)
-        revoked = []
-        if user is None:
-            name = "".join(c for c in identity.name or identity.email.split("@")[0] if c.isprintable())[:100]
-            user = await store.insert_user(conn, email=identity.email, display_name=name, role="patient",
-                                           status="active", password_hash=None)
-            outcome = "created"
-        elif user.role != "admin" and user.password_hash is not None:
-            # Self-registration never proved who owns the address; the provider just did. A password set by
-            # whoever registered first may be an attacker's (account pre-hijacking), so it and its sessions
-            # go, and the owner signs in through the provider from now on.
-            await store.clear_password(conn, user.id)
-            revoked = await store.revoke_all_refresh_families(conn, user.id, "oidc_link")
-            user = replace(user, password_hash=None)
-            outcome = "linked_password_cleared"
-        else:
-            outcome = "linked"
-        await store.link_oidc_identity(conn, identity.issuer, identity.subject, user.id)
-        return user, outcome, revoked
 
     # --- admin views -----------------------------------------------------------
 

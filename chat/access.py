@@ -12,8 +12,9 @@ itself decides under the case's row lock (404 no such case, 409 `already_taken` 
 another doctor got it first, 409 `wrong_state` when it is cancelled or already yours).
 
 A caller who may not know the consultation exists gets 404 (another patient, a
-pending doctor, a doctor for a case neither waiting nor theirs); one who may know
-it but not do the action gets 403 (admins: no clinical reads).
+doctor for a case neither waiting nor theirs); one who may know it but not do the
+action gets 403 (admins: no clinical reads). A doctor an admin has not approved yet
+gets 403 `doctor_not_approved` before anything is looked up.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import uuid
 
 import asyncpg
 
+from auth.authz import refuse_unapproved_doctor
 from auth.principal import Principal
 from chat.store import consultations
 from store.errors import forbidden, not_found
@@ -44,13 +46,14 @@ async def authorize_consultation(conn: asyncpg.Connection, principal: Principal,
     """The consultation row if `principal` may do `action` to it; else DomainError 404 or 403 (see above)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown consultation action {action!r}")
+    refuse_unapproved_doctor(principal)
     row = await consultations.get_consultation(conn, consultation_id)
     if row is None:
         raise _unknown()
-    return check_access(row, principal, action)
+    return _check_access(row, principal, action)
 
 
-def check_access(row: asyncpg.Record, principal: Principal, action: str) -> asyncpg.Record:
+def _check_access(row: asyncpg.Record, principal: Principal, action: str) -> asyncpg.Record:
     if principal.role == "patient":
         if row["patient_id"] != principal.user_id:
             raise _unknown()
@@ -58,8 +61,6 @@ def check_access(row: asyncpg.Record, principal: Principal, action: str) -> asyn
             raise _not_allowed(action)
         return row
     if principal.role == "doctor":
-        if not principal.approved:
-            raise _unknown()
         if row["doctor_id"] == principal.user_id:
             if action not in ASSIGNED_DOCTOR_ACTIONS:
                 raise _not_allowed(action)
@@ -70,3 +71,17 @@ def check_access(row: asyncpg.Record, principal: Principal, action: str) -> asyn
             return row
         raise _unknown()
     raise _not_allowed(action)
+
+
+# The role checks of use cases that do not start from one consultation (opening one, the queue, answering
+# an appointment): the rules above need the consultation's row.
+
+def require_patient(principal: Principal) -> None:
+    if principal.role != "patient":
+        raise forbidden("forbidden_role", "Only a patient can do this.")
+
+
+def require_clinician(principal: Principal) -> None:
+    if principal.role != "doctor":
+        raise forbidden("forbidden_role", "Only a doctor can do this.")
+    refuse_unapproved_doctor(principal)

@@ -15,14 +15,16 @@ from typing import Any
 import socketio
 
 from auth.audit import AuditContext
+from auth.authz import refuse_unapproved_doctor
 from auth.principal import Principal
 from auth.service import AuthService
 from chat import validation
+from chat.access import require_clinician
 from chat.broadcast import QueueBroadcaster, queue_message
 from chat.outcomes import validation as outcome_validation
 from chat.presence import DoctorPresence
 from chat.realtime import NAMESPACE, QUEUE_ROOM, consultation_room, user_room
-from chat.service import ChatService, require_clinician
+from chat.service import ChatService
 from store.connections import Stores
 from store.errors import (
     DomainError,
@@ -114,10 +116,12 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         except DomainError as exc:
             code = "token_expired" if exc.code == "token_expired" else "token_invalid"
             raise socketio.exceptions.ConnectionRefusedError(exc.detail, {"code": code, "detail": exc.detail}) from None
-        if principal.role == "doctor" and not principal.approved:
+        try:
+            refuse_unapproved_doctor(principal)
+        except DomainError as exc:
+            # The connect refusal's own code (docs/realtime-api.md), as for the token codes above.
             raise socketio.exceptions.ConnectionRefusedError(
-                "account pending", {"code": "account_pending",
-                                    "detail": "An admin has not approved this doctor account yet."})
+                "account pending", {"code": "account_pending", "detail": exc.detail}) from None
         request = environ.get("aiohttp.request")
         connection = Connection(sid, principal, request.remote if request is not None else None)
         self._connections[sid] = connection
@@ -309,20 +313,20 @@ class ConsultationNamespace(socketio.AsyncNamespace):
     async def _appointment_propose(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")
         slots = validation.slots(payload)
-        return {"appointment": await self._service.propose_appointment(principal, self._ctx(sid),
-                                                                       consultation_id, slots)}
+        return {"appointment": await self._service.appointments.propose(principal, self._ctx(sid),
+                                                                        consultation_id, slots)}
 
     async def _appointment_confirm(self, sid: str, principal: Principal, payload: dict) -> dict:
         appointment_id = validation.get_uuid(payload, "appointment_id")
         slot_id = validation.get_uuid(payload, "slot_id")
-        return {"appointment": await self._service.confirm_appointment(principal, self._ctx(sid),
-                                                                       appointment_id, slot_id)}
+        return {"appointment": await self._service.appointments.confirm(principal, self._ctx(sid),
+                                                                        appointment_id, slot_id)}
 
     async def _appointment_decline(self, sid: str, principal: Principal, payload: dict) -> dict:
         appointment_id = validation.get_uuid(payload, "appointment_id")
         reason = validation.optional_reason(payload)
-        return {"appointment": await self._service.decline_appointment(principal, self._ctx(sid),
-                                                                       appointment_id, reason)}
+        return {"appointment": await self._service.appointments.decline(principal, self._ctx(sid),
+                                                                        appointment_id, reason)}
 
 
 def _error(exc: DomainError) -> dict[str, Any]:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from auth.authz import authenticate
+from auth.authz import authenticate, refuse_unapproved_doctor
 from auth.context import audit_context
 from auth.principal import Principal
 from chat.access import authorize_consultation
@@ -31,6 +32,7 @@ from store.errors import (
     not_found,
     unprocessable,
 )
+from store.http_input import path_id
 from triage import bands, intake, store, views
 from triage.config import TriageConfig
 
@@ -39,13 +41,6 @@ TEXT_FIELDS = ("body_site", "tag")
 MAX_TEXT_FIELD_BYTES = 1024
 READ_CHUNK_BYTES = 256 * 1024
 OPEN_STATES = ("waiting", "active")
-
-
-def _uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info[name])
-    except ValueError:
-        raise not_found(f"{what}_not_found", f"No such {what}.") from None
 
 
 def _too_large(max_bytes: int) -> DomainError:
@@ -133,7 +128,7 @@ class PhotoRoutes:
 
     async def upload(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
-        consultation_id = _uuid(request, "consultation_id", "consultation")
+        consultation_id = path_id(request, "consultation_id")
         async with self._stores.pool.acquire() as conn:
             await self._authorize_upload(conn, principal, consultation_id)
         cfg = self._config
@@ -162,25 +157,31 @@ class PhotoRoutes:
             raise conflict("wrong_state", "Photos can only be added to a waiting or active consultation.")
 
     async def list_photos(self, request: web.Request) -> web.Response:
-        principal = await authenticate(request)
-        consultation_id = _uuid(request, "consultation_id", "consultation")
-        async with self._stores.pool.acquire() as conn, conn.transaction():
-            consultation = await authorize_consultation(conn, principal, consultation_id, action="summary")
-            rows = await store.list_photos(conn, consultation_id)
-            await audit_context(request).record(conn, "photo.list", "consultation", consultation_id)
-        audience = _audience(principal, consultation)
+        _, audience, rows = await self._summary_read(request, "photo.list", store.list_photos)
         return web.json_response({"photos": [views.photo_view(row, audience) for row in rows]})
 
     async def get_triage(self, request: web.Request) -> web.Response:
+        async def summary_and_counts(conn, consultation_id: uuid.UUID) -> tuple:
+            return (await store.get_consultation_triage(conn, consultation_id),
+                    await store.photo_status_counts(conn, consultation_id))
+
+        consultation, audience, (summary, counts) = await self._summary_read(request, "triage.read",
+                                                                             summary_and_counts)
+        return web.json_response(views.triage_view(summary, counts, audience, dict(consultation)))
+
+    async def _summary_read(self, request: web.Request, action: str,
+                            read: Callable[[Any, uuid.UUID], Awaitable[Any]]) -> tuple[Any, str, Any]:
+        """A read of the path's consultation at `summary` access, audited in the same transaction.
+
+        Returns the consultation, the caller's audience for it and what `read` returned.
+        """
         principal = await authenticate(request)
-        consultation_id = _uuid(request, "consultation_id", "consultation")
+        consultation_id = path_id(request, "consultation_id")
         async with self._stores.pool.acquire() as conn, conn.transaction():
             consultation = await authorize_consultation(conn, principal, consultation_id, action="summary")
-            summary = await store.get_consultation_triage(conn, consultation_id)
-            counts = await store.photo_status_counts(conn, consultation_id)
-            await audit_context(request).record(conn, "triage.read", "consultation", consultation_id)
-        return web.json_response(views.triage_view(summary, counts, _audience(principal, consultation),
-                                                   dict(consultation)))
+            result = await read(conn, consultation_id)
+            await audit_context(request).record(conn, action, "consultation", consultation_id)
+        return consultation, _audience(principal, consultation), result
 
     async def get_image(self, request: web.Request) -> web.Response:
         return await self._photo_bytes(request, "image")
@@ -193,7 +194,8 @@ class PhotoRoutes:
 
     async def _photo_bytes(self, request: web.Request, variant: str) -> web.Response:
         principal = await authenticate(request)
-        photo_id = _uuid(request, "photo_id", "photo")
+        refuse_unapproved_doctor(principal)  # before the photo is looked up: its existence stays unknown
+        photo_id = path_id(request, "photo_id")
         async with self._stores.pool.acquire() as conn, conn.transaction():
             consultation_id = await store.get_photo_consultation(conn, photo_id)
             consultation = await self._authorize_photo_read(conn, principal, consultation_id, variant)

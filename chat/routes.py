@@ -1,23 +1,18 @@
 """HTTP routes for consultations, the queue, messages, appointments and doctors' presence (see chat/openapi.json)."""
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from aiohttp import web
 
 from auth.authz import authenticate, require_role
 from auth.context import audit_context
-from auth.routes import read_json
 from chat import validation
 from chat.outcomes import validation as outcome_validation
 from chat.service import ChatService
 from store.errors import unprocessable
+from store.http_input import path_id, read_json
 from store.payloads import get_choice, get_int, get_query_int
-
-
-def _path_id(request: web.Request, name: str) -> uuid.UUID:
-    return validation.parse_uuid(request.match_info[name], name)
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -71,18 +66,18 @@ class ChatRoutes:
 
     async def get_consultation(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
-        consultation_id = _path_id(request, "consultation_id")
+        consultation_id = path_id(request, "consultation_id")
         return _json(await self._service.get_consultation(principal, audit_context(request), consultation_id))
 
     async def cancel(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "patient")
-        consultation_id = _path_id(request, "consultation_id")
+        consultation_id = path_id(request, "consultation_id")
         reason = validation.optional_reason(await self._optional_body(request))
         return _json(await self._service.cancel(principal, audit_context(request), consultation_id, reason))
 
     async def take(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")
-        consultation_id = _path_id(request, "consultation_id")
+        consultation_id = path_id(request, "consultation_id")
         return _json(await self._service.take(principal, audit_context(request), consultation_id))
 
     async def take_next(self, request: web.Request) -> web.Response:
@@ -91,14 +86,14 @@ class ChatRoutes:
 
     async def transfer(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")
-        consultation_id = _path_id(request, "consultation_id")
+        consultation_id = path_id(request, "consultation_id")
         reason, to_doctor_id = validation.transfer(await self._body(request))
         return _json(await self._service.transfer(principal, audit_context(request), consultation_id, reason,
                                                   to_doctor_id))
 
     async def resolve(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")
-        consultation_id = _path_id(request, "consultation_id")
+        consultation_id = path_id(request, "consultation_id")
         payload = await self._body(request)
         outcome, note = validation.resolution(payload)
         diagnosis = outcome_validation.working_diagnosis(payload)
@@ -107,7 +102,7 @@ class ChatRoutes:
 
     async def messages(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
-        consultation_id = _path_id(request, "consultation_id")
+        consultation_id = path_id(request, "consultation_id")
         after_seq = get_query_int(request.query, "after_seq", minimum=0, maximum=2**62)
         before_seq = get_query_int(request.query, "before_seq", minimum=1, maximum=2**62)
         if after_seq is not None and before_seq is not None:
@@ -119,7 +114,7 @@ class ChatRoutes:
 
     async def send_message(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "patient", "doctor")
-        consultation_id = _path_id(request, "consultation_id")
+        consultation_id = path_id(request, "consultation_id")
         client_msg_id, body = validation.message_fields(await self._body(request),
                                                         self._service.config.max_message_chars)
         message, duplicate = await self._service.send_message(principal, audit_context(request), consultation_id,
@@ -128,10 +123,10 @@ class ChatRoutes:
 
     async def propose_appointment(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")
-        consultation_id = _path_id(request, "consultation_id")
+        consultation_id = path_id(request, "consultation_id")
         slots = validation.slots(await self._body(request))
-        return _json(await self._service.propose_appointment(principal, audit_context(request), consultation_id,
-                                                             slots), 201)
+        return _json(await self._service.appointments.propose(principal, audit_context(request), consultation_id,
+                                                              slots), 201)
 
     async def queue(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")
@@ -139,21 +134,21 @@ class ChatRoutes:
 
     async def list_appointments(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
-        return _json({"appointments": await self._service.list_appointments(principal, audit_context(request))})
+        return _json({"appointments": await self._service.appointments.list_for(principal, audit_context(request))})
 
     async def confirm_appointment(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "patient")
-        appointment_id = _path_id(request, "appointment_id")
+        appointment_id = path_id(request, "appointment_id")
         slot_id = validation.get_uuid(await self._body(request), "slot_id")
-        return _json(await self._service.confirm_appointment(principal, audit_context(request), appointment_id,
-                                                             slot_id))
+        return _json(await self._service.appointments.confirm(principal, audit_context(request), appointment_id,
+                                                              slot_id))
 
     async def decline_appointment(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "patient")
-        appointment_id = _path_id(request, "appointment_id")
+        appointment_id = path_id(request, "appointment_id")
         reason = validation.optional_reason(await self._optional_body(request))
-        return _json(await self._service.decline_appointment(principal, audit_context(request), appointment_id,
-                                                             reason))
+        return _json(await self._service.appointments.decline(principal, audit_context(request), appointment_id,
+                                                              reason))
 
     async def doctor_status(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")
@@ -166,6 +161,6 @@ class ChatRoutes:
 
     async def set_capacity(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "admin")
-        doctor_id = _path_id(request, "doctor_id")
+        doctor_id = path_id(request, "doctor_id")
         capacity = get_int(await self._body(request), "capacity", minimum=0, maximum=20)
         return _json(await self._service.set_capacity(principal, audit_context(request), doctor_id, capacity))

@@ -16,13 +16,14 @@ from auth import store as auth_store
 from auth.audit import AuditContext
 from auth.principal import Principal
 from chat import serialize
-from chat.access import authorize_consultation
+from chat.access import authorize_consultation, require_clinician, require_patient
+from chat.appointment_service import AppointmentService
 from chat.config import ChatConfig
 from chat.messages import MessageWriter
 from chat.outcomes import store as outcomes_store
 from chat.outcomes.validation import WorkingDiagnosis
 from chat.realtime import QUEUE_ROOM, QueueNotifier, consultation_room, move_users, user_room
-from chat.store import appointments, consultations, doctors, pairing, waiting_queue
+from chat.store import consultations, doctors, pairing, waiting_queue
 from chat.store import messages as message_store
 from chat.store.messages import PendingMessage
 from chat.validation import NewConsultation
@@ -30,18 +31,6 @@ from store.connections import Stores
 from store.errors import conflict, forbidden, not_found
 
 log = logging.getLogger(__name__)
-
-
-def require_patient(principal: Principal) -> None:
-    if principal.role != "patient":
-        raise forbidden("forbidden_role", "Only a patient can do this.")
-
-
-def require_clinician(principal: Principal) -> None:
-    if principal.role != "doctor":
-        raise forbidden("forbidden_role", "Only a doctor can do this.")
-    if not principal.approved:
-        raise forbidden("doctor_not_approved", "An admin has not approved this doctor account yet.")
 
 
 class ChatService:
@@ -52,6 +41,7 @@ class ChatService:
         self._server = server
         self.notifier = QueueNotifier(server)
         self._writer = writer
+        self.appointments = AppointmentService(stores, config, server)
         self._drain_lock = asyncio.Lock()
         self._pushes: set[asyncio.Task] = set()
 
@@ -238,52 +228,6 @@ class ChatService:
         await self._server.emit("read", {"consultation_id": str(consultation_id), "user_id": str(principal.user_id),
                                          "read_seq": read_seq}, room=consultation_room(consultation_id))
         return read_seq
-
-    # ---- appointments -----------------------------------------------------------------------
-
-    async def propose_appointment(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
-                                  slots: list[appointments.SlotRequest]) -> dict[str, Any]:
-        async with self.pool.acquire() as conn:
-            consultation = await authorize_consultation(conn, principal, consultation_id, action="appoint")
-            if consultation["state"] != "active":
-                raise conflict("wrong_state", "Appointments can be proposed only in an active consultation.")
-            await doctors.ensure_doctor(conn, principal.user_id, self.config.doctor_capacity)
-            row, slot_rows = await appointments.propose_appointment_txn(conn, consultation=consultation, slots=slots,
-                                                                  ctx=ctx)
-        return await self._appointment_changed(row, slot_rows)
-
-    async def confirm_appointment(self, principal: Principal, ctx: AuditContext, appointment_id: uuid.UUID,
-                                  slot_id: uuid.UUID) -> dict[str, Any]:
-        require_patient(principal)
-        async with self.pool.acquire() as conn:
-            row, slot_rows = await appointments.confirm_appointment_txn(conn, appointment_id=appointment_id,
-                                                                  patient_id=principal.user_id, slot_id=slot_id,
-                                                                  ctx=ctx)
-        return await self._appointment_changed(row, slot_rows)
-
-    async def decline_appointment(self, principal: Principal, ctx: AuditContext, appointment_id: uuid.UUID,
-                                  reason: str | None) -> dict[str, Any]:
-        require_patient(principal)
-        async with self.pool.acquire() as conn:
-            row, slot_rows = await appointments.decline_appointment_txn(conn, appointment_id=appointment_id,
-                                                                  patient_id=principal.user_id, reason=reason,
-                                                                  ctx=ctx)
-        return await self._appointment_changed(row, slot_rows)
-
-    async def list_appointments(self, principal: Principal, ctx: AuditContext) -> list[dict[str, Any]]:
-        if principal.role == "doctor":
-            require_clinician(principal)
-        elif principal.role != "patient":
-            raise forbidden("forbidden_role", "Only patients and doctors have appointments.")
-        async with self.pool.acquire() as conn:
-            found = await appointments.list_appointments_txn(conn, user_id=principal.user_id, ctx=ctx)
-        return [serialize.appointment(row, slots) for row, slots in found]
-
-    async def _appointment_changed(self, row: asyncpg.Record, slot_rows: list) -> dict[str, Any]:
-        body = serialize.appointment(row, slot_rows)
-        await self._server.emit("appointment:updated", {"appointment": body},
-                                room=[user_room(row["patient_id"]), user_room(row["doctor_id"])])
-        return body
 
     # ---- doctors ----------------------------------------------------------------------------
 

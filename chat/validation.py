@@ -17,6 +17,7 @@ from store.payloads import (
     get_int,
     get_list,
     get_str,
+    get_uuid,
     parse_timestamp,
     require_object,
 )
@@ -51,24 +52,6 @@ def event_payload(event: str, data: tuple[Any, ...], max_message_chars: int) -> 
     the future, a token of the same user).
     """
     return contract.check_event(event, data[0] if data else {}, max_message_chars)
-
-
-def get_uuid(payload: dict[str, Any], name: str, *, required: bool = True) -> uuid.UUID | None:
-    raw = get_str(payload, name, required=required, max_len=64)
-    if raw is None:
-        return None
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise unprocessable("invalid_field", f"'{name}' must be a UUID.", field=name) from None
-
-
-def parse_uuid(raw: str, name: str) -> uuid.UUID:
-    """A UUID from a URL path segment; a malformed one names nothing that exists."""
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise unprocessable("invalid_field", f"'{name}' must be a UUID.", field=name) from None
 
 
 def new_consultation(payload: Any) -> NewConsultation:

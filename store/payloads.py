@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -107,6 +108,20 @@ def _storable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def get_uuid(payload: dict[str, Any], name: str, *, required: bool = True) -> uuid.UUID | None:
+    """A UUID field of a body or query string; a malformed one is an invalid field (422).
+
+    (An id in the URL path answers 404 instead: see store.http_input.path_id.)
+    """
+    raw = get_str(payload, name, required=required, max_len=64)
+    if raw is None:
+        return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise unprocessable("invalid_field", f"'{name}' must be a UUID.", field=name) from None
 
 
 def get_query_int(query: Mapping[str, str], name: str, *, minimum: int, maximum: int,

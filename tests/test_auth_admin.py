@@ -67,7 +67,7 @@ async def test_approving_what_is_not_a_pending_doctor(client):
     patient = await register(client, "pat@example.com")
     for target, status, code in ((patient["id"], 404, "doctor_not_found"),
                                  (str(uuid.uuid4()), 404, "doctor_not_found"),
-                                 ("not-a-uuid", 422, "invalid_field")):
+                                 ("not-a-uuid", 404, "doctor_not_found")):
         response = await client.post(f"/api/v1/admin/doctors/{target}/approve", headers=bearer(admin))
         assert response.status == status and (await response.json())["code"] == code
 

@@ -100,7 +100,7 @@ async def test_authorisation_matrix(client):
 async def test_require_role_keeps_pending_doctors_from_clinical_work(aiohttp_client, settings):
     async def clinical(request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")
-        return web.json_response({"clinician": principal.is_clinician})
+        return web.json_response({"approved": principal.approved})
 
     async def shared_with_patients(request: web.Request) -> web.Response:
         await require_role(request, "patient", "doctor")
@@ -119,7 +119,7 @@ async def test_require_role_keeps_pending_doctors_from_clinical_work(aiohttp_cli
         refused = await client.get(path, headers=bearer(pending))
         assert refused.status == 403 and (await refused.json())["code"] == "doctor_not_approved"
     ok = await client.get("/test/clinical", headers=bearer(doctor))
-    assert ok.status == 200 and (await ok.json()) == {"clinician": True}
+    assert ok.status == 200 and (await ok.json()) == {"approved": True}
     for tokens in (patient, admin):
         refused = await client.get("/test/clinical", headers=bearer(tokens))
         assert refused.status == 403 and (await refused.json())["code"] == "forbidden_role"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import replace
 
 from auth import AUTH_SERVICE
@@ -75,11 +76,18 @@ async def test_pending_doctor_and_admin_get_nothing_clinical(node):
     pending = await make_user(node, "doctor", approved=False)
     refusal = await connect_refusal(node, {"token": pending.token})
     assert refusal["data"]["code"] == "account_pending"
-    for method, path in [("GET", "/api/v1/queue"), ("POST", "/api/v1/queue/take-next"),
-                         ("GET", f"/api/v1/consultations/{case['id']}"),
-                         ("GET", f"/api/v1/consultations/{case['id']}/messages")]:
-        response = await node.client.request(method, path, headers=pending.headers)
-        assert response.status in (403, 404), (method, path, response.status)
+    # The same answer for a real case and an unknown one: a pending doctor learns nothing from ids.
+    for case_id in (case["id"], str(uuid.uuid4())):
+        for method, path in [("GET", "/api/v1/queue"), ("POST", "/api/v1/queue/take-next"),
+                             ("GET", f"/api/v1/consultations/{case_id}"),
+                             ("GET", f"/api/v1/consultations/{case_id}/messages"),
+                             ("GET", f"/api/v1/consultations/{case_id}/photos"),
+                             ("GET", f"/api/v1/consultations/{case_id}/outcome"),
+                             ("GET", f"/api/v1/photos/{case_id}/thumbnail"),
+                             ("GET", "/api/v1/outcomes/performance")]:
+            response = await node.client.request(method, path, headers=pending.headers)
+            code = (await response.json())["code"]
+            assert (response.status, code) == (403, "doctor_not_approved"), (method, path, response.status, code)
     admin = await make_user(node, "admin")
     for path in (f"/api/v1/consultations/{case['id']}", "/api/v1/queue",
                  f"/api/v1/consultations/{case['id']}/messages"):

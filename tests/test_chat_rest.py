@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import datetime, timedelta, timezone
 
 from tests.test_chat_support import make_user, open_case
@@ -34,7 +35,7 @@ async def test_list_cancel_and_read_own_consultations(node):
     waiting = await (await node.client.get("/api/v1/consultations?state=waiting", headers=patient.headers)).json()
     assert [c["id"] for c in waiting["consultations"]] == [second["id"]]
     bad = await node.client.get("/api/v1/consultations/not-a-uuid", headers=patient.headers)
-    assert bad.status == 422 and bad.content_type == "application/problem+json"
+    assert bad.status == 404 and bad.content_type == "application/problem+json"
     anonymous = await node.client.get("/api/v1/consultations")
     assert anonymous.status == 401
 
@@ -137,3 +138,21 @@ async def test_availability_and_capacity_routes(node):
     response = await node.client.put(f"/api/v1/doctors/{doctor.id}/capacity", headers=admin.headers,
                                      json={"capacity": 2})
     assert (await response.json())["capacity"] == 2
+
+
+async def test_a_malformed_path_id_answers_like_an_unknown_one(node):
+    """404 `<thing>_not_found` either way, so a caller cannot tell a bad id from one that does not exist."""
+    patient, doctor = await make_user(node, "patient"), await make_user(node, "doctor")
+    admin = await make_user(node, "admin")
+    for who, method, path, code in (
+            (patient, "GET", "/api/v1/consultations/{}", "consultation_not_found"),
+            (doctor, "POST", "/api/v1/consultations/{}/take", "consultation_not_found"),
+            (patient, "GET", "/api/v1/consultations/{}/outcome", "consultation_not_found"),
+            (patient, "GET", "/api/v1/consultations/{}/photos", "consultation_not_found"),
+            (patient, "GET", "/api/v1/photos/{}/thumbnail", "photo_not_found"),
+            (patient, "POST", "/api/v1/appointments/{}/decline", "appointment_not_found"),
+            (admin, "POST", "/api/v1/admin/doctors/{}/approve", "doctor_not_found")):
+        for target in ("not-a-uuid", str(uuid.uuid4())):
+            response = await node.client.request(method, path.format(target), headers=who.headers, json={})
+            body = await response.json()
+            assert (response.status, body["code"]) == (404, code), (path, target, body)

@@ -72,7 +72,7 @@ async def test_only_the_treating_doctor_or_an_admin_enters_results(node, db):
     today = date.today().isoformat()
     entry = {"diagnosis": "bcc", "reported_on": today}
 
-    for user, status in ((patient, 403), (other_doctor, 404), (pending, 404)):
+    for user, status in ((patient, 403), (other_doctor, 404), (pending, 403)):  # pending: doctor_not_approved
         response = await node.client.post(_histology_url(case_id), headers=user.headers, json=entry)
         assert response.status == status, (user.role, await response.text())
         read = await node.client.get(f"/api/v1/consultations/{case_id}/outcome", headers=user.headers)

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
 from store.errors import DomainError
-from store.payloads import get_query_int, get_str, parse_json_object
+from store.payloads import get_query_int, get_str, get_uuid, parse_json_object
 
 
 @pytest.mark.parametrize("text", ["nul\u0000inside", "lone \ud800 surrogate"])
@@ -32,3 +33,13 @@ def test_query_int_out_of_bounds_or_not_a_number(raw):
     with pytest.raises(DomainError) as error:
         get_query_int({"limit": raw}, "limit", minimum=1, maximum=100)
     assert error.value.code == "invalid_field"
+
+
+def test_uuid_field_in_a_body():
+    value = uuid.uuid4()
+    assert get_uuid({"slot_id": str(value)}, "slot_id") == value
+    assert get_uuid({}, "slot_id", required=False) is None
+    for payload in ({"slot_id": "not-a-uuid"}, {"slot_id": 7}, {}):
+        with pytest.raises(DomainError) as error:
+            get_uuid(payload, "slot_id")
+        assert (error.value.status, error.value.extra["field"]) == (422, "slot_id")

@@ -2,21 +2,14 @@
 the cases waiting for one, and the performance figures."""
 from __future__ import annotations
 
-import uuid
-
 from aiohttp import web
 
 from auth.authz import authenticate, require_role
 from auth.context import audit_context
-from auth.routes import read_json
 from chat.outcomes import validation
 from chat.outcomes.service import OutcomesService
-from chat.validation import parse_uuid
+from store.http_input import path_id, read_json
 from store.payloads import get_query_int
-
-
-def _path_id(request: web.Request) -> uuid.UUID:
-    return parse_uuid(request.match_info["consultation_id"], "consultation_id")
 
 
 class OutcomeRoutes:
@@ -33,12 +26,12 @@ class OutcomeRoutes:
 
     async def outcome(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
-        consultation_id = _path_id(request)
+        consultation_id = path_id(request, "consultation_id")
         return web.json_response(await self._service.outcome(principal, audit_context(request), consultation_id))
 
     async def add_histopathology(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
-        consultation_id = _path_id(request)
+        consultation_id = path_id(request, "consultation_id")
         entry = validation.histopathology(await read_json(request, self._max_json_bytes))
         body = await self._service.add_histopathology(principal, audit_context(request), consultation_id, entry)
         return web.json_response(body, status=201)

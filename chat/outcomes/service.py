@@ -15,6 +15,7 @@ import asyncpg
 import prometheus_client
 
 from auth.audit import AuditContext
+from auth.authz import refuse_unapproved_doctor
 from auth.principal import Principal
 from chat.outcomes import store
 from chat.outcomes.config import OutcomesConfig
@@ -34,20 +35,19 @@ SCREENING_NOTE = ("Figures of a screening aid on this clinic's confirmed cases; 
 
 def require_outcome_viewer(principal: Principal) -> None:
     """The performance figures and the cases waiting for results: admins and approved doctors."""
-    if principal.role == "admin" or principal.is_clinician:
-        return
-    if principal.role == "doctor":
-        raise forbidden("doctor_not_approved", "An admin has not approved this doctor account yet.")
-    raise forbidden("forbidden_role", "Only doctors and admins can see outcomes.")
+    if principal.role not in ("doctor", "admin"):
+        raise forbidden("forbidden_role", "Only doctors and admins can see outcomes.")
+    refuse_unapproved_doctor(principal)
 
 
 def check_outcome_access(row: asyncpg.Record | None, principal: Principal) -> asyncpg.Record:
     """A case's outcome record: the doctor who treated it, or an admin. Others may not learn it exists."""
+    refuse_unapproved_doctor(principal)
     if row is None:
         raise not_found("consultation_not_found", "No such consultation.")
     if principal.role == "admin":
         return row
-    if principal.is_clinician and row["doctor_id"] == principal.user_id:
+    if principal.role == "doctor" and row["doctor_id"] == principal.user_id:
         return row
     if principal.role == "patient" and row["patient_id"] == principal.user_id:
         raise forbidden("forbidden", "Outcomes are entered by the treating doctor or an admin.")

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
-from chat.validation import get_uuid
 from store.errors import unprocessable
-from store.payloads import get_bool, get_choice, get_str
+from store.payloads import get_bool, get_choice, get_str, get_uuid
 
 # The classifier's seven classes (jax_models.data.CLASS_NAMES) plus squamous cell carcinoma and "other".
 FINDINGS = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc", "scc", "other")

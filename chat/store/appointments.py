@@ -58,15 +58,21 @@ async def propose_appointment_txn(conn: asyncpg.Connection, *, consultation: asy
         return await appointment_with_slots(conn, appointment["id"])
 
 
+async def _lock_proposal(conn: asyncpg.Connection, appointment_id: uuid.UUID,
+                         patient_id: uuid.UUID) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+    """The patient's appointment, locked, while it still waits for their answer; else 404 or 409."""
+    found = await appointment_with_slots(conn, appointment_id, for_update=True)
+    if found is None or found[0]["patient_id"] != patient_id:
+        raise not_found("appointment_not_found", "No such appointment.")
+    if found[0]["state"] != "proposed":
+        raise conflict("wrong_state", f"This appointment is already {found[0]['state']}.")
+    return found
+
+
 async def confirm_appointment_txn(conn: asyncpg.Connection, *, appointment_id: uuid.UUID, patient_id: uuid.UUID,
                                   slot_id: uuid.UUID, ctx: AuditContext) -> tuple[asyncpg.Record, list]:
     async with conn.transaction():
-        found = await appointment_with_slots(conn, appointment_id, for_update=True)
-        if found is None or found[0]["patient_id"] != patient_id:
-            raise not_found("appointment_not_found", "No such appointment.")
-        appointment, slots = found
-        if appointment["state"] != "proposed":
-            raise conflict("wrong_state", f"This appointment is already {appointment['state']}.")
+        appointment, slots = await _lock_proposal(conn, appointment_id, patient_id)
         slot = next((s for s in slots if s["id"] == slot_id), None)
         if slot is None:
             raise unprocessable("invalid_field", "'slot_id' is not one of this appointment's slots.", field="slot_id")
@@ -84,11 +90,7 @@ async def confirm_appointment_txn(conn: asyncpg.Connection, *, appointment_id: u
 async def decline_appointment_txn(conn: asyncpg.Connection, *, appointment_id: uuid.UUID, patient_id: uuid.UUID,
                                   reason: str | None, ctx: AuditContext) -> tuple[asyncpg.Record, list]:
     async with conn.transaction():
-        found = await appointment_with_slots(conn, appointment_id, for_update=True)
-        if found is None or found[0]["patient_id"] != patient_id:
-            raise not_found("appointment_not_found", "No such appointment.")
-        if found[0]["state"] != "proposed":
-            raise conflict("wrong_state", f"This appointment is already {found[0]['state']}.")
+        await _lock_proposal(conn, appointment_id, patient_id)
         await conn.execute(
             """UPDATE appointments SET state = 'declined', decline_reason = $2, responded_at = now()
                WHERE id = $1""", appointment_id, reason)
