@@ -61,8 +61,8 @@ def from_thresholds(thresholds: Mapping[str, float]) -> Bands:
       raise ValueError(f'band name {name!r} must be a lower-case identifier')
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
       raise ValueError(f'the threshold of band {name!r} must be a probability, not {value}')
-  if len(set(values.values())) != len(values):
-    raise ValueError('two bands share a threshold: their order would be undefined')
+  # A recalibration on few cases may give two bands one threshold; the checkpoint lists the more severe
+  # first and the sort is stable, so that one takes every such score and the other stays empty.
   return Bands(tuple(sorted(values.items(), key=lambda item: item[1], reverse=True)))
 
 
