@@ -8,8 +8,9 @@ from pathlib import Path
 from aiohttp import web
 
 from auth.audit_chain import keep_checkpointing, load_audit_key
+from auth.context import AUTH_SERVICE
 from auth.routes import AuthRoutes
-from auth.service import AUTH_SERVICE, AuthService
+from auth.service import AuthService
 from auth.tokens import AccessTokens, load_signing_key
 from store.connections import Stores
 from store.migrations import Migration, discover

@@ -4,21 +4,19 @@ Rows are append-only (the runtime role may only SELECT and INSERT, and a trigger
 refuses UPDATE, DELETE and TRUNCATE to anyone) and hash-chained by the database;
 servers sign the chain's head at intervals with a key the database never holds
 (auth/audit_chain.py), so `skindoc audit verify` can name the first row altered
-behind the application's back. Call `record` inside the transaction
+behind the application's back. Call `AuditContext.record` inside the transaction
 that makes the change, so the change and its audit row commit together. The
 chain lock is held until that transaction ends: keep such transactions short.
 """
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
-from aiohttp import web
 
 from auth import store
-from auth.context import PRINCIPAL, REQUEST_ID
 from auth.principal import Principal
 
 
@@ -33,14 +31,38 @@ class AuditEntry:
     details: dict | None = None
 
 
-async def record(conn: asyncpg.Connection, *, actor: Principal | None, action: str, subject_type: str,
-                 subject_id: str | None, client_ip: str | None = None, request_id: str | None = None,
-                 details: dict | None = None) -> None:
-    await record_many(conn, [AuditEntry(actor, action, subject_type, subject_id, client_ip, request_id, details)])
+@dataclass(frozen=True)
+class AuditContext:
+    """Who causes a change and from where: the one actor type every domain passes down, built from a
+    request by auth.context.audit_context (or by hand for the command line and background work)."""
+    actor: Principal | None
+    client_ip: str | None = None
+    request_id: str | None = None
+
+    def __post_init__(self) -> None:
+        # Cleaned once here, not per audit row: a chat connection's context serves every message it sends.
+        object.__setattr__(self, "client_ip", valid_ip(self.client_ip))
+        object.__setattr__(self, "request_id", printable(self.request_id))
+
+    def as_actor(self, actor: Principal | None) -> AuditContext:
+        """The same origin acting as someone else (a sign-in acts as the account it has just opened)."""
+        return replace(self, actor=actor)
+
+    def entry(self, action: str, subject_type: str, subject_id: Any, details: dict | None = None) -> AuditEntry:
+        return AuditEntry(self.actor, action, subject_type, str(subject_id) if subject_id is not None else None,
+                          self.client_ip, self.request_id, details)
+
+    async def record(self, conn: asyncpg.Connection, action: str, subject_type: str, subject_id: Any,
+                     details: dict | None = None) -> None:
+        """One audit row, inside the caller's transaction."""
+        await record_many(conn, [self.entry(action, subject_type, subject_id, details)])
 
 
 async def record_many(conn: asyncpg.Connection, entries: list[AuditEntry]) -> None:
-    """Records several entries in one round trip, in order (a group commit's messages, say)."""
+    """Records several entries in one round trip, in order (a group commit's messages, say): the one path
+    by which every audit row of every domain is written."""
+    if not entries:
+        return  # no round trip, and no wait for the chain's lock
     await store.insert_audit_entries(conn, [
         {
             "actor_id": entry.actor.user_id if entry.actor else None,
@@ -54,14 +76,6 @@ async def record_many(conn: asyncpg.Connection, entries: list[AuditEntry]) -> No
         }
         for entry in entries
     ])
-
-
-async def record_for_request(conn: asyncpg.Connection, request: web.Request, action: str, subject_type: str,
-                             subject_id: str | None, details: dict | None = None) -> None:
-    """Records with the request's caller (if authenticated), client address and request id."""
-    await record(conn, actor=request.get(PRINCIPAL), action=action, subject_type=subject_type,
-                 subject_id=subject_id, client_ip=request.remote, request_id=request.get(REQUEST_ID),
-                 details=details)
 
 
 def valid_ip(value: str | None) -> str | None:

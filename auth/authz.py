@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from auth.context import PRINCIPAL
+from auth.context import AUTH_SERVICE, PRINCIPAL
 from auth.principal import Principal
-from auth.service import AUTH_SERVICE
 from store.errors import forbidden, unauthorized
 
 

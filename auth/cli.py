@@ -7,9 +7,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from auth import build_service
+from auth.audit import AuditContext
 from auth.audit_chain import load_audit_key
 from auth.routes import MAX_NAME_LENGTH, normalise_email, unshowable
-from auth.service import Origin
 from store.connections import Stores
 from store.errors import DomainError
 
@@ -82,7 +82,7 @@ def _approve_doctor(args: argparse.Namespace, settings):
         if user is None:
             return _fail(f"No account matches {args.doctor!r}.")
         try:
-            user = await service.approve_doctor(user.id, actor=None, origin=Origin(request_id="cli"))
+            user = await service.approve_doctor(user.id, ctx=AuditContext(None, request_id="cli"))
         except DomainError as exc:
             return _fail(exc.detail)
         print(f"doctor approved: {user.email} ({user.id})")

@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from auth.authz import authenticate, require_role
-from auth.context import REQUEST_ID
-from auth.service import AUTH_SERVICE, AuthService, Origin
+from auth.context import AUTH_SERVICE, audit_context
+from auth.service import AuthService
 from auth.store import AuditQuery
 from store import payloads
 from store.errors import unprocessable
@@ -39,10 +39,6 @@ def unshowable(text: str) -> str | None:
 
 def _service(request: web.Request) -> AuthService:
     return request.config_dict[AUTH_SERVICE]
-
-
-def _origin(request: web.Request) -> Origin:
-    return Origin(client_ip=request.remote, request_id=request.get(REQUEST_ID))
 
 
 def _text(payload: dict[str, Any], name: str, *, shown_to_people: bool = False, **limits: Any) -> str | None:
@@ -104,7 +100,7 @@ class AuthRoutes:
         name = _name(payload, required=True)
         role = payloads.get_choice(payload, "role", ("patient", "doctor"), required=False, default="patient")
         user = await _service(request).register(email=email, password=password, name=name, role=role,
-                                                origin=_origin(request))
+                                                ctx=audit_context(request))
         return web.json_response({"user": user.as_json()}, status=201)
 
     async def login(self, request: web.Request) -> web.Response:
@@ -112,18 +108,18 @@ class AuthRoutes:
         email = _email(payload)
         password = _password(payload)
         return web.json_response(await _service(request).login(email=email, password=password,
-                                                                origin=_origin(request)))
+                                                                ctx=audit_context(request)))
 
     async def refresh(self, request: web.Request) -> web.Response:
         payload = await self._body(request)
         token = _text(payload, "refresh_token", min_len=1, max_len=MAX_TOKEN_LENGTH)
-        return web.json_response(await _service(request).refresh(token, origin=_origin(request)))
+        return web.json_response(await _service(request).refresh(token, ctx=audit_context(request)))
 
     async def logout(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
         payload = await self._body(request)
         token = _text(payload, "refresh_token", min_len=1, max_len=MAX_TOKEN_LENGTH)
-        await _service(request).logout(principal, token, origin=_origin(request))
+        await _service(request).logout(principal, token, ctx=audit_context(request))
         return web.Response(status=204)
 
     async def oidc(self, request: web.Request) -> web.Response:
@@ -131,7 +127,7 @@ class AuthRoutes:
         id_token = _text(payload, "id_token", min_len=1, max_len=MAX_TOKEN_LENGTH)
         nonce = _text(payload, "nonce", required=False, min_len=1, max_len=512)
         return web.json_response(await _service(request).oidc_sign_in(id_token, nonce=nonce,
-                                                                      origin=_origin(request)))
+                                                                      ctx=audit_context(request)))
 
     async def get_me(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
@@ -148,7 +144,7 @@ class AuthRoutes:
         user = await _service(request).update_profile(
             principal, name=_name(payload, required=False),
             current_password=_password(payload, "current_password", required=False),
-            new_password=_password(payload, "new_password", required=False), origin=_origin(request))
+            new_password=_password(payload, "new_password", required=False), ctx=audit_context(request))
         return web.json_response({"user": user.as_json()})
 
     async def list_doctors(self, request: web.Request) -> web.Response:
@@ -162,15 +158,15 @@ class AuthRoutes:
         return web.json_response({"doctors": [d.as_json() for d in doctors]})
 
     async def approve_doctor(self, request: web.Request) -> web.Response:
-        principal = await require_role(request, "admin")
+        await require_role(request, "admin")
         doctor_id = path_id(request, "doctor_id")
-        user = await _service(request).approve_doctor(doctor_id, actor=principal, origin=_origin(request))
+        user = await _service(request).approve_doctor(doctor_id, ctx=audit_context(request))
         return web.json_response({"user": user.as_json()})
 
     async def search_audit(self, request: web.Request) -> web.Response:
-        principal = await require_role(request, "admin")
+        await require_role(request, "admin")
         query = _audit_query(dict(request.query))
-        entries = await _service(request).search_audit(query, actor=principal, origin=_origin(request))
+        entries = await _service(request).search_audit(query, ctx=audit_context(request))
         next_before = entries[-1]["id"] if len(entries) == query.limit else None
         return web.json_response({"entries": entries, "next_before": next_before})
 

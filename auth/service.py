@@ -10,13 +10,11 @@ import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import web
-
 from auth import audit, audit_chain, oidc_accounts, refresh_tokens, store
+from auth.audit import AuditContext
 from auth.config import AuthConfig
 from auth.oidc import OidcVerifier
 from auth.passwords import Passwords, check_policy
@@ -32,13 +30,6 @@ log = logging.getLogger(__name__)
 # Told, after the commit, which sessions (refresh families) were revoked and why, so that live
 # connections on every node can be closed (chat registers one).
 RevocationListener = Callable[[list[uuid.UUID], str], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where a call came from, for the audit log and throttling."""
-    client_ip: str | None = None
-    request_id: str | None = None
 
 
 class AuthService:
@@ -72,19 +63,17 @@ class AuthService:
 
     # --- accounts ------------------------------------------------------------
 
-    async def register(self, *, email: str, password: str, name: str, role: str, origin: Origin) -> store.User:
+    async def register(self, *, email: str, password: str, name: str, role: str, ctx: AuditContext) -> store.User:
         """A patient is active at once; a doctor waits, pending, for an admin's approval."""
         check_policy(password, self.config)
         await RegistrationThrottle(self._stores.redis, self.config.registration_max_per_address,
-                                   self.config.registration_window_s).reserve(origin.client_ip)
+                                   self.config.registration_window_s).reserve(ctx.client_ip)
         password_hash = await self.passwords.hash(password)
         status = "pending" if role == "doctor" else "active"
         async with self._stores.pool.acquire() as conn, conn.transaction():
             user = await store.insert_user(conn, email=email, display_name=name, role=role, status=status,
                                            password_hash=password_hash)
-            await audit.record(conn, actor=None, action="auth.register", subject_type="user",
-                               subject_id=str(user.id), client_ip=origin.client_ip, request_id=origin.request_id,
-                               details={"role": role, "status": status})
+            await ctx.as_actor(None).record(conn, "auth.register", "user", user.id, {"role": role, "status": status})
         return user
 
     async def create_admin(self, *, email: str, name: str, password: str) -> store.User:
@@ -93,11 +82,12 @@ class AuthService:
         async with self._stores.pool.acquire() as conn, conn.transaction():
             user = await store.insert_user(conn, email=email, display_name=name, role="admin", status="active",
                                            password_hash=password_hash)
-            await audit.record(conn, actor=None, action="admin.create", subject_type="user",
-                               subject_id=str(user.id), details={"via": "cli", "role": "admin"})
+            await AuditContext(None).record(conn, "admin.create", "user", str(user.id), {"via": "cli", "role": "admin"})
         return user
 
-    async def approve_doctor(self, doctor_id: uuid.UUID, *, actor: Principal | None, origin: Origin) -> store.User:
+    async def approve_doctor(self, doctor_id: uuid.UUID, *, ctx: AuditContext) -> store.User:
+        """Approved by `ctx.actor` (an admin), or from the command line (no actor)."""
+        actor = ctx.actor
         async with self._stores.pool.acquire() as conn, conn.transaction():
             user = await store.approve_doctor(conn, doctor_id, actor.user_id if actor else None)
             if user is None:
@@ -105,10 +95,9 @@ class AuthService:
                 if existing is None or existing.role != "doctor":
                     raise not_found("doctor_not_found", "No doctor has this id.")
                 raise conflict("not_pending", f"This doctor is {existing.status}, not pending approval.")
-            await audit.record(conn, actor=actor, action="admin.doctor_approve", subject_type="user",
-                               subject_id=str(user.id), client_ip=origin.client_ip, request_id=origin.request_id,
-                               details={"role": "doctor", "status": {"from": "pending", "to": "active"},
-                                        "via": "api" if actor else "cli"})
+            await ctx.record(conn, "admin.doctor_approve", "user", user.id,
+                             {"role": "doctor", "status": {"from": "pending", "to": "active"},
+                              "via": "api" if actor else "cli"})
         return user
 
     async def find_user(self, email_or_id: str) -> store.User | None:
@@ -126,36 +115,32 @@ class AuthService:
         return user
 
     async def update_profile(self, principal: Principal, *, name: str | None, current_password: str | None,
-                             new_password: str | None, origin: Origin) -> store.User:
+                             new_password: str | None, ctx: AuditContext) -> store.User:
         if new_password is not None:
             check_policy(new_password, self.config, field="new_password")
         async with self._stores.pool.acquire() as conn:
             user = await store.get_user_by_id(conn, principal.user_id)
         if user is None:
             raise invalid_token("The account behind this token no longer exists.")
-        new_hash = await self._checked_new_password_hash(user, current_password, new_password, origin)
+        new_hash = await self._checked_new_password_hash(user, current_password, new_password, ctx)
         async with self._stores.pool.acquire() as conn, conn.transaction():
             if name is not None and name != user.display_name:
                 await store.set_display_name(conn, user.id, name)
-                await audit.record(conn, actor=principal, action="user.profile_update", subject_type="user",
-                                   subject_id=str(user.id), client_ip=origin.client_ip,
-                                   request_id=origin.request_id, details={"fields": ["name"]})
+                await ctx.as_actor(principal).record(conn, "user.profile_update", "user", user.id, {"fields": ["name"]})
             revoked = []
             if new_hash is not None:
                 await store.set_password_hash(conn, user.id, new_hash)
                 # Other sessions were opened with the old password: sign them out.
                 revoked = await store.revoke_all_refresh_families(conn, user.id, "password_change",
                                                                   keep=principal.session_id)
-                await audit.record(conn, actor=principal, action="user.password_change", subject_type="user",
-                                   subject_id=str(user.id), client_ip=origin.client_ip,
-                                   request_id=origin.request_id)
+                await ctx.as_actor(principal).record(conn, "user.password_change", "user", user.id)
             updated = await store.get_user_by_id(conn, user.id)
         assert updated is not None
         await self._announce_revoked(revoked, "password_change")
         return updated
 
     async def _checked_new_password_hash(self, user: store.User, current_password: str | None,
-                                         new_password: str | None, origin: Origin) -> str | None:
+                                         new_password: str | None, ctx: AuditContext) -> str | None:
         if new_password is None:
             return None
         if user.password_hash is None:
@@ -165,19 +150,19 @@ class AuthService:
                                 field="current_password")
         # Throttled like sign-in, so a stolen access token cannot be used to guess the password.
         throttle = self._throttle
-        await throttle.reserve(user.email, origin.client_ip)
+        await throttle.reserve(user.email, ctx.client_ip)
         if not await self.passwords.verify(user.password_hash, current_password):
             raise DomainError(403, "wrong_password", "The current password is not correct.",
                               {"field": "current_password"})
-        await throttle.succeeded(user.email, origin.client_ip)
+        await throttle.succeeded(user.email, ctx.client_ip)
         return await self.passwords.hash(new_password)
 
     # --- sign-in and tokens --------------------------------------------------
 
-    async def login(self, *, email: str, password: str, origin: Origin) -> dict[str, Any]:
+    async def login(self, *, email: str, password: str, ctx: AuditContext) -> dict[str, Any]:
         throttle = self._throttle
         # Reserved before the slow check, so concurrent guesses cannot all get past the limit.
-        await throttle.reserve(email, origin.client_ip)
+        await throttle.reserve(email, ctx.client_ip)
         async with self._stores.pool.acquire() as conn:
             user = await store.get_user_by_email(conn, email)
         if user is None:
@@ -186,19 +171,18 @@ class AuthService:
             user.password_hash, password)
         if not valid:
             async with self._stores.pool.acquire() as conn:
-                await audit.record(conn, actor=None, action="auth.login_failed", subject_type="user",
-                                   subject_id=str(user.id) if user else None, client_ip=origin.client_ip,
-                                   request_id=origin.request_id, details={"email": email})
+                await ctx.as_actor(None).record(conn, "auth.login_failed", "user", user.id if user else None,
+                                                {"email": email})
             raise unauthorized("invalid_credentials", "The email or password is not correct.")
-        await throttle.succeeded(email, origin.client_ip)
+        await throttle.succeeded(email, ctx.client_ip)
         assert user is not None and user.password_hash is not None
         if self.passwords.needs_rehash(user.password_hash):
             new_hash = await self.passwords.hash(password)
             async with self._stores.pool.acquire() as conn:
                 await store.set_password_hash(conn, user.id, new_hash)
-        return await self._start_session(user, action="auth.login", origin=origin)
+        return await self._start_session(user, action="auth.login", ctx=ctx)
 
-    async def _start_session(self, user: store.User, *, action: str, origin: Origin,
+    async def _start_session(self, user: store.User, *, action: str, ctx: AuditContext,
                              details: dict[str, Any] | None = None) -> dict[str, Any]:
         refresh_token = secrets.token_urlsafe(32)
         async with self._stores.pool.acquire() as conn, conn.transaction():
@@ -206,9 +190,8 @@ class AuthService:
             await store.insert_refresh_token(conn, hash_refresh_token(refresh_token), family_id,
                                              self.config.refresh_token_ttl_s)
             response, principal = self._token_response(user, refresh_token, family_id)
-            await audit.record(conn, actor=principal, action=action, subject_type="user", subject_id=str(user.id),
-                               client_ip=origin.client_ip, request_id=origin.request_id,
-                               details={"refresh_family": str(family_id), **(details or {})})
+            await ctx.as_actor(principal).record(conn, action, "user", user.id,
+                                                 {"refresh_family": str(family_id), **(details or {})})
         return response
 
     def _token_response(self, user: store.User, refresh_token: str,
@@ -221,7 +204,7 @@ class AuthService:
                     "expires_in": self.tokens.ttl_s, "user": user.as_json()}
         return response, principal
 
-    async def refresh(self, refresh_token: str, *, origin: Origin) -> dict[str, Any]:
+    async def refresh(self, refresh_token: str, *, ctx: AuditContext) -> dict[str, Any]:
         """Rotates the token; presenting an already rotated one revokes its whole family, unless it was
         rotated within the grace window and its successor is unused: then it gets that same successor."""
         token_hash = hash_refresh_token(refresh_token)
@@ -238,7 +221,7 @@ class AuthService:
                 if await refresh_tokens.within_grace(conn, row, user, successor, self.config.refresh_grace_s):
                     failure = None
                 else:
-                    await self._revoke_stolen_family(conn, row, origin)
+                    await self._revoke_stolen_family(conn, row, ctx)
         # Raised after the commit, so a detected reuse stays revoked.
         if failure is not None:
             if failure.code == "refresh_token_reused":
@@ -248,25 +231,23 @@ class AuthService:
         return response
 
     @staticmethod
-    async def _revoke_stolen_family(conn, row: store.RefreshTokenRow, origin: Origin) -> None:
+    async def _revoke_stolen_family(conn, row: store.RefreshTokenRow, ctx: AuditContext) -> None:
         # Someone holds a copy of a spent token: either party may be the thief, so end the whole session.
         log.warning("refresh token reused; session revoked",
-                    extra={"user_id": str(row.user_id), "client_ip": origin.client_ip})
+                    extra={"user_id": str(row.user_id), "client_ip": ctx.client_ip})
         await store.revoke_refresh_family(conn, row.family_id, "reuse_detected")
-        await audit.record(conn, actor=None, action="auth.refresh_reuse_detected", subject_type="user",
-                           subject_id=str(row.user_id), client_ip=origin.client_ip, request_id=origin.request_id,
-                           details={"refresh_family": str(row.family_id)})
+        await ctx.as_actor(None).record(conn, "auth.refresh_reuse_detected", "user", row.user_id,
+                                        {"refresh_family": str(row.family_id)})
 
-    async def logout(self, principal: Principal, refresh_token: str, *, origin: Origin) -> None:
+    async def logout(self, principal: Principal, refresh_token: str, *, ctx: AuditContext) -> None:
         """Revokes the refresh family: its access tokens are refused from now on and its sockets closed."""
         async with self._stores.pool.acquire() as conn, conn.transaction():
             row = await store.lock_refresh_token(conn, hash_refresh_token(refresh_token))
             if row is None or row.user_id != principal.user_id:
                 raise unauthorized("invalid_refresh_token", "This refresh token does not belong to this session.")
             await store.revoke_refresh_family(conn, row.family_id, "logout")
-            await audit.record(conn, actor=principal, action="auth.logout", subject_type="user",
-                               subject_id=str(principal.user_id), client_ip=origin.client_ip,
-                               request_id=origin.request_id, details={"refresh_family": str(row.family_id)})
+            await ctx.as_actor(principal).record(conn, "auth.logout", "user", principal.user_id,
+                                                 {"refresh_family": str(row.family_id)})
         await self._announce_revoked([row.family_id], "logout")
 
     async def verify_access_token(self, token: str) -> Principal:
@@ -295,7 +276,7 @@ class AuthService:
 
     # --- OpenID Connect ------------------------------------------------------
 
-    async def oidc_sign_in(self, id_token: str, *, nonce: str | None, origin: Origin) -> dict[str, Any]:
+    async def oidc_sign_in(self, id_token: str, *, nonce: str | None, ctx: AuditContext) -> dict[str, Any]:
         """Signs in the linked account, links one with the verified email, or creates a patient."""
         if self.oidc is None:
             raise not_found("oidc_not_configured", "Sign-in with an identity provider is not set up here.")
@@ -305,7 +286,7 @@ class AuthService:
         await self._announce_revoked(revoked, "oidc_link")
         if user.status == "disabled":
             raise unauthorized("account_disabled", "This account is disabled.")
-        return await self._start_session(user, action="auth.oidc_login", origin=origin,
+        return await self._start_session(user, action="auth.oidc_login", ctx=ctx,
                                          details={"issuer": identity.issuer, "account": outcome})
 
     # --- admin views -----------------------------------------------------------
@@ -314,13 +295,12 @@ class AuthService:
         async with self._stores.pool.acquire() as conn:
             return await store.list_doctors(conn, status=status, limit=limit, offset=offset)
 
-    async def search_audit(self, query: store.AuditQuery, *, actor: Principal, origin: Origin) -> list[dict]:
+    async def search_audit(self, query: store.AuditQuery, *, ctx: AuditContext) -> list[dict]:
         async with self._stores.pool.acquire() as conn, conn.transaction():
             rows = await store.search_audit_entries(conn, query)
             # Reading the log is itself a read of patient data.
-            await audit.record(conn, actor=actor, action="admin.audit_search", subject_type="audit_log",
-                               subject_id=None, client_ip=origin.client_ip, request_id=origin.request_id,
-                               details={"filters": _query_filters(query), "returned": len(rows)})
+            await ctx.record(conn, "admin.audit_search", "audit_log", None,
+                             {"filters": _query_filters(query), "returned": len(rows)})
         return [audit.entry_as_json(row) for row in rows]
 
     async def verify_audit_chain(self, key: bytes) -> audit_chain.Verification:
@@ -331,5 +311,3 @@ class AuthService:
 def _query_filters(query: store.AuditQuery) -> dict[str, Any]:
     return {k: str(v) for k, v in vars(query).items() if v is not None and k != "limit"}
 
-
-AUTH_SERVICE = web.AppKey("auth_service", AuthService)

@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from auth.audit import AuditContext  # noqa: E402
+from auth.principal import Principal  # noqa: E402
 from bench._harness import DEFAULT_PG_ADMIN_URL, percentile, print_table, scratch_database  # noqa: E402
 from chat.outcomes.config import OutcomesConfig  # noqa: E402
 from chat.outcomes.service import AlertMonitor, OutcomesService  # noqa: E402
-from chat.store import AuditContext  # noqa: E402
-from auth.principal import Principal  # noqa: E402
 from store.connections import Stores  # noqa: E402
 from web.app import all_migrations  # noqa: E402
 
@@ -41,10 +41,10 @@ async def seed(pool, cases: int) -> uuid.UUID:
             cases)
         await conn.execute(
             """INSERT INTO consultations (id, patient_id, doctor_id, state, description, body_site, symptoms,
-                                          urgency, model_version, queued_at, assigned_at, closed_at, outcome)
-               SELECT id, $1, $2, 'resolved', 'bench', 'back', '{}', 'soon', $3,
+                                          urgency, queued_at, assigned_at, closed_at, outcome)
+               SELECT id, $1, $2, 'resolved', 'bench', 'back', '{}', 'soon',
                       now() - interval '2 hours', now() - interval '1 hour', now() + make_interval(secs => i),
-                      'monitor' FROM seeded""", patient, doctor, VERSIONS[0])
+                      'monitor' FROM seeded""", patient, doctor)
         await conn.execute(
             """INSERT INTO triage_photos (id, consultation_id, body_site, tag, sha256, source_format, width,
                                           height, image, thumbnail, status)
@@ -61,6 +61,15 @@ async def seed(pool, cases: int) -> uuid.UUID:
                      CROSS JOIN LATERAL (SELECT least(1, greatest(0, random() * 0.6
                                                  + CASE WHEN s.malignant THEN 0.3 ELSE 0 END)) AS p) x""",
                 version)
+        # The live score's one home: each case's highest-scoring photo under the first version.
+        await conn.execute(
+            """INSERT INTO triage_consultation_scores (consultation_id, photo_id, model_version, urgency, p_malignant,
+                                                       scored_photos)
+               SELECT DISTINCT ON (p.consultation_id) p.consultation_id, p.id, s.model_version, s.urgency,
+                      s.p_malignant, 2
+                 FROM triage_photos p JOIN seeded d ON d.id = p.consultation_id
+                 JOIN triage_photo_scores s ON s.photo_id = p.id AND s.model_version = $1
+                ORDER BY p.consultation_id, s.p_malignant DESC""", VERSIONS[0])
         await conn.execute(
             """INSERT INTO histopathology_results (consultation_id, diagnosis, malignant, reported_on, entered_by,
                                                    entered_role)

@@ -11,13 +11,13 @@ from typing import Any
 import asyncpg
 import socketio
 
+from auth.audit import AuditContext
 from auth.principal import Principal
 from chat import serialize
 from chat.access import authorize_consultation, require_clinician, require_patient
 from chat.config import ChatConfig
 from chat.realtime import user_room
 from chat.store import appointments, doctors
-from chat.store.context import AuditContext
 from store.connections import Stores
 from store.errors import conflict, forbidden
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import socketio
 
+from auth.audit import AuditContext
 from auth.authz import refuse_unapproved_doctor
 from auth.principal import Principal
 from auth.service import AuthService
@@ -24,7 +25,7 @@ from chat.outcomes import validation as outcome_validation
 from chat.presence import DoctorPresence
 from chat.realtime import NAMESPACE, QUEUE_ROOM, consultation_room, user_room
 from chat.service import ChatService
-from chat.store.context import AuditContext
+from store.connections import Stores
 from store.errors import (
     DomainError,
     bad_request,
@@ -32,7 +33,6 @@ from store.errors import (
     unauthorized,
     unprocessable,
 )
-from store.connections import Stores
 from store.outages import store_unavailable
 from store.payloads import get_bool, get_choice, get_int, get_str
 

@@ -1,4 +1,5 @@
-"""HTTP routes for a consultation's photos and triage: upload (multipart), list, image, thumbnail, saliency.
+"""HTTP routes for a consultation's photos and triage: upload (multipart), list, image, thumbnail, saliency;
+and the urgency bands every screen names (GET /api/v1/triage/bands).
 
 Chat owns consultations and who may see them, so these routes live here: each one authorises
 through `chat.access`, then calls triage. Photos never travel over Socket.IO. Every read of a
@@ -16,8 +17,8 @@ import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from auth import audit
 from auth.authz import authenticate, refuse_unapproved_doctor
+from auth.context import audit_context
 from auth.principal import Principal
 from chat.access import authorize_consultation
 from chat.validation import BODY_SITES
@@ -32,7 +33,7 @@ from store.errors import (
     unprocessable,
 )
 from store.http_input import path_id
-from triage import intake, store, views
+from triage import bands, intake, store, views
 from triage.config import TriageConfig
 
 PHOTO_FIELD = "photo"
@@ -108,6 +109,8 @@ class PhotoRoutes:
         self._config = config
         # A full-size photo decodes to hundreds of megabytes: no more at once than there are CPUs to work on them.
         self._decoding = asyncio.Semaphore(os.cpu_count() or 2)
+        # The configured checkpoint's bands, read once: a checkpoint changes only with a restart.
+        self._bands = bands.document(bands.for_checkpoint(config.model_dir))
 
     def register_on(self, app: web.Application) -> None:
         app.router.add_post("/api/v1/consultations/{consultation_id}/photos", self.upload)
@@ -116,6 +119,12 @@ class PhotoRoutes:
         app.router.add_get("/api/v1/photos/{photo_id}/image", self.get_image)
         app.router.add_get("/api/v1/photos/{photo_id}/thumbnail", self.get_thumbnail)
         app.router.add_get("/api/v1/photos/{photo_id}/saliency", self.get_saliency)
+        app.router.add_get("/api/v1/triage/bands", self.get_bands)
+
+    async def get_bands(self, request: web.Request) -> web.Response:
+        """Names, order, thresholds and words of the urgency bands; any signed-in user (no patient data)."""
+        await authenticate(request)
+        return web.json_response(self._bands)
 
     async def upload(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
@@ -132,9 +141,10 @@ class PhotoRoutes:
             # Again inside the write: the case may have closed while the photos were being checked.
             await self._authorize_upload(conn, principal, consultation_id)
             stored = await intake.store_photos(conn, cfg, consultation_id, body_site, tag, photos)
-            await audit.record_for_request(conn, request, "photo.upload", "consultation", str(consultation_id),
-                                           {"photo_ids": [str(s.photo["id"]) for s in stored if not s.duplicate],
-                                            "duplicates": sum(s.duplicate for s in stored)})
+            await audit_context(request).record(
+                conn, "photo.upload", "consultation", consultation_id,
+                {"photo_ids": [str(s.photo["id"]) for s in stored if not s.duplicate],
+                 "duplicates": sum(s.duplicate for s in stored)})
         await intake.queue_jobs(self._stores.redis, cfg, consultation_id, stored, self._stores.report_outage)
         return web.json_response({
             "photos": [{**views.photo_view(s.photo, "patient"), "duplicate": s.duplicate,
@@ -170,7 +180,7 @@ class PhotoRoutes:
         async with self._stores.pool.acquire() as conn, conn.transaction():
             consultation = await authorize_consultation(conn, principal, consultation_id, action="summary")
             result = await read(conn, consultation_id)
-            await audit.record_for_request(conn, request, action, "consultation", str(consultation_id))
+            await audit_context(request).record(conn, action, "consultation", consultation_id)
         return consultation, _audience(principal, consultation), result
 
     async def get_image(self, request: web.Request) -> web.Response:
@@ -193,8 +203,8 @@ class PhotoRoutes:
                 body = await store.get_saliency_png(conn, photo_id)
             else:
                 body = await store.get_photo_bytes(conn, photo_id, thumbnail=variant == "thumbnail")
-            await audit.record_for_request(conn, request, f"photo.read.{variant}", "photo", str(photo_id),
-                                           {"consultation_id": str(consultation["id"])})
+            await audit_context(request).record(conn, f"photo.read.{variant}", "photo", photo_id,
+                                                {"consultation_id": str(consultation["id"])})
         # Cache-Control: no-store and nosniff come with every API response (web.headers).
         return web.Response(body=body, content_type="image/png" if variant == "saliency" else "image/jpeg")
 

@@ -6,19 +6,13 @@ from typing import Any
 from aiohttp import web
 
 from auth.authz import authenticate, require_role
-from auth.context import REQUEST_ID
-from auth.principal import Principal
+from auth.context import audit_context
 from chat import validation
 from chat.outcomes import validation as outcome_validation
 from chat.service import ChatService
-from chat.store.context import AuditContext
 from store.errors import unprocessable
 from store.http_input import path_id, read_json
 from store.payloads import get_choice, get_int, get_query_int
-
-
-def _ctx(request: web.Request, principal: Principal) -> AuditContext:
-    return AuditContext(principal, request.remote, request.get(REQUEST_ID))
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -61,40 +55,40 @@ class ChatRoutes:
     async def open_consultation(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "patient")
         new = validation.new_consultation(await self._body(request))
-        return _json(await self._service.open_consultation(principal, _ctx(request, principal), new), 201)
+        return _json(await self._service.open_consultation(principal, audit_context(request), new), 201)
 
     async def list_consultations(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
         state = get_choice(dict(request.query), "state", validation.STATES, required=False)
         limit = get_query_int(request.query, "limit", minimum=1, maximum=validation.MAX_PAGE, default=50)
-        rows = await self._service.list_consultations(principal, _ctx(request, principal), state, limit)
+        rows = await self._service.list_consultations(principal, audit_context(request), state, limit)
         return _json({"consultations": rows})
 
     async def get_consultation(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
         consultation_id = path_id(request, "consultation_id")
-        return _json(await self._service.get_consultation(principal, _ctx(request, principal), consultation_id))
+        return _json(await self._service.get_consultation(principal, audit_context(request), consultation_id))
 
     async def cancel(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "patient")
         consultation_id = path_id(request, "consultation_id")
         reason = validation.optional_reason(await self._optional_body(request))
-        return _json(await self._service.cancel(principal, _ctx(request, principal), consultation_id, reason))
+        return _json(await self._service.cancel(principal, audit_context(request), consultation_id, reason))
 
     async def take(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")
         consultation_id = path_id(request, "consultation_id")
-        return _json(await self._service.take(principal, _ctx(request, principal), consultation_id))
+        return _json(await self._service.take(principal, audit_context(request), consultation_id))
 
     async def take_next(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")
-        return _json(await self._service.take(principal, _ctx(request, principal), None))
+        return _json(await self._service.take(principal, audit_context(request), None))
 
     async def transfer(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")
         consultation_id = path_id(request, "consultation_id")
         reason, to_doctor_id = validation.transfer(await self._body(request))
-        return _json(await self._service.transfer(principal, _ctx(request, principal), consultation_id, reason,
+        return _json(await self._service.transfer(principal, audit_context(request), consultation_id, reason,
                                                   to_doctor_id))
 
     async def resolve(self, request: web.Request) -> web.Response:
@@ -103,7 +97,7 @@ class ChatRoutes:
         payload = await self._body(request)
         outcome, note = validation.resolution(payload)
         diagnosis = outcome_validation.working_diagnosis(payload)
-        return _json(await self._service.resolve(principal, _ctx(request, principal), consultation_id, outcome,
+        return _json(await self._service.resolve(principal, audit_context(request), consultation_id, outcome,
                                                  note, diagnosis))
 
     async def messages(self, request: web.Request) -> web.Response:
@@ -114,7 +108,7 @@ class ChatRoutes:
         if after_seq is not None and before_seq is not None:
             raise unprocessable("invalid_field", "Give 'after_seq' or 'before_seq', not both.", field="before_seq")
         limit = get_query_int(request.query, "limit", minimum=1, maximum=validation.MAX_PAGE, default=50)
-        messages, has_more = await self._service.history(principal, _ctx(request, principal), consultation_id,
+        messages, has_more = await self._service.history(principal, audit_context(request), consultation_id,
                                                          after_seq=after_seq, before_seq=before_seq, limit=limit)
         return _json({"messages": messages, "has_more": has_more})
 
@@ -123,7 +117,7 @@ class ChatRoutes:
         consultation_id = path_id(request, "consultation_id")
         client_msg_id, body = validation.message_fields(await self._body(request),
                                                         self._service.config.max_message_chars)
-        message, duplicate = await self._service.send_message(principal, _ctx(request, principal), consultation_id,
+        message, duplicate = await self._service.send_message(principal, audit_context(request), consultation_id,
                                                               client_msg_id, body)
         return _json({"message": message, "duplicate": duplicate})
 
@@ -131,29 +125,29 @@ class ChatRoutes:
         principal = await require_role(request, "doctor")
         consultation_id = path_id(request, "consultation_id")
         slots = validation.slots(await self._body(request))
-        return _json(await self._service.appointments.propose(principal, _ctx(request, principal), consultation_id,
+        return _json(await self._service.appointments.propose(principal, audit_context(request), consultation_id,
                                                               slots), 201)
 
     async def queue(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")
-        return _json({"queue": await self._service.queue(principal, _ctx(request, principal))})
+        return _json({"queue": await self._service.queue(principal, audit_context(request))})
 
     async def list_appointments(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
-        return _json({"appointments": await self._service.appointments.list_for(principal, _ctx(request, principal))})
+        return _json({"appointments": await self._service.appointments.list_for(principal, audit_context(request))})
 
     async def confirm_appointment(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "patient")
         appointment_id = path_id(request, "appointment_id")
         slot_id = validation.get_uuid(await self._body(request), "slot_id")
-        return _json(await self._service.appointments.confirm(principal, _ctx(request, principal), appointment_id,
+        return _json(await self._service.appointments.confirm(principal, audit_context(request), appointment_id,
                                                               slot_id))
 
     async def decline_appointment(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "patient")
         appointment_id = path_id(request, "appointment_id")
         reason = validation.optional_reason(await self._optional_body(request))
-        return _json(await self._service.appointments.decline(principal, _ctx(request, principal), appointment_id,
+        return _json(await self._service.appointments.decline(principal, audit_context(request), appointment_id,
                                                               reason))
 
     async def doctor_status(self, request: web.Request) -> web.Response:
@@ -163,10 +157,10 @@ class ChatRoutes:
     async def set_availability(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")
         availability = get_choice(await self._body(request), "availability", validation.AVAILABILITIES)
-        return _json(await self._service.set_availability(principal, _ctx(request, principal), availability))
+        return _json(await self._service.set_availability(principal, audit_context(request), availability))
 
     async def set_capacity(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "admin")
         doctor_id = path_id(request, "doctor_id")
         capacity = get_int(await self._body(request), "capacity", minimum=0, maximum=20)
-        return _json(await self._service.set_capacity(principal, _ctx(request, principal), doctor_id, capacity))
+        return _json(await self._service.set_capacity(principal, audit_context(request), doctor_id, capacity))

@@ -7,9 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from triage import urgency_policy
-
-_BANDS = ("urgent", "soon", "routine")
+from triage import bands, urgency_policy
 
 
 def _time(value: datetime | None) -> str | None:
@@ -60,16 +58,12 @@ def _triage_fields(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def effective_band(rank: int) -> str:
-    return _BANDS[min(max(rank, 0), 2)]
-
-
 def queue_entry(row: asyncpg.Record) -> dict[str, Any]:
     return {
         "consultation_id": str(row["id"]),
         "position": row["position"],
         "urgency": row["urgency"],
-        "effective_band": effective_band(row["effective_rank"]),
+        "effective_band": bands.band_at_rank(row["effective_rank"]),
         "p_malignant": row["p_malignant"],
         "awaiting_score": row["scored_at"] is None,
         **_triage_fields(row),

@@ -13,6 +13,7 @@ import asyncpg
 import socketio
 
 from auth import store as auth_store
+from auth.audit import AuditContext
 from auth.principal import Principal
 from chat import serialize
 from chat.access import authorize_consultation, require_clinician, require_patient
@@ -24,7 +25,6 @@ from chat.outcomes.validation import WorkingDiagnosis
 from chat.realtime import QUEUE_ROOM, QueueNotifier, consultation_room, move_users, user_room
 from chat.store import consultations, doctors, pairing, waiting_queue
 from chat.store import messages as message_store
-from chat.store.context import AuditContext
 from chat.store.messages import PendingMessage
 from chat.validation import NewConsultation
 from store.connections import Stores

@@ -25,11 +25,10 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
-from jax_models import checkpoint, ood
+from jax_models import bands, checkpoint, ood
 from jax_models.preprocess import preprocess, to_rgb
 
 DEFAULT_BATCH_SIZES = (1, 8, 32, 64)
-BANDS = ('urgent', 'soon', 'routine')
 
 
 @dataclass(frozen=True)
@@ -45,15 +44,6 @@ class Prediction:
   in_distribution: bool | None = None
 
 
-def urgency_band(p_malignant: float, thresholds: dict[str, float]) -> str:
-  """'urgent' at or above thresholds['urgent'], 'soon' at or above thresholds['soon'], else 'routine'."""
-  if p_malignant >= thresholds['urgent']:
-    return 'urgent'
-  if p_malignant >= thresholds['soon']:
-    return 'soon'
-  return 'routine'
-
-
 class Classifier:
   """A loaded checkpoint with fixed-bucket compiled executables."""
 
@@ -64,6 +54,8 @@ class Classifier:
     self.version: str = metadata['version']
     self.class_names: list[str] = list(metadata['class_names'])
     self.thresholds: dict[str, float] = dict(metadata['thresholds'])
+    # The band of a score (jax_models/bands.py): the same order triage's policy and the queue use.
+    self.bands = bands.from_metadata(metadata)
     self.batch_sizes: tuple[int, ...] = tuple(sorted(batch_sizes))
     self.image_size: int = int(metadata['image_size'])
     self.temperature = float(metadata['temperature'])
@@ -164,7 +156,7 @@ class Classifier:
         p_malignant=p_mal,
         probabilities={c: float(p) for c, p in zip(self.class_names, probs)},
         dx=self.class_names[int(np.argmax(probs))],
-        urgency=urgency_band(p_mal, self.thresholds),
+        urgency=self.bands.band_for(p_mal),
         model_version=self.version,
         ood_score=None if ood_score is None else float(ood_score),
         in_distribution=None if ood_score is None else bool(ood_score <= self.ood.threshold))

@@ -10,6 +10,7 @@ import uuid
 from joserfc import jwt
 
 from auth import AUTH_SERVICE
+from auth.audit import AuditContext
 from auth.service import AuthService
 
 PASSWORD = "correct horse battery stapler"
@@ -47,8 +48,7 @@ async def signed_in(client, email: str, role: str = "patient") -> dict:
 
 async def approved_doctor(client, email: str) -> dict:
     user = await register(client, email, role="doctor")
-    await service_of(client).approve_doctor(uuid.UUID(user["id"]), actor=None,
-                                            origin=__import__("auth.service").service.Origin())
+    await service_of(client).approve_doctor(uuid.UUID(user["id"]), ctx=AuditContext(None))
     return await login(client, email)
 
 

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from auth import audit
 from auth.authz import authenticate
+from auth.context import audit_context
 from tests.test_auth_accounts import PASSWORD, bearer, login, register, signed_in
 from tests.test_auth_admin import run_cli  # noqa: F401  (fixture)
 from web.app import STORES, create_app
@@ -128,8 +129,7 @@ async def test_concurrent_writers_keep_one_chain(database_url, db):
         async def write(conn, n: int) -> None:
             for i in range(10):
                 async with conn.transaction():
-                    await audit.record(conn, actor=None, action="test.write", subject_type="test",
-                                       subject_id=f"{n}-{i}", details={"n": n, "i": i})
+                    await audit.AuditContext(None).record(conn, "test.write", "test", f"{n}-{i}", {"n": n, "i": i})
 
         await asyncio.gather(*(write(conn, n) for n, conn in enumerate(conns)))
     finally:
@@ -141,12 +141,11 @@ async def test_concurrent_writers_keep_one_chain(database_url, db):
     assert (result.checked, result.broken, result.unsigned) == (80, None, 80)
 
 
-async def test_record_for_request_fills_in_the_caller(aiohttp_client, settings, db):
+async def test_audit_context_of_a_request_fills_in_the_caller(aiohttp_client, settings, db):
     async def read_something(request: web.Request) -> web.Response:
         await authenticate(request)
         async with request.app[STORES].pool.acquire() as conn:
-            await audit.record_for_request(conn, request, "consultation.read", "consultation", "c-1",
-                                           {"fields": ["notes"]})
+            await audit_context(request).record(conn, "consultation.read", "consultation", "c-1", {"fields": ["notes"]})
         return web.json_response({})
 
     app = create_app(settings)

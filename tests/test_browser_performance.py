@@ -54,8 +54,11 @@ async def score(db, case_id: str, p: float) -> None:
     await db.execute("""INSERT INTO triage_photo_scores (photo_id, model_version, p_malignant, probabilities, dx,
                                                          urgency, batch_size) VALUES ($1, $2, $3, '{}', 'nv', $4, 1)""",
                      photo_id, VERSION, p, band)
-    await db.execute("UPDATE consultations SET urgency = $2, p_malignant = $3, model_version = $4 WHERE id = $1",
-                     uuid.UUID(case_id), band, p, VERSION)
+    # The live score in its one home (triage_consultation_scores), and the band it gave the case.
+    await db.execute("""INSERT INTO triage_consultation_scores (consultation_id, photo_id, model_version, urgency,
+                                                                p_malignant, scored_photos)
+                        VALUES ($1, $2, $3, $4, $5, 1)""", uuid.UUID(case_id), photo_id, VERSION, band, p)
+    await db.execute("UPDATE consultations SET urgency = $2 WHERE id = $1", uuid.UUID(case_id), band)
 
 
 async def test_doctor_enters_a_result_and_reads_the_figures_and_the_alert(outcomes_server, browser, db):

@@ -5,7 +5,7 @@ import asyncio
 import uuid
 from dataclasses import replace
 
-from auth.service import AUTH_SERVICE
+from auth import AUTH_SERVICE
 from tests.test_chat_support import (
     User,
     call,

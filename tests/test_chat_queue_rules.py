@@ -25,12 +25,13 @@ from hypothesis.stateful import (
 )
 
 from auth import store as auth_store
-from chat.store import consultations, doctors, pairing, waiting_queue
-from chat.store.context import AuditContext
-from chat.queue import apply_triage_result
-from triage.checklist import CHECKLIST
+from auth.audit import AuditContext
+from chat.store import consultations, doctors, pairing
 from store.errors import DomainError
 from store.postgres import create_pool
+from tests.test_triage_support import score_consultation
+from triage import bands
+from triage.checklist import CHECKLIST
 
 CAPACITY = 2
 MAX_OPEN = 3
@@ -54,7 +55,7 @@ class Case:
 
     def order_key(self):
         score = self.p if self.trusted else None
-        return (waiting_queue.BAND_RANK[self.urgency], -(score if score is not None else -1.0), self.queued_at, self.id)
+        return (bands.rank(self.urgency), -(score if score is not None else -1.0), self.queued_at, self.id)
 
 
 def checklist_band(answers: dict[str, bool]) -> str:
@@ -65,7 +66,7 @@ def checklist_band(answers: dict[str, bool]) -> str:
 
 
 def more_severe(a: str, b: str) -> str:
-    return min(a, b, key=waiting_queue.BAND_RANK.__getitem__)
+    return min(a, b, key=bands.rank)
 
 
 def _pick(data, items: list):
@@ -141,15 +142,14 @@ class QueueRules(RuleBasedStateMachine):
             self.cases.append(Case(row["id"], patient, row["queued_at"], checklist_band=band, urgency=band))
 
     @precondition(lambda self: self.cases)
-    @rule(data=st.data(), image_band=st.sampled_from(["urgent", "soon", "routine"]),
+    @rule(data=st.data(), image_band=st.sampled_from(bands.NAMES),
           p=st.sampled_from([0.1, 0.5, 0.9]), trusted=st.booleans())
     def score(self, data, image_band, p, trusted):
         case = _pick(data, self.cases)
 
         async def apply():
             async with self.pool.acquire() as conn:
-                await apply_triage_result(conn, case.id, image_band=image_band, p_malignant=p, model_version="h",
-                                          trusted=trusted)
+                await score_consultation(conn, case.id, band=image_band, p_malignant=p, trusted=trusted)
                 return await conn.fetchval("SELECT urgency FROM consultations WHERE id = $1", case.id)
         stored = self.run(apply())
         if trusted:
@@ -158,7 +158,7 @@ class QueueRules(RuleBasedStateMachine):
             # An untrusted score never moves a case down: it keeps the band it had.
             expected = case.urgency
         assert stored == expected
-        assert waiting_queue.BAND_RANK[stored] <= waiting_queue.BAND_RANK[case.checklist_band]
+        assert bands.rank(stored) <= bands.rank(case.checklist_band)
         case.urgency, case.p, case.trusted = expected, p, trusted
 
     @rule(doctor=st.integers(0, DOCTORS - 1))

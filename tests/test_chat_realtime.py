@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import aiohttp
 import pytest
 
-from chat.queue import apply_triage_result
 from chat.realtime import QueueNotifier
 from tests.test_chat_support import (
     call,
@@ -16,6 +16,13 @@ from tests.test_chat_support import (
     open_case,
     start_node,
 )
+from tests.test_triage_support import score_consultation
+from web.app import STORES
+
+
+async def score(node, consultation_id: str, **kwargs) -> None:
+    async with node.app[STORES].pool.acquire() as conn:
+        await score_consultation(conn, uuid.UUID(consultation_id), **kwargs)
 
 
 async def _negotiated_extensions(node, user) -> str:
@@ -74,9 +81,8 @@ async def test_worker_score_reorders_the_queue_through_a_write_only_notifier(set
     try:
         queue = (await call(console, "queue:subscribe"))["queue"]
         assert [e["consultation_id"] for e in queue] == [first["id"], second["id"]]
-        async with db.transaction():  # as the triage worker does, in its own process
-            await apply_triage_result(db, second["id"], image_band="urgent", trusted=True, p_malignant=0.83,
-                                      model_version="m-1")
+        # As the triage worker does, in its own process.
+        await score(node, second["id"], band="urgent", trusted=True, p_malignant=0.83)
         await notifier.queue_changed("scored", second["id"])
         pushed = await events.wait_for(
             "queue:snapshot", lambda s: s["queue"] and s["queue"][0]["consultation_id"] == second["id"], timeout=1.5)
@@ -91,8 +97,8 @@ async def test_ageing_lifts_an_old_routine_case_above_a_new_urgent_one(settings,
     doctor = await make_user(node, "doctor")
     old = await open_case(node, await make_user(node, "patient"))
     fresh = await open_case(node, await make_user(node, "patient"))
-    await apply_triage_result(db, old["id"], image_band="routine", trusted=True, p_malignant=0.05, model_version="m")
-    await apply_triage_result(db, fresh["id"], image_band="urgent", trusted=True, p_malignant=0.9, model_version="m")
+    await score(node, old["id"], band="routine", trusted=True, p_malignant=0.05)
+    await score(node, fresh["id"], band="urgent", trusted=True, p_malignant=0.9)
 
     async def order():
         body = await (await node.client.get("/api/v1/queue", headers=doctor.headers)).json()

@@ -12,7 +12,8 @@ from typing import Any
 
 import socketio
 
-from auth.service import AUTH_SERVICE, Origin
+from auth import AUTH_SERVICE
+from auth.audit import AuditContext
 from chat import CHAT_SERVICE
 from web.app import create_app
 from web.settings import Settings
@@ -68,9 +69,9 @@ async def make_user(node: Node, role: str, *, approved: bool = True) -> User:
         user = await service.create_admin(email=email, name=f"Test {role}", password=PASSWORD)
     else:
         user = await service.register(email=email, password=PASSWORD, name=f"Test {role}", role=role,
-                                      origin=Origin())
+                                      ctx=AuditContext(None))
         if role == "doctor" and approved:
-            await service.approve_doctor(user.id, actor=None, origin=Origin())
+            await service.approve_doctor(user.id, ctx=AuditContext(None))
     return User(user.id, role, service.tokens.issue(user.id, role))
 
 

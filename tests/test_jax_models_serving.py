@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jax_models import checkpoint
-from jax_models.serving import Prediction, load_classifier, urgency_band
+from jax_models import bands, checkpoint
+from jax_models.serving import Prediction, load_classifier
 
 FIXTURES = Path(__file__).parent / 'fixtures' / 'ham10000'
 HAM_DATA = Path(os.environ.get('SKINDOC_HAM10000', Path(__file__).parents[2] / 'shared' / 'data' / 'ham10000'))
@@ -73,7 +73,7 @@ def test_fixture_predictions(clf):
     assert p.p_malignant == pytest.approx(
         sum(p.probabilities[c] for c in ('akiec', 'bcc', 'mel')), abs=1e-6)
     assert p.dx == max(p.probabilities, key=p.probabilities.get)
-    assert p.urgency == urgency_band(p.p_malignant, clf.thresholds)
+    assert p.urgency == bands.from_thresholds(clf.thresholds).band_for(p.p_malignant)
     assert p.model_version == clf.version
     if row['image_id'] in CLEAR:
       assert p.dx == CLEAR[row['image_id']], row['image_id']
@@ -120,12 +120,12 @@ def test_explain_returns_a_png_overlay(clf):
 
 
 def test_urgency_bands():
-  t = {'urgent': 0.3, 'soon': 0.1}
-  assert urgency_band(0.9, t) == 'urgent'
-  assert urgency_band(0.3, t) == 'urgent'
-  assert urgency_band(0.2, t) == 'soon'
-  assert urgency_band(0.1, t) == 'soon'
-  assert urgency_band(0.05, t) == 'routine'
+  b = bands.from_thresholds({'urgent': 0.3, 'soon': 0.1})
+  assert b.band_for(0.9) == 'urgent'
+  assert b.band_for(0.3) == 'urgent'
+  assert b.band_for(0.2) == 'soon'
+  assert b.band_for(0.1) == 'soon'
+  assert b.band_for(0.05) == 'routine'
 
 
 def test_thresholds_catch_95_percent_of_malignant_on_val():

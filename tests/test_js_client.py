@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from auth.service import AUTH_SERVICE, Origin
+from auth import AUTH_SERVICE
+from auth.audit import AuditContext
 from tests.test_chat_support import PASSWORD
 
 CLIENT_DIR = Path(__file__).parent.parent / "clients" / "js"
@@ -25,9 +26,10 @@ async def test_js_client_library_against_a_live_server(node):
     roles = {"patient": "patient", "doctor": "doctor", "rival": "doctor"}
     emails = {who: f"js-{who}-{secrets.token_hex(4)}@example.org" for who in roles}
     for who, email in emails.items():
-        user = await auth.register(email=email, password=PASSWORD, name=f"JS {who}", role=roles[who], origin=Origin())
+        user = await auth.register(email=email, password=PASSWORD, name=f"JS {who}", role=roles[who],
+                                   ctx=AuditContext(None))
         if roles[who] == "doctor":
-            await auth.approve_doctor(user.id, actor=None, origin=Origin())
+            await auth.approve_doctor(user.id, ctx=AuditContext(None))
     env = {**os.environ, "SKINDOC_URL": node.url, "SKINDOC_PASSWORD": PASSWORD,
            **{f"SKINDOC_{who.upper()}_EMAIL": email for who, email in emails.items()}}
     tests = sorted(str(path) for path in (CLIENT_DIR / "test").glob("*.test.js"))

@@ -17,8 +17,9 @@ import pytest
 from PIL import Image
 
 from chat.outcomes.export import held_out
-from jax_models.outcomes import evaluate_outcomes
+from chat.store import consultations as chat_consultations
 from jax_models import checkpoint
+from jax_models.outcomes import evaluate_outcomes
 from jax_models.serving import load_classifier
 from tests.test_chat_support import make_user, open_case
 from tests.test_triage_routes import form, photos_url
@@ -132,8 +133,7 @@ async def test_export_evaluate_recalibrate_rescore_round_trip(node, db, tmp_path
     assert uploaded.status == 201, await uploaded.text()
     printed = await run_skindoc(node, tmp_path, "rescore", "--model", str(new_dir))
     assert f"model {new['version']}: 1 open consultations rescored" in printed
-    rescored = await db.fetchrow("SELECT model_version, urgency, image_band, checklist_band, score_trusted, "
-                                 "p_malignant FROM consultations WHERE id = $1", waiting)
+    rescored = await chat_consultations.get_consultation(db, waiting)
     assert rescored["model_version"] == new["version"]
     # The upload re-encodes the photo, so its score is close to, not equal to, the exported copy's.
     assert abs(rescored["p_malignant"] - scores[0]) < 0.05

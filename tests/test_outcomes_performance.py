@@ -30,12 +30,11 @@ async def seed_case(db, patient_id, doctor_id, *, malignant: bool,
     live = max(p for p, _ in scores[live_version])
     case_id = await db.fetchval(
         """INSERT INTO consultations (patient_id, doctor_id, state, description, body_site, symptoms, urgency,
-                                      p_malignant, model_version, scored_at, queued_at, assigned_at, closed_at, outcome,
-                                      checklist_score, checklist_band, image_band, score_trusted)
-           VALUES ($1, $2, 'resolved', 'seeded', 'back', '{}', $3, $4, $5, now(),
-                   now() - make_interval(mins => $6 + 10), now() - interval '10 minutes',
-                   now() + make_interval(secs => $7), 'monitor', 0, 'routine', $3, true) RETURNING id""",
-        patient_id, doctor_id, band_for(live), live, live_version, waited_minutes, closed_offset_s)
+                                      queued_at, assigned_at, closed_at, outcome, checklist_score, checklist_band)
+           VALUES ($1, $2, 'resolved', 'seeded', 'back', '{}', $3,
+                   now() - make_interval(mins => $4 + 10), now() - interval '10 minutes',
+                   now() + make_interval(secs => $5), 'monitor', 0, 'routine') RETURNING id""",
+        patient_id, doctor_id, band_for(live), waited_minutes, closed_offset_s)
     photo_scores = list(scores.values())
     for index in range(len(photo_scores[0])):
         tag = photo_scores[0][index][1]
@@ -49,6 +48,13 @@ async def seed_case(db, patient_id, doctor_id, *, malignant: bool,
                 """INSERT INTO triage_photo_scores (photo_id, model_version, p_malignant, probabilities, dx, urgency,
                                                     batch_size) VALUES ($1, $2, $3, '{}', 'nv', $4, 1)""",
                 photo_id, version, p, band_for(p))
+            if version == live_version and p == live:
+                # The live score's one home: the deciding photo under the version that triaged the case.
+                await db.execute(
+                    """INSERT INTO triage_consultation_scores (consultation_id, photo_id, model_version, urgency,
+                                                               p_malignant, scored_photos, trusted)
+                       VALUES ($1, $2, $3, $4, $5, $6, true) ON CONFLICT (consultation_id) DO NOTHING""",
+                    case_id, photo_id, version, band_for(p), p, len(photos))
     await db.execute(
         """INSERT INTO histopathology_results (consultation_id, diagnosis, malignant, reported_on, entered_by,
                                                entered_role) VALUES ($1, $2, $3, $4, $5, 'doctor')""",

@@ -73,8 +73,8 @@ async def test_the_runtime_role_can_only_read_and_append(database_url, runtime_d
     try:
         for n in range(3):
             async with runtime.transaction():
-                await audit.record(runtime, actor=None, action="auth.register", subject_type="user",
-                                   subject_id=f"u{n}", details={"role": "patient", "status": "active"})
+                await audit.AuditContext(None).record(runtime, "auth.register", "user", f"u{n}",
+                                                      {"role": "patient", "status": "active"})
         privileges = {p: await runtime.fetchval("SELECT has_table_privilege('audit_log', $1)", p)
                       for p in ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")}
         assert privileges == {"SELECT": True, "INSERT": True, "UPDATE": False, "DELETE": False, "TRUNCATE": False,

@@ -5,17 +5,17 @@ import uuid
 
 import pytest
 
+from jax_models.bands import from_thresholds
 from triage.config import TriageConfig
 from triage.policy import (
     SCREENING_DISCLAIMER,
     PhotoScore,
-    band_severity,
     deciding_photo,
     patient_guidance,
 )
 from triage.views import triage_view
 
-THRESHOLDS = {"urgent": 0.3, "soon": 0.1}
+BANDS = from_thresholds({"urgent": 0.3, "soon": 0.1})
 
 
 def score(urgency: str, p: float) -> PhotoScore:
@@ -23,28 +23,26 @@ def score(urgency: str, p: float) -> PhotoScore:
 
 
 def test_bands_ordered_by_threshold_then_routine():
-    assert band_severity(THRESHOLDS) == ["urgent", "soon", "routine"]
-    assert band_severity({"soon": 0.1, "urgent": 0.3}) == ["urgent", "soon", "routine"]
+    assert BANDS.names == ("urgent", "soon", "routine")
+    assert from_thresholds({"soon": 0.1, "urgent": 0.3}).names == ("urgent", "soon", "routine")
 
 
 def test_most_severe_band_wins_then_highest_score():
-    severity = band_severity(THRESHOLDS)
     routine_high, soon_low, soon_high = score("routine", 0.09), score("soon", 0.12), score("soon", 0.2)
-    assert deciding_photo([routine_high, soon_low, soon_high], severity) is soon_high
+    assert deciding_photo([routine_high, soon_low, soon_high], BANDS) is soon_high
     # A band decided by more than the probability (say, a rule on the predicted class) still outranks a score.
     urgent_by_rule = score("urgent", 0.05)
-    assert deciding_photo([soon_high, urgent_by_rule], severity) is urgent_by_rule
+    assert deciding_photo([soon_high, urgent_by_rule], BANDS) is urgent_by_rule
 
 
 def test_unknown_band_is_treated_as_most_severe():
-    severity = band_severity(THRESHOLDS)
     strange = score("emergency", 0.01)
-    assert deciding_photo([score("urgent", 0.9), strange], severity) is strange
+    assert deciding_photo([score("urgent", 0.9), strange], BANDS) is strange
 
 
 def test_no_scored_photo_has_no_deciding_photo():
     with pytest.raises(ValueError):
-        deciding_photo([], band_severity(THRESHOLDS))
+        deciding_photo([], BANDS)
 
 
 def test_patient_words_never_hold_a_number():

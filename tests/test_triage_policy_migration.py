@@ -12,6 +12,12 @@ from web.app import all_migrations
 
 NEW = {("chat", 3), ("triage", 2)}
 
+
+def _up_to_new(migration) -> bool:
+    """Migrations up to NEW: the later ones (chat 0005 drops the score's copies) assume the schema NEW made."""
+    newest = dict(NEW)
+    return migration.domain not in newest or migration.version <= newest[migration.domain]
+
 OLD_FLAGS = [
     # (old symptom flags, band the case held, scored?) -> checked below
     ({"changed_size": True, "changed_shape": False, "changed_colour": True, "bleeding": False, "itching": False,
@@ -25,7 +31,7 @@ OLD_FLAGS = [
 
 async def _old_schema_with_cases(url: str) -> tuple[asyncpg.Connection, list]:
     conn = await asyncpg.connect(url)
-    await apply_migrations(conn, [m for m in all_migrations() if (m.domain, m.version) not in NEW])
+    await apply_migrations(conn, [m for m in all_migrations() if _up_to_new(m) and (m.domain, m.version) not in NEW])
     patient = await conn.fetchval("INSERT INTO users (email, display_name, role, status) "
                                   "VALUES ('old@example.org', 'Old', 'patient', 'active') RETURNING id")
     ids = []
@@ -47,7 +53,7 @@ async def _old_schema_with_cases(url: str) -> tuple[asyncpg.Connection, list]:
 async def test_old_consultations_map_onto_the_checklist_and_keep_their_band(new_empty_database):  # noqa: F811
     conn, ids = await _old_schema_with_cases(await new_empty_database())
     try:
-        applied = await apply_migrations(conn, all_migrations())
+        applied = await apply_migrations(conn, [m for m in all_migrations() if _up_to_new(m)])
         assert {(m.domain, m.version) for m in applied} == NEW
         rows = {r["id"]: r for r in await conn.fetch("SELECT * FROM consultations")}
         first, second, third = (rows[i] for i in ids)

@@ -74,7 +74,8 @@ class Account:
 
 async def account(client, role: str = "patient") -> Account:
     """A signed-in user; a doctor is approved by the admin path first."""
-    from auth.service import AUTH_SERVICE, Origin
+    from auth import AUTH_SERVICE
+    from auth.audit import AuditContext
 
     email = f"{role}-{uuid.uuid4().hex[:10]}@example.org"
     response = await client.post("/api/v1/auth/register",
@@ -82,7 +83,7 @@ async def account(client, role: str = "patient") -> Account:
     assert response.status == 201, await response.text()
     user_id = uuid.UUID((await response.json())["user"]["id"])
     if role == "doctor":
-        await client.app[AUTH_SERVICE].approve_doctor(user_id, actor=None, origin=Origin(None, "test"))
+        await client.app[AUTH_SERVICE].approve_doctor(user_id, ctx=AuditContext(None, None, "test"))
     response = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert response.status == 200, await response.text()
     return Account(user_id, (await response.json())["access_token"])
@@ -108,3 +109,30 @@ async def assign(pool, consultation_id: uuid.UUID, doctor_id: uuid.UUID) -> None
     async with pool.acquire() as conn:
         await doctors.ensure_doctor(conn, doctor_id, 3)
         await pairing.take_case_txn(conn, doctor_id=doctor_id, consultation_id=consultation_id, ctx=SYSTEM)
+
+
+async def chat_on_scored(conn, consultation_id: uuid.UUID, summary) -> None:
+    """Chat's side of a score, as the composition root (web/app.py, triage_hooks) lends it to triage."""
+    from chat.queue import apply_triage_result
+
+    await apply_triage_result(conn, consultation_id, image_band=summary.urgency, p_malignant=summary.p_malignant,
+                              model_version=summary.model_version, trusted=summary.trusted)
+
+
+async def score_consultation(conn, consultation_id: uuid.UUID, *, band: str, p_malignant: float, trusted: bool,
+                             on_scored=chat_on_scored, model_version: str | None = None) -> None:
+    """What the worker does for one photo, without the model: the photo stored and scored through triage's own
+    store (the score's one home), with `on_scored` (chat's hook) in the same transaction. Each call scores a new
+    photo under a fresh model version, so that photo decides. Trusted: dermoscopic, no quality problem, in range."""
+    from triage import bands, store
+    from triage.images import NormalisedPhoto
+    from triage.photo_gate import QualityReport
+
+    photo = NormalisedPhoto(image=b"\xff\xd8\xff", thumbnail=b"\xff\xd8\xff", sha256=uuid.uuid4().hex, width=1,
+                            height=1, source_format="jpeg", warnings=())
+    [stored] = await store.add_photos_txn(conn, consultation_id, "back", "dermoscopic", "dermoscopic",
+                                          [(photo, QualityReport({}, ()))], max_photos=1000)
+    version = model_version or f"test-{uuid.uuid4().hex[:8]}"
+    result = store.PhotoResult(stored.photo["id"], consultation_id, version, p_malignant, {"mel": p_malignant}, "mel",
+                               band, ood_score=0.0, in_distribution=trusted)
+    await store.record_results_txn(conn, [result], bands.BANDS, on_scored)

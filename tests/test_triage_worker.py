@@ -16,6 +16,8 @@ from PIL import Image
 
 from chat import SOCKETIO_SERVER
 from chat.realtime import QueueNotifier
+from chat.store import consultations as chat_consultations
+from chat.store.case_scores import SELECT_SCORED
 from jax_models import checkpoint
 from jax_models.serving import load_classifier
 from tests import test_chat_support as cs
@@ -204,8 +206,7 @@ async def test_photo_the_model_cannot_read_is_failed_and_the_case_stays_queued(n
     async with node.app[STORES].pool.acquire() as conn:
         photo = await conn.fetchrow("SELECT status, failure_reason FROM triage_photos WHERE id = $1",
                                     stored.photo["id"])
-        consultation = await conn.fetchrow("SELECT state, scored_at, p_malignant FROM consultations WHERE id = $1",
-                                           case)
+        consultation = await chat_consultations.get_consultation(conn, case)
     assert photo["status"] == "failed" and "unreadable" in photo["failure_reason"]
     assert consultation["state"] == "waiting" and consultation["scored_at"] is None
     response = await node.client.get(f"/api/v1/consultations/{case}/triage", headers=patient.headers)
@@ -279,7 +280,7 @@ async def test_rescore_with_a_new_model_version_moves_open_cases(node, classifie
                                           on_scored=hooks.on_scored, notifier=hooks.notifier)
     assert {c.consultation_id for c in changed} == set(cases)
     async with node.app[STORES].pool.acquire() as conn:
-        rows = await conn.fetch("SELECT id, model_version, p_malignant FROM consultations")
+        rows = await conn.fetch(SELECT_SCORED)
         versions = await conn.fetch("SELECT model_version, count(*) AS n FROM triage_photo_scores GROUP BY 1")
     assert {r["model_version"] for r in rows} == {new_metadata["version"]}
     assert {r["model_version"]: r["n"] for r in versions} == {classifier.version: 4, new_classifier.version: 4}
@@ -311,7 +312,7 @@ async def test_skindoc_rescore_command_moves_the_live_queue(node, classifier, tm
         assert command.returncode == 0, err.decode()[-2000:]
         assert f"model {new_version['version']}: 1 open consultations rescored" in out.decode()
         async with node.app[STORES].pool.acquire() as conn:
-            rescored = await conn.fetchval("SELECT p_malignant FROM consultations WHERE id = $1", case)
+            rescored = (await chat_consultations.get_consultation(conn, case))["p_malignant"]
         await events.wait_for("queue:snapshot", lambda s: any(
             e["consultation_id"] == str(case) and e["p_malignant"] == pytest.approx(rescored) for e in s["queue"]))
     finally:

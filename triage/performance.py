@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from jax_models import metrics
+from triage import bands
 
-URGENT_BAND = "urgent"
+# The most severe band (triage/bands.py): the one whose sensitivity the model card states.
+URGENT_BAND = bands.NAMES[0]
 RELIABILITY_BINS = 10
 _BOOTSTRAP_BLOCK = 100
 _Z95 = 1.959963984540054

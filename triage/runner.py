@@ -16,7 +16,7 @@ import asyncpg
 import redis.asyncio as redis
 
 from store.outages import Backoff
-from triage import rescore, scoring, store
+from triage import bands, rescore, scoring, store
 from triage.config import TriageConfig
 from triage.heartbeat import WorkerStatus
 from triage.policy import ConsultationTriage
@@ -35,7 +35,10 @@ class TriageHooks:
 def load_classifier(model_dir: Path | None, config: TriageConfig) -> scoring.Classifier:
     from jax_models.serving import load_classifier as load
 
-    return load(weights_dir=model_dir, batch_sizes=config.batch_sizes)
+    classifier = load(weights_dir=model_dir, batch_sizes=config.batch_sizes)
+    # Refused before it scores anything: bands the database does not hold would fail every write.
+    bands.for_thresholds(classifier.thresholds)
+    return classifier
 
 
 class WorkerSupervisor:

@@ -19,9 +19,9 @@ from typing import Any, Protocol
 import asyncpg
 from PIL import Image
 
-from triage import store
+from triage import bands, store
 from triage.images import decode_for_model
-from triage.policy import ConsultationTriage, band_severity
+from triage.policy import ConsultationTriage
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ async def predict_photos(classifier: Classifier, photos: Sequence[PhotoToScore])
 async def write_results(pool: asyncpg.Pool, classifier: Classifier, results: Sequence[store.PhotoResult],
                         on_scored: store.OnScored) -> list[ConsultationTriage]:
     async with pool.acquire() as conn:
-        return await store.record_results_txn(conn, results, band_severity(classifier.thresholds), on_scored)
+        return await store.record_results_txn(conn, results, bands.for_thresholds(classifier.thresholds), on_scored)
 
 
 async def store_saliency(pool: asyncpg.Pool, classifier: Classifier, photos: Sequence[PhotoToScore]) -> list[uuid.UUID]:

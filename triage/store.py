@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from jax_models.bands import Bands
 from store.errors import conflict, not_found
 from triage.images import NormalisedPhoto
 from triage.photo_gate import QualityReport, verdict_from
@@ -196,7 +197,7 @@ async def _insert_scores(conn: asyncpg.Connection, scored: Sequence[PhotoResult]
 
 
 async def _summarise_consultations(conn: asyncpg.Connection, changed: dict[uuid.UUID, str],
-                                   severity: Sequence[str]) -> list[ConsultationTriage]:
+                                   bands: Bands) -> list[ConsultationTriage]:
     """Each consultation's deciding photo under the model version that just scored it, stored."""
     rows = await conn.fetch(
         """SELECT p.consultation_id, s.photo_id, s.urgency, s.p_malignant, p.kind, p.quality_problems,
@@ -211,7 +212,7 @@ async def _summarise_consultations(conn: asyncpg.Connection, changed: dict[uuid.
             PhotoScore(row["photo_id"], row["urgency"], row["p_malignant"], verdict_from(dict(row))))
     summaries = []
     for consultation_id, model_version in changed.items():
-        top = deciding_photo(scores[consultation_id], severity)
+        top = deciding_photo(scores[consultation_id], bands)
         summaries.append(ConsultationTriage(consultation_id, top.urgency, top.p_malignant, model_version,
                                             top.photo_id, len(scores[consultation_id]), top.trusted,
                                             top.verdict.as_dict()))
@@ -229,7 +230,7 @@ async def _summarise_consultations(conn: asyncpg.Connection, changed: dict[uuid.
     return summaries
 
 
-async def record_results_txn(conn: asyncpg.Connection, results: Sequence[PhotoResult], severity: Sequence[str],
+async def record_results_txn(conn: asyncpg.Connection, results: Sequence[PhotoResult], bands: Bands,
                              on_scored: OnScored) -> list[ConsultationTriage]:
     """Writes scores (once per photo and model version) and failures; re-summarises each consultation
     that gained a score and hands the summary to `on_scored` in the same transaction.
@@ -249,7 +250,7 @@ async def record_results_txn(conn: asyncpg.Connection, results: Sequence[PhotoRe
         scored = [r for r in results if r.failure is None]
         inserted = await _insert_scores(conn, scored) if scored else set()
         changed = {r.consultation_id: r.model_version for r in scored if r.photo_id in inserted}
-        summaries = await _summarise_consultations(conn, changed, severity) if changed else []
+        summaries = await _summarise_consultations(conn, changed, bands) if changed else []
         for summary in summaries:
             await on_scored(conn, summary.consultation_id, summary)
     return summaries

@@ -13,14 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from triage import checklist
+from triage import bands, checklist
+from triage.bands import more_severe
 from triage.photo_gate import VALIDATED_KINDS, GateVerdict, summary
-
-SEVERITY = ("urgent", "soon", "routine")
-
-
-def more_severe(a: str, b: str) -> str:
-    return a if SEVERITY.index(a) <= SEVERITY.index(b) else b
 
 
 def effective_band(checklist_band: str, image_band: str | None, trusted: bool,
@@ -58,13 +53,6 @@ def doctor_reasons(case: CaseTriage) -> list[str]:
     return lines
 
 
-_PATIENT_BAND = {
-    "urgent": "A doctor will look at your case first.",
-    "soon": "A doctor will look at your case ahead of routine cases.",
-    "routine": "Your case is in the queue for a routine review; a doctor will look at it and reply here.",
-}
-
-
 def _untrusted_in_plain_words(verdict: GateVerdict) -> str:
     if verdict.quality_problems:
         return "the photo was " + " and ".join(p.replace("_", " ").replace("lesion", "spot")
@@ -83,9 +71,9 @@ def patient_words(case: CaseTriage) -> str:
     if case.verdict is not None and not case.verdict.trusted:
         why += (f" The automatic photo check was not used ({_untrusted_in_plain_words(case.verdict)}); "
                 "the doctor will look at your photos themselves.")
-    words = f"{why} {_PATIENT_BAND[case.band]}"
-    if case.band == "urgent":
-        words += " If the spot bleeds, grows quickly or you feel unwell, seek care in person today."
+    words = f"{why} {bands.WORDS[case.band].queue_place}"
+    if bands.rank(case.band) == 0:
+        words += f" {bands.SEEK_CARE}"
     return words
 
 

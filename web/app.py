@@ -136,7 +136,7 @@ def triage_hooks(settings: Settings, notifier) -> TriageHooks:
     async def on_scored(conn, consultation_id, summary) -> None:
         await queue.apply_triage_result(conn, consultation_id, image_band=summary.urgency,
                                         p_malignant=summary.p_malignant, model_version=summary.model_version,
-                                        trusted=summary.trusted, gate=summary.gate)
+                                        trusted=summary.trusted)
 
     async def open_consultations(conn) -> list:
         return [row["id"] for row in await waiting_queue.queue_rows(conn, settings.chat.queue_ageing_minutes * 60)]

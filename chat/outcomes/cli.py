@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from auth.audit import AuditContext
 from chat.outcomes.export import export_confirmed_cases
-from chat.store.context import AuditContext
 from store.connections import Stores
 
 

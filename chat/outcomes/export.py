@@ -21,8 +21,8 @@ from pathlib import Path
 
 import asyncpg
 
+from auth.audit import AuditContext
 from chat.outcomes import store
-from chat.store.context import AuditContext
 from triage import store as triage_store
 
 LABEL_COLUMNS = ("image_id", "lesion_id", "dx", "malignant", "age", "sex", "site", "split")

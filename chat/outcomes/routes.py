@@ -5,17 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from auth.authz import authenticate, require_role
-from auth.context import REQUEST_ID
-from auth.principal import Principal
+from auth.context import audit_context
 from chat.outcomes import validation
 from chat.outcomes.service import OutcomesService
-from chat.store.context import AuditContext
 from store.http_input import path_id, read_json
 from store.payloads import get_query_int
-
-
-def _ctx(request: web.Request, principal: Principal) -> AuditContext:
-    return AuditContext(principal, request.remote, request.get(REQUEST_ID))
 
 
 class OutcomeRoutes:
@@ -33,21 +27,21 @@ class OutcomeRoutes:
     async def outcome(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
         consultation_id = path_id(request, "consultation_id")
-        return web.json_response(await self._service.outcome(principal, _ctx(request, principal), consultation_id))
+        return web.json_response(await self._service.outcome(principal, audit_context(request), consultation_id))
 
     async def add_histopathology(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
         consultation_id = path_id(request, "consultation_id")
         entry = validation.histopathology(await read_json(request, self._max_json_bytes))
-        body = await self._service.add_histopathology(principal, _ctx(request, principal), consultation_id, entry)
+        body = await self._service.add_histopathology(principal, audit_context(request), consultation_id, entry)
         return web.json_response(body, status=201)
 
     async def awaiting(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor", "admin")
         limit = get_query_int(request.query, "limit", minimum=1, maximum=500, default=100)
-        cases = await self._service.awaiting(principal, _ctx(request, principal), limit)
+        cases = await self._service.awaiting(principal, audit_context(request), limit)
         return web.json_response({"cases": cases})
 
     async def performance(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor", "admin")
-        return web.json_response(await self._service.performance(principal, _ctx(request, principal)))
+        return web.json_response(await self._service.performance(principal, audit_context(request)))

@@ -14,22 +14,21 @@ from typing import Any
 import asyncpg
 import prometheus_client
 
+from auth.audit import AuditContext
 from auth.authz import refuse_unapproved_doctor
 from auth.principal import Principal
-from chat.store import consultations as chat_consultations
 from chat.outcomes import store
 from chat.outcomes.config import OutcomesConfig
 from chat.outcomes.validation import HistopathologyEntry
-from chat.store.context import AuditContext
+from chat.store import consultations as chat_consultations
 from store.connections import Stores
 from store.errors import conflict, forbidden, not_found
-from triage import performance
+from triage import bands, performance
 from triage.performance import ConfirmedCase, Reference
 
 log = logging.getLogger(__name__)
 
 ALL_KINDS = "all"
-_BAND_RANK = {"urgent": 0, "soon": 1, "routine": 2}
 SCREENING_NOTE = ("Figures of a screening aid on this clinic's confirmed cases; a triage score ranks the queue, "
                   "it is never a diagnosis.")
 
@@ -199,8 +198,7 @@ def _highest_risk_per_case(cases: list[ConfirmedCase]) -> list[ConfirmedCase]:
     best: dict[str, ConfirmedCase] = {}
     for case in cases:
         held = best.get(case.case_id)
-        if held is None or (_BAND_RANK.get(case.band, -1), -case.p_malignant) < (_BAND_RANK.get(held.band, -1),
-                                                                                 -held.p_malignant):
+        if held is None or (bands.rank(case.band), -case.p_malignant) < (bands.rank(held.band), -held.p_malignant):
             best[case.case_id] = case
     return list(best.values())
 
@@ -212,10 +210,10 @@ def _queue_waits(rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
         by_version[row["model_version"]].append(row)
     out = []
     for version, cases in by_version.items():
-        lower = [r for r in cases if r["queue_band"] != "urgent"]
+        lower = [r for r in cases if bands.rank(r["queue_band"]) > 0]
         waits = [float(r["waited_seconds"]) for r in lower]
         out.append({"model_version": version, "malignant_cases": len(cases), "waited_in_lower_band": len(lower),
-                    "by_band": {band: sum(r["queue_band"] == band for r in lower) for band in ("soon", "routine")},
+                    "by_band": {band: sum(r["queue_band"] == band for r in lower) for band in bands.NAMES[1:]},
                     "median_wait_seconds": median(waits) if waits else None,
                     "max_wait_seconds": max(waits) if waits else None})
     return out

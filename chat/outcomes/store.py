@@ -1,16 +1,19 @@
 """The outcomes' SQL: working diagnoses, histopathology results (append-only, corrections chained), and the
-confirmed cases the performance figures and the export read. Scores come from triage's `triage_case_scores`.
+confirmed cases the performance figures and the export read. Scores come from triage's tables: the live one
+(chat/store/case_scores.py) and every model version's (`triage_case_scores`).
 """
 from __future__ import annotations
 
 import uuid
+
 import asyncpg
 
 from auth import audit
-
+from auth.audit import AuditContext
 from chat.outcomes.validation import HistopathologyEntry, WorkingDiagnosis
-from chat.store.context import AuditContext
+from chat.store.case_scores import SCORE_JOIN
 from store.errors import conflict
+from triage import bands
 
 # A resolved case whose current histopathology result is known: the cases every figure is computed on.
 _CONFIRMED = """histopathology_current h JOIN consultations c ON c.id = h.consultation_id AND c.state = 'resolved'"""
@@ -87,19 +90,19 @@ async def confirmed_case_scores(conn: asyncpg.Connection) -> list[asyncpg.Record
 async def confirmed_malignant_waits(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """Confirmed malignant cases with the band they queued in, the model version that set it, and their wait."""
     return await conn.fetch(
-        f"""SELECT c.id AS consultation_id, c.urgency AS queue_band, c.model_version,
+        f"""SELECT c.id AS consultation_id, c.urgency AS queue_band, s.model_version,
                    extract(epoch FROM coalesce(c.assigned_at, c.closed_at) - c.queued_at) AS waited_seconds
-              FROM {_CONFIRMED} WHERE h.malignant ORDER BY c.closed_at DESC, c.id""")
+              FROM {_CONFIRMED} {SCORE_JOIN} WHERE h.malignant ORDER BY c.closed_at DESC, c.id""")
 
 
 async def recent_malignant_bands(conn: asyncpg.Connection, window: int) -> list[str]:
     """The model's band for the last `window` confirmed malignant cases (newest resolved first), under the
     model version that triaged each of them live; a case no model scored counts as missed."""
     rows = await conn.fetch(
-        f"""SELECT (SELECT s.urgency FROM triage_case_scores s
-                     WHERE s.consultation_id = c.id AND s.model_version = c.model_version
-                     ORDER BY CASE s.urgency WHEN 'urgent' THEN 0 WHEN 'soon' THEN 1 ELSE 2 END LIMIT 1) AS band
-              FROM {_CONFIRMED} WHERE h.malignant ORDER BY c.closed_at DESC, c.id LIMIT $1""", window)
+        f"""SELECT (SELECT v.urgency FROM triage_case_scores v
+                     WHERE v.consultation_id = c.id AND v.model_version = s.model_version
+                     ORDER BY {bands.rank_sql("v.urgency")} LIMIT 1) AS band
+              FROM {_CONFIRMED} {SCORE_JOIN} WHERE h.malignant ORDER BY c.closed_at DESC, c.id LIMIT $1""", window)
     return [row["band"] or "unscored" for row in rows]
 
 

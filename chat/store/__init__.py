@@ -5,6 +5,3 @@ for a lock takes doctor rows (`chat_doctors`) before consultation rows, and
 appointment rows before doctor rows; the automatic pairing only ever uses
 `SKIP LOCKED`, so it never waits at all.
 """
-from chat.store.context import AuditContext
-
-__all__ = ["AuditContext"]

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
-from chat.store.context import AuditContext
+from auth.audit import AuditContext
 from store.errors import conflict, not_found, unprocessable
 
 

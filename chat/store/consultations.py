@@ -5,7 +5,9 @@ import uuid
 
 import asyncpg
 
-from chat.store.context import SYSTEM, AuditContext
+from auth.audit import AuditContext
+from chat.store.case_scores import SELECT_SCORED, scored
+from chat.store.context import SYSTEM
 from store.errors import conflict
 from triage import checklist, urgency_policy
 
@@ -24,9 +26,9 @@ async def create_consultation_txn(conn: asyncpg.Connection, *, patient_id: uuid.
             raise conflict("patient_at_capacity",
                            f"You already have {open_count} open consultations; close one before opening another.")
         row = await conn.fetchrow(
-            """INSERT INTO consultations (patient_id, description, body_site, symptoms, checklist_score,
-                                          checklist_band, urgency)
-               VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *""",
+            scored("""INSERT INTO consultations (patient_id, description, body_site, symptoms, checklist_score,
+                                                 checklist_band, urgency)
+                      VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *"""),
             patient_id, description, body_site, symptoms, answers.score, answers.band)
         await ctx.record(conn, "consultation.create", "consultation", row["id"],
                          {"body_site": body_site, "checklist_score": answers.score})
@@ -34,7 +36,7 @@ async def create_consultation_txn(conn: asyncpg.Connection, *, patient_id: uuid.
 
 
 async def get_consultation(conn: asyncpg.Connection, consultation_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM consultations WHERE id = $1", consultation_id)
+    return await conn.fetchrow(f"{SELECT_SCORED} WHERE c.id = $1", consultation_id)
 
 
 async def list_consultations_txn(conn: asyncpg.Connection, *, user_id: uuid.UUID, as_doctor: bool,
@@ -42,8 +44,8 @@ async def list_consultations_txn(conn: asyncpg.Connection, *, user_id: uuid.UUID
     column = "doctor_id" if as_doctor else "patient_id"
     async with conn.transaction():
         rows = await conn.fetch(
-            f"""SELECT * FROM consultations WHERE {column} = $1 AND ($2::text IS NULL OR state = $2)
-                ORDER BY created_at DESC, id LIMIT $3""",
+            f"""{SELECT_SCORED} WHERE c.{column} = $1 AND ($2::text IS NULL OR c.state = $2)
+                ORDER BY c.created_at DESC, c.id LIMIT $3""",
             user_id, state, limit)
         await ctx.record(conn, "consultation.list", "user", user_id, {"state": state, "count": len(rows)})
     return rows
@@ -64,8 +66,8 @@ async def cancel_consultation_txn(conn: asyncpg.Connection, *, consultation_id: 
                                   reason: str | None, ctx: AuditContext) -> asyncpg.Record:
     async with conn.transaction():
         row = await conn.fetchrow(
-            """UPDATE consultations SET state = 'cancelled', closed_at = now(), cancel_reason = $3
-               WHERE id = $1 AND patient_id = $2 AND state IN ('waiting', 'active') RETURNING *""",
+            scored("""UPDATE consultations SET state = 'cancelled', closed_at = now(), cancel_reason = $3
+                      WHERE id = $1 AND patient_id = $2 AND state IN ('waiting', 'active') RETURNING *"""),
             consultation_id, patient_id, reason)
         if row is None:
             raise conflict("wrong_state", "Only a waiting or active consultation can be cancelled.")
@@ -77,8 +79,8 @@ async def resolve_txn(conn: asyncpg.Connection, *, consultation_id: uuid.UUID, d
                       note: str, ctx: AuditContext) -> asyncpg.Record:
     async with conn.transaction():
         row = await conn.fetchrow(
-            """UPDATE consultations SET state = 'resolved', closed_at = now(), outcome = $3, outcome_note = $4
-               WHERE id = $1 AND doctor_id = $2 AND state = 'active' RETURNING *""",
+            scored("""UPDATE consultations SET state = 'resolved', closed_at = now(), outcome = $3, outcome_note = $4
+                      WHERE id = $1 AND doctor_id = $2 AND state = 'active' RETURNING *"""),
             consultation_id, doctor_id, outcome, note)
         if row is None:
             raise conflict("wrong_state", "Only an active consultation assigned to you can be resolved.")
@@ -86,10 +88,10 @@ async def resolve_txn(conn: asyncpg.Connection, *, consultation_id: uuid.UUID, d
         return row
 
 
-async def apply_triage_result_txn(conn: asyncpg.Connection, *, consultation_id: uuid.UUID, image_band: str,
-                                  p_malignant: float, model_version: str, trusted: bool,
-                                  gate: dict | None) -> asyncpg.Record | None:
-    """Stores the deciding photo's score and sets the case's band by the urgency policy, under the row lock."""
+async def set_band_from_score_txn(conn: asyncpg.Connection, *, consultation_id: uuid.UUID, image_band: str,
+                                  p_malignant: float, model_version: str, trusted: bool) -> str | None:
+    """Sets the case's band by the urgency policy from the deciding photo's band, under the row lock; returns
+    the band (None: no such case). The score itself is triage's to store (chat/store/case_scores.py)."""
     async with conn.transaction():
         current = await conn.fetchrow("SELECT checklist_band, urgency FROM consultations WHERE id = $1 FOR UPDATE",
                                       consultation_id)
@@ -97,12 +99,8 @@ async def apply_triage_result_txn(conn: asyncpg.Connection, *, consultation_id: 
             return None
         band = urgency_policy.effective_band(current["checklist_band"], image_band, trusted,
                                              previous_band=current["urgency"])
-        row = await conn.fetchrow(
-            """UPDATE consultations SET urgency = $2, p_malignant = $3, model_version = $4, scored_at = now(),
-                                        image_band = $5, score_trusted = $6, gate = $7
-               WHERE id = $1 RETURNING *""",
-            consultation_id, band, p_malignant, model_version, image_band, trusted, gate)
+        await conn.execute("UPDATE consultations SET urgency = $2 WHERE id = $1", consultation_id, band)
         await SYSTEM.record(conn, "consultation.score", "consultation", consultation_id,
                             {"urgency": band, "image_band": image_band, "score_trusted": trusted,
                              "p_malignant": p_malignant, "model_version": model_version})
-        return row
+        return band

@@ -5,7 +5,7 @@ import uuid
 
 import asyncpg
 
-from chat.store.context import AuditContext
+from auth.audit import AuditContext
 
 # A doctor's presence row; $1 is the grace period in seconds.
 _DOCTOR_COLUMNS = """d.doctor_id, d.capacity, d.availability,

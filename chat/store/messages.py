@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from auth import audit
+from auth.audit import AuditContext
 from auth.principal import Principal
-from chat.store.context import AuditContext
 
 
 @dataclass
@@ -28,22 +29,24 @@ class StoredMessage:
 async def insert_messages(conn: asyncpg.Connection, batch: list[PendingMessage]) -> list[StoredMessage]:
     """Stores a batch of messages in one transaction (group commit), each with the next sequence number.
 
-    One statement, `chat_store_messages` (chat migration 0002), whatever the batch's
-    size: it locks the consultations in id order, stores each message with its audit
-    row, and keeps the batch's arrival order within each consultation. A client id
-    sent twice (in this batch or before) is stored once.
+    One statement, `chat_store_messages` (chat migration 0006), whatever the batch's size:
+    it locks the consultations in id order, stores each message and keeps the batch's
+    arrival order within each consultation. A client id sent twice (in this batch or
+    before) is stored once. Each message stored now gets its audit row through auth's
+    one insert, in the same transaction, in arrival order.
     """
     first_of: dict[tuple, int] = {}
     for i, m in enumerate(batch):
         first_of.setdefault((m.consultation_id, m.sender.user_id, m.client_msg_id), i)
     unique = list(first_of.values())  # in arrival order
-    rows = await conn.fetch(
-        # Addresses go as text and PostgreSQL parses them: asyncpg would parse each in Python first.
-        "SELECT * FROM chat_store_messages($1, $2, $3, $4, $5, $6::text[]::inet[], $7)",
-        [batch[i].consultation_id for i in unique], [batch[i].sender.user_id for i in unique],
-        [batch[i].sender.role for i in unique], [batch[i].client_msg_id for i in unique],
-        [batch[i].body for i in unique], [batch[i].ctx.client_ip for i in unique],
-        [batch[i].ctx.request_id for i in unique])
+    async with conn.transaction():
+        rows = await conn.fetch(
+            "SELECT * FROM chat_store_messages($1, $2, $3, $4, $5)",
+            [batch[i].consultation_id for i in unique], [batch[i].sender.user_id for i in unique],
+            [batch[i].sender.role for i in unique], [batch[i].client_msg_id for i in unique],
+            [batch[i].body for i in unique])
+        await audit.record_many(conn, [_sent_entry(batch[unique[r["n"] - 1]], r)
+                                       for r in sorted(rows, key=lambda r: r["n"]) if r["outcome"] == "stored"])
     # The statement numbers its input from 1; a message it refused has no row.
     by_first = {unique[r["n"] - 1]: StoredMessage(r, duplicate=r["outcome"] == "duplicate") for r in rows}
     answers = []
@@ -53,6 +56,12 @@ async def insert_messages(conn: asyncpg.Connection, batch: list[PendingMessage])
         # A repeat of a client id within one batch gets the first one's row, marked as a duplicate.
         answers.append(result if i == first or result.row is None else StoredMessage(result.row, duplicate=True))
     return answers
+
+
+def _sent_entry(message: PendingMessage, row: asyncpg.Record) -> audit.AuditEntry:
+    # The sender is the actor, from where their connection or request came; the length counts code points.
+    return message.ctx.as_actor(message.sender).entry("chat.message.send", "consultation", row["consultation_id"],
+                                                      {"seq": row["seq"], "chars": len(row["body"])})
 
 
 async def messages_after(conn: asyncpg.Connection, consultation_id: uuid.UUID, after_seq: int,

@@ -5,7 +5,9 @@ import uuid
 
 import asyncpg
 
-from chat.store.context import SYSTEM, AuditContext
+from auth.audit import AuditContext
+from chat.store.case_scores import SCORE_JOIN, scored
+from chat.store.context import SYSTEM
 from chat.store.waiting_queue import QUEUE_ORDER
 from store.errors import DomainError, conflict, not_found, unprocessable
 
@@ -24,8 +26,8 @@ async def _lock_doctor_with_room(conn: asyncpg.Connection, doctor_id: uuid.UUID)
 async def _assign(conn: asyncpg.Connection, consultation_id: uuid.UUID, doctor_id: uuid.UUID) -> asyncpg.Record:
     await conn.execute("UPDATE chat_doctors SET last_assigned_at = now() WHERE doctor_id = $1", doctor_id)
     return await conn.fetchrow(
-        """UPDATE consultations SET state = 'active', doctor_id = $2, assigned_at = now()
-           WHERE id = $1 RETURNING *""",
+        scored("""UPDATE consultations SET state = 'active', doctor_id = $2, assigned_at = now()
+                  WHERE id = $1 RETURNING *"""),
         consultation_id, doctor_id)
 
 
@@ -67,7 +69,7 @@ async def take_next_txn(conn: asyncpg.Connection, *, doctor_id: uuid.UUID, agein
     async with conn.transaction():
         await _lock_doctor_with_room(conn, doctor_id)
         case = await conn.fetchrow(
-            f"""SELECT c.* FROM consultations c
+            f"""SELECT c.* FROM consultations c {SCORE_JOIN}
                 WHERE c.state = 'waiting' AND NOT EXISTS (
                     SELECT 1 FROM consultations a
                     WHERE a.patient_id = c.patient_id AND a.doctor_id = $2 AND a.state = 'active')
@@ -92,7 +94,7 @@ async def assign_next_waiting_txn(conn: asyncpg.Connection, *, ageing_s: int, gr
         tried: list[uuid.UUID] = []
         for _ in range(max_cases_tried):
             case = await conn.fetchrow(
-                f"""SELECT c.* FROM consultations c
+                f"""SELECT c.* FROM consultations c {SCORE_JOIN}
                     WHERE c.state = 'waiting' AND c.id <> ALL($2::uuid[])
                     ORDER BY {QUEUE_ORDER} LIMIT 1 FOR UPDATE OF c SKIP LOCKED""",
                 float(ageing_s), tried)
@@ -160,9 +162,9 @@ async def transfer_txn(conn: asyncpg.Connection, *, consultation_id: uuid.UUID, 
             raise conflict("wrong_state", "Only an active consultation assigned to you can be transferred.")
         if to_doctor_id is None:
             row = await conn.fetchrow(
-                """UPDATE consultations SET state = 'waiting', doctor_id = NULL, assigned_at = NULL,
-                          transferred_from = $2
-                   WHERE id = $1 RETURNING *""",
+                scored("""UPDATE consultations SET state = 'waiting', doctor_id = NULL, assigned_at = NULL,
+                                 transferred_from = $2
+                          WHERE id = $1 RETURNING *"""),
                 consultation_id, doctor_id)
         else:
             if await _already_with(conn, case["patient_id"], to_doctor_id):
@@ -170,7 +172,7 @@ async def transfer_txn(conn: asyncpg.Connection, *, consultation_id: uuid.UUID, 
                                "That doctor already has an active consultation with this patient.")
             await conn.execute("UPDATE chat_doctors SET last_assigned_at = now() WHERE doctor_id = $1", to_doctor_id)
             row = await conn.fetchrow(
-                "UPDATE consultations SET doctor_id = $2, assigned_at = now() WHERE id = $1 RETURNING *",
+                scored("UPDATE consultations SET doctor_id = $2, assigned_at = now() WHERE id = $1 RETURNING *"),
                 consultation_id, to_doctor_id)
         await ctx.record(conn, "consultation.transfer", "consultation", consultation_id,
                          {"from": str(doctor_id), "to": str(to_doctor_id) if to_doctor_id else None,

@@ -3,29 +3,26 @@ from __future__ import annotations
 
 import asyncpg
 
-from chat.store.context import AuditContext
+from auth.audit import AuditContext
+from chat.store.case_scores import SCORE_COLUMNS, SCORE_JOIN
+from triage import bands
 
-BAND_RANK = {"urgent": 0, "soon": 1, "routine": 2}
-
-# Effective rank: the band's rank minus one per ageing interval waited (it may go below 0).
-EFFECTIVE_RANK = """((CASE c.urgency WHEN 'urgent' THEN 0 WHEN 'soon' THEN 1 ELSE 2 END)
-    - floor(extract(epoch FROM now() - c.queued_at) / $1)::int)"""
-# Within a band: the photo score only where the photo gate trusted it (an untrusted score ranks like no
-# score at all, so it can never move a case down), then the longest wait.
-QUEUE_ORDER = (f"{EFFECTIVE_RANK}, CASE WHEN c.score_trusted THEN c.p_malignant END DESC NULLS LAST, "
-               "c.queued_at, c.id")
+# Effective rank: the band's rank (triage/bands.py) minus one per ageing interval waited ($1 seconds; it may
+# go below 0). Within a band: the photo score (case_scores.SCORE_JOIN) only where the photo gate trusted it
+# (an untrusted score ranks like no score at all, so it can never move a case down), then the longest wait.
+EFFECTIVE_RANK = f"({bands.rank_sql('c.urgency')} - floor(extract(epoch FROM now() - c.queued_at) / $1)::int)"
+QUEUE_ORDER = f"{EFFECTIVE_RANK}, CASE WHEN s.trusted THEN s.p_malignant END DESC NULLS LAST, c.queued_at, c.id"
 
 
 async def queue_rows(conn: asyncpg.Connection, ageing_s: int) -> list[asyncpg.Record]:
     """Every waiting case in queue order, with its effective rank and position."""
     return await conn.fetch(
-        f"""SELECT c.id, c.patient_id, c.urgency, c.p_malignant, c.scored_at, c.body_site, c.symptoms,
-                   c.description, c.queued_at, c.checklist_score, c.checklist_band, c.image_band,
-                   c.score_trusted, c.gate,
+        f"""SELECT c.id, c.patient_id, c.urgency, c.body_site, c.symptoms, c.description, c.queued_at,
+                   c.checklist_score, c.checklist_band, {SCORE_COLUMNS},
                    {EFFECTIVE_RANK} AS effective_rank,
                    extract(epoch FROM now() - c.queued_at)::int AS waiting_seconds,
                    row_number() OVER (ORDER BY {QUEUE_ORDER}) AS position
-            FROM consultations c WHERE c.state = 'waiting' ORDER BY position""",
+            FROM consultations c {SCORE_JOIN} WHERE c.state = 'waiting' ORDER BY position""",
         float(ageing_s))
 
 

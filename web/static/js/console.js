@@ -29,6 +29,7 @@ const desk = {
 
 async function signedIn() {
   const user = await session.loadUser();
+  await words.loadBands(session);
   $('#who').textContent = user.name;
   $('#who').hidden = false;
   $('#sign-out').hidden = false;

@@ -47,6 +47,7 @@ function showSignIn() {
 
 async function signedIn() {
   await session.loadUser();
+  await words.loadBands(session);
   if (session.user.role !== 'patient') {
     await session.signOut();
     showFormError($('#form-signin'), new Error('This is the patient app; doctors sign in at /console.'));

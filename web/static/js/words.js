@@ -18,14 +18,15 @@ export const OUTCOMES = {
   urgent_referral: 'Urgent referral to a specialist',
 };
 
-const BAND_LABELS = { urgent: 'Urgent', soon: 'Soon', routine: 'Routine' };
+// The urgency bands and their words come from the server (GET /api/v1/triage/bands), where they are defined
+// once with the checkpoint's thresholds; until they arrive a band shows by its code.
+let BANDS = {};
 
-// What a patient should understand from the band, without numbers; the second part only while waiting.
-const PATIENT_GUIDANCE = {
-  urgent: ['Your photos suggest this should be looked at quickly.', 'A doctor will review it as a priority.'],
-  soon: ['Your photos suggest this should be looked at soon.', 'A doctor will review it shortly.'],
-  routine: ['Nothing in your photos suggests it needs to be rushed.', 'A doctor will still review it.'],
-};
+/** Fetches the bands once per page, after sign-in (the endpoint needs a signed-in user). */
+export async function loadBands(session) {
+  const { bands } = await session.get('/api/v1/triage/bands');
+  BANDS = Object.fromEntries(bands.map((band) => [band.name, band]));
+}
 
 export const SCREENING_AID = 'Screening aid, not a diagnosis: only a doctor can tell you what this is.';
 
@@ -36,12 +37,13 @@ export function screeningAid() {
 /** The band as a labelled chip (words, not colour alone). */
 export function bandChip(urgency, awaitingScore) {
   if (awaitingScore || !urgency) return h('span', { class: 'band band-awaiting' }, 'Awaiting score');
-  return h('span', { class: `band band-${urgency}` }, BAND_LABELS[urgency] || urgency);
+  return h('span', { class: `band band-${urgency}` }, BANDS[urgency]?.label || urgency);
 }
 
 export function patientGuidance(consultation) {
   if (consultation.awaiting_score) return 'Your photos are being checked. This takes a few seconds.';
-  const [finding, whileWaiting] = PATIENT_GUIDANCE[consultation.urgency] || ['', ''];
+  // What a patient should understand from the band, without numbers; the second part only while waiting.
+  const { finding = '', while_waiting: whileWaiting = '' } = BANDS[consultation.urgency] || {};
   return consultation.state === 'waiting' ? `${finding} ${whileWaiting}` : finding;
 }
 
