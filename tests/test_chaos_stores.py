@@ -15,9 +15,9 @@ import aiohttp
 
 from tests.chaos_clients import ChatSender, Uploader, assert_nothing_lost_or_doubled, wait_all_scored
 from tests.chaos_support import (  # noqa: F401 (fixtures)
+from tests.live_server import http_status
     WORKER_READY_S,
     System,
-    http_status,
     owned_postgres,
     owned_redis,
     paired_case,
