@@ -20,7 +20,6 @@ import yaml
 
 from tests.chaos_clients import ChatSender, Uploader, assert_nothing_lost_or_doubled, wait_all_scored
 from tests.chaos_support import (  # noqa: F401 (fixtures)
-from tests.live_server import http_status
     WORKER_READY_S,
     open_case,
     owned_postgres,
@@ -30,6 +29,7 @@ from tests.live_server import http_status
     system,
     wait_until,
 )
+from tests.live_server import http_status
 
 
 COMPOSE_FILE = Path(__file__).parent.parent / "docker-compose.yml"

@@ -15,7 +15,6 @@ import aiohttp
 
 from tests.chaos_clients import ChatSender, Uploader, assert_nothing_lost_or_doubled, wait_all_scored
 from tests.chaos_support import (  # noqa: F401 (fixtures)
-from tests.live_server import http_status
     WORKER_READY_S,
     System,
     owned_postgres,
@@ -26,6 +25,7 @@ from tests.live_server import http_status
     system,
     wait_until,
 )
+from tests.live_server import http_status
 
 OUTAGE_S = 1.5
 
