@@ -12,7 +12,12 @@ from PIL import Image, ImageCms
 
 from store.errors import DomainError
 from tests import test_triage_support as ti
-from triage.images import HEIF_SUPPORTED, STORED_JPEG_QUALITY, normalise_photo, sniff_format
+from triage.images import (
+    HEIF_SUPPORTED,
+    STORED_JPEG_QUALITY,
+    normalise_photo,
+    sniff_format,
+)
 
 LIMITS = {"max_pixels": 64_000_000, "min_side": 128}
 
