@@ -100,7 +100,8 @@ def compare(trees: list[Path], rounds: list[dict[Path, dict]], names: dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tree", type=Path, action="append", help="a source tree to time (repeatable; default: this one)")
+    parser.add_argument("--tree", type=Path, action="append",
+                        help="a source tree to time (repeatable; default: this one)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds over every tree (default 3)")
     parser.add_argument("--repeats", type=int, default=10, help="timed intakes of each photo per round (default 10)")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)

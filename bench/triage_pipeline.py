@@ -159,7 +159,8 @@ def report(result: RunResult) -> None:
               f"max {max(result.console_s) * 1000:.0f} ms over {len(result.console_s)} uploads")
     if result.drain_rate:
         print(f"worker on a backlog   {result.drain_rate:.1f} photos/s (queued first, then one worker started)")
-    print(f"accepted uploads      {uploads.accepted} in {result.seconds:.1f} s = {uploads.accepted / result.seconds:.1f}/s"
+    print(f"accepted uploads      {uploads.accepted} in {result.seconds:.1f} s = "
+          f"{uploads.accepted / result.seconds:.1f}/s"
           + (f"  (refused: {dict(uploads.refused)})" if uploads.refused else ""))
     print(f"upload request        p50 {percentile(uploads.upload_ms, 50):.0f} ms, "
           f"p99 {percentile(uploads.upload_ms, 99):.0f} ms")

@@ -35,7 +35,8 @@ FAST_RECOVERY_ENV = {
     **CHEAP_ACCOUNTS_ENV,
     "SKINDOC_TRIAGE_RECONCILE_S": "2", "SKINDOC_TRIAGE_RECONCILE_GRACE_S": "1", "SKINDOC_TRIAGE_HEARTBEAT_S": "1",
     "SKINDOC_TRIAGE_RETRY_MAX_S": "1", "SKINDOC_TRIAGE_CLAIM_IDLE_MS": "2000", "SKINDOC_TRIAGE_MAX_BATCH": "4",
-    "SKINDOC_TRIAGE_SALIENCY": "false", "SKINDOC_PRESENCE_GRACE_SECONDS": "3", "SKINDOC_LOG_FORMAT": "json", "SKINDOC_TRIAGE_MAX_PHOTOS": "60",
+    "SKINDOC_TRIAGE_SALIENCY": "false", "SKINDOC_PRESENCE_GRACE_SECONDS": "3", "SKINDOC_LOG_FORMAT": "json",
+    "SKINDOC_TRIAGE_MAX_PHOTOS": "60",
 }
 # A worker process loads the model and compiles its batch sizes before it is ready.
 WORKER_READY_S = 180.0
@@ -61,7 +62,7 @@ def owned_redis():
 @pytest.fixture
 async def system(owned_postgres, owned_redis, tmp_path):
     """The test's processes, on a fresh database of the owned PostgreSQL and the owned Redis."""
-    # A fresh, empty database on the owned server (dropped with it); the first node to start migrates it.
+    # A fresh, empty database on the owned server (gone with the server); the first node to start migrates it.
     database_url = await create_database(owned_postgres.url(), f"chaos_{secrets.token_hex(4)}")
     env = system_env(database_url, owned_redis.url())
     running = System(env, tmp_path)
