@@ -107,8 +107,8 @@ def test_exif_orientation_applied_and_all_metadata_stripped():
 
 
 def test_an_embedded_colour_profile_is_converted_to_srgb_as_little_cms_converts_it():
-    """Intake keeps one conversion per profile, applies it in place and shares it between threads: the
-    stored photo is still exactly Pillow's plain profile-to-profile conversion, re-encoded."""
+    """Intake builds one conversion per profile and shares it between threads: the stored photo is still
+    exactly Pillow's plain profile-to-profile conversion, re-encoded."""
     profile = ti.gamma_profile(2.2)
     upload = ti.jpeg(icc_profile=profile)
     decoded = Image.open(io.BytesIO(upload))
