@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import os
-import random
 import secrets
 import sys
 import time
@@ -34,65 +31,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-import socketio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import (
+from bench.accounts import AccountMaker
+from bench.chat_clients import Peer, connect_all, disconnect_all, join_rooms
+from bench.chat_idle import bare_idle, print_idle, server_idle
+from bench.chat_traffic import LoadGenerator, LoadStats
+from bench.cluster import (
     DEFAULT_PG_ADMIN_URL,
     DEFAULT_REDIS_URL,
-    AccountMaker,
     Cluster,
+    bare_relay,
+    server_tree_commit,
+    workdir,
+)
+from bench.profiling import start_py_spy, top_frames
+from bench.resources import (
     CpuMeter,
-    Node,
     PgWaitSampler,
-    free_port,
     load_average,
-    percentile,
     postgres_backend_pids,
-    print_table,
     raise_open_file_limit,
     redis_server_pid,
     rss_bytes,
-    scratch_database,
-    server_tree_commit,
-    start_process,
-    start_py_spy,
-    top_frames,
-    workdir,
 )
-
-# Above this many unacknowledged messages a client skips its turn: an overloaded
-# server then shows up as a shortfall against the target rate, not as a queue
-# growing without bound in the load generator.
-MAX_IN_FLIGHT = 50
-
-
-@dataclass
-class Peer:
-    """One load client: its socket, the consultation it chats in and what it saw."""
-    index: int
-    case_id: str
-    token: str | None
-    url: str
-    sio: socketio.AsyncClient | None = None
-    in_flight: int = 0
-
-
-@dataclass
-class LoadStats:
-    window_start: float = 0.0
-    window_end: float = 0.0
-    sent: int = 0
-    skipped: int = 0
-    acked: int = 0
-    ack_errors: dict[str, int] = field(default_factory=dict)
-    ack_latency: list[float] = field(default_factory=list)
-    delivered: int = 0
-    delivery_latency: list[float] = field(default_factory=list)
-
-    def in_window(self, t: float) -> bool:
-        return self.window_start <= t < self.window_end
+from bench.tables import percentile, print_table
+from tests.live_server import scratch_database
 
 
 @dataclass
@@ -108,176 +73,6 @@ class RunResult:
     rss_per_connection: float
     pg_waits: str = ""
     profiles: list[Path] = field(default_factory=list)
-
-
-# ---- clients -------------------------------------------------------------------------------------
-
-def new_client(session: aiohttp.ClientSession) -> socketio.AsyncClient:
-    return socketio.AsyncClient(reconnection=False, http_session=session, handle_sigint=False, request_timeout=30)
-
-
-async def connect_all(peers: list[Peer], session: aiohttp.ClientSession, concurrency: int,
-                      on_message=None) -> tuple[int, dict[str, int]]:
-    """Connects every peer over websocket only; returns how many connected and the failures by reason."""
-    limit = asyncio.Semaphore(concurrency)
-    failures: dict[str, int] = {}
-
-    async def one(peer: Peer) -> bool:
-        sio = new_client(session)
-        if on_message is not None:
-            sio.on("message", lambda data, peer=peer: on_message(peer, data))
-        async with limit:
-            try:
-                await sio.connect(peer.url, transports=["websocket"], auth={"token": peer.token} if peer.token else None,
-                                  wait_timeout=60)
-            except Exception as exc:  # noqa: BLE001 — counted and reported, the run goes on
-                reason = f"{type(exc).__name__}: {exc}"[:80]
-                failures[reason] = failures.get(reason, 0) + 1
-                return False
-        peer.sio = sio
-        return True
-
-    results = await asyncio.gather(*(one(p) for p in peers))
-    return sum(results), failures
-
-
-async def disconnect_all(peers: list[Peer]) -> None:
-    limit = asyncio.Semaphore(200)
-
-    async def one(peer: Peer) -> None:
-        if peer.sio is not None:
-            async with limit:
-                with contextlib.suppress(Exception):
-                    await peer.sio.disconnect()
-
-    await asyncio.gather(*(one(p) for p in peers))
-
-
-def peer_index_of(message: dict) -> tuple[int, float] | None:
-    head = str(message.get("body", "")).split(" ", 2)
-    try:
-        return int(head[0]), float(head[1])
-    except (ValueError, IndexError):
-        return None
-
-
-class LoadGenerator:
-    """Sends acknowledged messages from every peer and records acks and deliveries."""
-
-    def __init__(self, peers: list[Peer], rate: float, body_chars: int) -> None:
-        self.peers = [p for p in peers if p.sio is not None]
-        self.rate = rate
-        self.padding = "x" * max(0, body_chars - 24)
-        self.stats = LoadStats()
-        self._counter = 0
-
-    def on_message(self, peer: Peer, data: dict) -> None:
-        found = peer_index_of(data)
-        if found is None or found[0] == peer.index:
-            return  # our own message echoed by the room
-        now = time.monotonic()
-        if self.stats.in_window(now):
-            self.stats.delivered += 1
-            self.stats.delivery_latency.append(now - found[1])
-
-    def _payload(self, peer: Peer) -> tuple[dict, float]:
-        self._counter += 1
-        sent_at = time.monotonic()
-        return ({"consultation_id": peer.case_id, "client_msg_id": f"b{peer.index}-{self._counter}",
-                 "body": f"{peer.index} {sent_at:.6f} {self.padding}"}, sent_at)
-
-    def _record_ack(self, sent_at: float, ack) -> None:
-        if not self.stats.in_window(sent_at):
-            return
-        if isinstance(ack, dict) and ack.get("ok"):
-            self.stats.acked += 1
-            self.stats.ack_latency.append(time.monotonic() - sent_at)
-        else:
-            code = ack.get("error", {}).get("code", "?") if isinstance(ack, dict) else str(ack)[:40]
-            self.stats.ack_errors[code] = self.stats.ack_errors.get(code, 0) + 1
-
-    async def run(self, warmup: float, seconds: float, meter: CpuMeter) -> None:
-        start = time.monotonic()
-        self.stats.window_start = start + warmup
-        self.stats.window_end = self.stats.window_start + seconds
-        senders = [self._open_loop(p, start) if self.rate > 0 else self._closed_loop(p) for p in self.peers]
-        tasks = [asyncio.create_task(s) for s in senders]
-        await asyncio.sleep(max(0.0, self.stats.window_start - time.monotonic()))
-        meter.start()
-        await asyncio.sleep(max(0.0, self.stats.window_end - time.monotonic()))
-        meter.stop()
-        await asyncio.gather(*tasks)
-        # Give the last acknowledgements a moment to arrive before counting what is missing.
-        deadline = time.monotonic() + 10
-        while any(p.in_flight for p in self.peers) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-
-    async def _open_loop(self, peer: Peer, start: float) -> None:
-        interval = len(self.peers) / self.rate
-        next_at = start + random.uniform(0, interval)
-        while next_at < self.stats.window_end:
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if peer.in_flight >= MAX_IN_FLIGHT:
-                if self.stats.in_window(next_at):
-                    self.stats.skipped += 1
-            else:
-                await self._send(peer)
-            next_at += interval
-
-    async def _send(self, peer: Peer) -> None:
-        payload, sent_at = self._payload(peer)
-        if self.stats.in_window(sent_at):
-            self.stats.sent += 1
-        peer.in_flight += 1
-
-        def acked(ack=None) -> None:
-            peer.in_flight -= 1
-            self._record_ack(sent_at, ack)
-
-        try:
-            await peer.sio.emit("message:send", payload, callback=acked)
-        except Exception:  # noqa: BLE001 — a dropped socket: counted as an error ack
-            peer.in_flight -= 1
-            self._record_ack(sent_at, {"error": {"code": "send_failed"}})
-
-    async def _closed_loop(self, peer: Peer) -> None:
-        while time.monotonic() < self.stats.window_end:
-            payload, sent_at = self._payload(peer)
-            if self.stats.in_window(sent_at):
-                self.stats.sent += 1
-            peer.in_flight += 1
-            try:
-                ack = await peer.sio.call("message:send", payload, timeout=30)
-            except Exception as exc:  # noqa: BLE001 — a timeout or a dropped socket
-                ack = {"error": {"code": type(exc).__name__}}
-            peer.in_flight -= 1
-            self._record_ack(sent_at, ack)
-
-
-# ---- runs ----------------------------------------------------------------------------------------
-
-async def join_rooms(peers: list[Peer]) -> dict[str, int]:
-    """`consultation:join` for every connected peer; a peer whose join fails is left out of the load (and counted)."""
-    limit = asyncio.Semaphore(100)
-    failures: dict[str, int] = {}
-
-    async def one(peer: Peer) -> None:
-        async with limit:
-            try:
-                ack = await peer.sio.call("consultation:join", {"consultation_id": peer.case_id}, timeout=60)
-                reason = None if ack.get("ok") else f"refused: {ack.get('error', {}).get('code')}"
-            except Exception as exc:  # noqa: BLE001 — a timeout or a dropped socket
-                reason = type(exc).__name__
-        if reason is not None:
-            failures[reason] = failures.get(reason, 0) + 1
-            with contextlib.suppress(Exception):
-                await peer.sio.disconnect()
-            peer.sio = None
-
-    await asyncio.gather(*(one(p) for p in peers if p.sio is not None))
-    return failures
 
 
 async def measure_load(label: str, peers: list[Peer], node_pids: list[int], db_pids: list[int],
@@ -316,7 +111,7 @@ async def measure_load(label: str, peers: list[Peer], node_pids: list[int], db_p
 async def server_load(args: argparse.Namespace) -> RunResult:
     pairs = args.clients // 2
     with workdir("skindoc-chat-load-") as tmp:
-        async with scratch_database(args.pg_admin_url, "load") as database_url:
+        async with scratch_database(args.pg_admin_url, "skindoc_bench_load") as database_url:
             cluster = Cluster(database_url, args.redis_url, tmp)
             try:
                 print(f"starting {args.nodes} node(s)…", flush=True)
@@ -358,17 +153,6 @@ async def paired_peers(cluster: Cluster, pairs: int) -> list[Peer]:
     return peers
 
 
-@contextlib.asynccontextmanager
-async def bare_relay(tmp: Path):
-    port = free_port()
-    node = await start_process([sys.executable, str(Path(__file__).with_name("bare_relay.py")), "--port", str(port)],
-                               {}, tmp / "bare.log", port, "/readyz")
-    try:
-        yield node
-    finally:
-        node.stop()
-
-
 async def bare_load(args: argparse.Namespace) -> RunResult:
     pairs = args.clients // 2
     with workdir("skindoc-bare-load-") as tmp:
@@ -378,77 +162,6 @@ async def bare_load(args: argparse.Namespace) -> RunResult:
                 case_id = str(uuid.uuid4())
                 peers += [Peer(2 * k, case_id, None, node.url), Peer(2 * k + 1, case_id, None, node.url)]
             return await measure_load("bare relay", peers, [node.pid], [], None, args)
-
-
-# ---- idle connections -----------------------------------------------------------------------------
-
-@dataclass
-class IdleResult:
-    label: str
-    wanted: int
-    connected: int
-    failures: dict[str, int]
-    connect_seconds: float
-    rss_before: int
-    rss_after: int
-    own_rss_delta: int
-
-
-async def hold_idle(label: str, node: Node, tokens: list[str | None], args: argparse.Namespace) -> IdleResult:
-    peers = [Peer(i, "", tokens[i % len(tokens)], node.url) for i in range(args.idle)]
-    rss_before = rss_bytes(node.pid)
-    own_before = rss_bytes(os.getpid())
-    started = time.monotonic()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                     cookie_jar=aiohttp.DummyCookieJar()) as session:
-        connected, failures = await connect_all(peers, session, args.connect_concurrency)
-        took = time.monotonic() - started
-        print(f"  {label}: {connected} idle clients connected in {took:.0f} s; holding {args.seconds:g} s",
-              flush=True)
-        await asyncio.sleep(args.seconds)
-        rss_after = rss_bytes(node.pid)
-        own_after = rss_bytes(os.getpid())
-        await disconnect_all(peers)
-    return IdleResult(label, args.idle, connected, failures, took, rss_before, rss_after, own_after - own_before)
-
-
-async def server_idle(args: argparse.Namespace) -> IdleResult:
-    with workdir("skindoc-idle-") as tmp:
-        async with scratch_database(args.pg_admin_url, "idle") as database_url:
-            cluster = Cluster(database_url, args.redis_url, tmp)
-            try:
-                await cluster.start(1)
-                accounts = max(1, args.idle // args.connections_per_account)
-                started = time.monotonic()
-                async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-                    maker = AccountMaker(cluster, session, secrets.token_hex(3))
-                    patients = await maker.make_many("patient", accounts)
-                print(f"  {accounts} patient accounts signed in in {time.monotonic() - started:.0f} s", flush=True)
-                return await hold_idle("skindoc, 1 node", cluster.nodes[0], [p.token for p in patients], args)
-            finally:
-                cluster.stop()
-
-
-async def bare_idle(args: argparse.Namespace) -> IdleResult:
-    with workdir("skindoc-bare-idle-") as tmp:
-        async with bare_relay(tmp) as node:
-            return await hold_idle("bare relay", node, [None], args)
-
-
-def print_idle(results: list[IdleResult], args: argparse.Namespace) -> None:
-    rows = []
-    for r in results:
-        delta = r.rss_after - r.rss_before
-        rows.append([r.label, r.connected, sum(r.failures.values()), r.connect_seconds, r.rss_before / 2**20,
-                     r.rss_after / 2**20, delta / max(r.connected, 1) / 1024, r.own_rss_delta / max(r.connected, 1)
-                     / 1024])
-    print_table(f"Idle websocket connections ({args.idle} wanted, {args.connections_per_account} per account, "
-                f"held {args.seconds:g} s)",
-                ["target", "connected", "failed", "connect s", "server RSS before MiB", "after MiB",
-                 "server KiB/conn", "load-gen KiB/conn"], rows)
-    for r in results:
-        for reason, count in r.failures.items():
-            print(f"  {r.label}: {count} failed: {reason}")
 
 
 # ---- report --------------------------------------------------------------------------------------

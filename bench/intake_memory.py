@@ -25,16 +25,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import (  # noqa: E402
-    DEFAULT_PG_ADMIN_URL,
-    DEFAULT_REDIS_URL,
-    AccountMaker,
-    Cluster,
-    print_table,
-    scratch_database,
-    workdir,
-)
-from triage.config import TriageConfig  # noqa: E402
+from bench.accounts import AccountMaker
+from bench.cluster import DEFAULT_PG_ADMIN_URL, DEFAULT_REDIS_URL, Cluster, workdir
+from bench.tables import print_table
+from tests.live_server import scratch_database
+from triage.config import TriageConfig
 
 MB = 1024 * 1024
 
@@ -72,7 +67,7 @@ def worst_files(max_pixels: int) -> dict[str, bytes]:
 
 
 async def measure(name: str, photo: bytes, args: argparse.Namespace, cap: int) -> list[object]:
-    async with scratch_database(args.pg_admin_url, "intake") as database_url:
+    async with scratch_database(args.pg_admin_url, "skindoc_bench_intake") as database_url:
         with workdir("skindoc-intake-") as folder:
             cluster = Cluster(database_url, args.redis_url, folder,
                               extra_env={"SKINDOC_TRIAGE_MAX_PIXELS": str(cap)})

@@ -18,13 +18,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from auth.audit import AuditContext  # noqa: E402
-from auth.principal import Principal  # noqa: E402
-from bench._harness import DEFAULT_PG_ADMIN_URL, percentile, print_table, scratch_database  # noqa: E402
-from chat.outcomes.config import OutcomesConfig  # noqa: E402
-from chat.outcomes.service import AlertMonitor, OutcomesService  # noqa: E402
-from store.connections import Stores  # noqa: E402
-from web.app import all_migrations  # noqa: E402
+from auth.audit import AuditContext
+from auth.principal import Principal
+from bench.cluster import DEFAULT_PG_ADMIN_URL
+from bench.tables import percentile, print_table
+from chat.outcomes.config import OutcomesConfig
+from chat.outcomes.service import AlertMonitor, OutcomesService
+from store.connections import Stores
+from tests.live_server import scratch_database
+from web.app import all_migrations
 
 VERSIONS = ("bench00000000001", "bench00000000002")
 
@@ -41,8 +43,9 @@ async def seed(pool, cases: int) -> uuid.UUID:
             cases)
         await conn.execute(
             """INSERT INTO consultations (id, patient_id, doctor_id, state, description, body_site, symptoms,
-                                          urgency, queued_at, assigned_at, closed_at, outcome)
-               SELECT id, $1, $2, 'resolved', 'bench', 'back', '{}', 'soon',
+                                          urgency, checklist_score, checklist_band, queued_at, assigned_at,
+                                          closed_at, outcome)
+               SELECT id, $1, $2, 'resolved', 'bench', 'back', '{}', 'soon', 2, 'soon',
                       now() - interval '2 hours', now() - interval '1 hour', now() + make_interval(secs => i),
                       'monitor' FROM seeded""", patient, doctor)
         await conn.execute(
@@ -79,7 +82,7 @@ async def seed(pool, cases: int) -> uuid.UUID:
 
 
 async def measure(pg_admin_url: str, cases: int, repeats: int) -> list[object]:
-    async with scratch_database(pg_admin_url, "outcomes") as database_url:
+    async with scratch_database(pg_admin_url, "skindoc_bench_outcomes") as database_url:
         stores = Stores()
         await stores.open(database_url, "redis://127.0.0.1:6379/5", all_migrations(), pool_size=2)
         try:

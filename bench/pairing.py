@@ -34,23 +34,23 @@ import socketio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import (
+from bench.accounts import Account, AccountMaker
+from bench.cluster import (
     DEFAULT_PG_ADMIN_URL,
     DEFAULT_REDIS_URL,
-    Account,
-    AccountMaker,
     Cluster,
-    CpuMeter,
-    PgWaitSampler,
-    load_average,
-    percentile,
-    postgres_backend_pids,
-    print_table,
-    raise_open_file_limit,
-    scratch_database,
     server_tree_commit,
     workdir,
 )
+from bench.resources import (
+    CpuMeter,
+    PgWaitSampler,
+    load_average,
+    postgres_backend_pids,
+    raise_open_file_limit,
+)
+from bench.tables import percentile, print_table
+from tests.live_server import scratch_database
 
 
 @dataclass
@@ -225,7 +225,7 @@ async def run(args: argparse.Namespace) -> None:
     cases = slots + args.resolves + args.bursts * args.doctors + args.doctors
     patients = math.ceil(cases / 3)
     with workdir("skindoc-pairing-") as tmp:
-        async with scratch_database(args.pg_admin_url, "pairing") as database_url:
+        async with scratch_database(args.pg_admin_url, "skindoc_bench_pairing") as database_url:
             cluster = Cluster(database_url, args.redis_url, tmp,
                               extra_env={"SKINDOC_DOCTOR_CAPACITY": str(args.capacity)})
             try:

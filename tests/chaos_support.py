@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -18,20 +17,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import pytest
 
 from tests.chaos_servers import OwnedPostgres, OwnedRedis
-from tests.live_server import LiveServer, free_port, start_server
+from tests.live_server import (
+    CHEAP_ACCOUNTS_ENV,
+    LiveServer,
+    create_database,
+    start_server,
+    start_worker,
+)
 from tests.test_chat_support import SYMPTOMS
 from tests.test_triage_support import PASSWORD
 
 # Short retries, backoffs and heartbeats, so that a whole fault and its recovery fit in seconds.
 FAST_RECOVERY_ENV = {
+    **CHEAP_ACCOUNTS_ENV,
     "SKINDOC_TRIAGE_RECONCILE_S": "2", "SKINDOC_TRIAGE_RECONCILE_GRACE_S": "1", "SKINDOC_TRIAGE_HEARTBEAT_S": "1",
     "SKINDOC_TRIAGE_RETRY_MAX_S": "1", "SKINDOC_TRIAGE_CLAIM_IDLE_MS": "2000", "SKINDOC_TRIAGE_MAX_BATCH": "4",
-    "SKINDOC_TRIAGE_SALIENCY": "false", "SKINDOC_ARGON2_TIME_COST": "1", "SKINDOC_ARGON2_MEMORY_KIB": "1024",
-    "SKINDOC_PRESENCE_GRACE_SECONDS": "3", "SKINDOC_LOG_FORMAT": "json", "SKINDOC_TRIAGE_MAX_PHOTOS": "60",
+    "SKINDOC_TRIAGE_SALIENCY": "false", "SKINDOC_PRESENCE_GRACE_SECONDS": "3", "SKINDOC_LOG_FORMAT": "json",
+    "SKINDOC_TRIAGE_MAX_PHOTOS": "60",
 }
 # A worker process loads the model and compiles its batch sizes before it is ready.
 WORKER_READY_S = 180.0
@@ -57,20 +62,12 @@ def owned_redis():
 @pytest.fixture
 async def system(owned_postgres, owned_redis, tmp_path):
     """The test's processes, on a fresh database of the owned PostgreSQL and the owned Redis."""
-    env = system_env(await create_database(owned_postgres.url()), owned_redis.url())
+    # A fresh, empty database on the owned server (gone with the server); the first node to start migrates it.
+    database_url = await create_database(owned_postgres.url(), f"chaos_{secrets.token_hex(4)}")
+    env = system_env(database_url, owned_redis.url())
     running = System(env, tmp_path)
     yield running
     running.stop()
-
-
-def http_status(url: str, timeout: float = 2.0) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return None
 
 
 def triage_status(node_url: str) -> str | None:
@@ -98,52 +95,21 @@ async def wait_until(check, timeout: float, what: str, interval: float = 0.1) ->
 
 
 @dataclass
-class WorkerProcess:
-    process: subprocess.Popen
-    health_port: int
-    log_path: Path
-
-    @property
-    def ready_url(self) -> str:
-        return f"http://127.0.0.1:{self.health_port}/readyz"
-
-    def ready(self) -> bool:
-        return http_status(self.ready_url) == 200
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-@dataclass
 class System:
     """Web nodes and triage workers on one database and one Redis, with the test's settings."""
     env: dict[str, str]
     workdir: Path
     nodes: list[LiveServer] = field(default_factory=list)
-    workers: list[WorkerProcess] = field(default_factory=list)
+    workers: list[LiveServer] = field(default_factory=list)
 
     def start_node(self) -> LiveServer:
         node = start_server(self.env, self.workdir / f"node{len(self.nodes)}.log")
         self.nodes.append(node)
         return node
 
-    def start_worker(self) -> WorkerProcess:
-        port = free_port()
-        log_path = self.workdir / f"worker{len(self.workers)}.log"
-        env = {**os.environ, **self.env, "SKINDOC_WORKER_HEALTH_PORT": str(port)}
-        process = subprocess.Popen([sys.executable, "-m", "web.cli", "worker"], env=env,
-                                   stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
-        worker = WorkerProcess(process, port, log_path)
+    def start_worker(self) -> LiveServer:
+        """A worker process, not yet ready: the test waits for `worker.ready` when it needs to."""
+        worker = start_worker(self.env, self.workdir / f"worker{len(self.workers)}.log")
         self.workers.append(worker)
         return worker
 
@@ -157,17 +123,6 @@ class System:
 def system_env(database_url: str, redis_url: str) -> dict[str, str]:
     return {**FAST_RECOVERY_ENV, "SKINDOC_DATABASE_URL": database_url, "SKINDOC_REDIS_URL": redis_url,
             "SKINDOC_SOCKETIO_CHANNEL": f"chaos-{secrets.token_hex(4)}"}
-
-
-async def create_database(server_url: str) -> str:
-    """A fresh, empty database on the owned server; the first node to start migrates it."""
-    name = f"chaos_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return server_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 # ---- users --------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from chat.config import ChatConfig
 from store.embedded import EmbeddedServers
 from tests.browsers import SKIP_REASON as NO_BROWSER
 from tests.contract_check import ContractCheck
+from tests.live_server import create_database, drop_database, scratch_database, start_server
 from store.migrations import apply_migrations
 from web.app import all_migrations, create_app
 from web.settings import Settings
@@ -44,14 +45,6 @@ def _reachable(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _with_database(url: str, name: str) -> str:
-    """The same server URL pointed at another database."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
 @pytest.fixture(scope="session")
@@ -88,13 +81,8 @@ def template_database(server_database_url) -> str:
     name = f"skindoc_tpl_{os.getpid()}"
 
     async def build() -> None:
-        admin = await asyncpg.connect(server_database_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        conn = await asyncpg.connect(_with_database(server_database_url, name))
+        await drop_database(server_database_url, name)
+        conn = await asyncpg.connect(await create_database(server_database_url, name))
         try:
             await apply_migrations(conn, all_migrations())
         finally:
@@ -102,32 +90,14 @@ def template_database(server_database_url) -> str:
 
     asyncio.run(build())
     yield name
-
-    async def drop() -> None:
-        admin = await asyncpg.connect(server_database_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-    asyncio.run(drop())
+    asyncio.run(drop_database(server_database_url, name))
 
 
 @pytest.fixture
 async def database_url(server_database_url, template_database) -> AsyncIterator[str]:
     """A fresh database for one test, with the schema in place."""
-    name = f"skindoc_t_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(server_database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-    finally:
-        await admin.close()
-    yield _with_database(server_database_url, name)
-    admin = await asyncpg.connect(server_database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database(server_database_url, "skindoc_t", template_database) as url:
+        yield url
 
 
 @pytest.fixture
@@ -196,8 +166,6 @@ def live_server(settings, runtime_database_url, tmp_path):
 
     It runs as production does: the owner (the test's superuser) migrates and grants, the server
     serves as a runtime role that cannot rewrite the audit log."""
-    from tests.live_server import start_server
-
     server = start_server({"SKINDOC_DATABASE_URL": runtime_database_url,
                            "SKINDOC_DATABASE_OWNER_URL": settings.database_url,
                            "SKINDOC_DEV_MODE": "false",

@@ -9,7 +9,7 @@ import pytest
 
 import auth
 from store.migrations import apply_migrations
-from tests.conftest import _with_database
+from tests.live_server import create_database, drop_database
 
 SCHEMA_QUERY = """
     SELECT 'table ' || table_name || '.' || column_name || ' ' || data_type AS item
@@ -26,18 +26,12 @@ async def new_empty_database(server_database_url):
     names = []
 
     async def create() -> str:
-        name = f"skindoc_m_{secrets.token_hex(6)}"
-        admin = await asyncpg.connect(server_database_url)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        names.append(name)
-        return _with_database(server_database_url, name)
+        names.append(f"skindoc_m_{secrets.token_hex(6)}")
+        return await create_database(server_database_url, names[-1])
 
     yield create
-    admin = await asyncpg.connect(server_database_url)
     for name in names:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+        await drop_database(server_database_url, name)
 
 
 async def _migrate_alone(url: str) -> list:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.chaos_support import FAST_RECOVERY_ENV, http_status, register, report, sign_in, wait_until
-from tests.live_server import start_server
+from tests.chaos_support import FAST_RECOVERY_ENV, register, report, sign_in, wait_until
+from tests.live_server import http_status, start_server
 from tests.test_chat_support import SYMPTOMS
 from tests.test_triage_support import PASSWORD, jpeg
 

@@ -21,7 +21,6 @@ import yaml
 from tests.chaos_clients import ChatSender, Uploader, assert_nothing_lost_or_doubled, wait_all_scored
 from tests.chaos_support import (  # noqa: F401 (fixtures)
     WORKER_READY_S,
-    http_status,
     open_case,
     owned_postgres,
     owned_redis,
@@ -30,6 +29,7 @@ from tests.chaos_support import (  # noqa: F401 (fixtures)
     system,
     wait_until,
 )
+from tests.live_server import http_status
 
 
 COMPOSE_FILE = Path(__file__).parent.parent / "docker-compose.yml"
@@ -84,10 +84,10 @@ async def test_worker_killed_mid_batch_jobs_are_taken_over_and_scored_once(syste
         # Photos keep coming while no worker runs; the node stays ready for everything but scoring.
         assert await uploader.upload_one(session, photos=2) == 201
         replacement = system.start_worker()
-        assert compose_healthcheck("worker", replacement.health_port) != 0, "not healthy while it compiles"
+        assert compose_healthcheck("worker", replacement.port) != 0, "not healthy while it compiles"
         await wait_until(replacement.ready, WORKER_READY_S, "replacement worker ready", interval=0.2)
         worker_ready = time.monotonic() - killed
-        assert compose_healthcheck("worker", replacement.health_port) == 0
+        assert compose_healthcheck("worker", replacement.port) == 0
         await wait_all_scored(database_url, uploader.accepted)
         scored = time.monotonic() - killed
     assert http_status(f"{node.url}/readyz") == 200

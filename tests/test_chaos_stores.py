@@ -17,7 +17,6 @@ from tests.chaos_clients import ChatSender, Uploader, assert_nothing_lost_or_dou
 from tests.chaos_support import (  # noqa: F401 (fixtures)
     WORKER_READY_S,
     System,
-    http_status,
     owned_postgres,
     owned_redis,
     paired_case,
@@ -26,6 +25,7 @@ from tests.chaos_support import (  # noqa: F401 (fixtures)
     system,
     wait_until,
 )
+from tests.live_server import http_status
 
 OUTAGE_S = 1.5
 

@@ -3,15 +3,21 @@ from __future__ import annotations
 
 import io
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageCms
 
 from store.errors import DomainError
 from tests import test_triage_support as ti
-from triage.images import HEIF_SUPPORTED, normalise_photo, sniff_format
+from triage.images import (
+    HEIF_SUPPORTED,
+    STORED_JPEG_QUALITY,
+    normalise_photo,
+    sniff_format,
+)
 
 LIMITS = {"max_pixels": 64_000_000, "min_side": 128}
 
@@ -98,6 +104,22 @@ def test_exif_orientation_applied_and_all_metadata_stripped():
     assert "exif" not in stored.info and "icc_profile" not in stored.info
     assert b"Exif" not in photo.image[:4096] and b"PhoneMaker" not in photo.image
     assert b"Exif" not in photo.thumbnail[:4096]
+
+
+def test_an_embedded_colour_profile_is_converted_to_srgb_as_little_cms_converts_it():
+    """Intake builds one conversion per profile and shares it between threads: the stored photo is still
+    exactly Pillow's plain profile-to-profile conversion, re-encoded."""
+    profile = ti.gamma_profile(2.2)
+    upload = ti.jpeg(icc_profile=profile)
+    decoded = Image.open(io.BytesIO(upload))
+    expected = ImageCms.profileToProfile(decoded, ImageCms.ImageCmsProfile(io.BytesIO(profile)),
+                                         ImageCms.createProfile("sRGB"), outputMode="RGB")
+    assert expected.tobytes() != decoded.convert("RGB").tobytes(), "the profile is not sRGB: pixels change"
+    with ThreadPoolExecutor(4) as pool:
+        stored = {photo.image for photo in pool.map(lambda _: normalise_photo(upload, **LIMITS), range(8))}
+    assert stored == {ti.encode(expected, "JPEG", quality=STORED_JPEG_QUALITY)}
+    broken = normalise_photo(ti.jpeg(icc_profile=b"not a profile"), **LIMITS)
+    assert broken.image == normalise_photo(ti.jpeg(), **LIMITS).image, "a broken profile: pixels kept as sRGB"
 
 
 def test_transparency_and_palette_become_rgb():

@@ -62,6 +62,21 @@ def test_dermoscopy_is_in_range_and_grass_is_not(classifier):
     assert grass.in_distribution is False and grass.ood_score > classifier.ood.threshold
 
 
+def test_colourfulness_is_the_mean_saturation_of_the_lit_pixels():
+    """The measure written out in floating point, on grey, coloured and dark squares: the same number."""
+    rng = np.random.default_rng(0)
+    for case in range(30):
+        pixels = rng.integers(0, 256, (photo_quality.ANALYSIS_SIDE, photo_quality.ANALYSIS_SIDE, 3), np.uint8)
+        if case % 3 == 0:
+            pixels[..., 1:] = pixels[..., :1]
+        lit = rng.random(pixels.shape[:2]) < (0.0 if case % 10 == 9 else 0.7)
+        rgb = pixels[lit].astype(np.float64)
+        top = rgb.max(axis=1, initial=0.0)
+        expected = float(((top - rgb.min(axis=1, initial=255.0)) / np.maximum(top, 1.0)).mean()) if lit.any() else 0.0
+        assert photo_quality.colourfulness(Image.fromarray(pixels), lit) == expected
+        assert (expected == 0.0) == (case % 3 == 0 or not lit.any())
+
+
 def test_verdict_fails_closed():
     good = photo_gate.GateVerdict("dermoscopic", (), True, 10.0)
     assert good.trusted and good.reasons == () and photo_gate.summary(good) == "dermoscopic, in range"

@@ -41,6 +41,23 @@ def jpeg_with_gps_and_orientation(orientation: int = 6) -> bytes:
     return encode(image, "JPEG", quality=90, exif=exif.tobytes())
 
 
+def gamma_profile(gamma: float = 2.2) -> bytes:
+    """An sRGB-like ICC profile whose tone curves are a plain power law, as some cameras embed: converting
+    from it to sRGB changes the pixels (an exact sRGB profile would leave them as they are)."""
+    from PIL import ImageCms
+
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    for i in range(int.from_bytes(profile[128:132], "big")):  # the tag table
+        entry = 132 + 12 * i
+        signature, offset = profile[entry:entry + 4], int.from_bytes(profile[entry + 4:entry + 8], "big")
+        if signature in (b"rTRC", b"gTRC", b"bTRC") and profile[offset:offset + 4] == b"para":
+            # A parametric curve of function type 0 (y = x^g), g as s15Fixed16 right after the type.
+            profile[offset + 8:offset + 10] = bytes(2)
+            profile[offset + 12:offset + 16] = round(gamma * 65536).to_bytes(4, "big")
+    profile[84:100] = bytes(16)  # the profile ID, an MD5 of the rest, no longer matches: none
+    return bytes(profile)
+
+
 def animated(fmt: str) -> bytes:
     frames = [lesion(300, 300, seed) for seed in range(3)]
     return encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)

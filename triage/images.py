@@ -5,6 +5,7 @@ Every rejection is a DomainError; nothing here touches storage, so a rejected ph
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import warnings
@@ -130,17 +131,27 @@ def _to_srgb_rgb(image: Image.Image) -> Image.Image:
     elif image.mode in _WITH_ALPHA or (image.mode == "P" and "transparency" in image.info):
         image = _flatten_alpha(image)
     rgb = image if image.mode == "RGB" else to_rgb(image)
-    if icc and image.mode in ("RGB", "RGBA"):
-        try:
-            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            rgb = ImageCms.profileToProfile(rgb, source, _SRGB_PROFILE, outputMode="RGB")
-        except (ImageCms.PyCMSError, OSError):
-            # A broken embedded profile: keep the pixels as sRGB rather than refuse a usable photo.
-            pass
+    transform = _to_srgb(icc) if icc and image.mode in ("RGB", "RGBA") else None
+    if transform is not None:
+        # Not in place, though the pixels are ours: measured on phone photos, the conversion itself got faster
+        # but the next photo's decode slower by more (the allocator then maps fresh pages for it).
+        rgb = transform.apply(rgb)
     # The JPEG encoder writes only the metadata it is handed; dropping what the image holds makes
     # sure none (EXIF, GPS, XMP, ICC, comments) can be handed on by accident.
     rgb.info = {}
     return rgb
+
+
+@functools.lru_cache(maxsize=16)
+def _to_srgb(icc: bytes) -> ImageCms.ImageCmsTransform | None:
+    """The conversion from an embedded colour profile to sRGB, built once per distinct profile (the phones of
+    one make embed the same one; building it costs about as much as decoding a browser upload). None for a
+    broken profile: its pixels are then kept as sRGB rather than a usable photo refused. A transform is
+    shared by the intake threads; Little CMS copies its pixel cache per call, so that is safe."""
+    try:
+        return ImageCms.buildTransform(ImageCms.ImageCmsProfile(io.BytesIO(icc)), _SRGB_PROFILE, "RGB", "RGB")
+    except (ImageCms.PyCMSError, OSError):
+        return None
 
 
 def _to_8bit_grey(image: Image.Image) -> Image.Image:
