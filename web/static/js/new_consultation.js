@@ -45,9 +45,33 @@ function removeDraftPhoto(photo) {
   draftPhotos = draftPhotos.filter((other) => other !== photo);
 }
 
+// Selections still being decoded and downscaled: a "Send" waits for them, so it never leaves a photo behind.
+const preparing = new Set();
+
 async function addDraftPhotos(files, config) {
+  const adding = prepareDraftPhotos(files, config);
+  preparing.add(adding);
+  let added;
+  try {
+    added = await adding;
+  } finally {
+    preparing.delete(adding);
+  }
+  // The quality checks run after the photos joined the draft: a "Send" does not wait for them.
+  for (const photo of added) {
+    try {
+      const advice = await checkPhoto(photo.prepared.blob, config.quality);
+      if (draftPhotos.includes(photo) && !photo.done) showRetakeAdvice(photo, advice);
+    } catch (error) {
+      showFormError($('#form-new'), error);
+    }
+  }
+}
+
+async function prepareDraftPhotos(files, config) {
   const limits = config.photos;
   const form = $('#form-new');
+  const added = [];
   for (const file of files) {
     if (draftPhotos.length >= limits.max_photos) {
       showFormError(form, new Error(`Up to ${limits.max_photos} photos per consultation.`));
@@ -62,15 +86,14 @@ async function addDraftPhotos(files, config) {
       const photo = { prepared, previewUrl, done: false };
       Object.assign(photo, photoTile(previewUrl, file.name, () => removeDraftPhoto(photo)));
       if (prepared.note) photo.status.textContent = `Ready (${prepared.note})`;
-      // Part of the draft before the quality check ends: a "Send" pressed meanwhile must not leave it behind.
       draftPhotos.push(photo);
       $('#new-photo-grid').append(photo.tile);
-      const advice = await checkPhoto(prepared.blob, config.quality);
-      if (draftPhotos.includes(photo) && !photo.done) showRetakeAdvice(photo, advice);
+      added.push(photo);
     } catch (error) {
       showFormError(form, error);
     }
   }
+  return added;
 }
 
 async function uploadDraftPhotos(session, consultationId, bodySite, tag) {
@@ -103,6 +126,7 @@ async function submitNew(event, session, config, go) {
   await busy(form, async () => {
     showFormError(form, null);
     try {
+      await Promise.all(preparing);
       if (!draftConsultationId) {
         if (!draftPhotos.length) throw Object.assign(new Error('Add at least one photo of the spot.'), { field: null });
         const symptoms = { duration: values.duration };
