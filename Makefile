@@ -25,6 +25,8 @@ run: install
 	$(BIN)/skindoc serve
 
 test: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -1,4 +1,5 @@
 """Accounts, roles, passwords, tokens, OpenID Connect sign-in and the audit log."""
+
 from __future__ import annotations
 
 import asyncio

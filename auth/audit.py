@@ -8,6 +8,7 @@ behind the application's back. Call `AuditContext.record` inside the transaction
 that makes the change, so the change and its audit row commit together. The
 chain lock is held until that transaction ends: keep such transactions short.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -35,6 +36,7 @@ class AuditEntry:
 class AuditContext:
     """Who causes a change and from where: the one actor type every domain passes down, built from a
     request by auth.context.audit_context (or by hand for the command line and background work)."""
+
     actor: Principal | None
     client_ip: str | None = None
     request_id: str | None = None
@@ -49,11 +51,19 @@ class AuditContext:
         return replace(self, actor=actor)
 
     def entry(self, action: str, subject_type: str, subject_id: Any, details: dict | None = None) -> AuditEntry:
-        return AuditEntry(self.actor, action, subject_type, str(subject_id) if subject_id is not None else None,
-                          self.client_ip, self.request_id, details)
+        return AuditEntry(
+            self.actor,
+            action,
+            subject_type,
+            str(subject_id) if subject_id is not None else None,
+            self.client_ip,
+            self.request_id,
+            details,
+        )
 
-    async def record(self, conn: asyncpg.Connection, action: str, subject_type: str, subject_id: Any,
-                     details: dict | None = None) -> None:
+    async def record(
+        self, conn: asyncpg.Connection, action: str, subject_type: str, subject_id: Any, details: dict | None = None
+    ) -> None:
         """One audit row, inside the caller's transaction."""
         await record_many(conn, [self.entry(action, subject_type, subject_id, details)])
 
@@ -63,19 +73,22 @@ async def record_many(conn: asyncpg.Connection, entries: list[AuditEntry]) -> No
     by which every audit row of every domain is written."""
     if not entries:
         return  # no round trip, and no wait for the chain's lock
-    await store.insert_audit_entries(conn, [
-        {
-            "actor_id": entry.actor.user_id if entry.actor else None,
-            "actor_role": entry.actor.role if entry.actor else None,
-            "action": entry.action,
-            "subject_type": entry.subject_type,
-            "subject_id": entry.subject_id,
-            "client_ip": valid_ip(entry.client_ip),
-            "request_id": printable(entry.request_id),
-            "details": entry.details or {},
-        }
-        for entry in entries
-    ])
+    await store.insert_audit_entries(
+        conn,
+        [
+            {
+                "actor_id": entry.actor.user_id if entry.actor else None,
+                "actor_role": entry.actor.role if entry.actor else None,
+                "action": entry.action,
+                "subject_type": entry.subject_type,
+                "subject_id": entry.subject_id,
+                "client_ip": valid_ip(entry.client_ip),
+                "request_id": printable(entry.request_id),
+                "details": entry.details or {},
+            }
+            for entry in entries
+        ],
+    )
 
 
 def valid_ip(value: str | None) -> str | None:
@@ -113,7 +126,8 @@ async def runtime_role_problem(conn: asyncpg.Connection) -> str | None:
                   pg_get_userbyid(c.relowner) AS owner_name,
                   has_table_privilege(c.oid, 'UPDATE, DELETE, TRUNCATE') AS can_change
            FROM pg_class c JOIN pg_roles r ON r.rolname = current_user
-           WHERE c.oid = 'audit_log'::regclass""")
+           WHERE c.oid = 'audit_log'::regclass"""
+    )
     if row["superuser"]:
         return "it is a superuser"
     if row["owner"]:

@@ -10,6 +10,7 @@ key. Verification recomputes every digest here, in Python, from the rows' canoni
 text, and checks every checkpoint. The README's security section states the threat
 model.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -46,16 +47,20 @@ _CANONICAL_ROW = """pg_catalog.jsonb_build_array(
 
 # --- the key -------------------------------------------------------------------------------
 
+
 def load_audit_key(config: AuthConfig, data_dir: Path, *, create: bool = True) -> bytes:
     """SKINDOC_AUDIT_KEY, or the key file in the data folder (created, mode 0600, when `create`)."""
     if config.audit_key:
         return _parse_key(config.audit_key)
     path = data_dir / "auth" / KEY_FILE_NAME
     if not create and not path.exists():
-        raise SystemExit(f"No audit checkpoint key: set SKINDOC_AUDIT_KEY, or SKINDOC_DATA_DIR to the servers' "
-                         f"data folder ({path} does not exist).")
-    text = create_or_read(path, lambda: secrets.token_hex(MIN_KEY_BYTES).encode() + b"\n",
-                          lambda data: data.endswith(b"\n"))
+        raise SystemExit(
+            f"No audit checkpoint key: set SKINDOC_AUDIT_KEY, or SKINDOC_DATA_DIR to the servers' "
+            f"data folder ({path} does not exist)."
+        )
+    text = create_or_read(
+        path, lambda: secrets.token_hex(MIN_KEY_BYTES).encode() + b"\n", lambda data: data.endswith(b"\n")
+    )
     return _parse_key(text.decode())
 
 
@@ -65,8 +70,9 @@ def _parse_key(text: str) -> bytes:
         key = bytes.fromhex(text)
     except ValueError:
         try:
-            key = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_" if "-" in text or "_" in text
-                                   else None, validate=True)
+            key = base64.b64decode(
+                text + "=" * (-len(text) % 4), altchars=b"-_" if "-" in text or "_" in text else None, validate=True
+            )
         except (binascii.Error, ValueError):
             raise SystemExit("SKINDOC_AUDIT_KEY must be hex or base64.") from None
     if len(key) < MIN_KEY_BYTES:
@@ -80,6 +86,7 @@ def checkpoint_mac(key: bytes, checkpoint_id: int, audit_id: int, audit_hash: by
 
 
 # --- checking ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ChainBreak:
@@ -109,14 +116,18 @@ async def verify_chain(conn: asyncpg.Connection, key: bytes, *, after: int = 0) 
             f"""SELECT a.id, a.prev_hash, a.hash, {_CANONICAL_ROW} AS canonical,
                        c.id AS checkpoint_id, c.audit_hash, c.prev_mac, c.mac
                 FROM audit_log a LEFT JOIN audit_checkpoints c ON c.audit_id = a.id
-                WHERE a.id > $1 ORDER BY a.id, c.id""", after, prefetch=1000)
+                WHERE a.id > $1 ORDER BY a.id, c.id""",
+            after,
+            prefetch=1000,
+        )
         async for row in cursor:
             if walk.broken is None:
                 walk.step(row)
         if walk.broken is None:
             await walk.finish(conn)
-    return Verification(walk.checked, walk.checkpoints, walk.checked - walk.signed_upto, walk.broken,
-                        walk.first_unsigned_at)
+    return Verification(
+        walk.checked, walk.checkpoints, walk.checked - walk.signed_upto, walk.broken, walk.first_unsigned_at
+    )
 
 
 class _Walk:
@@ -139,8 +150,9 @@ class _Walk:
         """Continues from the last checkpoint (at row expected_id - 1), trusting it once its row still matches."""
         after = self.expected_id - 1
         self.prev_hash = await conn.fetchval("SELECT hash FROM audit_log WHERE id = $1", after)
-        last = await conn.fetchrow("SELECT id, audit_hash, mac FROM audit_checkpoints WHERE audit_id = $1 "
-                                   "ORDER BY id DESC LIMIT 1", after)
+        last = await conn.fetchrow(
+            "SELECT id, audit_hash, mac FROM audit_checkpoints WHERE audit_id = $1 ORDER BY id DESC LIMIT 1", after
+        )
         if last is None or last["audit_hash"] != self.prev_hash:
             self.broken = ChainBreak(after, "it differs from what the last signed checkpoint recorded")
             return
@@ -167,17 +179,24 @@ class _Walk:
     def _check_checkpoint(self, row: asyncpg.Record) -> None:
         number = row["checkpoint_id"]
         if number != self.last_checkpoint + 1:
-            self.broken = ChainBreak(row["id"], f"signed checkpoint(s) {self.last_checkpoint + 1}..{number - 1} "
-                                                "are missing")
+            self.broken = ChainBreak(
+                row["id"], f"signed checkpoint(s) {self.last_checkpoint + 1}..{number - 1} are missing"
+            )
             return
         expected = checkpoint_mac(self.key, number, row["id"], row["audit_hash"], self.prev_mac)
         if row["prev_mac"] != self.prev_mac or not hmac.compare_digest(expected, row["mac"]):
-            self.broken = ChainBreak(row["id"], f"signed checkpoint {number} does not verify (forged, altered, or "
-                                                "signed with another key than SKINDOC_AUDIT_KEY / the key file)")
+            self.broken = ChainBreak(
+                row["id"],
+                f"signed checkpoint {number} does not verify (forged, altered, or "
+                "signed with another key than SKINDOC_AUDIT_KEY / the key file)",
+            )
             return
         if row["audit_hash"] != row["hash"]:
-            self.broken = ChainBreak(row["id"], f"it differs from what signed checkpoint {number} recorded: the "
-                                                f"rows up to {row['id']} were rewritten after it was signed")
+            self.broken = ChainBreak(
+                row["id"],
+                f"it differs from what signed checkpoint {number} recorded: the "
+                f"rows up to {row['id']} were rewritten after it was signed",
+            )
             return
         self.last_checkpoint, self.prev_mac = number, row["mac"]
         self.checkpoints += 1
@@ -185,17 +204,21 @@ class _Walk:
         self.signed_audit_id = row["id"]
 
     async def finish(self, conn: asyncpg.Connection) -> None:
-        self.first_unsigned_at = await conn.fetchval("SELECT occurred_at FROM audit_log WHERE id = $1",
-                                                     self.signed_audit_id + 1)
+        self.first_unsigned_at = await conn.fetchval(
+            "SELECT occurred_at FROM audit_log WHERE id = $1", self.signed_audit_id + 1
+        )
         newest = await conn.fetchrow("SELECT id, audit_id FROM audit_checkpoints ORDER BY id DESC LIMIT 1")
         if newest is not None and newest["id"] != self.last_checkpoint:
-            self.broken = ChainBreak(newest["audit_id"],
-                                     f"signed checkpoint {newest['id']} names a row that is no longer in the chain "
-                                     "(rows were removed)" if newest["audit_id"] >= self.expected_id else
-                                     f"signed checkpoint(s) {self.last_checkpoint + 1}..{newest['id']} are missing")
+            self.broken = ChainBreak(
+                newest["audit_id"],
+                f"signed checkpoint {newest['id']} names a row that is no longer in the chain (rows were removed)"
+                if newest["audit_id"] >= self.expected_id
+                else f"signed checkpoint(s) {self.last_checkpoint + 1}..{newest['id']} are missing",
+            )
 
 
 # --- signing -------------------------------------------------------------------------------
+
 
 async def write_checkpoint(conn: asyncpg.Connection, key: bytes) -> int | None:
     """Signs the chain's head if it moved since the last checkpoint; returns the checkpoint's number.
@@ -211,8 +234,10 @@ async def write_checkpoint(conn: asyncpg.Connection, key: bytes) -> int | None:
             return None
     check = await verify_chain(conn, key, after=after)
     if check.broken is not None:
-        log.error("audit chain broken; not signing a checkpoint",
-                  extra={"row": check.broken.id, "reason": check.broken.reason})
+        log.error(
+            "audit chain broken; not signing a checkpoint",
+            extra={"row": check.broken.id, "reason": check.broken.reason},
+        )
         return None
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", CHECKPOINT_LOCK_ID)
@@ -223,10 +248,17 @@ async def write_checkpoint(conn: asyncpg.Connection, key: bytes) -> int | None:
         prev_mac = last["mac"] if last is not None else None
         await conn.execute(
             "INSERT INTO audit_checkpoints (id, audit_id, audit_hash, prev_mac, mac) VALUES ($1, $2, $3, $4, $5)",
-            number, head["id"], head["hash"], prev_mac, checkpoint_mac(key, number, head["id"], head["hash"], prev_mac))
+            number,
+            head["id"],
+            head["hash"],
+            prev_mac,
+            checkpoint_mac(key, number, head["id"], head["hash"], prev_mac),
+        )
     # The log line is a copy kept outside PostgreSQL: it pins the head even if both tables are lost.
-    log.info("audit checkpoint signed", extra={"checkpoint": number, "audit_id": head["id"],
-                                               "audit_hash": head["hash"].hex()})
+    log.info(
+        "audit checkpoint signed",
+        extra={"checkpoint": number, "audit_id": head["id"], "audit_hash": head["hash"].hex()},
+    )
     return number
 
 
@@ -238,7 +270,7 @@ async def keep_checkpointing(pool: asyncpg.Pool, key: bytes, interval_s: float) 
         try:
             async with pool.acquire() as conn:
                 await write_checkpoint(conn, key)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             if not failing:  # one line per outage, not one per interval
                 log.warning("could not sign an audit checkpoint; retrying", exc_info=True)
             failing = True

@@ -1,4 +1,5 @@
 """Authorisation helpers every handler uses: who is calling, and may their role do this."""
+
 from __future__ import annotations
 
 from aiohttp import web

@@ -1,4 +1,5 @@
 """The `skindoc admin` and `skindoc audit` commands."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,27 +20,36 @@ def register(sub, run_with_stores) -> None:
     admin = sub.add_parser("admin", help="manage accounts (create the first admin, approve doctors)")
     admin_sub = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
 
-    create = admin_sub.add_parser("create", help="create an admin account",
-                                  description="Create an admin account. The password is asked for twice on a "
-                                              "terminal, or read from standard input with --password-stdin; "
-                                              "there is no default password.")
+    create = admin_sub.add_parser(
+        "create",
+        help="create an admin account",
+        description="Create an admin account. The password is asked for twice on a "
+        "terminal, or read from standard input with --password-stdin; "
+        "there is no default password.",
+    )
     create.add_argument("--email", required=True, help="the admin's email address (their sign-in name)")
     create.add_argument("--name", required=True, help="the name shown to other users")
     create.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     create.set_defaults(func=lambda args, settings: run_with_stores(settings, _create_admin(args, settings)))
 
-    approve = admin_sub.add_parser("approve", help="approve a pending doctor",
-                                   description="Approve a self-registered doctor so they can do clinical work.")
+    approve = admin_sub.add_parser(
+        "approve",
+        help="approve a pending doctor",
+        description="Approve a self-registered doctor so they can do clinical work.",
+    )
     approve.add_argument("doctor", metavar="EMAIL|ID", help="the doctor's email address or user id")
     approve.set_defaults(func=lambda args, settings: run_with_stores(settings, _approve_doctor(args, settings)))
 
     audit = sub.add_parser("audit", help="check the audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    verify = audit_sub.add_parser("verify", help="check the audit log's hash chain and name the first broken row",
-                                  description="Recompute every audit row's hash and its link to the previous row, "
-                                              "and check every signed checkpoint with the audit key "
-                                              "(SKINDOC_AUDIT_KEY or the data folder's key file). Exit status 0: "
-                                              "intact; 1: the first broken row is printed.")
+    verify = audit_sub.add_parser(
+        "verify",
+        help="check the audit log's hash chain and name the first broken row",
+        description="Recompute every audit row's hash and its link to the previous row, "
+        "and check every signed checkpoint with the audit key "
+        "(SKINDOC_AUDIT_KEY or the data folder's key file). Exit status 0: "
+        "intact; 1: the first broken row is printed.",
+    )
     verify.set_defaults(func=lambda args, settings: run_with_stores(settings, _verify_audit(settings)))
 
 
@@ -98,14 +108,18 @@ def _verify_audit(settings):
         if result.broken is not None:
             print(f"audit chain broken at row {result.broken.id}: {result.broken.reason}")
             return 1
-        print(f"audit chain intact: {result.checked} rows checked, {result.checkpoints} signed checkpoints, "
-              f"{result.unsigned} rows after the last checkpoint")
+        print(
+            f"audit chain intact: {result.checked} rows checked, {result.checkpoints} signed checkpoints, "
+            f"{result.unsigned} rows after the last checkpoint"
+        )
         # Servers sign every interval: rows left unsigned much longer mean checkpoints were removed
         # (or no server is running to sign them).
         patience = timedelta(seconds=3 * settings.auth.audit_checkpoint_interval_s + 60)
         if result.first_unsigned_at is not None and datetime.now(UTC) - result.first_unsigned_at > patience:
-            print(f"audit chain not vouched for: rows since {result.first_unsigned_at.isoformat()} have no signed "
-                  "checkpoint (checkpoints removed, or no server has been signing them)")
+            print(
+                f"audit chain not vouched for: rows since {result.first_unsigned_at.isoformat()} have no signed "
+                "checkpoint (checkpoints removed, or no server has been signing them)"
+            )
             return 1
         return 0
 

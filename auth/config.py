@@ -1,4 +1,5 @@
 """The auth domain's settings, read from SKINDOC_* environment variables."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -40,8 +41,9 @@ class AuthConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AuthConfig:
         if bool(env.get("SKINDOC_OIDC_ISSUER")) != bool(env.get("SKINDOC_OIDC_CLIENT_ID")):
-            raise SystemExit("Set both SKINDOC_OIDC_ISSUER and SKINDOC_OIDC_CLIENT_ID for OpenID Connect sign-in, "
-                             "or neither.")
+            raise SystemExit(
+                "Set both SKINDOC_OIDC_ISSUER and SKINDOC_OIDC_CLIENT_ID for OpenID Connect sign-in, or neither."
+            )
         return cls(
             jwt_key=env.get("SKINDOC_JWT_KEY") or None,
             jwt_issuer=env.get("SKINDOC_JWT_ISSUER") or cls.jwt_issuer,
@@ -53,14 +55,18 @@ class AuthConfig:
             argon2_memory_kib=env_int(env, "SKINDOC_ARGON2_MEMORY_KIB", cls.argon2_memory_kib, minimum=8),
             argon2_parallelism=env_int(env, "SKINDOC_ARGON2_PARALLELISM", cls.argon2_parallelism, minimum=1),
             login_max_failures=env_int(env, "SKINDOC_LOGIN_MAX_FAILURES", cls.login_max_failures, minimum=1),
-            login_failure_window_s=env_int(env, "SKINDOC_LOGIN_FAILURE_WINDOW_S", cls.login_failure_window_s, minimum=1),
-            registration_max_per_address=env_int(env, "SKINDOC_REGISTRATION_MAX_PER_ADDRESS",
-                                                 cls.registration_max_per_address, minimum=1),
+            login_failure_window_s=env_int(
+                env, "SKINDOC_LOGIN_FAILURE_WINDOW_S", cls.login_failure_window_s, minimum=1
+            ),
+            registration_max_per_address=env_int(
+                env, "SKINDOC_REGISTRATION_MAX_PER_ADDRESS", cls.registration_max_per_address, minimum=1
+            ),
             registration_window_s=env_int(env, "SKINDOC_REGISTRATION_WINDOW_S", cls.registration_window_s, minimum=1),
             refresh_grace_s=env_int(env, "SKINDOC_REFRESH_GRACE_S", cls.refresh_grace_s, minimum=0),
             audit_key=env.get("SKINDOC_AUDIT_KEY") or None,
-            audit_checkpoint_interval_s=env_int(env, "SKINDOC_AUDIT_CHECKPOINT_INTERVAL_S",
-                                                cls.audit_checkpoint_interval_s, minimum=1),
+            audit_checkpoint_interval_s=env_int(
+                env, "SKINDOC_AUDIT_CHECKPOINT_INTERVAL_S", cls.audit_checkpoint_interval_s, minimum=1
+            ),
             oidc_issuer=(env.get("SKINDOC_OIDC_ISSUER") or "").rstrip("/") or None,
             oidc_client_id=env.get("SKINDOC_OIDC_CLIENT_ID") or None,
             oidc_cache_s=env_int(env, "SKINDOC_OIDC_CACHE_S", cls.oidc_cache_s, minimum=1),

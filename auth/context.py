@@ -1,5 +1,6 @@
 """What the web layer attaches to each request for the domains (its id, who is calling), and the one place a
 request becomes the audit context that handlers pass into domain functions (which never see aiohttp)."""
+
 from __future__ import annotations
 
 from aiohttp import web

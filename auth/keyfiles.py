@@ -1,4 +1,5 @@
 """Secrets kept in files in the data folder: created once, mode 0600, by whichever process starts first."""
+
 from __future__ import annotations
 
 import os

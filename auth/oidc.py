@@ -6,6 +6,7 @@ rotate keys), at most every MIN_REFETCH_S so forged kids cannot hammer the
 issuer. Claims are checked with authlib's OpenID Connect rules (iss, aud, exp,
 iat, azp, nonce) plus our own: a verified email is required.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -132,12 +133,15 @@ def _json_claims(payload: bytes) -> dict[str, Any]:
     return claims
 
 
-def _check_claims(claims: dict[str, Any], header: dict[str, Any], issuer: str, client_id: str,
-                  nonce: str | None) -> None:
-    id_token = IDToken(claims, header,
-                       options={"iss": {"essential": True, "value": issuer},
-                                "aud": {"essential": True, "value": client_id}},
-                       params={"client_id": client_id, "nonce": nonce})
+def _check_claims(
+    claims: dict[str, Any], header: dict[str, Any], issuer: str, client_id: str, nonce: str | None
+) -> None:
+    id_token = IDToken(
+        claims,
+        header,
+        options={"iss": {"essential": True, "value": issuer}, "aud": {"essential": True, "value": client_id}},
+        params={"client_id": client_id, "nonce": nonce},
+    )
     try:
         id_token.validate(now=int(time.time()), leeway=LEEWAY_S)
     except ExpiredTokenError:

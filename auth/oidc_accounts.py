@@ -1,4 +1,5 @@
 """Which account a verified OpenID Connect identity signs in to, linking or creating it on first use."""
+
 from __future__ import annotations
 
 import uuid
@@ -10,8 +11,7 @@ from auth import store
 from auth.oidc import VerifiedIdentity
 
 
-async def account_for(conn: asyncpg.Connection,
-                      identity: VerifiedIdentity) -> tuple[store.User, str, list[uuid.UUID]]:
+async def account_for(conn: asyncpg.Connection, identity: VerifiedIdentity) -> tuple[store.User, str, list[uuid.UUID]]:
     """The linked account, else the one with the verified email (linked now), else a new patient.
 
     Returns the account, how it was found (`existing`, `linked`, `linked_password_cleared`,
@@ -24,8 +24,9 @@ async def account_for(conn: asyncpg.Connection,
     revoked = []
     if user is None:
         name = "".join(c for c in identity.name or identity.email.split("@")[0] if c.isprintable())[:100]
-        user = await store.insert_user(conn, email=identity.email, display_name=name, role="patient",
-                                       status="active", password_hash=None)
+        user = await store.insert_user(
+            conn, email=identity.email, display_name=name, role="patient", status="active", password_hash=None
+        )
         outcome = "created"
     elif user.role != "admin" and user.password_hash is not None:
         # Self-registration never proved who owns the address; the provider just did. A password set by

@@ -1,4 +1,5 @@
 """Password policy and argon2id hashing, run in a worker thread so a ~100 ms hash never blocks the event loop."""
+
 from __future__ import annotations
 
 import asyncio
@@ -23,22 +24,29 @@ def common_passwords() -> frozenset[str]:
 
 def check_policy(password: str, config: AuthConfig, *, field: str = "password") -> None:
     if len(password) < config.password_min_length:
-        raise unprocessable("weak_password", f"The password must be at least {config.password_min_length} characters.",
-                            field=field)
+        raise unprocessable(
+            "weak_password", f"The password must be at least {config.password_min_length} characters.", field=field
+        )
     if len(password) > MAX_PASSWORD_LENGTH:
-        raise unprocessable("invalid_field", f"The password may be at most {MAX_PASSWORD_LENGTH} characters.",
-                            field=field)
+        raise unprocessable(
+            "invalid_field", f"The password may be at most {MAX_PASSWORD_LENGTH} characters.", field=field
+        )
     if password.lower() in common_passwords():
-        raise unprocessable("weak_password", "This password is on a list of commonly used passwords; choose another.",
-                            field=field)
+        raise unprocessable(
+            "weak_password", "This password is on a list of commonly used passwords; choose another.", field=field
+        )
 
 
 class Passwords:
     """Hashes and verifies with the configured argon2id cost."""
 
     def __init__(self, config: AuthConfig) -> None:
-        self._hasher = PasswordHasher(time_cost=config.argon2_time_cost, memory_cost=config.argon2_memory_kib,
-                                      parallelism=config.argon2_parallelism, type=Type.ID)
+        self._hasher = PasswordHasher(
+            time_cost=config.argon2_time_cost,
+            memory_cost=config.argon2_memory_kib,
+            parallelism=config.argon2_parallelism,
+            type=Type.ID,
+        )
         self._dummy_hash: str | None = None
 
     async def hash(self, password: str) -> str:

@@ -1,4 +1,5 @@
 """Who is calling: the verified identity every handler authorises against."""
+
 from __future__ import annotations
 
 import uuid

@@ -5,6 +5,7 @@ window after its rotation while its successor is unused (two tabs refreshing at 
 then it gets that same successor. Successors are derived from the token with a server
 key, so the server can hand out the same one again without ever storing a token.
 """
+
 from __future__ import annotations
 
 import base64
@@ -34,8 +35,9 @@ def refresh_failure(row: store.RefreshTokenRow | None, user: store.User | None) 
     if row.family_revoked_at is not None:
         return unauthorized("invalid_refresh_token", "This session has been signed out.")
     if row.rotated_at is not None:
-        return unauthorized("refresh_token_reused",
-                            "This refresh token was already used; the session has been revoked for safety.")
+        return unauthorized(
+            "refresh_token_reused", "This refresh token was already used; the session has been revoked for safety."
+        )
     if row.expires_at <= datetime.now(UTC):
         return unauthorized("invalid_refresh_token", "This refresh token has expired; sign in again.")
     if user is None or user.status == "disabled":
@@ -43,10 +45,16 @@ def refresh_failure(row: store.RefreshTokenRow | None, user: store.User | None) 
     return None
 
 
-async def within_grace(conn, row: store.RefreshTokenRow, user: store.User | None, next_token: str,
-                       grace_s: int) -> bool:
+async def within_grace(
+    conn, row: store.RefreshTokenRow, user: store.User | None, next_token: str, grace_s: int
+) -> bool:
     """True when a spent token's reuse is a second tab's: rotated moments ago, its successor still unused."""
     now = datetime.now(UTC)
-    return (row.rotated_at is not None and row.rotated_at + timedelta(seconds=grace_s) >= now
-            and row.expires_at > now and user is not None and user.status != "disabled"
-            and await store.refresh_token_is_live(conn, hash_refresh_token(next_token), row.family_id))
+    return (
+        row.rotated_at is not None
+        and row.rotated_at + timedelta(seconds=grace_s) >= now
+        and row.expires_at > now
+        and user is not None
+        and user.status != "disabled"
+        and await store.refresh_token_is_live(conn, hash_refresh_token(next_token), row.family_id)
+    )

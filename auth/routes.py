@@ -1,4 +1,5 @@
 """HTTP routes under /api/v1/auth, /api/v1/me and /api/v1/admin: check the input, call the service, answer."""
+
 from __future__ import annotations
 
 import re
@@ -99,16 +100,18 @@ class AuthRoutes:
         password = _password(payload)
         name = _name(payload, required=True)
         role = payloads.get_choice(payload, "role", ("patient", "doctor"), required=False, default="patient")
-        user = await _service(request).register(email=email, password=password, name=name, role=role,
-                                                ctx=audit_context(request))
+        user = await _service(request).register(
+            email=email, password=password, name=name, role=role, ctx=audit_context(request)
+        )
         return web.json_response({"user": user.as_json()}, status=201)
 
     async def login(self, request: web.Request) -> web.Response:
         payload = await self._body(request)
         email = _email(payload)
         password = _password(payload)
-        return web.json_response(await _service(request).login(email=email, password=password,
-                                                                ctx=audit_context(request)))
+        return web.json_response(
+            await _service(request).login(email=email, password=password, ctx=audit_context(request))
+        )
 
     async def refresh(self, request: web.Request) -> web.Response:
         payload = await self._body(request)
@@ -126,8 +129,9 @@ class AuthRoutes:
         payload = await self._body(request)
         id_token = _text(payload, "id_token", min_len=1, max_len=MAX_TOKEN_LENGTH)
         nonce = _text(payload, "nonce", required=False, min_len=1, max_len=512)
-        return web.json_response(await _service(request).oidc_sign_in(id_token, nonce=nonce,
-                                                                      ctx=audit_context(request)))
+        return web.json_response(
+            await _service(request).oidc_sign_in(id_token, nonce=nonce, ctx=audit_context(request))
+        )
 
     async def get_me(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
@@ -139,12 +143,14 @@ class AuthRoutes:
         payload = await self._body(request)
         unknown = set(payload) - {"name", "current_password", "new_password"}
         if unknown:
-            raise unprocessable("unknown_field", f"Unknown field(s): {', '.join(sorted(unknown))}.",
-                                field=min(unknown))
+            raise unprocessable("unknown_field", f"Unknown field(s): {', '.join(sorted(unknown))}.", field=min(unknown))
         user = await _service(request).update_profile(
-            principal, name=_name(payload, required=False),
+            principal,
+            name=_name(payload, required=False),
             current_password=_password(payload, "current_password", required=False),
-            new_password=_password(payload, "new_password", required=False), ctx=audit_context(request))
+            new_password=_password(payload, "new_password", required=False),
+            ctx=audit_context(request),
+        )
         return web.json_response({"user": user.as_json()})
 
     async def list_doctors(self, request: web.Request) -> web.Response:
@@ -153,8 +159,9 @@ class AuthRoutes:
         status = payloads.get_choice(query, "status", DOCTOR_STATUSES, required=False, default="pending")
         limit = payloads.get_query_int(query, "limit", default=50, minimum=1, maximum=200)
         offset = payloads.get_query_int(query, "offset", default=0, minimum=0, maximum=1_000_000)
-        doctors = await _service(request).list_doctors(status=None if status == "all" else status, limit=limit,
-                                                       offset=offset)
+        doctors = await _service(request).list_doctors(
+            status=None if status == "all" else status, limit=limit, offset=offset
+        )
         return web.json_response({"doctors": [d.as_json() for d in doctors]})
 
     async def approve_doctor(self, request: web.Request) -> web.Response:

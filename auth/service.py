@@ -4,6 +4,7 @@ Handlers (auth/routes.py) and the command line (auth/cli.py) only check input an
 call these; each operation that changes something writes its audit row in the
 same transaction.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,11 @@ class AuthService:
         self.config = config
         self.tokens = tokens
         self.passwords = Passwords(config)
-        self.oidc = (OidcVerifier(config.oidc_issuer, config.oidc_client_id, config.oidc_cache_s)
-                     if config.oidc_issuer and config.oidc_client_id else None)
+        self.oidc = (
+            OidcVerifier(config.oidc_issuer, config.oidc_client_id, config.oidc_cache_s)
+            if config.oidc_issuer and config.oidc_client_id
+            else None
+        )
         self.revocation_listeners: list[RevocationListener] = []
 
     @property
@@ -66,13 +70,15 @@ class AuthService:
     async def register(self, *, email: str, password: str, name: str, role: str, ctx: AuditContext) -> store.User:
         """A patient is active at once; a doctor waits, pending, for an admin's approval."""
         check_policy(password, self.config)
-        await RegistrationThrottle(self._stores.redis, self.config.registration_max_per_address,
-                                   self.config.registration_window_s).reserve(ctx.client_ip)
+        await RegistrationThrottle(
+            self._stores.redis, self.config.registration_max_per_address, self.config.registration_window_s
+        ).reserve(ctx.client_ip)
         password_hash = await self.passwords.hash(password)
         status = "pending" if role == "doctor" else "active"
         async with self._stores.pool.acquire() as conn, conn.transaction():
-            user = await store.insert_user(conn, email=email, display_name=name, role=role, status=status,
-                                           password_hash=password_hash)
+            user = await store.insert_user(
+                conn, email=email, display_name=name, role=role, status=status, password_hash=password_hash
+            )
             await ctx.as_actor(None).record(conn, "auth.register", "user", user.id, {"role": role, "status": status})
         return user
 
@@ -80,8 +86,9 @@ class AuthService:
         check_policy(password, self.config)
         password_hash = await self.passwords.hash(password)
         async with self._stores.pool.acquire() as conn, conn.transaction():
-            user = await store.insert_user(conn, email=email, display_name=name, role="admin", status="active",
-                                           password_hash=password_hash)
+            user = await store.insert_user(
+                conn, email=email, display_name=name, role="admin", status="active", password_hash=password_hash
+            )
             await AuditContext(None).record(conn, "admin.create", "user", str(user.id), {"via": "cli", "role": "admin"})
         return user
 
@@ -95,9 +102,13 @@ class AuthService:
                 if existing is None or existing.role != "doctor":
                     raise not_found("doctor_not_found", "No doctor has this id.")
                 raise conflict("not_pending", f"This doctor is {existing.status}, not pending approval.")
-            await ctx.record(conn, "admin.doctor_approve", "user", user.id,
-                             {"role": "doctor", "status": {"from": "pending", "to": "active"},
-                              "via": "api" if actor else "cli"})
+            await ctx.record(
+                conn,
+                "admin.doctor_approve",
+                "user",
+                user.id,
+                {"role": "doctor", "status": {"from": "pending", "to": "active"}, "via": "api" if actor else "cli"},
+            )
         return user
 
     async def find_user(self, email_or_id: str) -> store.User | None:
@@ -114,8 +125,15 @@ class AuthService:
             raise invalid_token("The account behind this token no longer exists.")
         return user
 
-    async def update_profile(self, principal: Principal, *, name: str | None, current_password: str | None,
-                             new_password: str | None, ctx: AuditContext) -> store.User:
+    async def update_profile(
+        self,
+        principal: Principal,
+        *,
+        name: str | None,
+        current_password: str | None,
+        new_password: str | None,
+        ctx: AuditContext,
+    ) -> store.User:
         if new_password is not None:
             check_policy(new_password, self.config, field="new_password")
         async with self._stores.pool.acquire() as conn:
@@ -131,29 +149,33 @@ class AuthService:
             if new_hash is not None:
                 await store.set_password_hash(conn, user.id, new_hash)
                 # Other sessions were opened with the old password: sign them out.
-                revoked = await store.revoke_all_refresh_families(conn, user.id, "password_change",
-                                                                  keep=principal.session_id)
+                revoked = await store.revoke_all_refresh_families(
+                    conn, user.id, "password_change", keep=principal.session_id
+                )
                 await ctx.as_actor(principal).record(conn, "user.password_change", "user", user.id)
             updated = await store.get_user_by_id(conn, user.id)
         assert updated is not None
         await self._announce_revoked(revoked, "password_change")
         return updated
 
-    async def _checked_new_password_hash(self, user: store.User, current_password: str | None,
-                                         new_password: str | None, ctx: AuditContext) -> str | None:
+    async def _checked_new_password_hash(
+        self, user: store.User, current_password: str | None, new_password: str | None, ctx: AuditContext
+    ) -> str | None:
         if new_password is None:
             return None
         if user.password_hash is None:
             raise conflict("no_password_set", "This account signs in through its identity provider only.")
         if current_password is None:
-            raise unprocessable("missing_field", "'current_password' is required to change the password.",
-                                field="current_password")
+            raise unprocessable(
+                "missing_field", "'current_password' is required to change the password.", field="current_password"
+            )
         # Throttled like sign-in, so a stolen access token cannot be used to guess the password.
         throttle = self._throttle
         await throttle.reserve(user.email, ctx.client_ip)
         if not await self.passwords.verify(user.password_hash, current_password):
-            raise DomainError(403, "wrong_password", "The current password is not correct.",
-                              {"field": "current_password"})
+            raise DomainError(
+                403, "wrong_password", "The current password is not correct.", {"field": "current_password"}
+            )
         await throttle.succeeded(user.email, ctx.client_ip)
         return await self.passwords.hash(new_password)
 
@@ -167,12 +189,14 @@ class AuthService:
             user = await store.get_user_by_email(conn, email)
         if user is None:
             await self.passwords.spend_equal_time(password)
-        valid = user is not None and user.status != "disabled" and await self.passwords.verify(
-            user.password_hash, password)
+        valid = (
+            user is not None and user.status != "disabled" and await self.passwords.verify(user.password_hash, password)
+        )
         if not valid:
             async with self._stores.pool.acquire() as conn:
-                await ctx.as_actor(None).record(conn, "auth.login_failed", "user", user.id if user else None,
-                                                {"email": email})
+                await ctx.as_actor(None).record(
+                    conn, "auth.login_failed", "user", user.id if user else None, {"email": email}
+                )
             raise unauthorized("invalid_credentials", "The email or password is not correct.")
         await throttle.succeeded(email, ctx.client_ip)
         assert user is not None and user.password_hash is not None
@@ -182,26 +206,41 @@ class AuthService:
                 await store.set_password_hash(conn, user.id, new_hash)
         return await self._start_session(user, action="auth.login", ctx=ctx)
 
-    async def _start_session(self, user: store.User, *, action: str, ctx: AuditContext,
-                             details: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _start_session(
+        self, user: store.User, *, action: str, ctx: AuditContext, details: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         refresh_token = secrets.token_urlsafe(32)
         async with self._stores.pool.acquire() as conn, conn.transaction():
             family_id = await store.start_refresh_family(conn, user.id)
-            await store.insert_refresh_token(conn, hash_refresh_token(refresh_token), family_id,
-                                             self.config.refresh_token_ttl_s)
+            await store.insert_refresh_token(
+                conn, hash_refresh_token(refresh_token), family_id, self.config.refresh_token_ttl_s
+            )
             response, principal = self._token_response(user, refresh_token, family_id)
-            await ctx.as_actor(principal).record(conn, action, "user", user.id,
-                                                 {"refresh_family": str(family_id), **(details or {})})
+            await ctx.as_actor(principal).record(
+                conn, action, "user", user.id, {"refresh_family": str(family_id), **(details or {})}
+            )
         return response
 
-    def _token_response(self, user: store.User, refresh_token: str,
-                        session_id: uuid.UUID) -> tuple[dict[str, Any], Principal]:
+    def _token_response(
+        self, user: store.User, refresh_token: str, session_id: uuid.UUID
+    ) -> tuple[dict[str, Any], Principal]:
         access_token = self.tokens.issue(user.id, user.role, session_id)
         claims = self.tokens.verify(access_token)
-        principal = Principal(user.id, user.role, user.status == "active", claims.token_id,
-                              datetime.fromtimestamp(claims.expires_at, UTC), session_id)
-        response = {"access_token": access_token, "refresh_token": refresh_token, "token_type": "Bearer",
-                    "expires_in": self.tokens.ttl_s, "user": user.as_json()}
+        principal = Principal(
+            user.id,
+            user.role,
+            user.status == "active",
+            claims.token_id,
+            datetime.fromtimestamp(claims.expires_at, UTC),
+            session_id,
+        )
+        response = {
+            "access_token": access_token,
+            "refresh_token": refresh_token,
+            "token_type": "Bearer",
+            "expires_in": self.tokens.ttl_s,
+            "user": user.as_json(),
+        }
         return response, principal
 
     async def refresh(self, refresh_token: str, *, ctx: AuditContext) -> dict[str, Any]:
@@ -215,8 +254,9 @@ class AuthService:
             failure = refresh_tokens.refresh_failure(row, user)
             if failure is None:
                 await store.mark_refresh_token_rotated(conn, token_hash)
-                await store.insert_refresh_token(conn, hash_refresh_token(successor), row.family_id,
-                                                 self.config.refresh_token_ttl_s)
+                await store.insert_refresh_token(
+                    conn, hash_refresh_token(successor), row.family_id, self.config.refresh_token_ttl_s
+                )
             elif failure.code == "refresh_token_reused":
                 if await refresh_tokens.within_grace(conn, row, user, successor, self.config.refresh_grace_s):
                     failure = None
@@ -233,11 +273,13 @@ class AuthService:
     @staticmethod
     async def _revoke_stolen_family(conn, row: store.RefreshTokenRow, ctx: AuditContext) -> None:
         # Someone holds a copy of a spent token: either party may be the thief, so end the whole session.
-        log.warning("refresh token reused; session revoked",
-                    extra={"user_id": str(row.user_id), "client_ip": ctx.client_ip})
+        log.warning(
+            "refresh token reused; session revoked", extra={"user_id": str(row.user_id), "client_ip": ctx.client_ip}
+        )
         await store.revoke_refresh_family(conn, row.family_id, "reuse_detected")
-        await ctx.as_actor(None).record(conn, "auth.refresh_reuse_detected", "user", row.user_id,
-                                        {"refresh_family": str(row.family_id)})
+        await ctx.as_actor(None).record(
+            conn, "auth.refresh_reuse_detected", "user", row.user_id, {"refresh_family": str(row.family_id)}
+        )
 
     async def logout(self, principal: Principal, refresh_token: str, *, ctx: AuditContext) -> None:
         """Revokes the refresh family: its access tokens are refused from now on and its sockets closed."""
@@ -246,8 +288,9 @@ class AuthService:
             if row is None or row.user_id != principal.user_id:
                 raise unauthorized("invalid_refresh_token", "This refresh token does not belong to this session.")
             await store.revoke_refresh_family(conn, row.family_id, "logout")
-            await ctx.as_actor(principal).record(conn, "auth.logout", "user", principal.user_id,
-                                                 {"refresh_family": str(row.family_id)})
+            await ctx.as_actor(principal).record(
+                conn, "auth.logout", "user", principal.user_id, {"refresh_family": str(row.family_id)}
+            )
         await self._announce_revoked([row.family_id], "logout")
 
     async def verify_access_token(self, token: str) -> Principal:
@@ -263,11 +306,18 @@ class AuthService:
             raise invalid_token("The account behind this token cannot be used.")
         if holder.session_revoked:
             raise invalid_token("This access token has been signed out.")
-        return Principal(claims.user_id, holder.role, holder.status == "active", claims.token_id,
-                         datetime.fromtimestamp(claims.expires_at, UTC), claims.session_id)
+        return Principal(
+            claims.user_id,
+            holder.role,
+            holder.status == "active",
+            claims.token_id,
+            datetime.fromtimestamp(claims.expires_at, UTC),
+            claims.session_id,
+        )
 
-    async def revoked_sessions(self, sessions: list[tuple[uuid.UUID, uuid.UUID | None]]
-                               ) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
+    async def revoked_sessions(
+        self, sessions: list[tuple[uuid.UUID, uuid.UUID | None]]
+    ) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
         """Of these (user, session) pairs, those whose tokens verify_access_token would now refuse."""
         if not sessions:
             return []
@@ -286,8 +336,9 @@ class AuthService:
         await self._announce_revoked(revoked, "oidc_link")
         if user.status == "disabled":
             raise unauthorized("account_disabled", "This account is disabled.")
-        return await self._start_session(user, action="auth.oidc_login", ctx=ctx,
-                                         details={"issuer": identity.issuer, "account": outcome})
+        return await self._start_session(
+            user, action="auth.oidc_login", ctx=ctx, details={"issuer": identity.issuer, "account": outcome}
+        )
 
     # --- admin views -----------------------------------------------------------
 
@@ -299,8 +350,9 @@ class AuthService:
         async with self._stores.pool.acquire() as conn, conn.transaction():
             rows = await store.search_audit_entries(conn, query)
             # Reading the log is itself a read of patient data.
-            await ctx.record(conn, "admin.audit_search", "audit_log", None,
-                             {"filters": _query_filters(query), "returned": len(rows)})
+            await ctx.record(
+                conn, "admin.audit_search", "audit_log", None, {"filters": _query_filters(query), "returned": len(rows)}
+            )
         return [audit.entry_as_json(row) for row in rows]
 
     async def verify_audit_chain(self, key: bytes) -> audit_chain.Verification:
@@ -310,4 +362,3 @@ class AuthService:
 
 def _query_filters(query: store.AuditQuery) -> dict[str, Any]:
     return {k: str(v) for k, v in vars(query).items() if v is not None and k != "limit"}
-

@@ -3,6 +3,7 @@
 Each transaction is one named function over a connection; callers own the
 transaction boundaries (`async with conn.transaction()`).
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,13 @@ class User:
         return cls(**dict(row))
 
     def as_json(self) -> dict[str, Any]:
-        return {"id": str(self.id), "email": self.email, "name": self.display_name, "role": self.role,
-                "status": self.status}
+        return {
+            "id": str(self.id),
+            "email": self.email,
+            "name": self.display_name,
+            "role": self.role,
+            "status": self.status,
+        }
 
 
 def _user_or_none(row: asyncpg.Record | None) -> User | None:
@@ -43,13 +49,20 @@ def _user_or_none(row: asyncpg.Record | None) -> User | None:
 
 # --- users -----------------------------------------------------------------
 
-async def insert_user(conn: asyncpg.Connection, *, email: str, display_name: str, role: str, status: str,
-                      password_hash: str | None) -> User:
+
+async def insert_user(
+    conn: asyncpg.Connection, *, email: str, display_name: str, role: str, status: str, password_hash: str | None
+) -> User:
     try:
         row = await conn.fetchrow(
             f"""INSERT INTO users (email, display_name, role, status, password_hash)
                 VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLUMNS}""",
-            email, display_name, role, status, password_hash)
+            email,
+            display_name,
+            role,
+            status,
+            password_hash,
+        )
     except asyncpg.UniqueViolationError:
         raise conflict("email_taken", "An account with this email already exists.", field="email") from None
     return User.from_row(row)
@@ -76,20 +89,24 @@ class TokenHolder:
     session_revoked: bool
 
 
-async def get_token_holder(conn: asyncpg.Connection, user_id: uuid.UUID,
-                           session_id: uuid.UUID | None) -> TokenHolder | None:
+async def get_token_holder(
+    conn: asyncpg.Connection, user_id: uuid.UUID, session_id: uuid.UUID | None
+) -> TokenHolder | None:
     """The account's role and status now, and whether the token's sign-in has been revoked, in one query."""
     row = await conn.fetchrow(
         """SELECT u.role, u.status, $2::uuid IS NOT NULL AND (f.id IS NULL OR f.revoked_at IS NOT NULL)
                   AS session_revoked
            FROM users u LEFT JOIN refresh_families f ON f.id = $2 AND f.user_id = u.id
            WHERE u.id = $1""",
-        user_id, session_id)
+        user_id,
+        session_id,
+    )
     return TokenHolder(**dict(row)) if row is not None else None
 
 
-async def revoked_sessions(conn: asyncpg.Connection, sessions: list[tuple[uuid.UUID, uuid.UUID | None]]
-                           ) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
+async def revoked_sessions(
+    conn: asyncpg.Connection, sessions: list[tuple[uuid.UUID, uuid.UUID | None]]
+) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
     """Of these (user, session) pairs, those that may no longer be used: session revoked, account disabled or gone."""
     rows = await conn.fetch(
         """SELECT s.user_id, s.session_id
@@ -98,13 +115,14 @@ async def revoked_sessions(conn: asyncpg.Connection, sessions: list[tuple[uuid.U
            LEFT JOIN refresh_families f ON f.id = s.session_id AND f.user_id = s.user_id
            WHERE u.id IS NULL OR u.status = 'disabled'
               OR (s.session_id IS NOT NULL AND (f.id IS NULL OR f.revoked_at IS NOT NULL))""",
-        [user for user, _ in sessions], [session for _, session in sessions])
+        [user for user, _ in sessions],
+        [session for _, session in sessions],
+    )
     return [(row["user_id"], row["session_id"]) for row in rows]
 
 
 async def set_password_hash(conn: asyncpg.Connection, user_id: uuid.UUID, password_hash: str) -> None:
-    await conn.execute("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1",
-                       user_id, password_hash)
+    await conn.execute("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1", user_id, password_hash)
 
 
 async def clear_password(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
@@ -112,17 +130,17 @@ async def clear_password(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
 
 
 async def set_display_name(conn: asyncpg.Connection, user_id: uuid.UUID, display_name: str) -> None:
-    await conn.execute("UPDATE users SET display_name = $2, updated_at = now() WHERE id = $1",
-                       user_id, display_name)
+    await conn.execute("UPDATE users SET display_name = $2, updated_at = now() WHERE id = $1", user_id, display_name)
 
 
-async def approve_doctor(conn: asyncpg.Connection, doctor_id: uuid.UUID,
-                         approver_id: uuid.UUID | None) -> User | None:
+async def approve_doctor(conn: asyncpg.Connection, doctor_id: uuid.UUID, approver_id: uuid.UUID | None) -> User | None:
     """The approved doctor, or None when no pending doctor has this id."""
     row = await conn.fetchrow(
         f"""UPDATE users SET status = 'active', approved_at = now(), approved_by = $2, updated_at = now()
             WHERE id = $1 AND role = 'doctor' AND status = 'pending' RETURNING {USER_COLUMNS}""",
-        doctor_id, approver_id)
+        doctor_id,
+        approver_id,
+    )
     return _user_or_none(row)
 
 
@@ -131,27 +149,39 @@ async def list_doctors(conn: asyncpg.Connection, *, status: str | None, limit: i
         f"""SELECT {USER_COLUMNS} FROM users
             WHERE role = 'doctor' AND ($1::text IS NULL OR status = $1)
             ORDER BY created_at, id LIMIT $2 OFFSET $3""",
-        status, limit, offset)
+        status,
+        limit,
+        offset,
+    )
     return [User.from_row(row) for row in rows]
 
 
 # --- OpenID Connect links --------------------------------------------------
 
+
 async def get_user_by_oidc_identity(conn: asyncpg.Connection, issuer: str, subject: str) -> User | None:
     columns = ", ".join(f"u.{c.strip()}" for c in USER_COLUMNS.split(","))
-    return _user_or_none(await conn.fetchrow(
-        f"""SELECT {columns} FROM oidc_identities i JOIN users u ON u.id = i.user_id
+    return _user_or_none(
+        await conn.fetchrow(
+            f"""SELECT {columns} FROM oidc_identities i JOIN users u ON u.id = i.user_id
             WHERE i.issuer = $1 AND i.subject = $2""",
-        issuer, subject))
+            issuer,
+            subject,
+        )
+    )
 
 
 async def link_oidc_identity(conn: asyncpg.Connection, issuer: str, subject: str, user_id: uuid.UUID) -> None:
     await conn.execute(
         "INSERT INTO oidc_identities (issuer, subject, user_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        issuer, subject, user_id)
+        issuer,
+        subject,
+        user_id,
+    )
 
 
 # --- refresh tokens ----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RefreshTokenRow:
@@ -166,12 +196,14 @@ async def start_refresh_family(conn: asyncpg.Connection, user_id: uuid.UUID) -> 
     return await conn.fetchval("INSERT INTO refresh_families (user_id) VALUES ($1) RETURNING id", user_id)
 
 
-async def insert_refresh_token(conn: asyncpg.Connection, token_hash: bytes, family_id: uuid.UUID,
-                               ttl_s: int) -> None:
+async def insert_refresh_token(conn: asyncpg.Connection, token_hash: bytes, family_id: uuid.UUID, ttl_s: int) -> None:
     await conn.execute(
         """INSERT INTO refresh_tokens (token_hash, family_id, expires_at)
            VALUES ($1, $2, now() + make_interval(secs => $3))""",
-        token_hash, family_id, ttl_s)
+        token_hash,
+        family_id,
+        ttl_s,
+    )
 
 
 async def lock_refresh_token(conn: asyncpg.Connection, token_hash: bytes) -> RefreshTokenRow | None:
@@ -180,7 +212,8 @@ async def lock_refresh_token(conn: asyncpg.Connection, token_hash: bytes) -> Ref
         """SELECT t.family_id, f.user_id, t.expires_at, t.rotated_at, f.revoked_at AS family_revoked_at
            FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
            WHERE t.token_hash = $1 FOR UPDATE OF t, f""",
-        token_hash)
+        token_hash,
+    )
     return RefreshTokenRow(**dict(row)) if row is not None else None
 
 
@@ -191,30 +224,42 @@ async def mark_refresh_token_rotated(conn: asyncpg.Connection, token_hash: bytes
 async def revoke_refresh_family(conn: asyncpg.Connection, family_id: uuid.UUID, reason: str) -> None:
     await conn.execute(
         "UPDATE refresh_families SET revoked_at = now(), revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL",
-        family_id, reason)
+        family_id,
+        reason,
+    )
 
 
-async def revoke_all_refresh_families(conn: asyncpg.Connection, user_id: uuid.UUID, reason: str, *,
-                                      keep: uuid.UUID | None = None) -> list[uuid.UUID]:
+async def revoke_all_refresh_families(
+    conn: asyncpg.Connection, user_id: uuid.UUID, reason: str, *, keep: uuid.UUID | None = None
+) -> list[uuid.UUID]:
     """Revokes every live session of the user but `keep`; returns the sessions revoked now."""
     rows = await conn.fetch(
         """UPDATE refresh_families SET revoked_at = now(), revoked_reason = $2
            WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $3 RETURNING id""",
-        user_id, reason, keep)
+        user_id,
+        reason,
+        keep,
+    )
     return [row["id"] for row in rows]
 
 
 async def refresh_token_is_live(conn: asyncpg.Connection, token_hash: bytes, family_id: uuid.UUID) -> bool:
     """True when this token exists in the family and has not been rotated itself."""
-    return bool(await conn.fetchval(
-        "SELECT rotated_at IS NULL FROM refresh_tokens WHERE token_hash = $1 AND family_id = $2",
-        token_hash, family_id))
+    return bool(
+        await conn.fetchval(
+            "SELECT rotated_at IS NULL FROM refresh_tokens WHERE token_hash = $1 AND family_id = $2",
+            token_hash,
+            family_id,
+        )
+    )
 
 
 # --- audit log ---------------------------------------------------------------
 
-AUDIT_COLUMNS = ("id, occurred_at, actor_id, actor_role, action, subject_type, subject_id, "
-                 "host(client_ip) AS client_ip, request_id, details")
+AUDIT_COLUMNS = (
+    "id, occurred_at, actor_id, actor_role, action, subject_type, subject_id, "
+    "host(client_ip) AS client_ip, request_id, details"
+)
 
 
 async def insert_audit_entries(conn: asyncpg.Connection, entries: list[dict[str, Any]]) -> None:
@@ -230,7 +275,8 @@ async def insert_audit_entries(conn: asyncpg.Connection, entries: list[dict[str,
            ORDER BY n""",
         *([entry[c] for entry in entries] for c in columns),
         # Sent as text so it works on any connection, with or without the pool's jsonb codec.
-        [json.dumps(entry["details"]) for entry in entries])
+        [json.dumps(entry["details"]) for entry in entries],
+    )
 
 
 @dataclass(frozen=True)
@@ -257,5 +303,12 @@ async def search_audit_entries(conn: asyncpg.Connection, query: AuditQuery) -> l
               AND ($6::timestamptz IS NULL OR occurred_at < $6)
               AND ($7::bigint IS NULL OR id < $7)
             ORDER BY id DESC LIMIT $8""",
-        query.actor_id, query.action, query.subject_type, query.subject_id, query.since, query.until,
-        query.before_id, query.limit)
+        query.actor_id,
+        query.action,
+        query.subject_type,
+        query.subject_id,
+        query.since,
+        query.until,
+        query.before_id,
+        query.limit,
+    )

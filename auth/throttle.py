@@ -7,6 +7,7 @@ twenty concurrent guesses cannot all slip in between a read and a write; at most
 reservation back; a failed one keeps it, so the counters count failures plus
 attempts still in flight.
 """
+
 from __future__ import annotations
 
 import redis.asyncio as redis
@@ -46,8 +47,13 @@ return 0
 
 
 def _too_many(what: str, retry_after: int) -> DomainError:
-    return DomainError(429, "too_many_attempts", f"Too many {what}; try again in {retry_after} seconds.",
-                       {"retry_after": retry_after}, {"Retry-After": str(retry_after)})
+    return DomainError(
+        429,
+        "too_many_attempts",
+        f"Too many {what}; try again in {retry_after} seconds.",
+        {"retry_after": retry_after},
+        {"Retry-After": str(retry_after)},
+    )
 
 
 class LoginThrottle:

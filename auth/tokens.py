@@ -6,6 +6,7 @@ folder (or the variable) signs with the same key. Verification accepts ES256
 only: a token naming any other algorithm ("none", HS256 with the public key as
 the secret) is refused before its signature is looked at.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,9 @@ def _import_private_key(text: str) -> ECKey:
 
 
 def _load_or_create_key_file(path: Path) -> ECKey:
-    pem = create_or_read(path, lambda: ECKey.generate_key("P-256").as_pem(private=True),
-                         lambda data: data.strip().endswith(b"-----"))
+    pem = create_or_read(
+        path, lambda: ECKey.generate_key("P-256").as_pem(private=True), lambda data: data.strip().endswith(b"-----")
+    )
     return ECKey.import_key(pem)
 
 
@@ -99,8 +101,9 @@ class AccessTokens:
         }
         if session_id is not None:
             claims["sid"] = str(session_id)
-        return jwt.encode({"alg": ALGORITHM, "typ": "JWT", "kid": self._key.thumbprint()}, claims, self._key,
-                          algorithms=[ALGORITHM])
+        return jwt.encode(
+            {"alg": ALGORITHM, "typ": "JWT", "kid": self._key.thumbprint()}, claims, self._key, algorithms=[ALGORITHM]
+        )
 
     def verify(self, token: str) -> AccessClaims:
         """The token's claims, or a 401 DomainError saying why it is refused."""
@@ -109,8 +112,9 @@ class AccessTokens:
             self._claims_registry.validate(decoded.claims)
             claims = decoded.claims
             session_id = uuid.UUID(str(claims["sid"])) if "sid" in claims else None
-            return AccessClaims(uuid.UUID(claims["sub"]), claims["role"], str(claims["jti"]), int(claims["exp"]),
-                                session_id)
+            return AccessClaims(
+                uuid.UUID(claims["sub"]), claims["role"], str(claims["jti"]), int(claims["exp"]), session_id
+            )
         except ExpiredTokenError:
             raise unauthorized("token_expired", "The access token has expired; refresh it.") from None
         except (JoseError, ValueError, TypeError, KeyError):

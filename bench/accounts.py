@@ -3,6 +3,7 @@
 Passwords are random (nothing to keep); doctors are approved by an admin that `skindoc admin create`
 made, over the admin API.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -13,8 +14,16 @@ import aiohttp
 
 from bench.cluster import Cluster
 
-SYMPTOMS = {"size_changed": False, "shape_irregular": False, "colour_irregular": True, "diameter_7mm": False,
-            "inflamed": False, "oozing": False, "sensation_changed": False, "duration": "weeks"}
+SYMPTOMS = {
+    "size_changed": False,
+    "shape_irregular": False,
+    "colour_irregular": True,
+    "diameter_7mm": False,
+    "inflamed": False,
+    "oozing": False,
+    "sensation_changed": False,
+    "duration": "weeks",
+}
 
 
 @dataclass
@@ -53,13 +62,16 @@ class AccountMaker:
 
     async def make(self, role: str, i: int) -> Account:
         email = f"{role}{i}.{self._tag}@bench.example.org"
-        await self._post(self._url(i, "/api/v1/auth/register"),
-                         {"email": email, "password": self._password, "name": f"{role} {i}", "role": role})
+        await self._post(
+            self._url(i, "/api/v1/auth/register"),
+            {"email": email, "password": self._password, "name": f"{role} {i}", "role": role},
+        )
         tokens = await self._post(self._url(i, "/api/v1/auth/login"), {"email": email, "password": self._password})
         account = Account(tokens["user"]["id"], email, role, tokens["access_token"])
         if role == "doctor":
-            await self._post(self._url(i, f"/api/v1/admin/doctors/{account.user_id}/approve"), {},
-                             await self._admin_headers())
+            await self._post(
+                self._url(i, f"/api/v1/admin/doctors/{account.user_id}/approve"), {}, await self._admin_headers()
+            )
         return account
 
     async def make_many(self, role: str, count: int, start: int = 0, concurrency: int = 16) -> list[Account]:
@@ -79,8 +91,11 @@ class AccountMaker:
 
     async def _create_admin(self) -> Account:
         email = f"admin.{self._tag}@bench.example.org"
-        await asyncio.to_thread(self._cluster.cli, ["admin", "create", "--email", email, "--name", "Bench admin",
-                                                    "--password-stdin"], self._password + "\n")
+        await asyncio.to_thread(
+            self._cluster.cli,
+            ["admin", "create", "--email", email, "--name", "Bench admin", "--password-stdin"],
+            self._password + "\n",
+        )
         tokens = await self._post(self._url(0, "/api/v1/auth/login"), {"email": email, "password": self._password})
         return Account(tokens["user"]["id"], email, "admin", tokens["access_token"])
 

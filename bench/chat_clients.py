@@ -1,5 +1,6 @@
 """The chat benchmark's clients: one python-socketio client per simulated person, connected over websocket
 only, all in this one asyncio process, joined to their consultation's room."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,6 +14,7 @@ import socketio
 @dataclass
 class Peer:
     """One load client: its socket, the consultation it chats in and what it saw."""
+
     index: int
     case_id: str
     token: str | None
@@ -25,8 +27,9 @@ def new_client(session: aiohttp.ClientSession) -> socketio.AsyncClient:
     return socketio.AsyncClient(reconnection=False, http_session=session, handle_sigint=False, request_timeout=30)
 
 
-async def connect_all(peers: list[Peer], session: aiohttp.ClientSession, concurrency: int,
-                      on_message=None) -> tuple[int, dict[str, int]]:
+async def connect_all(
+    peers: list[Peer], session: aiohttp.ClientSession, concurrency: int, on_message=None
+) -> tuple[int, dict[str, int]]:
     """Connects every peer over websocket only; returns how many connected and the failures by reason."""
     limit = asyncio.Semaphore(concurrency)
     failures: dict[str, int] = {}
@@ -37,8 +40,12 @@ async def connect_all(peers: list[Peer], session: aiohttp.ClientSession, concurr
             sio.on("message", lambda data, peer=peer: on_message(peer, data))
         async with limit:
             try:
-                await sio.connect(peer.url, transports=["websocket"], auth={"token": peer.token} if peer.token else None,
-                                  wait_timeout=60)
+                await sio.connect(
+                    peer.url,
+                    transports=["websocket"],
+                    auth={"token": peer.token} if peer.token else None,
+                    wait_timeout=60,
+                )
             except Exception as exc:  # noqa: BLE001 — counted and reported, the run goes on
                 reason = f"{type(exc).__name__}: {exc}"[:80]
                 failures[reason] = failures.get(reason, 0) + 1
@@ -82,5 +89,3 @@ async def join_rooms(peers: list[Peer]) -> dict[str, int]:
 
     await asyncio.gather(*(one(p) for p in peers if p.sio is not None))
     return failures
-
-

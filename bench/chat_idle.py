@@ -1,5 +1,6 @@
 """The chat benchmark's idle mode: many authenticated websocket clients that connect and stay idle, and the
 server memory each one costs."""
+
 from __future__ import annotations
 
 import argparse
@@ -36,12 +37,12 @@ async def hold_idle(label: str, node: LiveServer, tokens: list[str | None], args
     rss_before = rss_bytes(node.pid)
     own_before = rss_bytes(os.getpid())
     started = time.monotonic()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                     cookie_jar=aiohttp.DummyCookieJar()) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar()
+    ) as session:
         connected, failures = await connect_all(peers, session, args.connect_concurrency)
         took = time.monotonic() - started
-        print(f"  {label}: {connected} idle clients connected in {took:.0f} s; holding {args.seconds:g} s",
-              flush=True)
+        print(f"  {label}: {connected} idle clients connected in {took:.0f} s; holding {args.seconds:g} s", flush=True)
         await asyncio.sleep(args.seconds)
         rss_after = rss_bytes(node.pid)
         own_after = rss_bytes(os.getpid())
@@ -76,15 +77,33 @@ def print_idle(results: list[IdleResult], args: argparse.Namespace) -> None:
     rows = []
     for r in results:
         delta = r.rss_after - r.rss_before
-        rows.append([r.label, r.connected, sum(r.failures.values()), r.connect_seconds, r.rss_before / 2**20,
-                     r.rss_after / 2**20, delta / max(r.connected, 1) / 1024, r.own_rss_delta / max(r.connected, 1)
-                     / 1024])
-    print_table(f"Idle websocket connections ({args.idle} wanted, {args.connections_per_account} per account, "
-                f"held {args.seconds:g} s)",
-                ["target", "connected", "failed", "connect s", "server RSS before MiB", "after MiB",
-                 "server KiB/conn", "load-gen KiB/conn"], rows)
+        rows.append(
+            [
+                r.label,
+                r.connected,
+                sum(r.failures.values()),
+                r.connect_seconds,
+                r.rss_before / 2**20,
+                r.rss_after / 2**20,
+                delta / max(r.connected, 1) / 1024,
+                r.own_rss_delta / max(r.connected, 1) / 1024,
+            ]
+        )
+    print_table(
+        f"Idle websocket connections ({args.idle} wanted, {args.connections_per_account} per account, "
+        f"held {args.seconds:g} s)",
+        [
+            "target",
+            "connected",
+            "failed",
+            "connect s",
+            "server RSS before MiB",
+            "after MiB",
+            "server KiB/conn",
+            "load-gen KiB/conn",
+        ],
+        rows,
+    )
     for r in results:
         for reason, count in r.failures.items():
             print(f"  {r.label}: {count} failed: {reason}")
-
-

@@ -1,5 +1,6 @@
 """The chat benchmark's traffic: acknowledged messages from every client, at a target rate (open loop) or
 each on the last one's ack (closed loop), with their ack and delivery latencies."""
+
 from __future__ import annotations
 
 import asyncio
@@ -62,8 +63,14 @@ class LoadGenerator:
     def _payload(self, peer: Peer) -> tuple[dict, float]:
         self._counter += 1
         sent_at = time.monotonic()
-        return ({"consultation_id": peer.case_id, "client_msg_id": f"b{peer.index}-{self._counter}",
-                 "body": f"{peer.index} {sent_at:.6f} {self.padding}"}, sent_at)
+        return (
+            {
+                "consultation_id": peer.case_id,
+                "client_msg_id": f"b{peer.index}-{self._counter}",
+                "body": f"{peer.index} {sent_at:.6f} {self.padding}",
+            },
+            sent_at,
+        )
 
     def _record_ack(self, sent_at: float, ack) -> None:
         if not self.stats.in_window(sent_at):
@@ -133,5 +140,3 @@ class LoadGenerator:
                 ack = {"error": {"code": type(exc).__name__}}
             peer.in_flight -= 1
             self._record_ack(sent_at, ack)
-
-

@@ -12,6 +12,7 @@ browser uploads (1280x960, what the patient page sends) and phone originals (403
 with and without an embedded colour profile that is not sRGB). A round times every photo in every tree, one tree after
 the other; the figure is the median over rounds of each round's mean CPU milliseconds per photo.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,9 @@ def photo_set() -> dict[str, bytes]:
     exif[0x0112] = 6  # the phone was held upright: rotate 90° on display
     photos = {f"browser 1280x960 #{i}": photo_bytes(i, i) for i in range(6)}
     photos["phone 4032x3024, EXIF rotated"] = photo_bytes(7, 7, PHONE_SIZE, exif=exif.tobytes())
-    photos["phone 4032x3024, EXIF rotated, colour profile"] = photo_bytes(8, 8, PHONE_SIZE, exif=exif.tobytes(),
-                                                                          icc_profile=gamma_profile())
+    photos["phone 4032x3024, EXIF rotated, colour profile"] = photo_bytes(
+        8, 8, PHONE_SIZE, exif=exif.tobytes(), icc_profile=gamma_profile()
+    )
     return photos
 
 
@@ -59,17 +61,35 @@ def measure(photo_dir: Path, repeats: int) -> dict:
             started = time.process_time()
             [(photo, quality)] = intake._normalise_all(upload, config)
             times.append((time.process_time() - started) * 1000)
-        out[path.stem] = {"ms": statistics.mean(times), "stored": photo.sha256,
-                          "thumbnail": hashlib.sha256(photo.thumbnail).hexdigest(), "size": [photo.width, photo.height],
-                          "warnings": list(photo.warnings), "measures": quality.measures,
-                          "problems": list(quality.problems)}
+        out[path.stem] = {
+            "ms": statistics.mean(times),
+            "stored": photo.sha256,
+            "thumbnail": hashlib.sha256(photo.thumbnail).hexdigest(),
+            "size": [photo.width, photo.height],
+            "warnings": list(photo.warnings),
+            "measures": quality.measures,
+            "problems": list(quality.problems),
+        }
     return out
 
 
 def run_tree(tree: Path, photo_dir: Path, repeats: int) -> dict:
-    result = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--measure", str(tree), "--photos",
-                             str(photo_dir), "--repeats", str(repeats)], cwd=tree, capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--measure",
+            str(tree),
+            "--photos",
+            str(photo_dir),
+            "--repeats",
+            str(repeats),
+        ],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         raise SystemExit(f"{tree}: {result.stderr[-3000:]}")
     return json.loads(result.stdout)
@@ -90,18 +110,23 @@ def compare(trees: list[Path], rounds: list[dict[Path, dict]], names: dict[str, 
             print(f"  DIFFERENT RESULTS: {json.dumps(outputs)}")
     for group in ("browser", "phone"):
         stems = [stem for stem, name in names.items() if name.startswith(group)]
-        cells = "".join(f"{statistics.median(statistics.mean(r[tree][s]['ms'] for s in stems) for r in rounds):30.2f}"
-                        for tree in trees)
+        cells = "".join(
+            f"{statistics.median(statistics.mean(r[tree][s]['ms'] for s in stems) for r in rounds):30.2f}"
+            for tree in trees
+        )
         print(f"{'mean, ' + group + ' photos':48s}{cells}")
-    print("stored image, thumbnail, size, warnings, quality measures and problems: "
-          + ("identical in every tree" if same else "DIFFERENT (see above)"))
+    print(
+        "stored image, thumbnail, size, warnings, quality measures and problems: "
+        + ("identical in every tree" if same else "DIFFERENT (see above)")
+    )
     return same
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tree", type=Path, action="append",
-                        help="a source tree to time (repeatable; default: this one)")
+    parser.add_argument(
+        "--tree", type=Path, action="append", help="a source tree to time (repeatable; default: this one)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds over every tree (default 3)")
     parser.add_argument("--repeats", type=int, default=10, help="timed intakes of each photo per round (default 10)")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)

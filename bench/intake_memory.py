@@ -9,6 +9,7 @@ fit the upload cap; decoding cost depends on the pixels, not on the file size.
     .venv/bin/python bench/intake_memory.py
     .venv/bin/python bench/intake_memory.py --max-pixels 24000000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,6 +45,7 @@ def peak_rss_bytes(pid: int) -> int:
 
 def worst_files(max_pixels: int) -> dict[str, bytes]:
     """The heaviest accepted file of each kind: at the pixel cap for its bytes per pixel."""
+
     def side_pair(pixels: int) -> tuple[int, int]:
         width = int(math.sqrt(pixels * 4 / 3))
         return width, pixels // width
@@ -58,8 +60,9 @@ def worst_files(max_pixels: int) -> dict[str, bytes]:
     exif[0x0112] = 6  # rotate 90°: the orientation is applied, a second full-size image
     grey16 = np.full(rgb_size[::-1], 40000, dtype=np.uint16)
     return {
-        "RGB JPEG, EXIF rotated": save(Image.new("RGB", rgb_size, (200, 150, 120)), "JPEG", quality=90,
-                                       exif=exif.tobytes()),
+        "RGB JPEG, EXIF rotated": save(
+            Image.new("RGB", rgb_size, (200, 150, 120)), "JPEG", quality=90, exif=exif.tobytes()
+        ),
         "RGB PNG": save(Image.new("RGB", rgb_size, (200, 150, 120)), "PNG"),
         "16-bit grey PNG": save(Image.fromarray(grey16), "PNG"),
         "RGBA PNG (4 B/px: 3/4 of the pixels)": save(Image.new("RGBA", four_byte_size, (200, 150, 120, 128)), "PNG"),
@@ -69,8 +72,7 @@ def worst_files(max_pixels: int) -> dict[str, bytes]:
 async def measure(name: str, photo: bytes, args: argparse.Namespace, cap: int) -> list[object]:
     async with scratch_database(args.pg_admin_url, "skindoc_bench_intake") as database_url:
         with workdir("skindoc-intake-") as folder:
-            cluster = Cluster(database_url, args.redis_url, folder,
-                              extra_env={"SKINDOC_TRIAGE_MAX_PIXELS": str(cap)})
+            cluster = Cluster(database_url, args.redis_url, folder, extra_env={"SKINDOC_TRIAGE_MAX_PIXELS": str(cap)})
             await cluster.start(1)
             try:
                 async with aiohttp.ClientSession() as session:
@@ -88,8 +90,15 @@ async def measure(name: str, photo: bytes, args: argparse.Namespace, cap: int) -
                     after = peak_rss_bytes(pid)
             finally:
                 cluster.stop()
-    return [name, f"{len(photo) / 1024:.0f} kB", status, f"{seconds:.1f}", f"{before / MB:.0f}", f"{after / MB:.0f}",
-            f"{(after - before) / MB:.0f}"]
+    return [
+        name,
+        f"{len(photo) / 1024:.0f} kB",
+        status,
+        f"{seconds:.1f}",
+        f"{before / MB:.0f}",
+        f"{after / MB:.0f}",
+        f"{(after - before) / MB:.0f}",
+    ]
 
 
 async def upload(session: aiohttp.ClientSession, cluster: Cluster, patient, case: str, photo: bytes) -> int:
@@ -104,16 +113,23 @@ async def upload(session: aiohttp.ClientSession, cluster: Cluster, patient, case
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--max-pixels", type=int, default=TriageConfig.max_pixels,
-                        help="the server's SKINDOC_TRIAGE_MAX_PIXELS (default: the setting's default)")
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=TriageConfig.max_pixels,
+        help="the server's SKINDOC_TRIAGE_MAX_PIXELS (default: the setting's default)",
+    )
     parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN_URL)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     args = parser.parse_args()
     rows = []
     for name, photo in worst_files(args.max_pixels).items():
         rows.append(await measure(name, photo, args, args.max_pixels))
-    print_table(f"Peak server memory per upload (SKINDOC_TRIAGE_MAX_PIXELS={args.max_pixels})",
-                ["file", "size", "status", "seconds", "peak before MB", "peak after MB", "upload's peak MB"], rows)
+    print_table(
+        f"Peak server memory per upload (SKINDOC_TRIAGE_MAX_PIXELS={args.max_pixels})",
+        ["file", "size", "status", "seconds", "peak before MB", "peak after MB", "upload's peak MB"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ resamples each, and the audit row) several times and prints the timings.
 
     .venv/bin/python bench/outcomes_performance.py --cases 500 2000 10000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,26 +35,36 @@ VERSIONS = ("bench00000000001", "bench00000000002")
 async def seed(pool, cases: int) -> uuid.UUID:
     """One doctor and patient; `cases` confirmed cases in a handful of set-based statements."""
     async with pool.acquire() as conn, conn.transaction():
-        doctor, patient = [await conn.fetchval(
-            "INSERT INTO users (email, display_name, role, status) VALUES ($1, 'Bench', $2, 'active') RETURNING id",
-            f"{role}-{uuid.uuid4().hex[:8]}@example.org", role) for role in ("doctor", "patient")]
+        doctor, patient = [
+            await conn.fetchval(
+                "INSERT INTO users (email, display_name, role, status) VALUES ($1, 'Bench', $2, 'active') RETURNING id",
+                f"{role}-{uuid.uuid4().hex[:8]}@example.org",
+                role,
+            )
+            for role in ("doctor", "patient")
+        ]
         await conn.execute(
             """CREATE TEMP TABLE seeded ON COMMIT DROP AS
                SELECT gen_random_uuid() AS id, i, random() < 0.2 AS malignant FROM generate_series(1, $1) i""",
-            cases)
+            cases,
+        )
         await conn.execute(
             """INSERT INTO consultations (id, patient_id, doctor_id, state, description, body_site, symptoms,
                                           urgency, checklist_score, checklist_band, queued_at, assigned_at,
                                           closed_at, outcome)
                SELECT id, $1, $2, 'resolved', 'bench', 'back', '{}', 'soon', 2, 'soon',
                       now() - interval '2 hours', now() - interval '1 hour', now() + make_interval(secs => i),
-                      'monitor' FROM seeded""", patient, doctor)
+                      'monitor' FROM seeded""",
+            patient,
+            doctor,
+        )
         await conn.execute(
             """INSERT INTO triage_photos (id, consultation_id, body_site, tag, sha256, source_format, width,
                                           height, image, thumbnail, status)
                SELECT gen_random_uuid(), s.id, 'back', t.tag, md5(s.id::text || t.n), 'jpeg', 10, 10, '', '',
                       'scored'
-                 FROM seeded s CROSS JOIN (VALUES (1, 'dermoscopic'), (2, NULL)) AS t(n, tag)""")
+                 FROM seeded s CROSS JOIN (VALUES (1, 'dermoscopic'), (2, NULL)) AS t(n, tag)"""
+        )
         for version in VERSIONS:
             await conn.execute(
                 """INSERT INTO triage_photo_scores (photo_id, model_version, p_malignant, probabilities, dx,
@@ -63,7 +74,8 @@ async def seed(pool, cases: int) -> uuid.UUID:
                      FROM triage_photos p JOIN seeded s ON s.id = p.consultation_id
                      CROSS JOIN LATERAL (SELECT least(1, greatest(0, random() * 0.6
                                                  + CASE WHEN s.malignant THEN 0.3 ELSE 0 END)) AS p) x""",
-                version)
+                version,
+            )
         # The live score's one home: each case's highest-scoring photo under the first version.
         await conn.execute(
             """INSERT INTO triage_consultation_scores (consultation_id, photo_id, model_version, urgency, p_malignant,
@@ -72,12 +84,16 @@ async def seed(pool, cases: int) -> uuid.UUID:
                       s.p_malignant, 2
                  FROM triage_photos p JOIN seeded d ON d.id = p.consultation_id
                  JOIN triage_photo_scores s ON s.photo_id = p.id AND s.model_version = $1
-                ORDER BY p.consultation_id, s.p_malignant DESC""", VERSIONS[0])
+                ORDER BY p.consultation_id, s.p_malignant DESC""",
+            VERSIONS[0],
+        )
         await conn.execute(
             """INSERT INTO histopathology_results (consultation_id, diagnosis, malignant, reported_on, entered_by,
                                                    entered_role)
                SELECT id, CASE WHEN malignant THEN 'mel' ELSE 'nv' END, malignant, current_date, $1, 'doctor'
-                 FROM seeded""", doctor)
+                 FROM seeded""",
+            doctor,
+        )
     return doctor
 
 
@@ -108,8 +124,11 @@ async def main() -> None:
     parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN_URL)
     args = parser.parse_args()
     rows = [await measure(args.pg_admin_url, n, args.repeats) for n in args.cases]
-    print_table("performance view: 2 model versions x (all, dermoscopic, camera), 1000 bootstrap resamples",
-                ["confirmed cases", "runs", "median ms", "max ms"], rows)
+    print_table(
+        "performance view: 2 model versions x (all, dermoscopic, camera), 1000 bootstrap resamples",
+        ["confirmed cases", "runs", "median ms", "max ms"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

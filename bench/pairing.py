@@ -17,6 +17,7 @@ patients with waiting cases (three each) to fill every doctor and keep a backlog
 3. Freed capacity, all at once (`--bursts` times): every doctor resolves a case
    at the same moment; prints the same latency and the automatic assignments/s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,6 +57,7 @@ from tests.live_server import scratch_database
 @dataclass
 class Console:
     """A doctor's connected console: the cases it holds and a waiter for its next assignment."""
+
     account: Account
     url: str
     sio: socketio.AsyncClient | None = None
@@ -100,8 +102,9 @@ async def connect_consoles(consoles: list[Console], session: aiohttp.ClientSessi
         sio.on("consultation:updated", console.on_updated)
         sio.on("queue:snapshot", console.on_snapshot)
         async with limit:
-            await sio.connect(console.url, transports=["websocket"], auth={"token": console.account.token},
-                              wait_timeout=60)
+            await sio.connect(
+                console.url, transports=["websocket"], auth={"token": console.account.token}, wait_timeout=60
+            )
             console.sio = sio
             ack = await console.call("queue:subscribe", {})
         if not ack.get("ok"):
@@ -150,8 +153,9 @@ async def resolve_and_wait(console: Console, refusals: dict[str, int]) -> float 
     case_id = console.active.pop()
     console.next_assignment = asyncio.get_running_loop().create_future()
     started = time.monotonic()
-    ack = await console.call("consultation:resolve", {"consultation_id": case_id, "outcome": "reassure",
-                                                     "note": "benchmark"})
+    ack = await console.call(
+        "consultation:resolve", {"consultation_id": case_id, "outcome": "reassure", "note": "benchmark"}
+    )
     if not ack.get("ok"):
         code = ack["error"]["code"]
         refusals[code] = refusals.get(code, 0) + 1
@@ -175,8 +179,15 @@ async def freed_one_at_a_time(consoles: list[Console], resolves: int, pids: list
             latencies.append(latency)
     seconds = time.monotonic() - started
     meter.stop()
-    return PhaseResult("freed capacity, one doctor at a time", len(latencies), seconds, latencies, refusals, meter,
-                       "sequential resolve -> auto assignment")
+    return PhaseResult(
+        "freed capacity, one doctor at a time",
+        len(latencies),
+        seconds,
+        latencies,
+        refusals,
+        meter,
+        "sequential resolve -> auto assignment",
+    )
 
 
 async def freed_all_at_once(consoles: list[Console], burst: int, pids: list[int]) -> PhaseResult:
@@ -187,9 +198,15 @@ async def freed_all_at_once(consoles: list[Console], burst: int, pids: list[int]
     seconds = time.monotonic() - started
     meter.stop()
     latencies = [x for x in found if x is not None]
-    return PhaseResult(f"freed capacity, all {len(consoles)} doctors at once (burst {burst})", len(latencies),
-                       max(latencies, default=seconds), latencies, refusals, meter,
-                       "seconds = until the last doctor's next case arrived")
+    return PhaseResult(
+        f"freed capacity, all {len(consoles)} doctors at once (burst {burst})",
+        len(latencies),
+        max(latencies, default=seconds),
+        latencies,
+        refusals,
+        meter,
+        "seconds = until the last doctor's next case arrived",
+    )
 
 
 async def sampled(database_url: str, phase) -> PhaseResult:
@@ -209,15 +226,20 @@ async def check_invariants(database_url: str, capacity: int) -> str:
     try:
         over = await conn.fetchval(
             """SELECT count(*) FROM (SELECT doctor_id FROM consultations WHERE state = 'active'
-               GROUP BY doctor_id HAVING count(*) > $1) o""", capacity)
+               GROUP BY doctor_id HAVING count(*) > $1) o""",
+            capacity,
+        )
         doubled = await conn.fetchval(
             """SELECT count(*) FROM (SELECT patient_id, doctor_id FROM consultations WHERE state = 'active'
-               GROUP BY patient_id, doctor_id HAVING count(*) > 1) d""")
+               GROUP BY patient_id, doctor_id HAVING count(*) > 1) d"""
+        )
         waiting = await conn.fetchval("SELECT count(*) FROM consultations WHERE state = 'waiting'")
     finally:
         await conn.close()
-    return (f"doctors over capacity: {over}; patients with two active cases with one doctor: {doubled}; "
-            f"cases still waiting: {waiting}")
+    return (
+        f"doctors over capacity: {over}; patients with two active cases with one doctor: {doubled}; "
+        f"cases still waiting: {waiting}"
+    )
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -226,8 +248,9 @@ async def run(args: argparse.Namespace) -> None:
     patients = math.ceil(cases / 3)
     with workdir("skindoc-pairing-") as tmp:
         async with scratch_database(args.pg_admin_url, "skindoc_bench_pairing") as database_url:
-            cluster = Cluster(database_url, args.redis_url, tmp,
-                              extra_env={"SKINDOC_DOCTOR_CAPACITY": str(args.capacity)})
+            cluster = Cluster(
+                database_url, args.redis_url, tmp, extra_env={"SKINDOC_DOCTOR_CAPACITY": str(args.capacity)}
+            )
             try:
                 print(f"starting {args.nodes} node(s)…", flush=True)
                 await cluster.start(args.nodes)
@@ -238,8 +261,9 @@ async def run(args: argparse.Namespace) -> None:
 
 async def measure(cluster: Cluster, database_url: str, args: argparse.Namespace, patients: int, cases: int) -> None:
     started = time.monotonic()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                     cookie_jar=aiohttp.DummyCookieJar()) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar()
+    ) as session:
         maker = AccountMaker(cluster, session, secrets.token_hex(3))
         doctors = await maker.make_many("doctor", args.doctors)
         patient_accounts = await maker.make_many("patient", patients)
@@ -252,8 +276,11 @@ async def measure(cluster: Cluster, database_url: str, args: argparse.Namespace,
         await asyncio.gather(*(open_case(i) for i in range(cases)))
         consoles = [Console(d, cluster.nodes[i % len(cluster.nodes)].url) for i, d in enumerate(doctors)]
         await connect_consoles(consoles, session)
-        print(f"  {args.doctors} doctors (consoles subscribed), {patients} patients, {cases} waiting cases; "
-              f"set up in {time.monotonic() - started:.0f} s", flush=True)
+        print(
+            f"  {args.doctors} doctors (consoles subscribed), {patients} patients, {cases} waiting cases; "
+            f"set up in {time.monotonic() - started:.0f} s",
+            flush=True,
+        )
         pids = [n.pid for n in cluster.nodes] + await postgres_backend_pids(database_url)
         node_pids = [n.pid for n in cluster.nodes]
 
@@ -271,22 +298,49 @@ async def measure(cluster: Cluster, database_url: str, args: argparse.Namespace,
     report(results, checks, node_pids, snapshots, args)
 
 
-def report(results: list[PhaseResult], checks: list[str], node_pids: list[int], snapshots: int,
-           args: argparse.Namespace) -> None:
+def report(
+    results: list[PhaseResult], checks: list[str], node_pids: list[int], snapshots: int, args: argparse.Namespace
+) -> None:
     rows = []
     for r in results:
         node_cpu = sum(r.cpu.used.get(pid, 0.0) for pid in node_pids)
         db_cpu = r.cpu.total() - node_cpu
-        rows.append([r.name, r.assignments, r.seconds, r.assignments / r.seconds if r.seconds else float("nan"),
-                     1000 * percentile(r.latencies, 50), 1000 * percentile(r.latencies, 99),
-                     1000 * max(r.latencies, default=float("nan")), r.cpu.percent(node_cpu), r.cpu.percent(db_cpu),
-                     r.cpu.percent(r.cpu.self_used), ", ".join(f"{k} {v}" for k, v in sorted(r.refusals.items()))
-                     or "-"])
-    print_table(f"Pairing: {args.nodes} node(s), {args.doctors} doctors of capacity {args.capacity}",
-                ["phase", "assigned", "seconds", "assignments/s", "p50 ms", "p99 ms", "max ms", "nodes CPU %",
-                 "pg CPU %", "load-gen CPU %", "refusals"], rows)
-    print("  latency: manual = queue:take sent -> ack; freed = consultation:resolve sent -> the doctor's "
-          "consultation:updated (assigned) for the next case")
+        rows.append(
+            [
+                r.name,
+                r.assignments,
+                r.seconds,
+                r.assignments / r.seconds if r.seconds else float("nan"),
+                1000 * percentile(r.latencies, 50),
+                1000 * percentile(r.latencies, 99),
+                1000 * max(r.latencies, default=float("nan")),
+                r.cpu.percent(node_cpu),
+                r.cpu.percent(db_cpu),
+                r.cpu.percent(r.cpu.self_used),
+                ", ".join(f"{k} {v}" for k, v in sorted(r.refusals.items())) or "-",
+            ]
+        )
+    print_table(
+        f"Pairing: {args.nodes} node(s), {args.doctors} doctors of capacity {args.capacity}",
+        [
+            "phase",
+            "assigned",
+            "seconds",
+            "assignments/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "nodes CPU %",
+            "pg CPU %",
+            "load-gen CPU %",
+            "refusals",
+        ],
+        rows,
+    )
+    print(
+        "  latency: manual = queue:take sent -> ack; freed = consultation:resolve sent -> the doctor's "
+        "consultation:updated (assigned) for the next case"
+    )
     for r in results:
         print(f"  {r.name}: {r.note}; PostgreSQL backends (mean number): {r.pg_waits}")
     print(f"  after manual phase: {checks[0]}")
@@ -302,8 +356,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--takers", type=int, default=2, help="concurrent take-next loops per doctor (default 2)")
     parser.add_argument("--resolves", type=int, default=50, help="sequential resolve -> next case rounds")
     parser.add_argument("--bursts", type=int, default=2, help="rounds where every doctor resolves at once")
-    parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN_URL,
-                        help="PostgreSQL URL where a scratch database may be created")
+    parser.add_argument(
+        "--pg-admin-url", default=DEFAULT_PG_ADMIN_URL, help="PostgreSQL URL where a scratch database may be created"
+    )
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="Redis URL (default database 5)")
     return parser.parse_args(argv)
 

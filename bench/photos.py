@@ -3,6 +3,7 @@
 A photo's fine detail is what makes JPEG decoding and encoding work hard (flat colour is nearly free),
 so the texture is blurred noise around skin tones rather than a plain fill.
 """
+
 from __future__ import annotations
 
 import functools

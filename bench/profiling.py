@@ -1,4 +1,5 @@
 """Sampling a server node's Python stacks with py-spy during a run, and the functions that appear most."""
+
 from __future__ import annotations
 
 import subprocess
@@ -8,10 +9,25 @@ from pathlib import Path
 
 def start_py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen:
     """Samples a node's Python stacks for `seconds` (collapsed stacks, for a flame graph or grep)."""
-    return subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
-                             "--duration", str(max(1, int(seconds))), "--rate", "200", "--format", "raw",
-                             "--output", str(out), "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, int(seconds))),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def top_frames(collapsed: Path, top: int = 15) -> list[tuple[str, float]]:

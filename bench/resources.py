@@ -1,5 +1,6 @@
 """What the measured processes use: CPU seconds and resident memory from /proc, the PostgreSQL backends and
 Redis server behind a run, what the database's backends are waiting on, the machine's load."""
+
 from __future__ import annotations
 
 import asyncio
@@ -51,6 +52,7 @@ def load_average() -> str:
 @dataclass
 class CpuMeter:
     """CPU seconds used by some processes between start() and stop(); processes that vanish count what they had."""
+
     pids: Sequence[int]
     _start: dict[int, float] = field(default_factory=dict)
     _self_start: float = 0.0
@@ -90,8 +92,7 @@ async def postgres_backend_pids(database_url: str) -> list[int]:
     conn = await asyncpg.connect(database_url)
     try:
         name = await conn.fetchval("SELECT current_database()")
-        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                                name)
+        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", name)
     finally:
         await conn.close()
     return [row["pid"] for row in rows]
@@ -134,7 +135,9 @@ class PgWaitSampler:
             while True:
                 rows = await conn.fetch(
                     """SELECT state, wait_event_type, wait_event FROM pg_stat_activity
-                       WHERE datname = $1 AND pid <> pg_backend_pid()""", name)
+                       WHERE datname = $1 AND pid <> pg_backend_pid()""",
+                    name,
+                )
                 self.samples += 1
                 for row in rows:
                     if row["state"] == "idle":

@@ -1,4 +1,5 @@
 """The benchmarks' figures as text: percentiles and aligned tables."""
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,8 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[objec
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     print(f"\n{title}")
     for n, row in enumerate(cells):
-        print("  " + "  ".join(c.rjust(w) if n and i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        cells = (c.rjust(w) if n and i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        print("  " + "  ".join(cells))
         if n == 0:
             print("  " + "  ".join("-" * w for w in widths))
 

@@ -1,5 +1,6 @@
 """The triage benchmark's clients: patients who upload photos over HTTP, and a doctor's Socket.IO console that
 waits for each photo's score to reach the queue."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,6 +18,7 @@ from bench.photos import photo_bytes
 @dataclass
 class UploadTally:
     """What the uploads of a timed load got back."""
+
     accepted: int = 0
     refused: collections.Counter = field(default_factory=collections.Counter)
     upload_ms: list[float] = field(default_factory=list)
@@ -35,15 +37,18 @@ async def open_cases(maker: AccountMaker, count: int, start: int = 0) -> list[tu
     return [(patient, await maker.open_case(patient, start + i)) for i, patient in enumerate(patients)]
 
 
-async def upload(session: aiohttp.ClientSession, base: str, patient: Account, case_id: str,
-                 photo: bytes) -> tuple[int, dict]:
-    async with session.post(f"{base}/api/v1/consultations/{case_id}/photos", data=photo_form(photo),
-                            headers=patient.headers) as response:
+async def upload(
+    session: aiohttp.ClientSession, base: str, patient: Account, case_id: str, photo: bytes
+) -> tuple[int, dict]:
+    async with session.post(
+        f"{base}/api/v1/consultations/{case_id}/photos", data=photo_form(photo), headers=patient.headers
+    ) as response:
         return response.status, await response.json()
 
 
-async def console_update_latency(session: aiohttp.ClientSession, base: str, maker: AccountMaker,
-                                 samples: int) -> list[float]:
+async def console_update_latency(
+    session: aiohttp.ClientSession, base: str, maker: AccountMaker, samples: int
+) -> list[float]:
     """Seconds from starting an upload to a doctor's console receiving the queue with its score."""
     doctor = await maker.make("doctor", 0)
     scored: dict[str, asyncio.Event] = {}
@@ -73,9 +78,11 @@ async def console_update_latency(session: aiohttp.ClientSession, base: str, make
     return latencies
 
 
-async def upload_backlog(session: aiohttp.ClientSession, base: str, cases: list[tuple[Account, str]],
-                         count: int) -> None:
+async def upload_backlog(
+    session: aiohttp.ClientSession, base: str, cases: list[tuple[Account, str]], count: int
+) -> None:
     """`count` photos queued while no worker runs (the worker then meets a full stream)."""
+
     async def one(index: int) -> None:
         patient, case_id = cases[index % len(cases)]
         status, body = await upload(session, base, patient, case_id, photo_bytes(index % len(cases), 100_000 + index))
@@ -85,8 +92,15 @@ async def upload_backlog(session: aiohttp.ClientSession, base: str, cases: list[
         await asyncio.gather(*(one(i) for i in range(start, min(count, start + len(cases)))))
 
 
-async def upload_until(session: aiohttp.ClientSession, base: str, patient: Account, case_id: str,
-                       photos: list[bytes], deadline: float, tally: UploadTally) -> None:
+async def upload_until(
+    session: aiohttp.ClientSession,
+    base: str,
+    patient: Account,
+    case_id: str,
+    photos: list[bytes],
+    deadline: float,
+    tally: UploadTally,
+) -> None:
     """One patient uploading one photo after another until `deadline` (time.monotonic)."""
     index = 0
     while time.monotonic() < deadline:

@@ -13,6 +13,7 @@ doctor's Socket.IO console measures upload → queue update on the otherwise idl
 
 Photos are 1280x960 JPEGs (bench/photos.py), the size the patient page downscales to before uploading.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -88,7 +89,9 @@ async def measure(db_url: str, result: RunResult, drain_s: float) -> None:
             """SELECT extract(epoch FROM s.scored_at - p.created_at) * 1000 AS latency_ms, s.batch_size,
                       extract(epoch FROM s.scored_at) AS scored_epoch
                  FROM triage_photos p JOIN triage_photo_scores s ON s.photo_id = p.id
-                WHERE p.created_at >= to_timestamp($1)""", result.window[0])
+                WHERE p.created_at >= to_timestamp($1)""",
+            result.window[0],
+        )
         result.unscored = await conn.fetchval("SELECT count(*) FROM triage_photos WHERE status <> 'scored'")
     finally:
         await conn.close()
@@ -102,9 +105,13 @@ async def measure(db_url: str, result: RunResult, drain_s: float) -> None:
 
 async def run(mode: str, max_batch: int, args: argparse.Namespace, folder: Path) -> RunResult:
     stream = f"bench:triage:{secrets.token_hex(4)}"
-    settings = {"SKINDOC_TRIAGE_STREAM": stream, "SKINDOC_TRIAGE_MAX_BATCH": str(max_batch),
-                # One consultation per simulated client keeps uploading for the whole run.
-                "SKINDOC_TRIAGE_MAX_PHOTOS": "100000", "SKINDOC_INPROCESS_WORKER": "false"}
+    settings = {
+        "SKINDOC_TRIAGE_STREAM": stream,
+        "SKINDOC_TRIAGE_MAX_BATCH": str(max_batch),
+        # One consultation per simulated client keeps uploading for the whole run.
+        "SKINDOC_TRIAGE_MAX_PHOTOS": "100000",
+        "SKINDOC_INPROCESS_WORKER": "false",
+    }
     if args.model:
         settings["SKINDOC_TRIAGE_MODEL_DIR"] = str(args.model.resolve())
     (folder / mode).mkdir()
@@ -142,8 +149,12 @@ async def load(cluster: Cluster, mode: str, args: argparse.Namespace) -> RunResu
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         start = time.time()
         deadline = time.monotonic() + args.seconds
-        await asyncio.gather(*(upload_until(session, server.url, patient, case_id, photos[c], deadline, result.uploads)
-                               for c, (patient, case_id) in enumerate(cases)))
+        await asyncio.gather(
+            *(
+                upload_until(session, server.url, patient, case_id, photos[c], deadline, result.uploads)
+                for c, (patient, case_id) in enumerate(cases)
+            )
+        )
         result.window = (start, time.time())
         result.cpu_s = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
     result.seconds = result.window[1] - result.window[0]
@@ -155,26 +166,38 @@ def report(result: RunResult) -> None:
     calls = {size: photos // size for size, photos in sorted(result.batch_photos.items())}
     print(f"\n== {result.mode} ==")
     if result.console_s:
-        print(f"idle upload -> console queue update: p50 {percentile(result.console_s, 50) * 1000:.0f} ms, "
-              f"max {max(result.console_s) * 1000:.0f} ms over {len(result.console_s)} uploads")
+        print(
+            f"idle upload -> console queue update: p50 {percentile(result.console_s, 50) * 1000:.0f} ms, "
+            f"max {max(result.console_s) * 1000:.0f} ms over {len(result.console_s)} uploads"
+        )
     if result.drain_rate:
         print(f"worker on a backlog   {result.drain_rate:.1f} photos/s (queued first, then one worker started)")
-    print(f"accepted uploads      {uploads.accepted} in {result.seconds:.1f} s = "
-          f"{uploads.accepted / result.seconds:.1f}/s"
-          + (f"  (refused: {dict(uploads.refused)})" if uploads.refused else ""))
-    print(f"upload request        p50 {percentile(uploads.upload_ms, 50):.0f} ms, "
-          f"p99 {percentile(uploads.upload_ms, 99):.0f} ms")
+    print(
+        f"accepted uploads      {uploads.accepted} in {result.seconds:.1f} s = "
+        f"{uploads.accepted / result.seconds:.1f}/s"
+        + (f"  (refused: {dict(uploads.refused)})" if uploads.refused else "")
+    )
+    print(
+        f"upload request        p50 {percentile(uploads.upload_ms, 50):.0f} ms, "
+        f"p99 {percentile(uploads.upload_ms, 99):.0f} ms"
+    )
     print(f"scored during load    {result.scored_in_window / result.seconds:.1f} photos/s")
-    print(f"upload-to-score       p50 {percentile(result.score_latency_ms, 50):.0f} ms, "
-          f"p99 {percentile(result.score_latency_ms, 99):.0f} ms, max {max(result.score_latency_ms, default=0):.0f} ms"
-          f"  ({len(result.score_latency_ms)} scored, {result.unscored} not scored after draining)")
+    print(
+        f"upload-to-score       p50 {percentile(result.score_latency_ms, 50):.0f} ms, "
+        f"p99 {percentile(result.score_latency_ms, 99):.0f} ms, max {max(result.score_latency_ms, default=0):.0f} ms"
+        f"  ({len(result.score_latency_ms)} scored, {result.unscored} not scored after draining)"
+    )
     if uploads.accepted:
-        print("CPU per upload        " + ", ".join(f"{name} {seconds / uploads.accepted * 1000:.1f} ms"
-                                                   for name, seconds in result.cpu_s.items())
-              + f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+        print(
+            "CPU per upload        "
+            + ", ".join(f"{name} {seconds / uploads.accepted * 1000:.1f} ms" for name, seconds in result.cpu_s.items())
+            + f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+        )
     print("model calls by batch  " + ", ".join(f"{size}: {n}" for size, n in calls.items()))
     if calls:
-        print(f"mean batch            {sum(result.batch_photos.values()) / sum(calls.values()):.1f} photos per model call")
+        print(
+            f"mean batch            {sum(result.batch_photos.values()) / sum(calls.values()):.1f} photos per model call"
+        )
 
 
 async def main() -> None:
@@ -183,14 +206,22 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="simultaneous uploading clients")
     parser.add_argument("--max-batch", type=int, default=32, help="the batched run's SKINDOC_TRIAGE_MAX_BATCH")
     parser.add_argument("--drain-seconds", type=float, default=120.0, help="how long to wait for the backlog")
-    parser.add_argument("--database-url", default=DEFAULT_PG_ADMIN_URL,
-                        help="a PostgreSQL admin URL: each run creates and drops its own database")
+    parser.add_argument(
+        "--database-url",
+        default=DEFAULT_PG_ADMIN_URL,
+        help="a PostgreSQL admin URL: each run creates and drops its own database",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/3")
     parser.add_argument("--model", type=Path, help="model folder (default: the shipped weights)")
-    parser.add_argument("--backlog", type=int, default=400,
-                        help="photos queued before the worker starts, to time its drain (0: none)")
-    parser.add_argument("--console-samples", type=int, default=10,
-                        help="idle uploads timed to a doctor's console before the batched load (0: none)")
+    parser.add_argument(
+        "--backlog", type=int, default=400, help="photos queued before the worker starts, to time its drain (0: none)"
+    )
+    parser.add_argument(
+        "--console-samples",
+        type=int,
+        default=10,
+        help="idle uploads timed to a doctor's console before the batched load (0: none)",
+    )
     parser.add_argument("--worker-log-level", default="INFO", help="DEBUG logs each batch's timings")
     parser.add_argument("--keep-logs", type=Path, help="copy the server and worker logs into this folder")
     parser.add_argument("--only", choices=("batched", "unbatched"), help="run one mode only")
@@ -212,8 +243,10 @@ async def main() -> None:
         ratio = results[0].scored_in_window / results[1].scored_in_window
         print(f"\nbatched / unbatched scoring throughput under load: {ratio:.1f}x")
         if results[0].drain_rate and results[1].drain_rate:
-            print(f"batched / unbatched worker throughput on a backlog: "
-                  f"{results[0].drain_rate / results[1].drain_rate:.1f}x")
+            print(
+                f"batched / unbatched worker throughput on a backlog: "
+                f"{results[0].drain_rate / results[1].drain_rate:.1f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Real-time consultations: the triage queue, doctor pairing, chat, presence and appointments over Socket.IO."""
+
 from __future__ import annotations
 
 import asyncio

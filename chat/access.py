@@ -16,6 +16,7 @@ doctor for a case neither waiting nor theirs); one who may know it but not do th
 action gets 403 (admins: no clinical reads). A doctor an admin has not approved yet
 gets 403 `doctor_not_approved` before anything is looked up.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -41,8 +42,9 @@ def _not_allowed(action: str) -> Exception:
     return forbidden("forbidden", f"You may not {action} this consultation.")
 
 
-async def authorize_consultation(conn: asyncpg.Connection, principal: Principal, consultation_id: uuid.UUID, *,
-                                 action: str) -> asyncpg.Record:
+async def authorize_consultation(
+    conn: asyncpg.Connection, principal: Principal, consultation_id: uuid.UUID, *, action: str
+) -> asyncpg.Record:
     """The consultation row if `principal` may do `action` to it; else DomainError 404 or 403 (see above)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown consultation action {action!r}")
@@ -75,6 +77,7 @@ def _check_access(row: asyncpg.Record, principal: Principal, action: str) -> asy
 
 # The role checks of use cases that do not start from one consultation (opening one, the queue, answering
 # an appointment): the rules above need the consultation's row.
+
 
 def require_patient(principal: Principal) -> None:
     if principal.role != "patient":

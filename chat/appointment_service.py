@@ -2,6 +2,7 @@
 
 Both people hear of every change (`appointment:updated` to each one's user room).
 """
+
 from __future__ import annotations
 
 import uuid
@@ -31,26 +32,32 @@ class AppointmentService:
         self._config = config
         self._server = server
 
-    async def propose(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
-                      slots: list[appointments.SlotRequest]) -> dict[str, Any]:
+    async def propose(
+        self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID, slots: list[appointments.SlotRequest]
+    ) -> dict[str, Any]:
         async with self._stores.pool.acquire() as conn:
             consultation = await authorize_consultation(conn, principal, consultation_id, action="appoint")
             if consultation["state"] != "active":
                 raise conflict("wrong_state", "Appointments can be proposed only in an active consultation.")
             await doctors.ensure_doctor(conn, principal.user_id, self._config.doctor_capacity)
-            row, slot_rows = await appointments.propose_appointment_txn(conn, consultation=consultation, slots=slots,
-                                                                        ctx=ctx)
+            row, slot_rows = await appointments.propose_appointment_txn(
+                conn, consultation=consultation, slots=slots, ctx=ctx
+            )
         return await self._changed(row, slot_rows)
 
-    async def confirm(self, principal: Principal, ctx: AuditContext, appointment_id: uuid.UUID,
-                      slot_id: uuid.UUID) -> dict[str, Any]:
-        return await self._patient_answers(principal, appointments.confirm_appointment_txn,
-                                           appointment_id=appointment_id, slot_id=slot_id, ctx=ctx)
+    async def confirm(
+        self, principal: Principal, ctx: AuditContext, appointment_id: uuid.UUID, slot_id: uuid.UUID
+    ) -> dict[str, Any]:
+        return await self._patient_answers(
+            principal, appointments.confirm_appointment_txn, appointment_id=appointment_id, slot_id=slot_id, ctx=ctx
+        )
 
-    async def decline(self, principal: Principal, ctx: AuditContext, appointment_id: uuid.UUID,
-                      reason: str | None) -> dict[str, Any]:
-        return await self._patient_answers(principal, appointments.decline_appointment_txn,
-                                           appointment_id=appointment_id, reason=reason, ctx=ctx)
+    async def decline(
+        self, principal: Principal, ctx: AuditContext, appointment_id: uuid.UUID, reason: str | None
+    ) -> dict[str, Any]:
+        return await self._patient_answers(
+            principal, appointments.decline_appointment_txn, appointment_id=appointment_id, reason=reason, ctx=ctx
+        )
 
     async def _patient_answers(self, principal: Principal, answer: PatientAnswer, **args: Any) -> dict[str, Any]:
         require_patient(principal)
@@ -69,6 +76,9 @@ class AppointmentService:
 
     async def _changed(self, row: asyncpg.Record, slot_rows: list) -> dict[str, Any]:
         body = serialize.appointment(row, slot_rows)
-        await self._server.emit("appointment:updated", {"appointment": body},
-                                room=[user_room(row["patient_id"]), user_room(row["doctor_id"])])
+        await self._server.emit(
+            "appointment:updated",
+            {"appointment": body},
+            room=[user_room(row["patient_id"]), user_room(row["doctor_id"])],
+        )
         return body

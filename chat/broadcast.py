@@ -3,19 +3,21 @@
 Signals are coalesced (at most one refresh per `DEBOUNCE_S`), so a burst of changes
 costs one query per node, and consoles hear of any change well within a second.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import socketio
 
 from chat import serialize
-from chat.store import doctors as doctor_store, waiting_queue
 from chat.config import ChatConfig
 from chat.realtime import QUEUE_ROOM, user_room
+from chat.store import doctors as doctor_store
+from chat.store import waiting_queue
 from store.connections import Stores
 
 log = logging.getLogger(__name__)
@@ -57,8 +59,12 @@ class QueueBroadcaster:
             doctors = await doctor_store.list_doctor_presence(conn, self._config.presence_grace_s)
             mean = await waiting_queue.mean_consultation_seconds(conn)
         online = sum(1 for d in doctors if d["online"] and d["availability"] == "available")
-        return {"rows": rows, "doctors": doctors, "online": online,
-                "mean_s": mean or self._config.default_consultation_minutes * 60}
+        return {
+            "rows": rows,
+            "doctors": doctors,
+            "online": online,
+            "mean_s": mean or self._config.default_consultation_minutes * 60,
+        }
 
     async def push_local(self) -> None:
         """Sends the queue to this node's subscribed consoles and each waiting patient's position."""
@@ -71,11 +77,14 @@ class QueueBroadcaster:
             if not local_rooms.get(room):
                 continue
             position = serialize.queue_position(row["position"], snap["online"], snap["mean_s"])
-            await self._server.emit("queue:position", {"consultation_id": str(row["id"]), **position},
-                                    room=room, ignore_queue=True)
+            await self._server.emit(
+                "queue:position", {"consultation_id": str(row["id"]), **position}, room=room, ignore_queue=True
+            )
 
 
 def queue_message(snap: dict[str, Any]) -> dict[str, Any]:
-    return {"queue": [serialize.queue_entry(r) for r in snap["rows"]],
-            "doctors": [serialize.doctor(d) for d in snap["doctors"]],
-            "generated_at": datetime.now(timezone.utc).isoformat()}
+    return {
+        "queue": [serialize.queue_entry(r) for r in snap["rows"]],
+        "doctors": [serialize.doctor(d) for d in snap["doctors"]],
+        "generated_at": datetime.now(UTC).isoformat(),
+    }

@@ -4,6 +4,7 @@ The document is the one source: the server refuses a client event that its schem
 refuses (with the typed error ack a client can act on), the same document is served
 as /api/v1/asyncapi.json, and the tests check what the server sends against it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,8 +24,14 @@ from store.errors import DomainError, unprocessable
 DOCUMENT_PATH = Path(__file__).parent / "asyncapi.yaml"
 REST_DOCUMENT_PATH = Path(__file__).parent / "openapi.json"
 _REST_REF = "openapi.json#/components/schemas/"
-_TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
-               "array": "a list", "object": "an object"}
+_TYPE_WORDS = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "an object",
+}
 
 
 @functools.cache
@@ -96,6 +103,7 @@ def message_name(doc: dict[str, Any], key: str) -> str:
 @dataclass(frozen=True)
 class EventCheck:
     """One client event's schema, twice: a fast check for every event, and one that explains a refusal."""
+
     fast: Any  # jsonschema_rs: a few microseconds per event
     explaining: Draft202012Validator  # jsonschema: best_match and the keyword at fault
 
@@ -111,8 +119,9 @@ def client_events(max_message_chars: int) -> dict[str, EventCheck]:
         for ref in operation["messages"]:
             key = ref["$ref"].rsplit("/", 1)[-1]
             explaining = validator(doc, f"/components/messages/{key}/payload")
-            checks[message_name(doc, key)] = EventCheck(jsonschema_rs.Draft202012Validator(explaining.schema),
-                                                        explaining)
+            checks[message_name(doc, key)] = EventCheck(
+                jsonschema_rs.Draft202012Validator(explaining.schema), explaining
+            )
     return checks
 
 
@@ -133,8 +142,9 @@ def check_event(event: str, payload: Any, max_message_chars: int) -> dict[str, A
 def _leaf(error: ValidationError) -> ValidationError:
     # A oneOf of "this, or null" fails as a whole; the branch that is not about null says what is wrong.
     while error.context:
-        error = best_match(e for e in error.context if e.validator != "type" or e.validator_value != "null") \
-            or best_match(error.context)
+        error = best_match(
+            e for e in error.context if e.validator != "type" or e.validator_value != "null"
+        ) or best_match(error.context)
     return error
 
 
@@ -147,8 +157,13 @@ def domain_error(error: ValidationError) -> DomainError:
         missing = next(name for name in rule if name not in error.instance)
         return unprocessable("missing_field", f"'{missing}' is required.", field=missing)
     if keyword == "dependentRequired":
-        missing = next(needed for present, needs in rule.items() if present in error.instance
-                       for needed in needs if needed not in error.instance)
+        missing = next(
+            needed
+            for present, needs in rule.items()
+            if present in error.instance
+            for needed in needs
+            if needed not in error.instance
+        )
         return unprocessable("missing_field", f"'{missing}' is required with the fields sent.", field=missing)
     if keyword == "additionalProperties":
         extra = sorted(set(error.instance) - set(schema.get("properties", {})))[0]

@@ -3,6 +3,7 @@
 One commit (one WAL flush) then covers many messages, which is what lets a node
 store every message before acknowledging it and still keep up with a busy chat.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -69,7 +70,7 @@ class MessageWriter:
             for item in batch:
                 await self._commit_one(item)
             return
-        for (_, future), result in zip(batch, results):
+        for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
 

@@ -3,13 +3,14 @@
 Every client event is acknowledged with `{"ok": true, ...}` or
 `{"ok": false, "error": {status, code, detail, field?}}`; a failed event changes nothing.
 """
+
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import socketio
@@ -59,8 +60,14 @@ class Connection:
 
 
 class ConsultationNamespace(socketio.AsyncNamespace):
-    def __init__(self, service: ChatService, auth_service: AuthService, presence: DoctorPresence,
-                 broadcaster: QueueBroadcaster, stores: Stores) -> None:
+    def __init__(
+        self,
+        service: ChatService,
+        auth_service: AuthService,
+        presence: DoctorPresence,
+        broadcaster: QueueBroadcaster,
+        stores: Stores,
+    ) -> None:
         super().__init__(NAMESPACE)
         self._service = service
         # Only to tell a store outage (answered store_unavailable) from a bug.
@@ -110,7 +117,8 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
             raise socketio.exceptions.ConnectionRefusedError(
-                "authentication required", {"code": "token_missing", "detail": "Send {token} in the auth payload."})
+                "authentication required", {"code": "token_missing", "detail": "Send {token} in the auth payload."}
+            )
         try:
             principal = await self._auth.verify_access_token(token)
         except DomainError as exc:
@@ -121,7 +129,8 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         except DomainError as exc:
             # The connect refusal's own code (docs/realtime-api.md), as for the token codes above.
             raise socketio.exceptions.ConnectionRefusedError(
-                "account pending", {"code": "account_pending", "detail": exc.detail}) from None
+                "account pending", {"code": "account_pending", "detail": exc.detail}
+            ) from None
         request = environ.get("aiohttp.request")
         connection = Connection(sid, principal, request.remote if request is not None else None)
         self._connections[sid] = connection
@@ -148,7 +157,7 @@ class ConsultationNamespace(socketio.AsyncNamespace):
     def _schedule_expiry(self, sid: str, connection: Connection) -> None:
         if connection.expiry is not None:
             connection.expiry.cancel()
-        delay = (connection.principal.expires_at - datetime.now(timezone.utc)).total_seconds()
+        delay = (connection.principal.expires_at - datetime.now(UTC)).total_seconds()
         loop = asyncio.get_running_loop()
         connection.expiry = loop.call_later(max(delay, 0), self._start_expiry, sid)
 
@@ -166,8 +175,11 @@ class ConsultationNamespace(socketio.AsyncNamespace):
     async def close_revoked_sessions(self, signal: dict[str, Any]) -> None:
         """SESSIONS_SIGNAL, on every node: this node's sockets of the revoked sessions are told and closed."""
         revoked = set(signal.get("session_ids") or [])
-        doomed = [sid for sid, connection in list(self._connections.items())
-                  if str(connection.principal.session_id) in revoked]
+        doomed = [
+            sid
+            for sid, connection in list(self._connections.items())
+            if str(connection.principal.session_id) in revoked
+        ]
         await self._close_revoked(doomed, str(signal.get("reason") or "revoked"))
 
     async def sweep_revoked_sessions(self) -> int:
@@ -204,7 +216,7 @@ class ConsultationNamespace(socketio.AsyncNamespace):
             return _error(unauthorized("not_connected", "This connection is not signed in."))
         if connection.revoked:
             return _error(unauthorized("session_revoked", "This session has been signed out."))
-        if connection.principal.expires_at <= datetime.now(timezone.utc):
+        if connection.principal.expires_at <= datetime.now(UTC):
             return _error(unauthorized("token_expired", "The access token has expired; send session:refresh."))
         try:
             payload = validation.event_payload(event, data, self._service.config.max_message_chars)
@@ -217,8 +229,14 @@ class ConsultationNamespace(socketio.AsyncNamespace):
                 # Nothing was stored (a message is acked only once committed): the client retries.
                 return _error(store_unavailable(kind))
             log.exception("socket event failed", extra={"event": event, "sid": sid})
-            return {"ok": False, "error": {"status": 500, "code": "internal_error",
-                                           "detail": "Something went wrong on our side; it has been logged."}}
+            return {
+                "ok": False,
+                "error": {
+                    "status": 500,
+                    "code": "internal_error",
+                    "detail": "Something went wrong on our side; it has been logged.",
+                },
+            }
         return {"ok": True, **result}
 
     def _ctx(self, sid: str) -> AuditContext:
@@ -258,8 +276,12 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         consultation_id = validation.get_uuid(payload, "consultation_id")
         after_seq = get_int(payload, "after_seq", required=False, minimum=0, default=0)
         consultation, messages, has_more = await self._service.join_consultation(
-            principal, self._ctx(sid), consultation_id, after_seq,
-            enter_room=lambda: self.enter_room(sid, consultation_room(consultation_id)))
+            principal,
+            self._ctx(sid),
+            consultation_id,
+            after_seq,
+            enter_room=lambda: self.enter_room(sid, consultation_room(consultation_id)),
+        )
         return {"consultation": consultation, "messages": messages, "has_more": has_more}
 
     async def _consultation_leave(self, sid: str, principal: Principal, payload: dict) -> dict:
@@ -269,29 +291,41 @@ class ConsultationNamespace(socketio.AsyncNamespace):
     async def _consultation_transfer(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")
         reason, to_doctor_id = validation.transfer(payload)
-        return {"consultation": await self._service.transfer(principal, self._ctx(sid), consultation_id,
-                                                             reason, to_doctor_id)}
+        return {
+            "consultation": await self._service.transfer(
+                principal, self._ctx(sid), consultation_id, reason, to_doctor_id
+            )
+        }
 
     async def _consultation_resolve(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")
         outcome, note = validation.resolution(payload)
         diagnosis = outcome_validation.working_diagnosis(payload)
-        return {"consultation": await self._service.resolve(principal, self._ctx(sid), consultation_id,
-                                                            outcome, note, diagnosis)}
+        return {
+            "consultation": await self._service.resolve(
+                principal, self._ctx(sid), consultation_id, outcome, note, diagnosis
+            )
+        }
 
     async def _message_send(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")
         client_msg_id, body = validation.message_fields(payload, self._service.config.max_message_chars)
-        message, duplicate = await self._service.send_message(principal, self._ctx(sid), consultation_id,
-                                                              client_msg_id, body, sender_sid=sid)
+        message, duplicate = await self._service.send_message(
+            principal, self._ctx(sid), consultation_id, client_msg_id, body, sender_sid=sid
+        )
         return {"message": message, "duplicate": duplicate}
 
     async def _message_sync(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")
         after_seq = get_int(payload, "after_seq", minimum=0)
-        messages, has_more = await self._service.history(principal, self._ctx(sid), consultation_id,
-                                                         after_seq=after_seq, before_seq=None,
-                                                         limit=validation.page_limit(payload, 200))
+        messages, has_more = await self._service.history(
+            principal,
+            self._ctx(sid),
+            consultation_id,
+            after_seq=after_seq,
+            before_seq=None,
+            limit=validation.page_limit(payload, 200),
+        )
         return {"messages": messages, "has_more": has_more}
 
     async def _typing(self, sid: str, principal: Principal, payload: dict) -> dict:
@@ -301,8 +335,12 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         # Only sockets let into the room (checked on join, or on connect/assignment) may signal in it.
         if room not in self.rooms(sid):
             raise forbidden("not_in_room", "Join the consultation before sending typing indicators.")
-        await self.emit("typing", {"consultation_id": str(consultation_id), "user_id": str(principal.user_id),
-                                   "typing": typing}, room=room, skip_sid=sid)
+        await self.emit(
+            "typing",
+            {"consultation_id": str(consultation_id), "user_id": str(principal.user_id), "typing": typing},
+            room=room,
+            skip_sid=sid,
+        )
         return {}
 
     async def _read(self, sid: str, principal: Principal, payload: dict) -> dict:
@@ -313,22 +351,24 @@ class ConsultationNamespace(socketio.AsyncNamespace):
     async def _appointment_propose(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")
         slots = validation.slots(payload)
-        return {"appointment": await self._service.appointments.propose(principal, self._ctx(sid),
-                                                                        consultation_id, slots)}
+        return {
+            "appointment": await self._service.appointments.propose(principal, self._ctx(sid), consultation_id, slots)
+        }
 
     async def _appointment_confirm(self, sid: str, principal: Principal, payload: dict) -> dict:
         appointment_id = validation.get_uuid(payload, "appointment_id")
         slot_id = validation.get_uuid(payload, "slot_id")
-        return {"appointment": await self._service.appointments.confirm(principal, self._ctx(sid),
-                                                                        appointment_id, slot_id)}
+        return {
+            "appointment": await self._service.appointments.confirm(principal, self._ctx(sid), appointment_id, slot_id)
+        }
 
     async def _appointment_decline(self, sid: str, principal: Principal, payload: dict) -> dict:
         appointment_id = validation.get_uuid(payload, "appointment_id")
         reason = validation.optional_reason(payload)
-        return {"appointment": await self._service.appointments.decline(principal, self._ctx(sid),
-                                                                        appointment_id, reason)}
+        return {
+            "appointment": await self._service.appointments.decline(principal, self._ctx(sid), appointment_id, reason)
+        }
 
 
 def _error(exc: DomainError) -> dict[str, Any]:
     return {"ok": False, "error": {"status": exc.status, "code": exc.code, "detail": exc.detail, **exc.extra}}
-

@@ -5,6 +5,7 @@ Chat owns consultations and who may see them, so these routes live here: each on
 through `chat.access`, then calls triage. Photos never travel over Socket.IO. Every read of a
 photo or of a score is written to the audit log.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,8 +45,9 @@ OPEN_STATES = ("waiting", "active")
 
 
 def _too_large(max_bytes: int) -> DomainError:
-    return DomainError(413, "payload_too_large", f"The upload may be at most {max_bytes} bytes in all.",
-                       {"max_bytes": max_bytes})
+    return DomainError(
+        413, "payload_too_large", f"The upload may be at most {max_bytes} bytes in all.", {"max_bytes": max_bytes}
+    )
 
 
 async def _read_part(part: aiohttp.BodyPartReader, budget: int, max_bytes: int) -> bytes:
@@ -57,14 +59,16 @@ async def _read_part(part: aiohttp.BodyPartReader, budget: int, max_bytes: int) 
     return bytes(data)
 
 
-async def read_photo_upload(request: web.Request, max_bytes: int,
-                            max_files: int) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
+async def read_photo_upload(
+    request: web.Request, max_bytes: int, max_files: int
+) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
     """The text fields and the photo files of a multipart body, refused as soon as it exceeds `max_bytes`."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise _too_large(max_bytes)
     if request.content_type != "multipart/form-data":
-        raise DomainError(415, "unsupported_media_type",
-                          "Send photos as multipart/form-data with one or more 'photo' file fields.")
+        raise DomainError(
+            415, "unsupported_media_type", "Send photos as multipart/form-data with one or more 'photo' file fields."
+        )
     fields: dict[str, Any] = {}
     files: list[tuple[str, bytes]] = []
     budget = max_bytes
@@ -75,8 +79,9 @@ async def read_photo_upload(request: web.Request, max_bytes: int,
                 raise bad_request("malformed_multipart", "Nested multipart bodies are not accepted.")
             if part.name == PHOTO_FIELD:
                 if len(files) == max_files:
-                    raise conflict("too_many_photos", f"A consultation holds at most {max_files} photos.",
-                                   max_photos=max_files)
+                    raise conflict(
+                        "too_many_photos", f"A consultation holds at most {max_files} photos.", max_photos=max_files
+                    )
                 data = await _read_part(part, budget, max_bytes)
                 files.append((part.filename or f"photo-{len(files) + 1}", data))
             elif part.name in TEXT_FIELDS and part.name not in fields:
@@ -90,8 +95,9 @@ async def read_photo_upload(request: web.Request, max_bytes: int,
     except (ValueError, AssertionError, RuntimeError, aiohttp.ClientPayloadError, HttpProcessingError) as exc:
         # aiohttp's multipart reader raises these on a malformed body.
         # The exception's type, not its text, which may quote the body or name Python objects.
-        raise bad_request("malformed_multipart",
-                          f"The multipart body could not be read ({type(exc).__name__}).") from None
+        raise bad_request(
+            "malformed_multipart", f"The multipart body could not be read ({type(exc).__name__})."
+        ) from None
     if not files:
         raise unprocessable("missing_field", "Attach at least one photo in a 'photo' field.", field=PHOTO_FIELD)
     return fields, files
@@ -142,14 +148,25 @@ class PhotoRoutes:
             await self._authorize_upload(conn, principal, consultation_id)
             stored = await intake.store_photos(conn, cfg, consultation_id, body_site, tag, photos)
             await audit_context(request).record(
-                conn, "photo.upload", "consultation", consultation_id,
-                {"photo_ids": [str(s.photo["id"]) for s in stored if not s.duplicate],
-                 "duplicates": sum(s.duplicate for s in stored)})
+                conn,
+                "photo.upload",
+                "consultation",
+                consultation_id,
+                {
+                    "photo_ids": [str(s.photo["id"]) for s in stored if not s.duplicate],
+                    "duplicates": sum(s.duplicate for s in stored),
+                },
+            )
         await intake.queue_jobs(self._stores.redis, cfg, consultation_id, stored, self._stores.report_outage)
-        return web.json_response({
-            "photos": [{**views.photo_view(s.photo, "patient"), "duplicate": s.duplicate,
-                        "warnings": list(p.warnings)} for s, (p, _) in zip(stored, photos, strict=True)],
-        }, status=201)
+        return web.json_response(
+            {
+                "photos": [
+                    {**views.photo_view(s.photo, "patient"), "duplicate": s.duplicate, "warnings": list(p.warnings)}
+                    for s, (p, _) in zip(stored, photos, strict=True)
+                ],
+            },
+            status=201,
+        )
 
     async def _authorize_upload(self, conn, principal: Principal, consultation_id: uuid.UUID) -> None:
         consultation = await authorize_consultation(conn, principal, consultation_id, action="upload")
@@ -162,15 +179,17 @@ class PhotoRoutes:
 
     async def get_triage(self, request: web.Request) -> web.Response:
         async def summary_and_counts(conn, consultation_id: uuid.UUID) -> tuple:
-            return (await store.get_consultation_triage(conn, consultation_id),
-                    await store.photo_status_counts(conn, consultation_id))
+            return (
+                await store.get_consultation_triage(conn, consultation_id),
+                await store.photo_status_counts(conn, consultation_id),
+            )
 
-        consultation, audience, (summary, counts) = await self._summary_read(request, "triage.read",
-                                                                             summary_and_counts)
+        consultation, audience, (summary, counts) = await self._summary_read(request, "triage.read", summary_and_counts)
         return web.json_response(views.triage_view(summary, counts, audience, dict(consultation)))
 
-    async def _summary_read(self, request: web.Request, action: str,
-                            read: Callable[[Any, uuid.UUID], Awaitable[Any]]) -> tuple[Any, str, Any]:
+    async def _summary_read(
+        self, request: web.Request, action: str, read: Callable[[Any, uuid.UUID], Awaitable[Any]]
+    ) -> tuple[Any, str, Any]:
         """A read of the path's consultation at `summary` access, audited in the same transaction.
 
         Returns the consultation, the caller's audience for it and what `read` returned.
@@ -203,8 +222,9 @@ class PhotoRoutes:
                 body = await store.get_saliency_png(conn, photo_id)
             else:
                 body = await store.get_photo_bytes(conn, photo_id, thumbnail=variant == "thumbnail")
-            await audit_context(request).record(conn, f"photo.read.{variant}", "photo", photo_id,
-                                                {"consultation_id": str(consultation["id"])})
+            await audit_context(request).record(
+                conn, f"photo.read.{variant}", "photo", photo_id, {"consultation_id": str(consultation["id"])}
+            )
         # Cache-Control: no-store and nosniff come with every API response (web.headers).
         return web.Response(body=body, content_type="image/png" if variant == "saliency" else "image/jpeg")
 
@@ -220,6 +240,7 @@ class PhotoRoutes:
             raise forbidden("forbidden", "Only the consultation's assigned doctor sees the saliency overlay.")
         if variant == "image" and _audience(principal, consultation) == "queue":
             # A waiting case shows doctors in the queue what they need to choose: thumbnails.
-            raise forbidden("forbidden", "Only the consultation's assigned doctor sees the full-size photo; "
-                                         "take the case first.")
+            raise forbidden(
+                "forbidden", "Only the consultation's assigned doctor sees the full-size photo; take the case first."
+            )
         return consultation

@@ -7,15 +7,16 @@ the grace period, so a doctor connected anywhere stays online, and one whose
 every connection dropped (or whose node died) goes offline at most one grace
 period later and gets no new cases.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
 
-from chat.store import doctors
 from chat.config import ChatConfig
 from chat.service import ChatService
+from chat.store import doctors
 from store.connections import Stores
 
 log = logging.getLogger(__name__)

@@ -10,6 +10,7 @@ published on the room's channel, which only the other nodes holding members hear
 Everything else keeps the stock shared channel: the doctors' queue room, the
 internal signals (see chat.realtime), disconnects and callbacks.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -67,20 +68,39 @@ class ChatRedisManager(socketio.AsyncRedisManager):
 
     # ---- emitting ---------------------------------------------------------------------------
 
-    async def emit(self, event: str, data: Any, namespace: str | None = None, room: Any = None,
-                   skip_sid: Any = None, callback: Any = None, to: Any = None, **kwargs: Any) -> None:
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str | None = None,
+        room: Any = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        to: Any = None,
+        **kwargs: Any,
+    ) -> None:
         room = to or room
         namespace = namespace or NAMESPACE
         if callback is None and (kwargs.get("ignore_queue") or is_routed(room)):
             await self._emit_here(event, data, namespace, room, skip_sid)
             if not kwargs.get("ignore_queue"):
                 # The stock message, host id first: this node drops its own echo by that prefix, undecoded.
-                self._publish_to(self._room_channel(room), {
-                    "host_id": self.host_id, "method": "emit", "event": event, "data": [data], "binary": False,
-                    "namespace": namespace, "room": room, "skip_sid": skip_sid, "callback": None})
+                self._publish_to(
+                    self._room_channel(room),
+                    {
+                        "host_id": self.host_id,
+                        "method": "emit",
+                        "event": event,
+                        "data": [data],
+                        "binary": False,
+                        "namespace": namespace,
+                        "room": room,
+                        "skip_sid": skip_sid,
+                        "callback": None,
+                    },
+                )
             return
-        await super().emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid, callback=callback,
-                           **kwargs)
+        await super().emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs)
 
     async def _emit_here(self, event: str, data: Any, namespace: str, room: Any, skip_sid: Any) -> None:
         """This node's members of `room` get the event: encoded once, queued on each socket in turn.
@@ -134,8 +154,13 @@ class ChatRedisManager(socketio.AsyncRedisManager):
         if handler is not None:
             await handler(message["data"][0])
         elif message.get("callback") is None and not message.get("binary") and len(message["data"]) == 1:
-            await self._emit_here(event, message["data"][0], message.get("namespace") or NAMESPACE,
-                                  message.get("room"), message.get("skip_sid"))
+            await self._emit_here(
+                event,
+                message["data"][0],
+                message.get("namespace") or NAMESPACE,
+                message.get("room"),
+                message.get("skip_sid"),
+            )
         else:
             await super()._handle_emit(message)
 
@@ -155,7 +180,7 @@ class ChatRedisManager(socketio.AsyncRedisManager):
             return
         try:
             await asyncio.wait_for(asyncio.shield(future), SUBSCRIBE_WAIT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("no subscription confirmation for %s yet", room)
 
     def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: Any = None) -> None:

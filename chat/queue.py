@@ -3,6 +3,7 @@
 The triage worker may not import chat; the composition root (web/app.py) hands it
 `apply_triage_result` and a `chat.realtime.QueueNotifier`.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -14,18 +15,33 @@ from store.errors import unprocessable
 from triage import bands
 
 
-async def apply_triage_result(conn: asyncpg.Connection, consultation_id: uuid.UUID, *, image_band: str,
-                              p_malignant: float, model_version: str, trusted: bool) -> None:
+async def apply_triage_result(
+    conn: asyncpg.Connection,
+    consultation_id: uuid.UUID,
+    *,
+    image_band: str,
+    p_malignant: float,
+    model_version: str,
+    trusted: bool,
+) -> None:
     """The case's band becomes the checklist band raised by the deciding photo's band when the photo gate
     trusted its score (triage/urgency_policy.py). The score itself stays in triage's table, its one home.
 
-    Call it inside the transaction that stores the score (triage's store does), then `QueueNotifier.queue_changed("scored", id)`
+    Call it inside the transaction that stores the score (triage's store does), then
+    `QueueNotifier.queue_changed("scored", id)`
     after commit so every console re-sorts. An unknown consultation is ignored (it may have been deleted).
     """
     if image_band not in bands.NAMES:
-        raise unprocessable("invalid_field", f"'image_band' must be one of: {', '.join(bands.NAMES)}.",
-                            field="image_band")
+        raise unprocessable(
+            "invalid_field", f"'image_band' must be one of: {', '.join(bands.NAMES)}.", field="image_band"
+        )
     if not 0.0 <= p_malignant <= 1.0:
         raise unprocessable("invalid_field", "'p_malignant' must be between 0 and 1.", field="p_malignant")
-    await consultations.set_band_from_score_txn(conn, consultation_id=consultation_id, image_band=image_band,
-                                                p_malignant=p_malignant, model_version=model_version, trusted=trusted)
+    await consultations.set_band_from_score_txn(
+        conn,
+        consultation_id=consultation_id,
+        image_band=image_band,
+        p_malignant=p_malignant,
+        model_version=model_version,
+        trusted=trusted,
+    )

@@ -8,6 +8,7 @@ recomputes the queue once and pushes it to its own consoles and waiting patients
 it, into or out of a consultation room) and `SESSIONS_SIGNAL` (close every
 connection of some revoked sign-ins).
 """
+
 from __future__ import annotations
 
 import functools
@@ -91,7 +92,7 @@ class QueueNotifier:
         self._emitter = emitter
 
     @classmethod
-    def write_only(cls, redis_url: str, channel: str) -> "QueueNotifier":
+    def write_only(cls, redis_url: str, channel: str) -> QueueNotifier:
         return cls(socketio.AsyncRedisManager(redis_url, channel=channel, write_only=True))
 
     async def queue_changed(self, reason: str, consultation_id: uuid.UUID | None) -> None:

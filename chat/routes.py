@@ -1,4 +1,5 @@
 """HTTP routes for consultations, the queue, messages, appointments and doctors' presence (see chat/openapi.json)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -88,8 +89,9 @@ class ChatRoutes:
         principal = await require_role(request, "doctor")
         consultation_id = path_id(request, "consultation_id")
         reason, to_doctor_id = validation.transfer(await self._body(request))
-        return _json(await self._service.transfer(principal, audit_context(request), consultation_id, reason,
-                                                  to_doctor_id))
+        return _json(
+            await self._service.transfer(principal, audit_context(request), consultation_id, reason, to_doctor_id)
+        )
 
     async def resolve(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")
@@ -97,8 +99,9 @@ class ChatRoutes:
         payload = await self._body(request)
         outcome, note = validation.resolution(payload)
         diagnosis = outcome_validation.working_diagnosis(payload)
-        return _json(await self._service.resolve(principal, audit_context(request), consultation_id, outcome,
-                                                 note, diagnosis))
+        return _json(
+            await self._service.resolve(principal, audit_context(request), consultation_id, outcome, note, diagnosis)
+        )
 
     async def messages(self, request: web.Request) -> web.Response:
         principal = await authenticate(request)
@@ -108,25 +111,29 @@ class ChatRoutes:
         if after_seq is not None and before_seq is not None:
             raise unprocessable("invalid_field", "Give 'after_seq' or 'before_seq', not both.", field="before_seq")
         limit = get_query_int(request.query, "limit", minimum=1, maximum=validation.MAX_PAGE, default=50)
-        messages, has_more = await self._service.history(principal, audit_context(request), consultation_id,
-                                                         after_seq=after_seq, before_seq=before_seq, limit=limit)
+        messages, has_more = await self._service.history(
+            principal, audit_context(request), consultation_id, after_seq=after_seq, before_seq=before_seq, limit=limit
+        )
         return _json({"messages": messages, "has_more": has_more})
 
     async def send_message(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "patient", "doctor")
         consultation_id = path_id(request, "consultation_id")
-        client_msg_id, body = validation.message_fields(await self._body(request),
-                                                        self._service.config.max_message_chars)
-        message, duplicate = await self._service.send_message(principal, audit_context(request), consultation_id,
-                                                              client_msg_id, body)
+        client_msg_id, body = validation.message_fields(
+            await self._body(request), self._service.config.max_message_chars
+        )
+        message, duplicate = await self._service.send_message(
+            principal, audit_context(request), consultation_id, client_msg_id, body
+        )
         return _json({"message": message, "duplicate": duplicate})
 
     async def propose_appointment(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")
         consultation_id = path_id(request, "consultation_id")
         slots = validation.slots(await self._body(request))
-        return _json(await self._service.appointments.propose(principal, audit_context(request), consultation_id,
-                                                              slots), 201)
+        return _json(
+            await self._service.appointments.propose(principal, audit_context(request), consultation_id, slots), 201
+        )
 
     async def queue(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")
@@ -140,15 +147,17 @@ class ChatRoutes:
         principal = await require_role(request, "patient")
         appointment_id = path_id(request, "appointment_id")
         slot_id = validation.get_uuid(await self._body(request), "slot_id")
-        return _json(await self._service.appointments.confirm(principal, audit_context(request), appointment_id,
-                                                              slot_id))
+        return _json(
+            await self._service.appointments.confirm(principal, audit_context(request), appointment_id, slot_id)
+        )
 
     async def decline_appointment(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "patient")
         appointment_id = path_id(request, "appointment_id")
         reason = validation.optional_reason(await self._optional_body(request))
-        return _json(await self._service.appointments.decline(principal, audit_context(request), appointment_id,
-                                                              reason))
+        return _json(
+            await self._service.appointments.decline(principal, audit_context(request), appointment_id, reason)
+        )
 
     async def doctor_status(self, request: web.Request) -> web.Response:
         principal = await require_role(request, "doctor")

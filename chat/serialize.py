@@ -1,4 +1,5 @@
 """Rows as the JSON objects of docs/realtime-api.md (Consultation, QueueEntry, Message, Appointment, Doctor)."""
+
 from __future__ import annotations
 
 import math
@@ -99,8 +100,16 @@ def appointment(row: asyncpg.Record, slots: list[asyncpg.Record]) -> dict[str, A
         "doctor_id": str(row["doctor_id"]),
         "patient_id": str(row["patient_id"]),
         "state": row["state"],
-        "slots": [{"id": str(s["id"]), "starts_at": _time(s["starts_at"]), "minutes": s["minutes"],
-                   "kind": s["kind"], "location": s["location"]} for s in slots],
+        "slots": [
+            {
+                "id": str(s["id"]),
+                "starts_at": _time(s["starts_at"]),
+                "minutes": s["minutes"],
+                "kind": s["kind"],
+                "location": s["location"],
+            }
+            for s in slots
+        ],
         "confirmed_slot_id": _id(row["confirmed_slot_id"]),
         "decline_reason": row["decline_reason"],
         "created_at": _time(row["created_at"]),
@@ -109,5 +118,10 @@ def appointment(row: asyncpg.Record, slots: list[asyncpg.Record]) -> dict[str, A
 
 
 def doctor(row: asyncpg.Record) -> dict[str, Any]:
-    return {"doctor_id": str(row["doctor_id"]), "availability": row["availability"], "online": row["online"],
-            "capacity": row["capacity"], "active": row["active"]}
+    return {
+        "doctor_id": str(row["doctor_id"]),
+        "availability": row["availability"],
+        "online": row["online"],
+        "capacity": row["capacity"],
+        "active": row["active"],
+    }

@@ -1,6 +1,7 @@
 """Consultation use cases shared by the REST routes and the Socket.IO namespace: check access, run the
 transaction, then tell the people concerned (room moves, `consultation:updated`, queue signal, auto pairing).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,8 +35,7 @@ log = logging.getLogger(__name__)
 
 
 class ChatService:
-    def __init__(self, stores: Stores, config: ChatConfig, server: socketio.AsyncServer,
-                 writer: MessageWriter) -> None:
+    def __init__(self, stores: Stores, config: ChatConfig, server: socketio.AsyncServer, writer: MessageWriter) -> None:
         self._stores = stores
         self.config = config
         self._server = server
@@ -55,43 +55,52 @@ class ChatService:
 
     # ---- consultations ----------------------------------------------------------------------
 
-    async def open_consultation(self, principal: Principal, ctx: AuditContext,
-                                new: NewConsultation) -> dict[str, Any]:
+    async def open_consultation(self, principal: Principal, ctx: AuditContext, new: NewConsultation) -> dict[str, Any]:
         require_patient(principal)
         async with self.pool.acquire() as conn:
             row = await consultations.create_consultation_txn(
-                conn, patient_id=principal.user_id, description=new.description, body_site=new.body_site,
-                symptoms=new.symptoms, max_open=self.config.patient_max_open, ctx=ctx)
+                conn,
+                patient_id=principal.user_id,
+                description=new.description,
+                body_site=new.body_site,
+                symptoms=new.symptoms,
+                max_open=self.config.patient_max_open,
+                ctx=ctx,
+            )
         await self.notifier.queue_changed("created", row["id"])
         await self.drain_backlog()
         return await self._view(row)
 
-    async def list_consultations(self, principal: Principal, ctx: AuditContext, state: str | None,
-                                 limit: int) -> list[dict[str, Any]]:
+    async def list_consultations(
+        self, principal: Principal, ctx: AuditContext, state: str | None, limit: int
+    ) -> list[dict[str, Any]]:
         if principal.role == "doctor":
             require_clinician(principal)
         elif principal.role != "patient":
             raise forbidden("forbidden_role", "Only patients and doctors have consultations.")
         async with self.pool.acquire() as conn:
-            rows = await consultations.list_consultations_txn(conn, user_id=principal.user_id,
-                                                              as_doctor=principal.role == "doctor", state=state,
-                                                              limit=limit, ctx=ctx)
+            rows = await consultations.list_consultations_txn(
+                conn, user_id=principal.user_id, as_doctor=principal.role == "doctor", state=state, limit=limit, ctx=ctx
+            )
         queue = await self._positions() if any(r["state"] == "waiting" for r in rows) else {}
         return [serialize.consultation(r, queue.get(r["id"])) for r in rows]
 
-    async def get_consultation(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
-                               action: str = "read") -> dict[str, Any]:
+    async def get_consultation(
+        self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID, action: str = "read"
+    ) -> dict[str, Any]:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await authorize_consultation(conn, principal, consultation_id, action=action)
             await consultations.record_read(conn, ctx, "consultation.read", consultation_id)
         return await self._view(row)
 
-    async def cancel(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
-                     reason: str | None) -> dict[str, Any]:
+    async def cancel(
+        self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID, reason: str | None
+    ) -> dict[str, Any]:
         async with self.pool.acquire() as conn:
             await authorize_consultation(conn, principal, consultation_id, action="cancel")
-            row = await consultations.cancel_consultation_txn(conn, consultation_id=consultation_id,
-                                                              patient_id=principal.user_id, reason=reason, ctx=ctx)
+            row = await consultations.cancel_consultation_txn(
+                conn, consultation_id=consultation_id, patient_id=principal.user_id, reason=reason, ctx=ctx
+            )
         await self._changed(row, "cancelled", extra_users=[])
         await self.drain_backlog()  # an active case's doctor has room again
         return serialize.consultation(row)
@@ -105,17 +114,30 @@ class ChatService:
             else:
                 # No authorize_consultation here: take_case_txn decides under the case's row lock, so a
                 # doctor who loses the race hears 409 already_taken, never "no such consultation".
-                row = await pairing.take_case_txn(conn, doctor_id=principal.user_id, consultation_id=consultation_id,
-                                                  ctx=ctx)
+                row = await pairing.take_case_txn(
+                    conn, doctor_id=principal.user_id, consultation_id=consultation_id, ctx=ctx
+                )
         await self._assigned(row)
         return serialize.consultation(row)
 
-    async def transfer(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID, reason: str,
-                       to_doctor_id: uuid.UUID | None) -> dict[str, Any]:
+    async def transfer(
+        self,
+        principal: Principal,
+        ctx: AuditContext,
+        consultation_id: uuid.UUID,
+        reason: str,
+        to_doctor_id: uuid.UUID | None,
+    ) -> dict[str, Any]:
         async with self.pool.acquire() as conn:
             await authorize_consultation(conn, principal, consultation_id, action="transfer")
-            row = await pairing.transfer_txn(conn, consultation_id=consultation_id, doctor_id=principal.user_id,
-                                             to_doctor_id=to_doctor_id, reason=reason, ctx=ctx)
+            row = await pairing.transfer_txn(
+                conn,
+                consultation_id=consultation_id,
+                doctor_id=principal.user_id,
+                to_doctor_id=to_doctor_id,
+                reason=reason,
+                ctx=ctx,
+            )
         room = consultation_room(consultation_id)
         await move_users(self._server, [principal.user_id], room, join=False)
         if to_doctor_id is not None:
@@ -124,16 +146,30 @@ class ChatService:
         await self.drain_backlog()
         return serialize.consultation(row)
 
-    async def resolve(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID, outcome: str,
-                      note: str, diagnosis: WorkingDiagnosis | None = None) -> dict[str, Any]:
+    async def resolve(
+        self,
+        principal: Principal,
+        ctx: AuditContext,
+        consultation_id: uuid.UUID,
+        outcome: str,
+        note: str,
+        diagnosis: WorkingDiagnosis | None = None,
+    ) -> dict[str, Any]:
         async with self.pool.acquire() as conn:
             await authorize_consultation(conn, principal, consultation_id, action="resolve")
             async with conn.transaction():
-                row = await consultations.resolve_txn(conn, consultation_id=consultation_id, doctor_id=principal.user_id,
-                                                      outcome=outcome, note=note, ctx=ctx)
+                row = await consultations.resolve_txn(
+                    conn,
+                    consultation_id=consultation_id,
+                    doctor_id=principal.user_id,
+                    outcome=outcome,
+                    note=note,
+                    ctx=ctx,
+                )
                 if diagnosis is not None:
-                    await outcomes_store.record_working_diagnosis(conn, consultation_id, diagnosis,
-                                                                  principal.user_id, ctx)
+                    await outcomes_store.record_working_diagnosis(
+                        conn, consultation_id, diagnosis, principal.user_id, ctx
+                    )
         await self._changed(row, "resolved", extra_users=[])
         await self.drain_backlog()
         return serialize.consultation(row)
@@ -154,8 +190,9 @@ class ChatService:
         async with self._drain_lock:
             while True:
                 async with self.pool.acquire() as conn:
-                    row = await pairing.assign_next_waiting_txn(conn, ageing_s=self.ageing_s,
-                                                                grace_s=self.config.presence_grace_s)
+                    row = await pairing.assign_next_waiting_txn(
+                        conn, ageing_s=self.ageing_s, grace_s=self.config.presence_grace_s
+                    )
                 if row is None:
                     return assigned
                 assigned += 1
@@ -175,8 +212,16 @@ class ChatService:
 
     # ---- chat -------------------------------------------------------------------------------
 
-    async def history(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID, *,
-                      after_seq: int | None, before_seq: int | None, limit: int) -> tuple[list[dict], bool]:
+    async def history(
+        self,
+        principal: Principal,
+        ctx: AuditContext,
+        consultation_id: uuid.UUID,
+        *,
+        after_seq: int | None,
+        before_seq: int | None,
+        limit: int,
+    ) -> tuple[list[dict], bool]:
         async with self.pool.acquire() as conn, conn.transaction():
             await authorize_consultation(conn, principal, consultation_id, action="read")
             if before_seq is not None:
@@ -187,12 +232,24 @@ class ChatService:
                 rows = await message_store.messages_after(conn, consultation_id, after_seq or 0, limit + 1)
                 has_more = len(rows) > limit
                 rows = rows[:limit]
-            await consultations.record_read(conn, ctx, "chat.history.read", consultation_id,
-                                            {"after_seq": after_seq, "before_seq": before_seq, "count": len(rows)})
+            await consultations.record_read(
+                conn,
+                ctx,
+                "chat.history.read",
+                consultation_id,
+                {"after_seq": after_seq, "before_seq": before_seq, "count": len(rows)},
+            )
         return [serialize.message(r) for r in rows], has_more
 
-    async def send_message(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
-                           client_msg_id: str, body: str, sender_sid: str | None = None) -> tuple[dict[str, Any], bool]:
+    async def send_message(
+        self,
+        principal: Principal,
+        ctx: AuditContext,
+        consultation_id: uuid.UUID,
+        client_msg_id: str,
+        body: str,
+        sender_sid: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
         """Stores the message, then pushes it to the room without holding up the sender's ack.
 
         The sender's own socket gets the message in its ack, so the push skips it; its
@@ -202,8 +259,9 @@ class ChatService:
         if stored.row is None:
             async with self.pool.acquire() as conn:
                 row = await authorize_consultation(conn, principal, consultation_id, action="chat")
-            raise conflict("wrong_state", f"Messages can be sent only while the consultation is active "
-                                          f"(it is {row['state']}).")
+            raise conflict(
+                "wrong_state", f"Messages can be sent only while the consultation is active (it is {row['state']})."
+            )
         message = serialize.message(stored.row)
         if not stored.duplicate:
             self._push_after_ack("message", message, room=consultation_room(consultation_id), skip_sid=sender_sid)
@@ -225,8 +283,11 @@ class ChatService:
         async with self.pool.acquire() as conn:
             await authorize_consultation(conn, principal, consultation_id, action="chat")
             read_seq = await message_store.mark_read(conn, consultation_id, principal.user_id, seq)
-        await self._server.emit("read", {"consultation_id": str(consultation_id), "user_id": str(principal.user_id),
-                                         "read_seq": read_seq}, room=consultation_room(consultation_id))
+        await self._server.emit(
+            "read",
+            {"consultation_id": str(consultation_id), "user_id": str(principal.user_id), "read_seq": read_seq},
+            room=consultation_room(consultation_id),
+        )
         return read_seq
 
     # ---- doctors ----------------------------------------------------------------------------
@@ -249,8 +310,9 @@ class ChatService:
             await self.drain_backlog()
         return serialize.doctor(row)
 
-    async def set_capacity(self, principal: Principal, ctx: AuditContext, doctor_id: uuid.UUID,
-                           capacity: int) -> dict[str, Any]:
+    async def set_capacity(
+        self, principal: Principal, ctx: AuditContext, doctor_id: uuid.UUID, capacity: int
+    ) -> dict[str, Any]:
         if principal.role != "admin":
             raise forbidden("forbidden_role", "Only an admin can change a doctor's capacity.")
         async with self.pool.acquire() as conn:
@@ -286,9 +348,14 @@ class ChatService:
         async with self.pool.acquire() as conn:
             return await consultations.active_consultation_ids(conn, user_id)
 
-    async def join_consultation(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
-                                after_seq: int, enter_room: Callable[[], Awaitable[None]]
-                                ) -> tuple[dict, list[dict], bool]:
+    async def join_consultation(
+        self,
+        principal: Principal,
+        ctx: AuditContext,
+        consultation_id: uuid.UUID,
+        after_seq: int,
+        enter_room: Callable[[], Awaitable[None]],
+    ) -> tuple[dict, list[dict], bool]:
         """Checks `read` access, lets the socket into the room, then reads the messages after `after_seq`.
 
         Entering before reading closes the gap: a message committed after the read is pushed
@@ -298,7 +365,11 @@ class ChatService:
             row = await authorize_consultation(conn, principal, consultation_id, action="read")
             await enter_room()
             rows = await message_store.messages_after(conn, consultation_id, after_seq, 201)
-            await consultations.record_read(conn, ctx, "chat.history.read", consultation_id,
-                                            {"after_seq": after_seq, "count": min(len(rows), 200), "via": "join"})
+            await consultations.record_read(
+                conn,
+                ctx,
+                "chat.history.read",
+                consultation_id,
+                {"after_seq": after_seq, "count": min(len(rows), 200), "via": "join"},
+            )
         return await self._view(row), [serialize.message(r) for r in rows[:200]], len(rows) > 200
-

@@ -12,6 +12,7 @@ still exists with the shape relied on; setup.cfg pins both libraries to the test
   ack id. Oversized frames never get here: the transport closes the connection (1009).
 - `UncompressedWebSocket`: the aiohttp websocket without permessage-deflate.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,8 +34,9 @@ def _error_ack(status: int, code: str, detail: str) -> dict[str, Any]:
     return {"ok": False, "error": {"status": status, "code": code, "detail": detail}}
 
 
-BINARY_NOT_SUPPORTED = _error_ack(400, "binary_not_supported",
-                                  "Events carry JSON only; send photos over HTTP (see docs/realtime-api.md).")
+BINARY_NOT_SUPPORTED = _error_ack(
+    400, "binary_not_supported", "Events carry JSON only; send photos over HTTP (see docs/realtime-api.md)."
+)
 MALFORMED_PACKET = _error_ack(400, "malformed_packet", "The packet is not a Socket.IO event: [name, payload].")
 
 

@@ -1,15 +1,15 @@
 """Checking the fields of consultation, message and appointment payloads (shared by REST and Socket.IO)."""
+
 from __future__ import annotations
 
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chat import contract
 from chat.store.appointments import SlotRequest
-from triage.checklist import CHECKLIST
 from store.errors import unprocessable
 from store.payloads import (
     get_bool,
@@ -21,9 +21,23 @@ from store.payloads import (
     parse_timestamp,
     require_object,
 )
+from triage.checklist import CHECKLIST
 
-BODY_SITES = ("scalp", "face", "ear", "neck", "chest", "back", "abdomen", "arm", "hand", "leg", "foot",
-              "genital", "other")
+BODY_SITES = (
+    "scalp",
+    "face",
+    "ear",
+    "neck",
+    "chest",
+    "back",
+    "abdomen",
+    "arm",
+    "hand",
+    "leg",
+    "foot",
+    "genital",
+    "other",
+)
 # The weighted 7-point checklist's items (triage/checklist.py): each a yes/no answer.
 SYMPTOM_FLAGS = tuple(item.key for item in CHECKLIST)
 DURATIONS = ("days", "weeks", "months", "years")
@@ -77,8 +91,9 @@ def _plain_text(text: str, name: str) -> str:
 def message_fields(payload: dict[str, Any], max_chars: int) -> tuple[str, str]:
     client_msg_id = get_str(payload, "client_msg_id", max_len=64)
     if not _CLIENT_MSG_ID.match(client_msg_id):
-        raise unprocessable("invalid_field", "'client_msg_id' must be 1 to 64 characters of A-Z a-z 0-9 _ -.",
-                            field="client_msg_id")
+        raise unprocessable(
+            "invalid_field", "'client_msg_id' must be 1 to 64 characters of A-Z a-z 0-9 _ -.", field="client_msg_id"
+        )
     body = get_str(payload, "body", min_len=1, max_len=max_chars)
     if not body.strip():
         raise unprocessable("invalid_field", "'body' must not be blank.", field="body")
@@ -102,7 +117,7 @@ def optional_reason(payload: dict[str, Any]) -> str | None:
 
 
 def slots(payload: dict[str, Any], now: datetime | None = None) -> list[SlotRequest]:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     items = get_list(payload, "slots", max_items=5)
     if not items:
         raise unprocessable("invalid_field", "'slots' must hold 1 to 5 slots.", field="slots")
@@ -115,12 +130,14 @@ def slots(payload: dict[str, Any], now: datetime | None = None) -> list[SlotRequ
             raise unprocessable("invalid_field", "A slot must start in the future.", field="starts_at")
         if starts_at > now + timedelta(days=366):
             raise unprocessable("invalid_field", "A slot must start within a year.", field="starts_at")
-        parsed.append(SlotRequest(
-            starts_at=starts_at,
-            minutes=get_int(item, "minutes", minimum=5, maximum=240, required=False, default=20),
-            kind=get_choice(item, "kind", APPOINTMENT_KINDS),
-            location=_plain_text(get_str(item, "location", min_len=1, max_len=500), "location"),
-        ))
+        parsed.append(
+            SlotRequest(
+                starts_at=starts_at,
+                minutes=get_int(item, "minutes", minimum=5, maximum=240, required=False, default=20),
+                kind=get_choice(item, "kind", APPOINTMENT_KINDS),
+                location=_plain_text(get_str(item, "location", min_len=1, max_len=500), "location"),
+            )
+        )
     if len({s.starts_at for s in parsed}) != len(parsed):
         raise unprocessable("invalid_field", "Two slots start at the same time.", field="slots")
     return parsed

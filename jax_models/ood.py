@@ -34,72 +34,82 @@ SHRINKAGE = 0.01
 
 @dataclass(frozen=True)
 class OodStatistics:
-  means: np.ndarray      # classes x features
-  precision: np.ndarray  # features x features
-  threshold: float
+    means: np.ndarray  # classes x features
+    precision: np.ndarray  # features x features
+    threshold: float
 
-  def scores(self, features: np.ndarray) -> np.ndarray:
-    """Squared Mahalanobis distance of each row of `features` to the nearest class mean."""
-    features = np.asarray(features, np.float64)
-    best = None
-    for mean in self.means:
-      diff = features - mean
-      d2 = np.einsum('nd,de,ne->n', diff, self.precision, diff)
-      best = d2 if best is None else np.minimum(best, d2)
-    return best
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance of each row of `features` to the nearest class mean."""
+        features = np.asarray(features, np.float64)
+        best = None
+        for mean in self.means:
+            diff = features - mean
+            d2 = np.einsum('nd,de,ne->n', diff, self.precision, diff)
+            best = d2 if best is None else np.minimum(best, d2)
+        return best
 
 
 def weights_digest(directory: str | Path) -> str:
-  """A digest of the weights' values (not of the file, which a re-save may re-zip differently)."""
-  h = hashlib.sha256()
-  with np.load(Path(directory) / checkpoint.WEIGHTS_FILE) as z:
-    for name in sorted(z.files):
-      h.update(name.encode())
-      h.update(np.ascontiguousarray(z[name], np.float32).tobytes())
-  return h.hexdigest()[:16]
+    """A digest of the weights' values (not of the file, which a re-save may re-zip differently)."""
+    h = hashlib.sha256()
+    with np.load(Path(directory) / checkpoint.WEIGHTS_FILE) as z:
+        for name in sorted(z.files):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(z[name], np.float32).tobytes())
+    return h.hexdigest()[:16]
 
 
 def fit(features: np.ndarray, labels: np.ndarray, val_features: np.ndarray) -> tuple[OodStatistics, dict]:
-  """Class means and shared covariance on training features, threshold on validation features."""
-  features = np.asarray(features, np.float64)
-  classes = sorted(set(labels.tolist()))
-  means = np.stack([features[labels == c].mean(axis=0) for c in classes])
-  centred = features - means[np.searchsorted(classes, labels)]
-  cov = centred.T @ centred / len(features)
-  dim = cov.shape[0]
-  cov = (1 - SHRINKAGE) * cov + SHRINKAGE * np.trace(cov) / dim * np.eye(dim)
-  stats = OodStatistics(means, np.linalg.inv(cov), 0.0)
-  val_scores = stats.scores(val_features)
-  threshold = float(np.quantile(val_scores, VAL_PASS))
-  summary = {'feature_dim': dim, 'classes': len(classes), 'train_images': len(features),
-             'val_images': len(val_features), 'val_pass_target': VAL_PASS,
-             'train_pass': float((stats.scores(features) <= threshold).mean()),
-             'val_score_quantiles': {q: float(np.quantile(val_scores, float(q)))
-                                     for q in ('0.5', '0.9', '0.99', '0.995')}}
-  return OodStatistics(means, stats.precision, threshold), summary
+    """Class means and shared covariance on training features, threshold on validation features."""
+    features = np.asarray(features, np.float64)
+    classes = sorted(set(labels.tolist()))
+    means = np.stack([features[labels == c].mean(axis=0) for c in classes])
+    centred = features - means[np.searchsorted(classes, labels)]
+    cov = centred.T @ centred / len(features)
+    dim = cov.shape[0]
+    cov = (1 - SHRINKAGE) * cov + SHRINKAGE * np.trace(cov) / dim * np.eye(dim)
+    stats = OodStatistics(means, np.linalg.inv(cov), 0.0)
+    val_scores = stats.scores(val_features)
+    threshold = float(np.quantile(val_scores, VAL_PASS))
+    summary = {
+        'feature_dim': dim,
+        'classes': len(classes),
+        'train_images': len(features),
+        'val_images': len(val_features),
+        'val_pass_target': VAL_PASS,
+        'train_pass': float((stats.scores(features) <= threshold).mean()),
+        'val_score_quantiles': {q: float(np.quantile(val_scores, float(q))) for q in ('0.5', '0.9', '0.99', '0.995')},
+    }
+    return OodStatistics(means, stats.precision, threshold), summary
 
 
 def save(directory: str | Path, stats: OodStatistics, summary: dict, fitted_on: dict) -> dict:
-  """Writes ood.npz and the `ood` entry of metadata.json (the model version is unchanged)."""
-  directory = Path(directory)
-  np.savez(directory / OOD_FILE, means=stats.means.astype(np.float32),
-           precision=stats.precision.astype(np.float32))
-  metadata = checkpoint.read_metadata(directory)
-  metadata['ood'] = {'method': METHOD, 'file': OOD_FILE, 'threshold': stats.threshold,
-                     'weights_digest': weights_digest(directory), 'shrinkage': SHRINKAGE,
-                     'fitted_on': fitted_on, **summary}
-  (directory / checkpoint.METADATA_FILE).write_text(json.dumps(metadata, indent=2) + '\n')
-  return metadata['ood']
+    """Writes ood.npz and the `ood` entry of metadata.json (the model version is unchanged)."""
+    directory = Path(directory)
+    np.savez(directory / OOD_FILE, means=stats.means.astype(np.float32), precision=stats.precision.astype(np.float32))
+    metadata = checkpoint.read_metadata(directory)
+    metadata['ood'] = {
+        'method': METHOD,
+        'file': OOD_FILE,
+        'threshold': stats.threshold,
+        'weights_digest': weights_digest(directory),
+        'shrinkage': SHRINKAGE,
+        'fitted_on': fitted_on,
+        **summary,
+    }
+    (directory / checkpoint.METADATA_FILE).write_text(json.dumps(metadata, indent=2) + '\n')
+    return metadata['ood']
 
 
 def load(directory: str | Path, metadata: dict) -> OodStatistics | None:
-  """The checkpoint's statistics, or None when it has none or they were fitted on other weights."""
-  entry = metadata.get('ood')
-  directory = Path(directory)
-  if not entry or not (directory / entry['file']).exists():
-    return None
-  if entry['weights_digest'] != weights_digest(directory):
-    return None
-  with np.load(directory / entry['file']) as z:
-    return OodStatistics(z['means'].astype(np.float64), z['precision'].astype(np.float64),
-                         float(entry['threshold']))
+    """The checkpoint's statistics, or None when it has none or they were fitted on other weights."""
+    entry = metadata.get('ood')
+    directory = Path(directory)
+    if not entry or not (directory / entry['file']).exists():
+        return None
+    if entry['weights_digest'] != weights_digest(directory):
+        return None
+    with np.load(directory / entry['file']) as z:
+        return OodStatistics(
+            z['means'].astype(np.float64), z['precision'].astype(np.float64), float(entry['threshold'])
+        )

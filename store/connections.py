@@ -1,4 +1,5 @@
 """The shared handles every domain uses: one PostgreSQL pool and one Redis client per process."""
+
 from __future__ import annotations
 
 import asyncpg
@@ -16,8 +17,10 @@ class Stores:
     def __init__(self) -> None:
         self._pool: asyncpg.Pool | None = None
         self._redis: redis.Redis | None = None
-        self.watches = {DATABASE: OutageWatch(DATABASE, self._ping_database, self._renew_database_connections),
-                        REDIS: OutageWatch(REDIS, self._ping_redis)}
+        self.watches = {
+            DATABASE: OutageWatch(DATABASE, self._ping_database, self._renew_database_connections),
+            REDIS: OutageWatch(REDIS, self._ping_redis),
+        }
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -31,8 +34,15 @@ class Stores:
             raise RuntimeError("redis client is not open")
         return self._redis
 
-    async def open(self, database_url: str, redis_url: str, migrations: list[Migration], *, pool_size: int = 10,
-                   redis_connections: int = 64) -> None:
+    async def open(
+        self,
+        database_url: str,
+        redis_url: str,
+        migrations: list[Migration],
+        *,
+        pool_size: int = 10,
+        redis_connections: int = 64,
+    ) -> None:
         self._pool = await create_pool(database_url, max_size=pool_size)
         async with self._pool.acquire() as conn:
             await apply_migrations(conn, migrations)

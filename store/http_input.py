@@ -3,6 +3,7 @@
 The one module under store/ that imports aiohttp: it sits here so auth, chat and triage routes share it
 without importing one another. Fields inside a body are checked by store.payloads.
 """
+
 from __future__ import annotations
 
 import uuid

@@ -6,6 +6,7 @@ Files that have landed are never edited; a change is a new file. The advisory
 lock makes concurrent starters (two web nodes, a worker) wait for each other
 instead of racing on the same DDL.
 """
+
 from __future__ import annotations
 
 import logging
@@ -66,7 +67,9 @@ async def apply_migrations(conn: asyncpg.Connection, migrations: list[Migration]
                 await conn.execute(migration.path.read_text())
                 await conn.execute(
                     "INSERT INTO schema_migrations (domain, version, name) VALUES ($1, $2, $3)",
-                    migration.domain, migration.version, migration.path.name,
+                    migration.domain,
+                    migration.version,
+                    migration.path.name,
                 )
             log.info("migration applied", extra={"domain": migration.domain, "file": migration.path.name})
             applied_now.append(migration)
@@ -101,8 +104,9 @@ def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-async def migrate_as_owner(owner_url: str, runtime_url: str, migrations: list[Migration], *,
-                           append_only: tuple[str, ...]) -> None:
+async def migrate_as_owner(
+    owner_url: str, runtime_url: str, migrations: list[Migration], *, append_only: tuple[str, ...]
+) -> None:
     """Applies the migrations as the owner role, then grants the runtime role (runtime_url's) its privileges."""
     runtime = await asyncpg.connect(runtime_url)
     try:

@@ -5,6 +5,7 @@ ours: the caller gets 503 `store_unavailable` with Retry-After and tries again. 
 one warning when a store starts failing and one line when it answers again, however many
 requests failed in between, instead of a traceback per request.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,13 @@ RETRY_AFTER_SECONDS = 2
 PROBE_INTERVAL_SECONDS = 0.5
 
 _REDIS_OUTAGES = (redis_errors.ConnectionError, redis_errors.TimeoutError)
-_DATABASE_OUTAGES = (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-                     asyncpg.ConnectionDoesNotExistError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
+_DATABASE_OUTAGES = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
 
 
 def outage_kind(exc: BaseException) -> str | None:
@@ -50,9 +56,13 @@ def outage_kind(exc: BaseException) -> str | None:
 
 def store_unavailable(kind: str) -> DomainError:
     name = "The database" if kind == DATABASE else "The message broker (Redis)"
-    return DomainError(503, "store_unavailable", f"{name} is unavailable right now; try again shortly.",
-                       {"store": kind, "retry_after": RETRY_AFTER_SECONDS},
-                       {"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return DomainError(
+        503,
+        "store_unavailable",
+        f"{name} is unavailable right now; try again shortly.",
+        {"store": kind, "retry_after": RETRY_AFTER_SECONDS},
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 class OutageWatch:
@@ -62,8 +72,12 @@ class OutageWatch:
     `on_recovery` run) even when no request comes in to find out.
     """
 
-    def __init__(self, kind: str, probe: Callable[[], Awaitable[object]],
-                 on_recovery: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        probe: Callable[[], Awaitable[object]],
+        on_recovery: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.kind = kind
         self._probe = probe
         self._on_recovery = on_recovery
@@ -104,9 +118,15 @@ class OutageWatch:
     def recovered(self) -> None:
         if self.down_since is None:
             return
-        log.warning("%s available again", self.kind,
-                    extra={"store": self.kind, "outage_s": round(time.monotonic() - self.down_since, 2),
-                           "failed_calls": self.failures})
+        log.warning(
+            "%s available again",
+            self.kind,
+            extra={
+                "store": self.kind,
+                "outage_s": round(time.monotonic() - self.down_since, 2),
+                "failed_calls": self.failures,
+            },
+        )
         self.down_since = None
         self.failures = 0
 
@@ -126,7 +146,7 @@ class Backoff:
         self.attempt = 0
 
     def next_delay(self) -> float:
-        delay = min(self.cap_s, self.base_s * 2 ** self.attempt)
+        delay = min(self.cap_s, self.base_s * 2**self.attempt)
         self.attempt = min(self.attempt + 1, 30)
         return random.uniform(delay / 2, delay)
 

@@ -3,6 +3,7 @@
 Every failure is a DomainError with a code and the offending field, so a client
 gets a typed answer and nothing is written.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,9 @@ def json_nesting_exceeds(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
 
 
 def too_deeply_nested() -> DomainError:
-    return unprocessable("too_deeply_nested", f"The JSON nests more than {MAX_JSON_DEPTH} levels deep.",
-                         max_depth=MAX_JSON_DEPTH)
+    return unprocessable(
+        "too_deeply_nested", f"The JSON nests more than {MAX_JSON_DEPTH} levels deep.", max_depth=MAX_JSON_DEPTH
+    )
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -84,8 +86,15 @@ def _wrong_type(name: str, expected: str) -> DomainError:
     return unprocessable("invalid_field", f"'{name}' must be {expected}.", field=name)
 
 
-def get_str(payload: dict[str, Any], name: str, *, required: bool = True, min_len: int = 0,
-            max_len: int = 10_000, default: str | None = None) -> str | None:
+def get_str(
+    payload: dict[str, Any],
+    name: str,
+    *,
+    required: bool = True,
+    min_len: int = 0,
+    max_len: int = 10_000,
+    default: str | None = None,
+) -> str | None:
     value = _field(payload, name, required)
     if value is _MISSING:
         return default
@@ -94,8 +103,9 @@ def get_str(payload: dict[str, Any], name: str, *, required: bool = True, min_le
     if not min_len <= len(value) <= max_len:
         raise unprocessable("invalid_field", f"'{name}' must be {min_len} to {max_len} characters.", field=name)
     if not _storable(value):
-        raise unprocessable("invalid_field", f"'{name}' must be text without NUL characters or lone surrogates.",
-                            field=name)
+        raise unprocessable(
+            "invalid_field", f"'{name}' must be text without NUL characters or lone surrogates.", field=name
+        )
     return value
 
 
@@ -124,8 +134,9 @@ def get_uuid(payload: dict[str, Any], name: str, *, required: bool = True) -> uu
         raise unprocessable("invalid_field", f"'{name}' must be a UUID.", field=name) from None
 
 
-def get_query_int(query: Mapping[str, str], name: str, *, minimum: int, maximum: int,
-                  default: int | None = None) -> int | None:
+def get_query_int(
+    query: Mapping[str, str], name: str, *, minimum: int, maximum: int, default: int | None = None
+) -> int | None:
     """An integer query-string parameter within bounds, or the default when absent."""
     raw = query.get(name)
     if raw is None:
@@ -139,8 +150,15 @@ def get_query_int(query: Mapping[str, str], name: str, *, minimum: int, maximum:
     return value
 
 
-def get_int(payload: dict[str, Any], name: str, *, required: bool = True, minimum: int | None = None,
-            maximum: int | None = None, default: int | None = None) -> int | None:
+def get_int(
+    payload: dict[str, Any],
+    name: str,
+    *,
+    required: bool = True,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    default: int | None = None,
+) -> int | None:
     value = _field(payload, name, required)
     if value is _MISSING:
         return default
@@ -160,8 +178,9 @@ def get_bool(payload: dict[str, Any], name: str, *, required: bool = True, defau
     return value
 
 
-def get_choice(payload: dict[str, Any], name: str, choices: Iterable[str], *, required: bool = True,
-               default: str | None = None) -> str | None:
+def get_choice(
+    payload: dict[str, Any], name: str, choices: Iterable[str], *, required: bool = True, default: str | None = None
+) -> str | None:
     allowed = tuple(choices)
     value = _field(payload, name, required)
     if value is _MISSING:

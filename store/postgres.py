@@ -1,4 +1,5 @@
 """The asyncpg connection pool."""
+
 from __future__ import annotations
 
 import json
@@ -12,6 +13,4 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    return await asyncpg.create_pool(
-        database_url, min_size=min_size, max_size=max_size, init=_init_connection
-    )
+    return await asyncpg.create_pool(database_url, min_size=min_size, max_size=max_size, init=_init_connection)

@@ -1,6 +1,7 @@
 """The chaos tests' users: a chat client and an uploader that keep going through a fault and record every
 acknowledgement, and the checks made afterwards (nothing acknowledged lost or doubled, every accepted photo
 scored once)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -47,7 +48,7 @@ class ChatSender:
             url = self.urls[self.reconnects % len(self.urls)]
             client = socketio.AsyncClient(reconnection=False)
             dropped = asyncio.Event()
-            client.on("disconnect", lambda *args: dropped.set())
+            client.on("disconnect", lambda *args, dropped=dropped: dropped.set())
             try:
                 await client.connect(url, auth={"token": self.token}, transports=["websocket"], wait_timeout=3)
                 self._client, self._dropped = client, dropped
@@ -67,9 +68,13 @@ class ChatSender:
 
     async def _send(self, client_msg_id: str) -> None:
         client = await self._connected()
-        sending = asyncio.ensure_future(client.call("message:send", {
-            "consultation_id": self.case_id, "client_msg_id": client_msg_id, "body": f"message {client_msg_id}"},
-            timeout=5))
+        sending = asyncio.ensure_future(
+            client.call(
+                "message:send",
+                {"consultation_id": self.case_id, "client_msg_id": client_msg_id, "body": f"message {client_msg_id}"},
+                timeout=5,
+            )
+        )
         dropped = asyncio.ensure_future(self._dropped.wait())
         await asyncio.wait({sending, dropped}, return_when=asyncio.FIRST_COMPLETED)
         dropped.cancel()
@@ -106,8 +111,11 @@ class ChatSender:
         client = await self._connected()
         messages: list[dict[str, Any]] = []
         while True:
-            ack = await client.call("message:sync", {"consultation_id": self.case_id,
-                                                     "after_seq": messages[-1]["seq"] if messages else 0}, timeout=10)
+            ack = await client.call(
+                "message:sync",
+                {"consultation_id": self.case_id, "after_seq": messages[-1]["seq"] if messages else 0},
+                timeout=10,
+            )
             assert ack["ok"], ack
             messages += ack["messages"]
             if not ack["has_more"]:
@@ -148,8 +156,9 @@ class Uploader:
             form.add_field("photo", jpeg(seed=self.seed), filename="lesion.jpg", content_type="image/jpeg")
             self.seed += 1
         try:
-            async with session.post(f"{self.url}/api/v1/consultations/{self.case_id}/photos", data=form,
-                                    headers=self.headers) as r:
+            async with session.post(
+                f"{self.url}/api/v1/consultations/{self.case_id}/photos", data=form, headers=self.headers
+            ) as r:
                 body = await r.json(content_type=None)
                 if r.status == 201:
                     self.accepted += [p["id"] for p in body["photos"] if not p["duplicate"]]
@@ -166,12 +175,15 @@ async def photos_scored(database_url: str, photo_ids: list[str]) -> dict[str, in
     """For each photo, how many score rows it has (exactly one per model version is right)."""
     try:
         conn = await asyncpg.connect(database_url, timeout=2)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return {}
     try:
-        rows = await conn.fetch("SELECT p.id::text AS id, count(s.photo_id) AS n FROM triage_photos p "
-                                "LEFT JOIN triage_photo_scores s ON s.photo_id = p.id "
-                                "WHERE p.id = ANY($1::uuid[]) GROUP BY p.id", photo_ids)
+        rows = await conn.fetch(
+            "SELECT p.id::text AS id, count(s.photo_id) AS n FROM triage_photos p "
+            "LEFT JOIN triage_photo_scores s ON s.photo_id = p.id "
+            "WHERE p.id = ANY($1::uuid[]) GROUP BY p.id",
+            photo_ids,
+        )
     finally:
         await conn.close()
     return {r["id"]: r["n"] for r in rows}

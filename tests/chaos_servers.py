@@ -4,6 +4,7 @@ The machine's shared PostgreSQL and Redis are never touched. PostgreSQL comes fr
 machine's initdb/pg_ctl (/usr/lib/postgresql/*/bin), else from pgserver's bundled binaries;
 initdb refuses to run as root, so as root the server runs as an unprivileged user.
 """
+
 from __future__ import annotations
 
 import glob
@@ -41,8 +42,22 @@ class OwnedRedis:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [_redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                _redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         client = redis_sync.Redis(port=self.port)
         deadline = time.monotonic() + 10
         while True:
@@ -104,8 +119,19 @@ class OwnedPostgres:
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.pgdata} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run("pg_ctl", "-D", str(self.pgdata), "-o", options, "-l", str(self.pgdata / "server.log"),
-                  "-w", "-t", "60", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.pgdata),
+            "-o",
+            options,
+            "-l",
+            str(self.pgdata / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def stop(self, mode: str = "immediate") -> None:
         """`immediate` is a crash as clients see it: every connection drops, nothing is waited for."""

@@ -3,6 +3,7 @@
 A `System` runs real `skindoc serve` and `skindoc worker` processes against servers the test
 owns (tests.chaos_servers); tests.chaos_clients has the users who chat and upload through it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,9 +34,15 @@ from tests.test_triage_support import PASSWORD
 # Short retries, backoffs and heartbeats, so that a whole fault and its recovery fit in seconds.
 FAST_RECOVERY_ENV = {
     **CHEAP_ACCOUNTS_ENV,
-    "SKINDOC_TRIAGE_RECONCILE_S": "2", "SKINDOC_TRIAGE_RECONCILE_GRACE_S": "1", "SKINDOC_TRIAGE_HEARTBEAT_S": "1",
-    "SKINDOC_TRIAGE_RETRY_MAX_S": "1", "SKINDOC_TRIAGE_CLAIM_IDLE_MS": "2000", "SKINDOC_TRIAGE_MAX_BATCH": "4",
-    "SKINDOC_TRIAGE_SALIENCY": "false", "SKINDOC_PRESENCE_GRACE_SECONDS": "3", "SKINDOC_LOG_FORMAT": "json",
+    "SKINDOC_TRIAGE_RECONCILE_S": "2",
+    "SKINDOC_TRIAGE_RECONCILE_GRACE_S": "1",
+    "SKINDOC_TRIAGE_HEARTBEAT_S": "1",
+    "SKINDOC_TRIAGE_RETRY_MAX_S": "1",
+    "SKINDOC_TRIAGE_CLAIM_IDLE_MS": "2000",
+    "SKINDOC_TRIAGE_MAX_BATCH": "4",
+    "SKINDOC_TRIAGE_SALIENCY": "false",
+    "SKINDOC_PRESENCE_GRACE_SECONDS": "3",
+    "SKINDOC_LOG_FORMAT": "json",
     "SKINDOC_TRIAGE_MAX_PHOTOS": "60",
 }
 # A worker process loads the model and compiles its batch sizes before it is ready.
@@ -97,6 +104,7 @@ async def wait_until(check, timeout: float, what: str, interval: float = 0.1) ->
 @dataclass
 class System:
     """Web nodes and triage workers on one database and one Redis, with the test's settings."""
+
     env: dict[str, str]
     workdir: Path
     nodes: list[LiveServer] = field(default_factory=list)
@@ -121,8 +129,12 @@ class System:
 
 
 def system_env(database_url: str, redis_url: str) -> dict[str, str]:
-    return {**FAST_RECOVERY_ENV, "SKINDOC_DATABASE_URL": database_url, "SKINDOC_REDIS_URL": redis_url,
-            "SKINDOC_SOCKETIO_CHANNEL": f"chaos-{secrets.token_hex(4)}"}
+    return {
+        **FAST_RECOVERY_ENV,
+        "SKINDOC_DATABASE_URL": database_url,
+        "SKINDOC_REDIS_URL": redis_url,
+        "SKINDOC_SOCKETIO_CHANNEL": f"chaos-{secrets.token_hex(4)}",
+    }
 
 
 # ---- users --------------------------------------------------------------------------------------
@@ -130,8 +142,10 @@ def system_env(database_url: str, redis_url: str) -> dict[str, str]:
 
 async def register(session: aiohttp.ClientSession, url: str, role: str) -> str:
     email = f"{role}-{secrets.token_hex(5)}@example.org"
-    async with session.post(f"{url}/api/v1/auth/register",
-                            json={"email": email, "password": PASSWORD, "name": f"Chaos {role}", "role": role}) as r:
+    async with session.post(
+        f"{url}/api/v1/auth/register",
+        json={"email": email, "password": PASSWORD, "name": f"Chaos {role}", "role": role},
+    ) as r:
         assert r.status == 201, await r.text()
     return email
 
@@ -144,8 +158,13 @@ async def sign_in(session: aiohttp.ClientSession, url: str, email: str) -> dict[
 
 def approve_doctor(env: dict[str, str], email: str) -> None:
     """The administrator's command, run beside the nodes as an operator would."""
-    subprocess.run([sys.executable, "-m", "web.cli", "admin", "approve", email], env={**os.environ, **env},
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "web.cli", "admin", "approve", email],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 async def open_case(session: aiohttp.ClientSession, node_url: str) -> tuple[dict, str]:

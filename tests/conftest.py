@@ -6,6 +6,7 @@ then the machine's servers on 127.0.0.1:5432 / :6379, then embedded ones
 cloned from a template that already holds every migration, and a flushed Redis
 database, so tests never see each other's data.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,10 +24,10 @@ import socketio
 from auth.config import AuthConfig
 from chat.config import ChatConfig
 from store.embedded import EmbeddedServers
+from store.migrations import apply_migrations
 from tests.browsers import SKIP_REASON as NO_BROWSER
 from tests.contract_check import ContractCheck
 from tests.live_server import create_database, drop_database, scratch_database, start_server
-from store.migrations import apply_migrations
 from web.app import all_migrations, create_app
 from web.settings import Settings
 
@@ -35,8 +36,9 @@ TEST_REDIS_DB = 9
 # argon2id at its cheapest, so tests that create many accounts stay fast on a small machine; and
 # registrations unthrottled, since every test registers from 127.0.0.1 (tests/test_security_throttle.py
 # sets its own limit).
-TEST_AUTH_CONFIG = AuthConfig(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1,
-                              registration_max_per_address=1_000_000)
+TEST_AUTH_CONFIG = AuthConfig(
+    argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1, registration_max_per_address=1_000_000
+)
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -112,8 +114,14 @@ async def clean_redis(redis_url) -> AsyncIterator[str]:
 def settings(database_url, clean_redis, tmp_path) -> Settings:
     # Redis pub/sub ignores database numbers: each test gets its own Socket.IO channel.
     chat = replace(ChatConfig(), socketio_channel=f"skindoc-test-{secrets.token_hex(6)}")
-    return replace(Settings(), database_url=database_url, redis_url=clean_redis, data_dir=tmp_path / "var",
-                   auth=TEST_AUTH_CONFIG, chat=chat)
+    return replace(
+        Settings(),
+        database_url=database_url,
+        redis_url=clean_redis,
+        data_dir=tmp_path / "var",
+        auth=TEST_AUTH_CONFIG,
+        chat=chat,
+    )
 
 
 @pytest.fixture
@@ -128,9 +136,6 @@ async def db(database_url) -> AsyncIterator[asyncpg.Connection]:
 async def client(aiohttp_client, settings):
     """An HTTP client against a real app on a real socket, backed by the test's database and Redis."""
     return await aiohttp_client(create_app(settings))
-
-
-
 
 
 def with_user(url: str, user: str) -> str:
@@ -166,13 +171,18 @@ def live_server(settings, runtime_database_url, tmp_path):
 
     It runs as production does: the owner (the test's superuser) migrates and grants, the server
     serves as a runtime role that cannot rewrite the audit log."""
-    server = start_server({"SKINDOC_DATABASE_URL": runtime_database_url,
-                           "SKINDOC_DATABASE_OWNER_URL": settings.database_url,
-                           "SKINDOC_DEV_MODE": "false",
-                           "SKINDOC_REDIS_URL": settings.redis_url,
-                           "SKINDOC_DATA_DIR": str(settings.data_dir),
-                           "SKINDOC_SOCKETIO_CHANNEL": settings.chat.socketio_channel,
-                           "SKINDOC_LOG_FORMAT": "json"}, tmp_path / "server.log")
+    server = start_server(
+        {
+            "SKINDOC_DATABASE_URL": runtime_database_url,
+            "SKINDOC_DATABASE_OWNER_URL": settings.database_url,
+            "SKINDOC_DEV_MODE": "false",
+            "SKINDOC_REDIS_URL": settings.redis_url,
+            "SKINDOC_DATA_DIR": str(settings.data_dir),
+            "SKINDOC_SOCKETIO_CHANNEL": settings.chat.socketio_channel,
+            "SKINDOC_LOG_FORMAT": "json",
+        },
+        tmp_path / "server.log",
+    )
     yield server
     server.stop()
 

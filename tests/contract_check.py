@@ -3,6 +3,7 @@
 conftest's autouse fixture `realtime_contract` wraps `socketio.AsyncClient.on` (pushes) and
 `.call` (acks) for every test, and fails the test when anything it saw breaks the document.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,7 +31,8 @@ def _validators() -> tuple[dict, dict, Any]:
             replies = [ref["$ref"].rsplit("/", 1)[-1] for ref in operation["reply"]["messages"]]
             for key in keys:
                 acks[contract.message_name(doc, key)] = [
-                    contract.validator(doc, f"/components/messages/{r}/payload") for r in replies]
+                    contract.validator(doc, f"/components/messages/{r}/payload") for r in replies
+                ]
     return pushes, acks, contract.validator(doc, "/components/messages/errorAck/payload")
 
 
@@ -72,12 +74,15 @@ class ContractCheck:
                 self.check_push(event, args)
 
         if asyncio.iscoroutinefunction(handler):
+
             async def checked_async(*args: Any) -> Any:
                 check(args)
                 return await handler(*args)
+
             return checked_async
 
         def checked(*args: Any) -> Any:
             check(args)
             return handler(*args)
+
         return checked

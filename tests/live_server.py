@@ -3,6 +3,7 @@ a free port, started and waited for until its /readyz answers 200; and scratch P
 
 Tests and bench/ both start processes through this module, so there is one way to do it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,12 @@ import asyncpg
 
 # Accounts at the cheapest argon2id cost and registrations unthrottled: setting up many accounts from
 # 127.0.0.1 is not what a test or a benchmark measures.
-CHEAP_ACCOUNTS_ENV = {"SKINDOC_ARGON2_TIME_COST": "1", "SKINDOC_ARGON2_MEMORY_KIB": "8",
-                      "SKINDOC_ARGON2_PARALLELISM": "1", "SKINDOC_REGISTRATION_MAX_PER_ADDRESS": "1000000"}
+CHEAP_ACCOUNTS_ENV = {
+    "SKINDOC_ARGON2_TIME_COST": "1",
+    "SKINDOC_ARGON2_MEMORY_KIB": "8",
+    "SKINDOC_ARGON2_PARALLELISM": "1",
+    "SKINDOC_REGISTRATION_MAX_PER_ADDRESS": "1000000",
+}
 SKINDOC = (sys.executable, "-m", "web.cli")
 
 
@@ -49,6 +54,7 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
 @dataclass
 class LiveServer:
     """One process answering HTTP on 127.0.0.1:port (for a worker: its health endpoint)."""
+
     process: subprocess.Popen
     port: int
     log_path: Path
@@ -78,13 +84,19 @@ class LiveServer:
                 self.kill()
 
 
-def start_process(argv: Sequence[str], env: Mapping[str, str], log_path: Path, port: int, *,
-                  ready_timeout: float | None = 90.0, cwd: Path | None = None) -> LiveServer:
+def start_process(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    port: int,
+    *,
+    ready_timeout: float | None = 90.0,
+    cwd: Path | None = None,
+) -> LiveServer:
     """Starts `argv` with `env` over the inherited environment, its output appended to `log_path`, and
     waits until its /readyz answers 200 (ready_timeout None: returns at once)."""
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(list(argv), env={**os.environ, **env}, cwd=cwd, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(list(argv), env={**os.environ, **env}, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     server = LiveServer(process, port, log_path)
     if ready_timeout is None:
         return server
@@ -100,8 +112,14 @@ def start_process(argv: Sequence[str], env: Mapping[str, str], log_path: Path, p
     raise RuntimeError(f"{shown} not ready in {ready_timeout}s; log: {log_path.read_text()[-3000:]}")
 
 
-def start_server(env: Mapping[str, str], log_path: Path, *, port: int | None = None, ready_timeout: float = 90.0,
-                 cwd: Path | None = None) -> LiveServer:
+def start_server(
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    port: int | None = None,
+    ready_timeout: float = 90.0,
+    cwd: Path | None = None,
+) -> LiveServer:
     """`skindoc serve` with the given SKINDOC_* settings, once /readyz says ready."""
     port = port or free_port()
     # Dev mode unless the caller says otherwise: a test server given a superuser's URL may serve with it.
@@ -109,16 +127,24 @@ def start_server(env: Mapping[str, str], log_path: Path, *, port: int | None = N
     return start_process([*SKINDOC, "serve"], full_env, log_path, port, ready_timeout=ready_timeout, cwd=cwd)
 
 
-def start_worker(env: Mapping[str, str], log_path: Path, *, ready_timeout: float | None = None,
-                 cwd: Path | None = None) -> LiveServer:
+def start_worker(
+    env: Mapping[str, str], log_path: Path, *, ready_timeout: float | None = None, cwd: Path | None = None
+) -> LiveServer:
     """`skindoc worker` with its health endpoint on a free port; it is ready once every batch size is
     compiled, which takes minutes on a small machine, so by default this does not wait for it."""
     port = free_port()
-    return start_process([*SKINDOC, "worker"], {**env, "SKINDOC_WORKER_HEALTH_PORT": str(port)}, log_path, port,
-                         ready_timeout=ready_timeout, cwd=cwd)
+    return start_process(
+        [*SKINDOC, "worker"],
+        {**env, "SKINDOC_WORKER_HEALTH_PORT": str(port)},
+        log_path,
+        port,
+        ready_timeout=ready_timeout,
+        cwd=cwd,
+    )
 
 
 # ---- scratch databases ----------------------------------------------------------------------------
+
 
 def with_database(url: str, name: str) -> str:
     """The same server URL pointed at another database."""

@@ -2,6 +2,7 @@
 
 Also holds the small helpers the other auth test modules use to create accounts.
 """
+
 from __future__ import annotations
 
 import time
@@ -25,8 +26,9 @@ def bearer(tokens: dict) -> dict[str, str]:
 
 
 async def register(client, email: str, *, role: str = "patient", password: str = PASSWORD, name: str = "Sam Doe"):
-    response = await client.post("/api/v1/auth/register",
-                                 json={"email": email, "password": password, "name": name, "role": role})
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": email, "password": password, "name": name, "role": role}
+    )
     assert response.status == 201, await response.text()
     return (await response.json())["user"]
 
@@ -78,8 +80,9 @@ async def test_access_token_claims(client):
 
 async def test_duplicate_email_is_409_and_writes_nothing(client, db):
     await register(client, "dup@example.com")
-    response = await client.post("/api/v1/auth/register",
-                                 json={"email": "DUP@example.com", "password": PASSWORD, "name": "Other"})
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": "DUP@example.com", "password": PASSWORD, "name": "Other"}
+    )
     assert response.status == 409
     assert (await response.json())["code"] == "email_taken"
     assert await db.fetchval("SELECT count(*) FROM users") == 1
@@ -87,8 +90,9 @@ async def test_duplicate_email_is_409_and_writes_nothing(client, db):
 
 async def test_weak_passwords_are_refused(client, db):
     for password, reason in (("short", "too short"), ("password1234", "common"), ("Password1234", "common")):
-        response = await client.post("/api/v1/auth/register",
-                                     json={"email": "weak@example.com", "password": password, "name": "W"})
+        response = await client.post(
+            "/api/v1/auth/register", json={"email": "weak@example.com", "password": password, "name": "W"}
+        )
         assert response.status == 422, reason
         body = await response.json()
         assert body["code"] == "weak_password" and body["field"] == "password"
@@ -114,8 +118,12 @@ async def test_refresh_rotates_and_old_token_is_spent(client, db):
     assert (await client.get("/api/v1/me", headers=bearer(second))).status == 200
     assert await db.fetchval("SELECT count(*) FROM refresh_tokens") == 2
     # Only hashes are stored.
-    assert await db.fetchval("SELECT count(*) FROM refresh_tokens WHERE token_hash = convert_to($1, 'UTF8')",
-                             second["refresh_token"]) == 0
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM refresh_tokens WHERE token_hash = convert_to($1, 'UTF8')", second["refresh_token"]
+        )
+        == 0
+    )
 
     third = await client.post("/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]})
     assert third.status == 200
@@ -157,8 +165,9 @@ async def test_expired_refresh_token_is_401(client, db):
 
 async def test_logout_refuses_the_access_token_and_the_refresh_family(client, redis_url):
     tokens = await signed_in(client, "bye@example.com")
-    response = await client.post("/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]},
-                                 headers=bearer(tokens))
+    response = await client.post(
+        "/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]}, headers=bearer(tokens)
+    )
     assert response.status == 204
     me = await client.get("/api/v1/me", headers=bearer(tokens))
     assert me.status == 401 and (await me.json())["code"] == "invalid_token"
@@ -176,8 +185,9 @@ async def test_logout_refuses_the_access_token_and_the_refresh_family(client, re
 async def test_logout_with_someone_elses_refresh_token_changes_nothing(client, db):
     mine = await signed_in(client, "me@example.com")
     theirs = await signed_in(client, "them@example.com")
-    response = await client.post("/api/v1/auth/logout", json={"refresh_token": theirs["refresh_token"]},
-                                 headers=bearer(mine))
+    response = await client.post(
+        "/api/v1/auth/logout", json={"refresh_token": theirs["refresh_token"]}, headers=bearer(mine)
+    )
     assert response.status == 401
     assert await db.fetchval("SELECT count(*) FROM refresh_families WHERE revoked_at IS NOT NULL") == 0
     assert (await client.get("/api/v1/me", headers=bearer(mine))).status == 200
@@ -188,8 +198,9 @@ async def test_expired_access_token_is_refused(client):
     service = service_of(client)
     now = int(time.time())
     claims = jwt.decode(tokens["access_token"], service.tokens._key, algorithms=["ES256"]).claims
-    expired = jwt.encode({"alg": "ES256"}, {**claims, "iat": now - 1000, "exp": now - 100}, service.tokens._key,
-                         algorithms=["ES256"])
+    expired = jwt.encode(
+        {"alg": "ES256"}, {**claims, "iat": now - 1000, "exp": now - 100}, service.tokens._key, algorithms=["ES256"]
+    )
     response = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {expired}"})
     assert response.status == 401
     assert (await response.json())["code"] == "token_expired"
@@ -215,18 +226,21 @@ async def test_password_change_needs_the_old_password_and_signs_other_sessions_o
     tokens = await signed_in(client, "pw@example.com")
     other = await login(client, "pw@example.com")
     new_password = "an entirely different passphrase"
-    wrong = await client.patch("/api/v1/me", json={"current_password": "wrong" * 4, "new_password": new_password},
-                               headers=bearer(tokens))
+    wrong = await client.patch(
+        "/api/v1/me", json={"current_password": "wrong" * 4, "new_password": new_password}, headers=bearer(tokens)
+    )
     assert wrong.status == 403 and (await wrong.json())["code"] == "wrong_password"
     missing = await client.patch("/api/v1/me", json={"new_password": new_password}, headers=bearer(tokens))
     assert missing.status == 422 and (await missing.json())["field"] == "current_password"
-    weak = await client.patch("/api/v1/me", json={"current_password": PASSWORD, "new_password": "qwerty123456"},
-                              headers=bearer(tokens))
+    weak = await client.patch(
+        "/api/v1/me", json={"current_password": PASSWORD, "new_password": "qwerty123456"}, headers=bearer(tokens)
+    )
     assert weak.status == 422 and (await weak.json())["code"] == "weak_password"
     await login(client, "pw@example.com")  # nothing changed so far
 
-    ok = await client.patch("/api/v1/me", json={"current_password": PASSWORD, "new_password": new_password},
-                            headers=bearer(tokens))
+    ok = await client.patch(
+        "/api/v1/me", json={"current_password": PASSWORD, "new_password": new_password}, headers=bearer(tokens)
+    )
     assert ok.status == 200
     await login(client, "pw@example.com", new_password)
     refused = await client.post("/api/v1/auth/login", json={"email": "pw@example.com", "password": PASSWORD})

@@ -1,4 +1,5 @@
 """Doctor approval (HTTP and `skindoc admin approve`), `skindoc admin create`, and sign-in throttling."""
+
 from __future__ import annotations
 
 import asyncio
@@ -65,9 +66,11 @@ async def test_doctor_approval_flow(client, db):
 async def test_approving_what_is_not_a_pending_doctor(client):
     admin = await signed_in(client, "admin@example.com", role="admin")
     patient = await register(client, "pat@example.com")
-    for target, status, code in ((patient["id"], 404, "doctor_not_found"),
-                                 (str(uuid.uuid4()), 404, "doctor_not_found"),
-                                 ("not-a-uuid", 404, "doctor_not_found")):
+    for target, status, code in (
+        (patient["id"], 404, "doctor_not_found"),
+        (str(uuid.uuid4()), 404, "doctor_not_found"),
+        ("not-a-uuid", 404, "doctor_not_found"),
+    ):
         response = await client.post(f"/api/v1/admin/doctors/{target}/approve", headers=bearer(admin))
         assert response.status == status and (await response.json())["code"] == code
 
@@ -80,8 +83,16 @@ async def test_doctor_list_rejects_bad_query(client):
 
 
 async def test_cli_creates_an_admin_and_approves_a_doctor(client, run_cli, db):
-    status, out, err = await run_cli("admin", "create", "--email", "Root@Example.com", "--name", "Root",
-                                     "--password-stdin", stdin="a proper admin passphrase\n")
+    status, out, err = await run_cli(
+        "admin",
+        "create",
+        "--email",
+        "Root@Example.com",
+        "--name",
+        "Root",
+        "--password-stdin",
+        stdin="a proper admin passphrase\n",
+    )
     assert status == 0, err
     assert "root@example.com" in out
     tokens = await login(client, "root@example.com", "a proper admin passphrase")
@@ -98,14 +109,23 @@ async def test_cli_creates_an_admin_and_approves_a_doctor(client, run_cli, db):
 
 
 async def test_cli_admin_create_refuses_weak_or_missing_passwords(client, run_cli, db):
-    status, _, err = await run_cli("admin", "create", "--email", "a@example.com", "--name", "A",
-                                   "--password-stdin", stdin="password123\n")
+    status, _, err = await run_cli(
+        "admin", "create", "--email", "a@example.com", "--name", "A", "--password-stdin", stdin="password123\n"
+    )
     assert status == 2 and "password" in err
     # No terminal and no --password-stdin: refuse rather than invent a password.
     status, _, err = await run_cli("admin", "create", "--email", "a@example.com", "--name", "A")
     assert status != 0 and "--password-stdin" in err
-    status, _, err = await run_cli("admin", "create", "--email", "not-an-email", "--name", "A",
-                                   "--password-stdin", stdin="a proper admin passphrase\n")
+    status, _, err = await run_cli(
+        "admin",
+        "create",
+        "--email",
+        "not-an-email",
+        "--name",
+        "A",
+        "--password-stdin",
+        stdin="a proper admin passphrase\n",
+    )
     assert status == 2
     assert await db.fetchval("SELECT count(*) FROM users") == 0
 
@@ -120,7 +140,9 @@ async def test_account_is_throttled_after_ten_failures(client):
     assert response.status == 429
     body = await response.json()
     assert body["code"] == "too_many_attempts"
-    assert 0 < int(response.headers["Retry-After"]) <= 900 and body["retry_after"] == int(response.headers["Retry-After"])
+    assert 0 < int(response.headers["Retry-After"]) <= 900 and body["retry_after"] == int(
+        response.headers["Retry-After"]
+    )
 
 
 async def test_success_clears_the_account_counter(client, redis_url):
@@ -136,7 +158,9 @@ async def test_success_clears_the_account_counter(client, redis_url):
     assert await redis.delete("skindoc:auth:login-failures:ip:127.0.0.1") == 1
     await redis.aclose()
     for _ in range(9):
-        response = await client.post("/api/v1/auth/login", json={"email": "forgetful@example.com", "password": "x" * 12})
+        response = await client.post(
+            "/api/v1/auth/login", json={"email": "forgetful@example.com", "password": "x" * 12}
+        )
         assert response.status == 401
     await login(client, "forgetful@example.com")
 
@@ -144,7 +168,9 @@ async def test_success_clears_the_account_counter(client, redis_url):
 async def test_address_is_throttled_across_accounts(client):
     await register(client, "innocent@example.com")
     for n in range(10):
-        response = await client.post("/api/v1/auth/login", json={"email": f"guess{n}@example.com", "password": "x" * 12})
+        response = await client.post(
+            "/api/v1/auth/login", json={"email": f"guess{n}@example.com", "password": "x" * 12}
+        )
         assert response.status == 401
     response = await client.post("/api/v1/auth/login", json={"email": "innocent@example.com", "password": PASSWORD})
     assert response.status == 429

@@ -1,5 +1,6 @@
 """The audit log: a row for each audited action, append-only in the database, and a hash chain that
 `skindoc audit verify` checks, naming the first row altered behind the application's back."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,16 +27,22 @@ async def _actions(db) -> list[dict]:
 async def test_each_audited_action_writes_a_row(client, db):
     # A client's request id is never written as ours: the audit row carries the server's.
     headers = {"X-Request-Id": "cli"}
-    response = await client.post("/api/v1/auth/register", headers=headers,
-                                 json={"email": "audited@example.com", "password": PASSWORD, "name": "Au Dit"})
+    response = await client.post(
+        "/api/v1/auth/register",
+        headers=headers,
+        json={"email": "audited@example.com", "password": PASSWORD, "name": "Au Dit"},
+    )
     server_request_id = response.headers["X-Request-Id"]
     assert response.headers["X-Client-Request-Id"] == "cli" and server_request_id != "cli"
     user = (await response.json())["user"]
     await client.post("/api/v1/auth/login", json={"email": "audited@example.com", "password": "wrong" * 3})
     tokens = await login(client, "audited@example.com")
     await client.patch("/api/v1/me", json={"name": "Renamed"}, headers=bearer(tokens))
-    await client.patch("/api/v1/me", json={"current_password": PASSWORD, "new_password": "a brand new passphrase"},
-                       headers=bearer(tokens))
+    await client.patch(
+        "/api/v1/me",
+        json={"current_password": PASSWORD, "new_password": "a brand new passphrase"},
+        headers=bearer(tokens),
+    )
     tokens = await login(client, "audited@example.com", "a brand new passphrase")
     rotated = await (await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})).json()
     await client.post("/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]})  # past the grace
@@ -51,9 +58,20 @@ async def test_each_audited_action_writes_a_row(client, db):
     rows = await _actions(db)
     actions = [r["action"] for r in rows]
     assert actions == [
-        "auth.register", "auth.login_failed", "auth.login", "user.profile_update", "user.password_change",
-        "auth.login", "auth.refresh_reuse_detected", "auth.login", "auth.logout",
-        "auth.register", "admin.create", "auth.login", "admin.doctor_approve", "admin.audit_search",
+        "auth.register",
+        "auth.login_failed",
+        "auth.login",
+        "user.profile_update",
+        "user.password_change",
+        "auth.login",
+        "auth.refresh_reuse_detected",
+        "auth.login",
+        "auth.logout",
+        "auth.register",
+        "admin.create",
+        "auth.login",
+        "admin.doctor_approve",
+        "admin.audit_search",
     ]
     first = rows[0]
     assert first["subject_type"] == "user" and first["subject_id"] == user["id"]
@@ -72,11 +90,14 @@ async def test_each_audited_action_writes_a_row(client, db):
     assert ids == list(range(1, len(rows) + 1))
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE audit_log SET action = 'nothing.happened'",
-    "DELETE FROM audit_log",
-    "TRUNCATE audit_log",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_log SET action = 'nothing.happened'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ],
+)
 async def test_audit_rows_cannot_be_changed_or_removed(client, db, statement):
     await register(client, "keep@example.com")
     before = await _actions(db)
@@ -126,6 +147,7 @@ async def test_concurrent_writers_keep_one_chain(database_url, db):
     """Many connections appending at once: the lock serialises them, so ids are gapless and every link holds."""
     conns = [await asyncpg.connect(database_url) for _ in range(8)]
     try:
+
         async def write(conn, n: int) -> None:
             for i in range(10):
                 async with conn.transaction():

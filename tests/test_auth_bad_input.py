@@ -1,5 +1,6 @@
 """Bad input to the auth routes: malformed JSON, wrong types, missing fields, oversized or non-JSON bodies.
 Each gets a typed problem document and writes nothing."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,13 +10,23 @@ import pytest
 
 from tests.test_auth_accounts import PASSWORD, bearer, signed_in
 
-ROUTES = ["/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout",
-          "/api/v1/auth/oidc", "/api/v1/me"]
+ROUTES = [
+    "/api/v1/auth/register",
+    "/api/v1/auth/login",
+    "/api/v1/auth/refresh",
+    "/api/v1/auth/logout",
+    "/api/v1/auth/oidc",
+    "/api/v1/me",
+]
 
 
 async def _counts(db) -> tuple:
-    return tuple([await db.fetchval(f"SELECT count(*) FROM {table}")
-                  for table in ("users", "refresh_tokens", "refresh_families", "audit_log", "oidc_identities")])
+    return tuple(
+        [
+            await db.fetchval(f"SELECT count(*) FROM {table}")
+            for table in ("users", "refresh_tokens", "refresh_families", "audit_log", "oidc_identities")
+        ]
+    )
 
 
 async def _send(client, path: str, headers: dict, **kwargs):
@@ -56,14 +67,20 @@ async def test_oversized_bodies_are_413(client, db, session):
 
     async def chunked():
         for start in range(0, len(big), 8192):
-            yield big[start:start + 8192]
+            yield big[start : start + 8192]
 
     for path in ROUTES:
-        await _problem(await _send(client, path, {**bearer(session), "Content-Type": "application/json"}, data=big),
-                       413, "payload_too_large")
+        await _problem(
+            await _send(client, path, {**bearer(session), "Content-Type": "application/json"}, data=big),
+            413,
+            "payload_too_large",
+        )
         # Without a Content-Length the limit still holds.
-        await _problem(await _send(client, path, {**bearer(session), "Content-Type": "application/json"},
-                                   data=chunked()), 413, "payload_too_large")
+        await _problem(
+            await _send(client, path, {**bearer(session), "Content-Type": "application/json"}, data=chunked()),
+            413,
+            "payload_too_large",
+        )
     assert await _counts(db) == before
 
 
@@ -72,7 +89,7 @@ async def test_a_body_arriving_in_pieces_is_read_whole(client, db):
 
     async def trickle():
         for start in range(0, len(body), 4096):
-            yield body[start:start + 4096].encode()
+            yield body[start : start + 4096].encode()
             await asyncio.sleep(0.005)
 
     response = await client.post("/api/v1/auth/register", data=trickle(), headers={"Content-Type": "application/json"})
@@ -90,12 +107,24 @@ CASES = [
     ("/api/v1/auth/register", {"email": "a@example.com", "password": ["x"], "name": "N"}, "invalid_field", "password"),
     ("/api/v1/auth/register", {"email": "a@example.com", "password": PASSWORD, "name": {}}, "invalid_field", "name"),
     ("/api/v1/auth/register", {"email": "a@example.com", "password": PASSWORD, "name": "   "}, "invalid_field", "name"),
-    ("/api/v1/auth/register", {"email": "a@example.com", "password": PASSWORD, "name": "x" * 101}, "invalid_field",
-     "name"),
-    ("/api/v1/auth/register", {"email": "a@example.com", "password": PASSWORD, "name": "N", "role": "admin"},
-     "invalid_field", "role"),
-    ("/api/v1/auth/register", {"email": "a@example.com", "password": "x" * 1025, "name": "N"}, "invalid_field",
-     "password"),
+    (
+        "/api/v1/auth/register",
+        {"email": "a@example.com", "password": PASSWORD, "name": "x" * 101},
+        "invalid_field",
+        "name",
+    ),
+    (
+        "/api/v1/auth/register",
+        {"email": "a@example.com", "password": PASSWORD, "name": "N", "role": "admin"},
+        "invalid_field",
+        "role",
+    ),
+    (
+        "/api/v1/auth/register",
+        {"email": "a@example.com", "password": "x" * 1025, "name": "N"},
+        "invalid_field",
+        "password",
+    ),
     ("/api/v1/auth/login", {"email": "someone@example.com"}, "missing_field", "password"),
     ("/api/v1/auth/login", {"email": "someone@example.com", "password": 12345678}, "invalid_field", "password"),
     ("/api/v1/auth/login", {"email": None, "password": PASSWORD}, "missing_field", "email"),
@@ -109,16 +138,36 @@ CASES = [
     ("/api/v1/me", {"role": "admin"}, "unknown_field", "role"),
     ("/api/v1/me", {"new_password": 12}, "invalid_field", "new_password"),
     # Valid JSON that PostgreSQL or UTF-8 cannot hold (found by schemathesis as 500s).
-    ("/api/v1/auth/register", {"email": "a@example.com", "password": PASSWORD, "name": "A\u0000b"}, "invalid_field",
-     "name"),
-    ("/api/v1/auth/register", {"email": "a@example.com", "password": PASSWORD, "name": "A\x07b"}, "invalid_field",
-     "name"),
-    ("/api/v1/auth/register", {"email": "a@example.com", "password": PASSWORD, "name": "A\ud800b"}, "invalid_field",
-     "name"),
-    ("/api/v1/auth/register", {"email": "a\u0000@example.com", "password": PASSWORD, "name": "N"}, "invalid_field",
-     "email"),
-    ("/api/v1/auth/register", {"email": "a@example.com", "password": PASSWORD + "\udc00", "name": "N"},
-     "invalid_field", "password"),
+    (
+        "/api/v1/auth/register",
+        {"email": "a@example.com", "password": PASSWORD, "name": "A\u0000b"},
+        "invalid_field",
+        "name",
+    ),
+    (
+        "/api/v1/auth/register",
+        {"email": "a@example.com", "password": PASSWORD, "name": "A\x07b"},
+        "invalid_field",
+        "name",
+    ),
+    (
+        "/api/v1/auth/register",
+        {"email": "a@example.com", "password": PASSWORD, "name": "A\ud800b"},
+        "invalid_field",
+        "name",
+    ),
+    (
+        "/api/v1/auth/register",
+        {"email": "a\u0000@example.com", "password": PASSWORD, "name": "N"},
+        "invalid_field",
+        "email",
+    ),
+    (
+        "/api/v1/auth/register",
+        {"email": "a@example.com", "password": PASSWORD + "\udc00", "name": "N"},
+        "invalid_field",
+        "password",
+    ),
     ("/api/v1/auth/login", {"email": "a@example.com", "password": "\ud800" * 12}, "invalid_field", "password"),
     ("/api/v1/auth/refresh", {"refresh_token": "\udfff"}, "invalid_field", "refresh_token"),
     ("/api/v1/auth/oidc", {"id_token": "a.b\ud800.c"}, "invalid_field", "id_token"),
@@ -132,11 +181,16 @@ async def test_unstorable_query_text_and_request_ids_are_handled(client, db):
         response = await client.get(f"/api/v1/admin/audit?{query}", headers=bearer(admin))
         assert response.status == 422, query
     # A client's odd request id neither fails the request nor reaches the audit log (nor is echoed).
-    response = await client.post("/api/v1/auth/register", headers={"X-Request-Id": "id\u00e9x"},
-                                 json={"email": "rid@example.com", "password": PASSWORD, "name": "R"})
+    response = await client.post(
+        "/api/v1/auth/register",
+        headers={"X-Request-Id": "id\u00e9x"},
+        json={"email": "rid@example.com", "password": PASSWORD, "name": "R"},
+    )
     assert response.status == 201 and "X-Client-Request-Id" not in response.headers
-    assert await db.fetchval("SELECT request_id FROM audit_log WHERE action = 'auth.register' "
-                             "ORDER BY id DESC LIMIT 1") == response.headers["X-Request-Id"]
+    assert (
+        await db.fetchval("SELECT request_id FROM audit_log WHERE action = 'auth.register' ORDER BY id DESC LIMIT 1")
+        == response.headers["X-Request-Id"]
+    )
 
 
 @pytest.mark.parametrize("path, body, code, field", CASES)

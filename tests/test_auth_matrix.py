@@ -1,4 +1,5 @@
 """Every auth route × every kind of caller → the expected status, plus require_role on a clinical route."""
+
 from __future__ import annotations
 
 import itertools
@@ -21,16 +22,18 @@ async def _request(client, route: str, tokens: dict | None):
     """One call of `route` with a body that is valid, so only the caller decides the answer."""
     headers = bearer(tokens) if tokens else {}
     if route == "POST /api/v1/auth/register":
-        return await client.post("/api/v1/auth/register",
-                                 json={"email": _email(), "password": PASSWORD, "name": "N"}, headers=headers)
+        return await client.post(
+            "/api/v1/auth/register", json={"email": _email(), "password": PASSWORD, "name": "N"}, headers=headers
+        )
     if route == "POST /api/v1/auth/login":
         email = _email()
         await register(client, email)
         return await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}, headers=headers)
     if route == "POST /api/v1/auth/refresh":
         fresh = await signed_in(client, _email())
-        return await client.post("/api/v1/auth/refresh", json={"refresh_token": fresh["refresh_token"]},
-                                 headers=headers)
+        return await client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": fresh["refresh_token"]}, headers=headers
+        )
     if route == "POST /api/v1/auth/logout":
         refresh_token = tokens["refresh_token"] if tokens else "none"
         return await client.post("/api/v1/auth/logout", json={"refresh_token": refresh_token}, headers=headers)
@@ -52,16 +55,16 @@ async def _request(client, route: str, tokens: dict | None):
 
 #                                        anonymous patient pending doctor admin
 EXPECTED = {
-    "POST /api/v1/auth/register":             (201, 201, 201, 201, 201),
-    "POST /api/v1/auth/login":                (200, 200, 200, 200, 200),
-    "POST /api/v1/auth/refresh":              (200, 200, 200, 200, 200),
-    "POST /api/v1/auth/logout":               (401, 204, 204, 204, 204),
-    "POST /api/v1/auth/oidc":                 (404, 404, 404, 404, 404),  # no issuer configured here
-    "GET /api/v1/me":                         (401, 200, 200, 200, 200),
-    "PATCH /api/v1/me":                       (401, 200, 200, 200, 200),
-    "GET /api/v1/admin/doctors":              (401, 403, 403, 403, 200),
+    "POST /api/v1/auth/register": (201, 201, 201, 201, 201),
+    "POST /api/v1/auth/login": (200, 200, 200, 200, 200),
+    "POST /api/v1/auth/refresh": (200, 200, 200, 200, 200),
+    "POST /api/v1/auth/logout": (401, 204, 204, 204, 204),
+    "POST /api/v1/auth/oidc": (404, 404, 404, 404, 404),  # no issuer configured here
+    "GET /api/v1/me": (401, 200, 200, 200, 200),
+    "PATCH /api/v1/me": (401, 200, 200, 200, 200),
+    "GET /api/v1/admin/doctors": (401, 403, 403, 403, 200),
     "POST /api/v1/admin/doctors/{id}/approve": (401, 403, 403, 403, 200),
-    "GET /api/v1/admin/audit":                (401, 403, 403, 403, 200),
+    "GET /api/v1/admin/audit": (401, 403, 403, 403, 200),
 }
 
 
@@ -79,13 +82,14 @@ async def test_authorisation_matrix(client):
         "doctor": (await approved_doctor(client, "m-doctor@example.com"))["user"]["email"],
         "admin": (await signed_in(client, "m-admin@example.com", role="admin"))["user"]["email"],
     }
-    assert set(EXPECTED) == {f"{r.method} {r.resource.canonical.replace('{doctor_id}', '{id}')}"
-                             for r in client.server.app.router.routes()
-                             if r.resource.canonical.startswith(("/api/v1/auth", "/api/v1/me", "/api/v1/admin"))
-                             and r.method != "HEAD"}
+    assert set(EXPECTED) == {
+        f"{r.method} {r.resource.canonical.replace('{doctor_id}', '{id}')}"
+        for r in client.server.app.router.routes()
+        if r.resource.canonical.startswith(("/api/v1/auth", "/api/v1/me", "/api/v1/admin")) and r.method != "HEAD"
+    }
     failures = []
     for route, statuses in EXPECTED.items():
-        for caller, expected in zip(CALLERS, statuses):
+        for caller, expected in zip(CALLERS, statuses, strict=True):
             tokens = await _session(client, caller, accounts.get(caller, ""))
             response = await _request(client, route, tokens)
             if response.status != expected:

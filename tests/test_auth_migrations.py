@@ -1,4 +1,5 @@
 """The auth schema applied twice, and by two runners at once: one schema, no error."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """OpenID Connect sign-in against a local issuer this test runs itself (its own RSA keys, discovery and JWKS)."""
+
 from __future__ import annotations
 
 import base64
@@ -23,6 +24,7 @@ NONCE = "nonce-from-the-auth-request"
 @dataclass
 class LocalIssuer:
     """A minimal identity provider: signs ID tokens and publishes its public keys."""
+
     url: str = ""
     keys: list[RSAKey] = field(default_factory=lambda: [RSAKey.generate_key(2048, parameters={"kid": "key-1"})])
     jwks_fetches: int = 0
@@ -30,16 +32,26 @@ class LocalIssuer:
     def id_token(self, *, key: RSAKey | None = None, kid: str | None = None, **overrides) -> str:
         key = key or self.keys[-1]
         now = int(time.time())
-        claims = {"iss": self.url, "aud": CLIENT_ID, "sub": "google-user-1", "iat": now, "exp": now + 300,
-                  "email": "Olivia@Example.com", "email_verified": True, "name": "Olivia Idp", "nonce": NONCE}
+        claims = {
+            "iss": self.url,
+            "aud": CLIENT_ID,
+            "sub": "google-user-1",
+            "iat": now,
+            "exp": now + 300,
+            "email": "Olivia@Example.com",
+            "email_verified": True,
+            "name": "Olivia Idp",
+            "nonce": NONCE,
+        }
         claims.update(overrides)
         claims = {k: v for k, v in claims.items() if v is not None}
         return jwt.encode({"alg": "RS256", "kid": kid or key.kid}, claims, key)
 
     def app(self) -> web.Application:
         async def discovery(request: web.Request) -> web.Response:
-            return web.json_response({"issuer": self.url, "jwks_uri": f"{self.url}/jwks",
-                                      "id_token_signing_alg_values_supported": ["RS256"]})
+            return web.json_response(
+                {"issuer": self.url, "jwks_uri": f"{self.url}/jwks", "id_token_signing_alg_values_supported": ["RS256"]}
+            )
 
         async def jwks(request: web.Request) -> web.Response:
             self.jwks_fetches += 1
@@ -82,8 +94,9 @@ async def test_first_sign_in_creates_a_patient_then_signs_the_same_one_in(client
     assert again.status == 200
     assert (await again.json())["user"]["id"] == body["user"]["id"]
     assert await db.fetchval("SELECT count(*) FROM users") == 1
-    outcomes = await db.fetch("SELECT details->>'account' AS outcome FROM audit_log "
-                              "WHERE action = 'auth.oidc_login' ORDER BY id")
+    outcomes = await db.fetch(
+        "SELECT details->>'account' AS outcome FROM audit_log WHERE action = 'auth.oidc_login' ORDER BY id"
+    )
     assert [r["outcome"] for r in outcomes] == ["created", "existing"]
     assert issuer.jwks_fetches == 1  # cached
 
@@ -113,21 +126,26 @@ async def test_an_admin_keeps_their_password_when_linked(client, issuer, db):
     await login(client, "olivia@example.com", PASSWORD)
 
 
-@pytest.mark.parametrize("overrides, what", [
-    ({"aud": "someone-else"}, "wrong audience"),
-    ({"iss": "https://accounts.evil.example"}, "wrong issuer"),
-    ({"exp": int(time.time()) - 3600, "iat": int(time.time()) - 7200}, "expired"),
-    ({"email_verified": False}, "unverified email"),
-    ({"email_verified": None}, "email_verified missing"),
-    ({"email_verified": "true"}, "email_verified as a string"),
-    ({"email": None}, "no email"),
-    ({"sub": None}, "no subject"),
-    ({"nonce": "other-nonce"}, "nonce mismatch"),
-    ({"nonce": None}, "nonce missing"),
-])
+@pytest.mark.parametrize(
+    "overrides, what",
+    [
+        ({"aud": "someone-else"}, "wrong audience"),
+        ({"iss": "https://accounts.evil.example"}, "wrong issuer"),
+        ({"exp": int(time.time()) - 3600, "iat": int(time.time()) - 7200}, "expired"),
+        ({"email_verified": False}, "unverified email"),
+        ({"email_verified": None}, "email_verified missing"),
+        ({"email_verified": "true"}, "email_verified as a string"),
+        ({"email": None}, "no email"),
+        ({"sub": None}, "no subject"),
+        ({"nonce": "other-nonce"}, "nonce mismatch"),
+        ({"nonce": None}, "nonce missing"),
+    ],
+)
 async def test_unacceptable_claims_are_refused_and_nothing_is_written(client, issuer, db, overrides, what):
     # The same token without the override is accepted, so each refusal is for the named reason.
-    assert (await sign_in(client, issuer.id_token(sub="control", email="control@example.com"), nonce=NONCE)).status == 200
+    assert (
+        await sign_in(client, issuer.id_token(sub="control", email="control@example.com"), nonce=NONCE)
+    ).status == 200
     response = await sign_in(client, issuer.id_token(**overrides), nonce=NONCE)
     assert response.status == 401, what
     assert response.content_type == "application/problem+json"

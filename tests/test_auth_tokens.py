@@ -1,4 +1,5 @@
 """Forged and doctored access tokens: each is refused with 401 and changes nothing."""
+
 from __future__ import annotations
 
 import base64
@@ -170,12 +171,26 @@ def test_a_bad_configured_key_stops_start_up(tmp_path):
 def test_settings_from_the_environment():
     from auth.config import AuthConfig
 
-    config = AuthConfig.from_env({"SKINDOC_ACCESS_TOKEN_TTL_S": "300", "SKINDOC_OIDC_ISSUER": "https://idp.example/",
-                                  "SKINDOC_OIDC_CLIENT_ID": "abc", "SKINDOC_LOGIN_MAX_FAILURES": "5"})
+    config = AuthConfig.from_env(
+        {
+            "SKINDOC_ACCESS_TOKEN_TTL_S": "300",
+            "SKINDOC_OIDC_ISSUER": "https://idp.example/",
+            "SKINDOC_OIDC_CLIENT_ID": "abc",
+            "SKINDOC_LOGIN_MAX_FAILURES": "5",
+        }
+    )
     assert (config.access_token_ttl_s, config.oidc_issuer, config.oidc_client_id, config.login_max_failures) == (
-        300, "https://idp.example", "abc", 5)
+        300,
+        "https://idp.example",
+        "abc",
+        5,
+    )
     assert AuthConfig.from_env({}) == AuthConfig()
-    for bad in ({"SKINDOC_OIDC_ISSUER": "https://idp.example"}, {"SKINDOC_ACCESS_TOKEN_TTL_S": "soon"},
-                {"SKINDOC_ACCESS_TOKEN_TTL_S": "0"}, {"SKINDOC_PASSWORD_MIN_LENGTH": "4"}):
+    for bad in (
+        {"SKINDOC_OIDC_ISSUER": "https://idp.example"},
+        {"SKINDOC_ACCESS_TOKEN_TTL_S": "soon"},
+        {"SKINDOC_ACCESS_TOKEN_TTL_S": "0"},
+        {"SKINDOC_PASSWORD_MIN_LENGTH": "4"},
+    ):
         with pytest.raises(SystemExit):
             AuthConfig.from_env(bad)

@@ -4,6 +4,7 @@ One browser context is the patient, another the doctor (and an admin approves th
 each has its own storage, exactly like two people on two devices. The server is a subprocess on
 the test's own PostgreSQL database and Redis database, with its own Socket.IO channel.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,19 +29,33 @@ from playwright.async_api import Error as PlaywrightError
 from tests.browsers import CHROMIUM, SKIP_REASON
 from tests.live_server import LiveServer, start_server
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The README's screenshots are refreshed only on request, so a test run leaves the tree as it was.
-SCREENSHOTS = (REPO_ROOT / "docs" / "screenshots" if os.environ.get("SKINDOC_UPDATE_SCREENSHOTS")
-               else Path(tempfile.mkdtemp(prefix="skindoc-screenshots-")))
+SCREENSHOTS = (
+    REPO_ROOT / "docs" / "screenshots"
+    if os.environ.get("SKINDOC_UPDATE_SCREENSHOTS")
+    else Path(tempfile.mkdtemp(prefix="skindoc-screenshots-"))
+)
 HAM10000 = REPO_ROOT / "tests" / "fixtures" / "ham10000"
 PASSWORD = "a long enough test passphrase"
 PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1360, "height": 900}
 # Chromium DevTools' "Slow 3G" preset: 2 s round trip, 400 kbit/s down and up (×0.8 as DevTools applies it).
-SLOW_3G = {"offline": False, "latency": 2000, "downloadThroughput": 500 * 1000 / 8 * 0.8,
-           "uploadThroughput": 500 * 1000 / 8 * 0.8}
+SLOW_3G = {
+    "offline": False,
+    "latency": 2000,
+    "downloadThroughput": 500 * 1000 / 8 * 0.8,
+    "uploadThroughput": 500 * 1000 / 8 * 0.8,
+}
 
 # The machine is shared and often loaded: wait longer than Playwright's 5 s before calling a check failed.
 expect.set_options(timeout=15_000)
@@ -69,8 +84,16 @@ class AppServer:
         self.server.stop()
 
     def cli(self, *args: str, stdin: str = "") -> str:
-        result = subprocess.run([sys.executable, "-m", "web.cli", *args], input=stdin, capture_output=True,
-                                text=True, env={**os.environ, **self.env}, timeout=60, cwd=REPO_ROOT, check=False)
+        result = subprocess.run(
+            [sys.executable, "-m", "web.cli", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **self.env},
+            timeout=60,
+            cwd=REPO_ROOT,
+            check=False,
+        )
         assert result.returncode == 0, f"skindoc {' '.join(args)}: {result.stderr[-2000:]}"
         return result.stdout
 
@@ -209,6 +232,7 @@ def bubble(page: Page, text: str, scope: str = ""):
 
 # ---- setting up people and cases over the HTTP API, for tests about one screen ----
 
+
 async def api(http: aiohttp.ClientSession, method: str, url: str, token: str | None = None, **kwargs):
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with http.request(method, url, headers=headers, **kwargs) as response:
@@ -219,33 +243,61 @@ async def api(http: aiohttp.ClientSession, method: str, url: str, token: str | N
 
 async def register(http: aiohttp.ClientSession, server: AppServer, role: str, name: str) -> dict:
     email = f"{role}-{secrets.token_hex(4)}@example.com"
-    await api(http, "POST", f"{server.url}/api/v1/auth/register",
-              json={"email": email, "password": PASSWORD, "name": name, "role": role})
+    await api(
+        http,
+        "POST",
+        f"{server.url}/api/v1/auth/register",
+        json={"email": email, "password": PASSWORD, "name": name, "role": role},
+    )
     if role == "doctor":
         server.cli("admin", "approve", email)
     tokens = await api(http, "POST", f"{server.url}/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     return {"email": email, "token": tokens["access_token"], "id": tokens["user"]["id"]}
 
 
-CHECKLIST_KEYS = ("size_changed", "shape_irregular", "colour_irregular", "diameter_7mm", "inflamed", "oozing",
-                  "sensation_changed")
+CHECKLIST_KEYS = (
+    "size_changed",
+    "shape_irregular",
+    "colour_irregular",
+    "diameter_7mm",
+    "inflamed",
+    "oozing",
+    "sensation_changed",
+)
 
 
-async def api_consultation(http: aiohttp.ClientSession, server: AppServer, patient: dict, description: str,
-                           site: str, photo: Path | None, *, answers: tuple[str, ...] = (),
-                           tag: str | None = None) -> str:
+async def api_consultation(
+    http: aiohttp.ClientSession,
+    server: AppServer,
+    patient: dict,
+    description: str,
+    site: str,
+    photo: Path | None,
+    *,
+    answers: tuple[str, ...] = (),
+    tag: str | None = None,
+) -> str:
     """A consultation whose checklist answers are yes for `answers`, with a photo of the kind `tag` says."""
-    consultation = await api(http, "POST", f"{server.url}/api/v1/consultations", patient["token"], json={
-        "description": description, "body_site": site,
-        "symptoms": {**{key: key in answers for key in CHECKLIST_KEYS}, "duration": "months"}})
+    consultation = await api(
+        http,
+        "POST",
+        f"{server.url}/api/v1/consultations",
+        patient["token"],
+        json={
+            "description": description,
+            "body_site": site,
+            "symptoms": {**{key: key in answers for key in CHECKLIST_KEYS}, "duration": "months"},
+        },
+    )
     if photo is not None:
         form = aiohttp.FormData()
         form.add_field("body_site", site)
         if tag:
             form.add_field("tag", tag)
         form.add_field("photo", photo.read_bytes(), filename=photo.name, content_type="image/jpeg")
-        await api(http, "POST", f"{server.url}/api/v1/consultations/{consultation['id']}/photos",
-                  patient["token"], data=form)
+        await api(
+            http, "POST", f"{server.url}/api/v1/consultations/{consultation['id']}/photos", patient["token"], data=form
+        )
     return consultation["id"]
 
 
@@ -254,14 +306,16 @@ async def active_case(server: AppServer, tmp_path: Path) -> tuple[dict, dict, st
     async with aiohttp.ClientSession() as http:
         patient = await register(http, server, "patient", "Meera Rao")
         doctor = await register(http, server, "doctor", "Dr Omar Haddad")
-        case_id = await api_consultation(http, server, patient, "A dark spot on my forearm.", "arm",
-                                         drawn_lesion(tmp_path / "case.jpg", 3))
+        case_id = await api_consultation(
+            http, server, patient, "A dark spot on my forearm.", "arm", drawn_lesion(tmp_path / "case.jpg", 3)
+        )
         await api(http, "POST", f"{server.url}/api/v1/consultations/{case_id}/take", doctor["token"], json={})
     return patient, doctor, case_id
 
 
-async def open_both(browser: Browser, server: AppServer, patient: dict, doctor: dict, case_id: str,
-                    errors: list[str]) -> tuple[Page, Page]:
+async def open_both(
+    browser: Browser, server: AppServer, patient: dict, doctor: dict, case_id: str, errors: list[str]
+) -> tuple[Page, Page]:
     _, patient_page = await new_page(browser, PHONE, errors)
     _, doctor_page = await new_page(browser, DESKTOP, errors)
     await sign_in(patient_page, server.url, "/", patient["email"])
@@ -278,6 +332,7 @@ async def shown_messages(page: Page) -> list[str]:
 
 
 # ---- the tests ----
+
 
 async def test_a_message_with_markup_is_shown_as_text_and_runs_nothing(chat_server, browser, tmp_path):
     errors: list[str] = []
@@ -296,7 +351,8 @@ async def test_a_message_with_markup_is_shown_as_text_and_runs_nothing(chat_serv
     # Lengths count code points, as the server does: emoji up to the limit (twice as many UTF-16 units, which a
     # textarea's maxlength would cut short) go through whole; one more is refused before anything is sent.
     limit = await patient_page.evaluate(
-        "JSON.parse(document.querySelector('meta[name=skindoc-config]').content).chat.max_message_chars")
+        "JSON.parse(document.querySelector('meta[name=skindoc-config]').content).chat.max_message_chars"
+    )
     note = patient_page.locator("#case-chat .warn")
     await send_chat(patient_page, "😀" * (limit + 1))
     await expect(note).to_have_text(f"1 character too many: a message holds up to {limit}.")
@@ -340,15 +396,21 @@ async def test_reconnecting_banner_on_server_restart_and_no_message_lost_or_doub
     await expect(bubble(patient_page, "page was reloaded")).not_to_have_attribute("data-state", "sending")
     await send_chat(doctor_page, "Not from what I see; let us keep an eye on it.")
     await send_chat(doctor_page, "I will propose a follow-up.")
-    expected = ["Good morning, I am looking at your photo now.", "Thank you, doctor.",
-                "Is it serious? (sent while offline)", "Sent, then the page was reloaded",
-                "Not from what I see; let us keep an eye on it.", "I will propose a follow-up."]
+    expected = [
+        "Good morning, I am looking at your photo now.",
+        "Thank you, doctor.",
+        "Is it serious? (sent while offline)",
+        "Sent, then the page was reloaded",
+        "Not from what I see; let us keep an eye on it.",
+        "I will propose a follow-up.",
+    ]
     for page in (patient_page, doctor_page):
         await expect(page.locator(".messages .bubble .body")).to_have_text(expected)
     # And the server's log holds each of them exactly once, in this order.
     async with aiohttp.ClientSession() as http:
-        stored = await api(http, "GET", f"{chat_server.url}/api/v1/consultations/{case_id}/messages?after_seq=0",
-                           patient["token"])
+        stored = await api(
+            http, "GET", f"{chat_server.url}/api/v1/consultations/{case_id}/messages?after_seq=0", patient["token"]
+        )
     assert [m["body"] for m in stored["messages"]] == expected
     assert [m["seq"] for m in stored["messages"]] == [1, 2, 3, 4, 5, 6]
     assert errors == []
@@ -362,7 +424,9 @@ async def test_patient_flow_completes_on_slow_3g(chat_server, browser, tmp_path)
     await cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
     await cdp.send("Network.emulateNetworkConditions", SLOW_3G)
     received: dict[str, float] = {}
-    cdp.on("Network.loadingFinished", lambda event: received.__setitem__(event["requestId"], event["encodedDataLength"]))
+    cdp.on(
+        "Network.loadingFinished", lambda event: received.__setitem__(event["requestId"], event["encodedDataLength"])
+    )
 
     started = time.monotonic()
     await page.goto(chat_server.url + "/", timeout=60_000)
@@ -370,8 +434,10 @@ async def test_patient_flow_completes_on_slow_3g(chat_server, browser, tmp_path)
     await page.wait_for_load_state("networkidle", timeout=60_000)
     loaded_s = time.monotonic() - started
     weight = sum(received.values())
-    print(f"\nSlow 3G: patient page weight {weight / 1024:.1f} KB in {len(received)} requests "
-          f"(HTML, CSS, JS, icon; compressed, headers included), usable after {loaded_s:.1f} s")
+    print(
+        f"\nSlow 3G: patient page weight {weight / 1024:.1f} KB in {len(received)} requests "
+        f"(HTML, CSS, JS, icon; compressed, headers included), usable after {loaded_s:.1f} s"
+    )
     assert weight < 200 * 1024
 
     # A phone camera's photo, far larger than needed: it must be downscaled before it goes over the air.
@@ -386,17 +452,18 @@ async def test_patient_flow_completes_on_slow_3g(chat_server, browser, tmp_path)
     token = await page.evaluate("sessionStorage.getItem('skindoc.patient.refresh')")
     async with aiohttp.ClientSession() as http:
         tokens = await api(http, "POST", f"{chat_server.url}/api/v1/auth/refresh", json={"refresh_token": token})
-        photos = await api(http, "GET", f"{chat_server.url}/api/v1/consultations/{case_id}/photos",
-                           tokens["access_token"])
+        photos = await api(
+            http, "GET", f"{chat_server.url}/api/v1/consultations/{case_id}/photos", tokens["access_token"]
+        )
     (photo,) = photos["photos"]
     assert max(photo["width"], photo["height"]) == 1280 and min(photo["width"], photo["height"]) == 960
-    print(f"Slow 3G: {big_photo.stat().st_size / 1024:.0f} KB 3200x2400 photo sent as "
-          f"{photo['width']}x{photo['height']}")
+    print(
+        f"Slow 3G: {big_photo.stat().st_size / 1024:.0f} KB 3200x2400 photo sent as {photo['width']}x{photo['height']}"
+    )
     assert errors == []
 
 
-async def test_photo_errors_are_clear_and_a_lost_answer_is_retried_without_a_duplicate(chat_server, browser,
-                                                                                          tmp_path):
+async def test_photo_errors_are_clear_and_a_lost_answer_is_retried_without_a_duplicate(chat_server, browser, tmp_path):
     errors: list[str] = []
     _, page = await new_page(browser, PHONE, errors)
     await sign_up(page, chat_server.url, "/", "Lena Novak", f"lena-{secrets.token_hex(4)}@example.com")
@@ -412,8 +479,12 @@ async def test_photo_errors_are_clear_and_a_lost_answer_is_retried_without_a_dup
 
     await page.fill("#new-description", "Itchy red ring on my leg.")
     await page.select_option("#new-site", "leg")
-    await page.set_input_files("#new-photos", files=[{"name": "notes.jpg", "mimeType": "image/jpeg",
-                                                      "buffer": b"these are not the pixels you are looking for"}])
+    await page.set_input_files(
+        "#new-photos",
+        files=[
+            {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"these are not the pixels you are looking for"}
+        ],
+    )
     await page.get_by_role("button", name="Send to a doctor").click()
     await expect(page.locator("#new-photo-grid .photo-tile .error")).to_contain_text("is not a JPEG, PNG, WebP")
     await expect(form_error).to_contain_text("did not upload")
@@ -458,8 +529,9 @@ def blurred_photo(path: Path) -> Path:
     return path
 
 
-async def test_patient_answers_the_checklist_and_is_offered_a_retake_for_a_blurred_photo(chat_server, browser,
-                                                                                         tmp_path):
+async def test_patient_answers_the_checklist_and_is_offered_a_retake_for_a_blurred_photo(
+    chat_server, browser, tmp_path
+):
     errors: list[str] = []
     _, page = await new_page(browser, PHONE, errors)
     email = f"tomas-{secrets.token_hex(4)}@example.com"
@@ -500,15 +572,19 @@ async def test_patient_answers_the_checklist_and_is_offered_a_retake_for_a_blurr
     await expect(page.locator("#case-triage")).to_contain_text("Your answers about the spot set your place")
     # The server measured the photo too, and says so beside it.
     await expect(page.locator("#case-photo-grid .photo-tile")).to_contain_text(
-        "A clearer photo would help: too blurred")
+        "A clearer photo would help: too blurred"
+    )
     case_id = page.url.rsplit("/", 1)[1]
     async with aiohttp.ClientSession() as http:
-        tokens = await api(http, "POST", f"{chat_server.url}/api/v1/auth/login",
-                           json={"email": email, "password": PASSWORD})
-        consultation = await api(http, "GET", f"{chat_server.url}/api/v1/consultations/{case_id}",
-                                 tokens["access_token"])
-        photos = (await api(http, "GET", f"{chat_server.url}/api/v1/consultations/{case_id}/photos",
-                            tokens["access_token"]))["photos"]
+        tokens = await api(
+            http, "POST", f"{chat_server.url}/api/v1/auth/login", json={"email": email, "password": PASSWORD}
+        )
+        consultation = await api(
+            http, "GET", f"{chat_server.url}/api/v1/consultations/{case_id}", tokens["access_token"]
+        )
+        photos = (
+            await api(http, "GET", f"{chat_server.url}/api/v1/consultations/{case_id}/photos", tokens["access_token"])
+        )["photos"]
     assert consultation["checklist_score"] == 3 and consultation["symptoms"]["oozing"] is True
     assert consultation["symptoms"]["diameter_7mm"] is False
     assert [photo["kind"] for photo in photos] == ["camera_close_up"]
@@ -544,8 +620,9 @@ async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_ser
     admin_email, doctor_email, patient_email = (f"{who}-{suffix}@example.com" for who in ("admin", "doctor", "asha"))
 
     # A doctor asks for an account; an administrator approves it in the console and finds it in the audit log.
-    app_server.cli("admin", "create", "--email", admin_email, "--name", "Clinic Admin", "--password-stdin",
-                   stdin=PASSWORD + "\n")
+    app_server.cli(
+        "admin", "create", "--email", admin_email, "--name", "Clinic Admin", "--password-stdin", stdin=PASSWORD + "\n"
+    )
     _, doctor_page = await new_page(browser, DESKTOP, errors)
     await sign_up(doctor_page, url, "/console", "Dr Amara Okafor", doctor_email)
     await expect(doctor_page.locator("#view-pending")).to_be_visible()
@@ -564,30 +641,58 @@ async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_ser
     others = {}
     async with aiohttp.ClientSession() as http:
         for band, name, description, site, answers, photo, tag in [
-                ("routine", "Jon Berg", "Scaly patch on my scalp, flaking for months.", "scalp", (),
-                 HAM10000 / "images" / "ISIC_0028434.jpg", "dermoscopic"),
-                ("soon", "Ines Duarte", "New mole on my shoulder that looks uneven.", "back", ("shape_irregular",),
-                 drawn_lesion(tmp_path / "soon.jpg", SEED_BY_BAND["urgent"]), "close_up"),
-                ("urgent", "Kofi Mensah", "Dark spot on my sole that has been bleeding.", "foot", ("oozing",),
-                 HAM10000 / "images" / "ISIC_0034253.jpg", "dermoscopic")]:
+            (
+                "routine",
+                "Jon Berg",
+                "Scaly patch on my scalp, flaking for months.",
+                "scalp",
+                (),
+                HAM10000 / "images" / "ISIC_0028434.jpg",
+                "dermoscopic",
+            ),
+            (
+                "soon",
+                "Ines Duarte",
+                "New mole on my shoulder that looks uneven.",
+                "back",
+                ("shape_irregular",),
+                drawn_lesion(tmp_path / "soon.jpg", SEED_BY_BAND["urgent"]),
+                "close_up",
+            ),
+            (
+                "urgent",
+                "Kofi Mensah",
+                "Dark spot on my sole that has been bleeding.",
+                "foot",
+                ("oozing",),
+                HAM10000 / "images" / "ISIC_0034253.jpg",
+                "dermoscopic",
+            ),
+        ]:
             other = await register(http, app_server, "patient", name)
-            others[await api_consultation(http, app_server, other, description, site, photo, answers=answers,
-                                          tag=tag)] = band
+            others[
+                await api_consultation(http, app_server, other, description, site, photo, answers=answers, tag=tag)
+            ] = band
 
     # The patient, on a phone: signs up and opens a consultation with a photo of the lesion.
     _, patient_page = await new_page(browser, PHONE, errors)
     await sign_up(patient_page, url, "/", "Asha Patel", patient_email)
     await expect(patient_page.locator("#view-home")).to_be_visible()
-    case_id = await open_consultation(patient_page, "A mole on my back that has grown and darkened since summer.",
-                                      "back", lesion_photo(tmp_path / "asha.jpg"))
+    case_id = await open_consultation(
+        patient_page,
+        "A mole on my back that has grown and darkened since summer.",
+        "back",
+        lesion_photo(tmp_path / "asha.jpg"),
+    )
     await expect(patient_page.locator("#case-status")).to_have_text("Waiting for a doctor")
     await expect(patient_page.locator("#case-facts")).to_contain_text("Place in queue")
     await expect(patient_page.locator("#case-triage .band")).to_have_text("Urgent")
     await expect(patient_page.locator("#case-triage")).to_contain_text("Your answers about the spot set your place")
     await expect(patient_page.locator("#case-triage")).to_contain_text("Screening aid, not a diagnosis")
     # Once scored, the patient reads in plain words that the photo check was not used for this phone photo.
-    await expect(patient_page.locator("#case-triage")).to_contain_text("The automatic photo check was not used",
-                                                                       timeout=90_000)
+    await expect(patient_page.locator("#case-triage")).to_contain_text(
+        "The automatic photo check was not used", timeout=90_000
+    )
 
     # The doctor, approved now, sees the four cases in the server's order, scores and bands shown.
     await doctor_page.get_by_role("button", name="Check again").click()
@@ -598,10 +703,12 @@ async def test_patient_and_doctor_carry_a_case_from_upload_to_resolution(app_ser
     items = doctor_page.locator("#queue-list .queue-item")
     await expect(items).to_have_count(4)
     await expect(doctor_page.locator("#queue-list")).not_to_contain_text("Awaiting score")
-    assert [await item.get_attribute("data-id") for item in await items.all()] == \
-        [entry["consultation_id"] for entry in queue]
-    assert {entry["consultation_id"]: entry["urgency"] for entry in queue if entry["consultation_id"] in others} \
-        == others
+    assert [await item.get_attribute("data-id") for item in await items.all()] == [
+        entry["consultation_id"] for entry in queue
+    ]
+    assert {
+        entry["consultation_id"]: entry["urgency"] for entry in queue if entry["consultation_id"] in others
+    } == others
     rank = {"urgent": 0, "soon": 1, "routine": 2}
     bands = [rank[entry["effective_band"]] for entry in queue]
     assert bands == sorted(bands)
@@ -746,9 +853,14 @@ async def test_sign_in_with_google_goes_through_the_providers_redirect(settings,
     authorize_requests = []
 
     async def discovery(request: aiohttp.web.Request) -> aiohttp.web.Response:
-        return aiohttp.web.json_response({"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks",
-                                          "authorization_endpoint": f"{issuer.url}/o/authorize",
-                                          "id_token_signing_alg_values_supported": ["RS256"]})
+        return aiohttp.web.json_response(
+            {
+                "issuer": issuer.url,
+                "jwks_uri": f"{issuer.url}/jwks",
+                "authorization_endpoint": f"{issuer.url}/o/authorize",
+                "id_token_signing_alg_values_supported": ["RS256"],
+            }
+        )
 
     async def jwks(request: aiohttp.web.Request) -> aiohttp.web.Response:
         return aiohttp.web.json_response(KeySet(issuer.keys).as_dict(private=False))

@@ -1,4 +1,5 @@
 """How the browser apps are served: security headers, compression, caching, page weight, no inline code."""
+
 from __future__ import annotations
 
 import json
@@ -127,9 +128,11 @@ def page_config(html: str) -> dict:
 async def test_page_config_carries_the_photo_limits_and_no_google_button_by_default(client, settings):
     config = page_config(await (await client.get("/")).text())
     assert "oidc" not in config
-    assert config["photos"] == {"min_side": settings.triage.min_side,
-                                "max_upload_bytes": settings.triage.max_upload_bytes,
-                                "max_photos": settings.triage.max_photos_per_consultation}
+    assert config["photos"] == {
+        "min_side": settings.triage.min_side,
+        "max_upload_bytes": settings.triage.max_upload_bytes,
+        "max_photos": settings.triage.max_photos_per_consultation,
+    }
     # The checklist's questions and the fitted quality limits come from the server, so the page asks and
     # judges exactly as the server does.
     # The longest message, in code points as the server counts them (the chat box cannot use maxlength).
@@ -139,8 +142,9 @@ async def test_page_config_carries_the_photo_limits_and_no_google_button_by_defa
     assert set(config["quality"]["advice"]) == set(PROBLEMS)
 
 
-async def test_google_sign_in_is_offered_with_the_issuers_authorization_endpoint(aiohttp_client, aiohttp_server,
-                                                                                settings):
+async def test_google_sign_in_is_offered_with_the_issuers_authorization_endpoint(
+    aiohttp_client, aiohttp_server, settings
+):
     async def discovery(request: web.Request) -> web.Response:
         base = f"{request.scheme}://{request.host}"
         return web.json_response({"issuer": base, "authorization_endpoint": f"{base}/o/authorize"})

@@ -1,6 +1,7 @@
 """The triage performance page in headless Chromium against a real `skindoc serve`: a doctor enters a
 histopathology result in the page, the figures (AUC as the API computes it, reliability plot) and the sensitivity
 alert appear, and nothing on the page breaks its content security policy."""
+
 from __future__ import annotations
 
 import uuid
@@ -34,13 +35,21 @@ def outcomes_server(settings, tmp_path):
 
 
 async def resolved_case(http, server, patient: dict, doctor: dict, diagnosis: str) -> str:
-    case = await api(http, "POST", f"{server.url}/api/v1/consultations", patient["token"], json={
-        "description": "A spot on my back.", "body_site": "back",
-        "symptoms": {**SYMPTOMS, "size_changed": True}})
+    case = await api(
+        http,
+        "POST",
+        f"{server.url}/api/v1/consultations",
+        patient["token"],
+        json={"description": "A spot on my back.", "body_site": "back", "symptoms": {**SYMPTOMS, "size_changed": True}},
+    )
     await api(http, "POST", f"{server.url}/api/v1/consultations/{case['id']}/take", doctor["token"], json={})
-    await api(http, "POST", f"{server.url}/api/v1/consultations/{case['id']}/resolve", doctor["token"],
-              json={"outcome": "in_person_visit", "note": "Biopsy booked.", "diagnosis": diagnosis,
-                    "biopsy_taken": True})
+    await api(
+        http,
+        "POST",
+        f"{server.url}/api/v1/consultations/{case['id']}/resolve",
+        doctor["token"],
+        json={"outcome": "in_person_visit", "note": "Biopsy booked.", "diagnosis": diagnosis, "biopsy_taken": True},
+    )
     return case["id"]
 
 
@@ -50,18 +59,33 @@ async def score(db, case_id: str, p: float) -> None:
     photo_id = await db.fetchval(
         """INSERT INTO triage_photos (consultation_id, body_site, sha256, source_format, width, height, image,
                                       thumbnail, status) VALUES ($1, 'back', $2, 'jpeg', 10, 10, '', '', 'scored')
-           RETURNING id""", uuid.UUID(case_id), uuid.uuid4().hex)
-    await db.execute("""INSERT INTO triage_photo_scores (photo_id, model_version, p_malignant, probabilities, dx,
+           RETURNING id""",
+        uuid.UUID(case_id),
+        uuid.uuid4().hex,
+    )
+    await db.execute(
+        """INSERT INTO triage_photo_scores (photo_id, model_version, p_malignant, probabilities, dx,
                                                          urgency, batch_size) VALUES ($1, $2, $3, '{}', 'nv', $4, 1)""",
-                     photo_id, VERSION, p, band)
+        photo_id,
+        VERSION,
+        p,
+        band,
+    )
     # The live score in its one home (triage_consultation_scores), and the band it gave the case.
-    await db.execute("""INSERT INTO triage_consultation_scores (consultation_id, photo_id, model_version, urgency,
+    await db.execute(
+        """INSERT INTO triage_consultation_scores (consultation_id, photo_id, model_version, urgency,
                                                                 p_malignant, scored_photos)
-                        VALUES ($1, $2, $3, $4, $5, 1)""", uuid.UUID(case_id), photo_id, VERSION, band, p)
+                        VALUES ($1, $2, $3, $4, $5, 1)""",
+        uuid.UUID(case_id),
+        photo_id,
+        VERSION,
+        band,
+        p,
+    )
     await db.execute("UPDATE consultations SET urgency = $2 WHERE id = $1", uuid.UUID(case_id), band)
 
 
-async def test_doctor_enters_a_result_and_reads_the_figures_and_the_alert(outcomes_server, browser, db):
+async def test_doctor_enters_a_result_and_reads_the_figures_and_the_alert(outcomes_server, browser, db):  # noqa: F811 - fixture
     server = outcomes_server
     async with aiohttp.ClientSession() as http:
         doctor = await register(http, server, "doctor", "Dr Ana Lima")
@@ -71,8 +95,13 @@ async def test_doctor_enters_a_result_and_reads_the_figures_and_the_alert(outcom
         for dx, _, p in seeded:
             case_id = await resolved_case(http, server, patient, doctor, dx)
             await score(db, case_id, p)
-            await api(http, "POST", f"{server.url}/api/v1/consultations/{case_id}/histopathology", doctor["token"],
-                      json={"diagnosis": dx, "reported_on": "2026-01-15"})
+            await api(
+                http,
+                "POST",
+                f"{server.url}/api/v1/consultations/{case_id}/histopathology",
+                doctor["token"],
+                json={"diagnosis": dx, "reported_on": "2026-01-15"},
+            )
         last = await resolved_case(http, server, patient, doctor, "unsure")
         await score(db, last, 0.6)
 
@@ -94,7 +123,8 @@ async def test_doctor_enters_a_result_and_reads_the_figures_and_the_alert(outcom
         await expect(row.locator(".auc")).to_contain_text(f"{version['all']['auc']['value']:.3f}")
         await expect(row.locator(".sensitivity")).to_contain_text("1 of 3")
         await expect(card.locator("svg.reliability-plot circle")).to_have_count(
-            sum(1 for b in version["all"]["reliability"]["bins"] if b["count"]))
+            sum(1 for b in version["all"]["reliability"]["bins"] if b["count"])
+        )
         # 1 of the last 3 malignant lesions in the urgent band: under the model card's interval.
         await expect(page.locator("#sensitivity-alert")).to_be_visible()
         await expect(page.locator("#sensitivity-alert")).to_contain_text("1 of the last 3")
@@ -102,6 +132,8 @@ async def test_doctor_enters_a_result_and_reads_the_figures_and_the_alert(outcom
         await expect(page.locator(".screening-aid")).to_contain_text("never a diagnosis")
         await page.screenshot(path=SCREENSHOTS / "performance.png", full_page=True)
 
-    assert await db.fetchval("SELECT count(*) FROM histopathology_results WHERE consultation_id = $1",
-                             uuid.UUID(last)) == 1
+    assert (
+        await db.fetchval("SELECT count(*) FROM histopathology_results WHERE consultation_id = $1", uuid.UUID(last))
+        == 1
+    )
     assert errors == []

@@ -1,6 +1,7 @@
 """`make run` as a newcomer does it: embedded `skindoc serve`, the README's admin commands beside it, a
 photo scored, then stopping it. The commands use the server's embedded PostgreSQL and Redis and stop
 neither; stopping the server (SIGTERM or Ctrl-C) leaves no process behind, and the data stays."""
+
 from __future__ import annotations
 
 import asyncio
@@ -35,8 +36,14 @@ def _processes_using(folder: Path) -> list[str]:
 
 
 def _skindoc(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "web.cli", *args], env={**os.environ, **env}, input=stdin,
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "web.cli", *args],
+        env={**os.environ, **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def _embedded_env(data_dir: Path) -> dict[str, str]:
@@ -46,8 +53,11 @@ def _embedded_env(data_dir: Path) -> dict[str, str]:
 
 async def _upload_and_wait_for_score(session: aiohttp.ClientSession, url: str) -> float:
     patient = await sign_in(session, url, await register(session, url, "patient"))
-    async with session.post(f"{url}/api/v1/consultations", headers=patient,
-                            json={"description": "A new dark spot", "body_site": "arm", "symptoms": SYMPTOMS}) as r:
+    async with session.post(
+        f"{url}/api/v1/consultations",
+        headers=patient,
+        json={"description": "A new dark spot", "body_site": "arm", "symptoms": SYMPTOMS},
+    ) as r:
         case_id = (await r.json())["id"]
     form = aiohttp.FormData(default_to_multipart=True)
     form.add_field("body_site", "arm")
@@ -67,8 +77,9 @@ async def _sign_in_and_out(session: aiohttp.ClientSession, url: str, email: str)
     async with session.post(f"{url}/api/v1/auth/login", json={"email": email, "password": PASSWORD}) as r:
         tokens = await r.json()
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
-    async with session.post(f"{url}/api/v1/auth/logout", headers=headers,
-                            json={"refresh_token": tokens["refresh_token"]}) as r:
+    async with session.post(
+        f"{url}/api/v1/auth/logout", headers=headers, json={"refresh_token": tokens["refresh_token"]}
+    ) as r:
         assert r.status == 204, await r.text()
     async with session.get(f"{url}/api/v1/me", headers=headers) as r:
         assert r.status == 401
@@ -92,8 +103,18 @@ async def test_embedded_serve_with_admin_commands_beside_it_then_stop_leaves_not
     env = _embedded_env(data_dir)
     server = start_server(env, tmp_path / "first.log", ready_timeout=READY_S)
     try:
-        created = await asyncio.to_thread(_skindoc, env, "admin", "create", "--email", "admin@example.org",
-                                          "--name", "Clinic admin", "--password-stdin", stdin=PASSWORD + "\n")
+        created = await asyncio.to_thread(
+            _skindoc,
+            env,
+            "admin",
+            "create",
+            "--email",
+            "admin@example.org",
+            "--name",
+            "Clinic admin",
+            "--password-stdin",
+            stdin=PASSWORD + "\n",
+        )
         assert created.returncode == 0, created.stderr
         async with aiohttp.ClientSession() as session:
             doctor_email = await register(session, server.url, "doctor")

@@ -5,13 +5,13 @@ worker and every photo is scored exactly once; a patient whose node died reconne
 other node, sends again what was not acknowledged, and the history has every acknowledged
 message once. Recovery times are printed (`-s | grep RECOVERY`).
 """
+
 from __future__ import annotations
 
 import asyncio
-import time
-
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -30,7 +30,6 @@ from tests.chaos_support import (  # noqa: F401 (fixtures)
     wait_until,
 )
 from tests.live_server import http_status
-
 
 COMPOSE_FILE = Path(__file__).parent.parent / "docker-compose.yml"
 
@@ -54,7 +53,8 @@ async def _kill_when_mid_batch(database_url: str, worker, uploader: Uploader, se
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             claimed = await conn.fetchval(
-                "SELECT count(*) FROM triage_photos WHERE status = 'pending' AND attempts > 0")
+                "SELECT count(*) FROM triage_photos WHERE status = 'pending' AND attempts > 0"
+            )
             if claimed:
                 worker.kill()
                 return True
@@ -107,8 +107,9 @@ async def test_node_killed_mid_burst_clients_resume_on_the_other_node(system):  
             acked_before = len(patient_sender.acked)
             node_a.process.kill()  # SIGKILL, in the middle of the patient's burst
             killed = time.monotonic()
-            await wait_until(lambda: len(patient_sender.acked) > acked_before, 30, "patient acked on node B",
-                             interval=0.01)
+            await wait_until(
+                lambda: len(patient_sender.acked) > acked_before, 30, "patient acked on node B", interval=0.01
+            )
             resumed = patient_sender.first_ack_after(killed) - killed
             await wait_until(lambda: len(patient_sender.acked) > acked_before + 20, 30, "burst goes on")
         finally:

@@ -6,6 +6,7 @@ or doubled, every accepted photo scored once within a bound after recovery, requ
 the outage refused with 503 (never 500), node and worker ready again without a restart, and
 it prints the recovery times (`pytest tests/test_chaos_stores.py -s | grep RECOVERY`).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +22,8 @@ from tests.chaos_support import (  # noqa: F401 (fixtures)
     owned_redis,
     paired_case,
     report,
-    triage_status,
     system,
+    triage_status,
     wait_until,
 )
 from tests.live_server import http_status
@@ -30,8 +31,7 @@ from tests.live_server import http_status
 OUTAGE_S = 1.5
 
 
-async def _chat_and_upload_through(system: System, break_store, restore_store,
-                                   upload_during: int) -> dict[str, float]:  # noqa: F811
+async def _chat_and_upload_through(system: System, break_store, restore_store, upload_during: int) -> dict[str, float]:  # noqa: F811
     """Chat both ways and upload photos, break a store mid-way, restore it; returns recovery times.
 
     `upload_during` is the status of an upload while the store is down: 503 when it needs that store."""
@@ -63,8 +63,9 @@ async def _chat_and_upload_through(system: System, break_store, restore_store,
             times = {"store_start_command": time.monotonic() - restored}
             await wait_until(lambda: http_status(f"{node.url}/readyz") == 200, 30, "node ready")
             times["node_ready"] = time.monotonic() - restored
-            await wait_until(lambda: all(s.first_ack_after(restored) for s in senders), 30,
-                             "chat acknowledged again", interval=0.02)
+            await wait_until(
+                lambda: all(s.first_ack_after(restored) for s in senders), 30, "chat acknowledged again", interval=0.02
+            )
             times["chat"] = max(s.first_ack_after(restored) for s in senders) - restored
             await wait_until(lambda: _accepted(uploader, session), 30, "uploads accepted again", interval=0.2)
             times["upload"] = time.monotonic() - restored

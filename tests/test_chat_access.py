@@ -1,4 +1,5 @@
 """Authorisation and authentication: other patients' rooms, unassigned and pending doctors, admins, tokens."""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,10 +31,12 @@ async def test_other_patient_cannot_join_room_or_read_history(node, db):
     sock, events = await connect(node, intruder)
     owner_sock, _ = await connect(node, patient)
     try:
-        for event, payload in [("consultation:join", {"consultation_id": case["id"]}),
-                               ("message:sync", {"consultation_id": case["id"], "after_seq": 0}),
-                               ("message:send", {"consultation_id": case["id"], "client_msg_id": "x", "body": "hi"}),
-                               ("read", {"consultation_id": case["id"], "seq": 1})]:
+        for event, payload in [
+            ("consultation:join", {"consultation_id": case["id"]}),
+            ("message:sync", {"consultation_id": case["id"], "after_seq": 0}),
+            ("message:send", {"consultation_id": case["id"], "client_msg_id": "x", "body": "hi"}),
+            ("read", {"consultation_id": case["id"], "seq": 1}),
+        ]:
             ack = await call(sock, event, payload)
             assert ack["ok"] is False and ack["error"]["status"] == 404, (event, ack)
         ack = await call(sock, "typing", {"consultation_id": case["id"], "typing": True})
@@ -64,8 +67,9 @@ async def test_unassigned_doctor_sees_only_the_queue_summary(node):
         assert response.status == 403, path
     sock, _ = await connect(node, other_doctor)
     try:
-        ack = await call(sock, "consultation:resolve",
-                         {"consultation_id": case["id"], "outcome": "monitor", "note": "not mine"})
+        ack = await call(
+            sock, "consultation:resolve", {"consultation_id": case["id"], "outcome": "monitor", "note": "not mine"}
+        )
         assert ack["error"]["status"] == 404
     finally:
         await sock.disconnect()
@@ -78,26 +82,36 @@ async def test_pending_doctor_and_admin_get_nothing_clinical(node):
     assert refusal["data"]["code"] == "account_pending"
     # The same answer for a real case and an unknown one: a pending doctor learns nothing from ids.
     for case_id in (case["id"], str(uuid.uuid4())):
-        for method, path in [("GET", "/api/v1/queue"), ("POST", "/api/v1/queue/take-next"),
-                             ("GET", f"/api/v1/consultations/{case_id}"),
-                             ("GET", f"/api/v1/consultations/{case_id}/messages"),
-                             ("GET", f"/api/v1/consultations/{case_id}/photos"),
-                             ("GET", f"/api/v1/consultations/{case_id}/outcome"),
-                             ("GET", f"/api/v1/photos/{case_id}/thumbnail"),
-                             ("GET", "/api/v1/outcomes/performance")]:
+        for method, path in [
+            ("GET", "/api/v1/queue"),
+            ("POST", "/api/v1/queue/take-next"),
+            ("GET", f"/api/v1/consultations/{case_id}"),
+            ("GET", f"/api/v1/consultations/{case_id}/messages"),
+            ("GET", f"/api/v1/consultations/{case_id}/photos"),
+            ("GET", f"/api/v1/consultations/{case_id}/outcome"),
+            ("GET", f"/api/v1/photos/{case_id}/thumbnail"),
+            ("GET", "/api/v1/outcomes/performance"),
+        ]:
             response = await node.client.request(method, path, headers=pending.headers)
             code = (await response.json())["code"]
             assert (response.status, code) == (403, "doctor_not_approved"), (method, path, response.status, code)
     admin = await make_user(node, "admin")
-    for path in (f"/api/v1/consultations/{case['id']}", "/api/v1/queue",
-                 f"/api/v1/consultations/{case['id']}/messages"):
+    for path in (
+        f"/api/v1/consultations/{case['id']}",
+        "/api/v1/queue",
+        f"/api/v1/consultations/{case['id']}/messages",
+    ):
         assert (await node.client.get(path, headers=admin.headers)).status == 403
 
 
 async def test_bad_and_expired_tokens_are_refused(node):
     patient = await make_user(node, "patient")
-    for auth, code in ((None, "token_missing"), ({}, "token_missing"), ({"token": "not-a-token"}, "token_invalid"),
-                       ({"token": _token_with_ttl(node, patient, -5)}, "token_expired")):
+    for auth, code in (
+        (None, "token_missing"),
+        ({}, "token_missing"),
+        ({"token": "not-a-token"}, "token_invalid"),
+        ({"token": _token_with_ttl(node, patient, -5)}, "token_expired"),
+    ):
         refusal = await connect_refusal(node, auth)
         assert refusal["data"]["code"] == code, (auth, refusal)
 
@@ -144,10 +158,16 @@ async def test_bad_payloads_get_error_acks_and_change_nothing(node, db):
         cases = [
             ("message:send", "not an object", "invalid_payload"),
             ("message:send", {"consultation_id": case["id"], "client_msg_id": "a b", "body": "x"}, "invalid_field"),
-            ("message:send", {"consultation_id": case["id"], "client_msg_id": "ok", "body": "x" * 2001},
-             "invalid_field"),
-            ("message:send", {"consultation_id": case["id"], "client_msg_id": "ok", "body": "bell\x07"},
-             "invalid_field"),
+            (
+                "message:send",
+                {"consultation_id": case["id"], "client_msg_id": "ok", "body": "x" * 2001},
+                "invalid_field",
+            ),
+            (
+                "message:send",
+                {"consultation_id": case["id"], "client_msg_id": "ok", "body": "bell\x07"},
+                "invalid_field",
+            ),
             ("message:send", {"consultation_id": "nope", "client_msg_id": "ok", "body": "x"}, "invalid_field"),
             ("message:send", {"client_msg_id": "ok", "body": "x"}, "missing_field"),
             ("presence:set", {"availability": "available"}, "forbidden_role"),
@@ -160,6 +180,7 @@ async def test_bad_payloads_get_error_acks_and_change_nothing(node, db):
         await sock.disconnect()
     assert await db.fetchval("SELECT count(*) FROM consultation_messages") == 0
     assert await db.fetchval("SELECT count(*) FROM audit_log") == before
-    bad = await node.client.post("/api/v1/consultations", headers=patient.headers,
-                                 json={"description": "x", "body_site": "moon", "symptoms": {}})
+    bad = await node.client.post(
+        "/api/v1/consultations", headers=patient.headers, json={"description": "x", "body_site": "moon", "symptoms": {}}
+    )
     assert bad.status == 422 and (await bad.json())["field"] == "body_site"

@@ -1,4 +1,5 @@
 """The AsyncAPI contract: the document is sound, the server enforces it, and the wire cannot wedge a connection."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,8 +11,7 @@ import aiohttp
 import pytest
 from jsonschema import Draft202012Validator
 
-from chat import contract
-from chat import namespace
+from chat import contract, namespace
 from chat.socketio_adapter import BINARY_NOT_SUPPORTED
 from tests.contract_check import ContractCheck
 from tests.test_chat_support import call, chat_settings, connect, make_user, open_case, start_node
@@ -30,7 +30,7 @@ async def _active_case(node):
 def test_the_document_is_sound_and_covers_every_handler():
     doc = contract.document(2000)
     assert doc["asyncapi"].startswith("3.")
-    for name, schema in doc["components"]["schemas"].items():
+    for schema in doc["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)
     # The namespace's dispatch table, read from its source (building one needs running services).
     namespace_events = set(re.findall(r'"([a-z:]+)": self\._', Path(namespace.__file__).read_text()))
@@ -40,12 +40,16 @@ def test_the_document_is_sound_and_covers_every_handler():
 
 def test_the_status_table_in_the_docs_matches_the_document():
     groups = contract.document(2000)["components"]["schemas"]["Error"]["oneOf"]
-    in_document = {code: group["properties"]["status"]["const"]
-                   for group in groups for code in group["properties"]["code"]["enum"]}
+    in_document = {
+        code: group["properties"]["status"]["const"] for group in groups for code in group["properties"]["code"]["enum"]
+    }
     text = (ROOT / "docs/realtime-api.md").read_text()
-    table = text[text.index("| status | codes |"):].split("\n\n")[0]
-    in_docs = {code: int(row.split("|")[1]) for row in table.splitlines()[2:]
-               for code in re.findall(r"`([a-z_]+)`", row.split("|")[2])}
+    table = text[text.index("| status | codes |") :].split("\n\n")[0]
+    in_docs = {
+        code: int(row.split("|")[1])
+        for row in table.splitlines()[2:]
+        for code in re.findall(r"`([a-z_]+)`", row.split("|")[2])
+    }
     assert in_docs == in_document
 
 
@@ -119,7 +123,7 @@ class RawSocket:
         self.ws = ws
 
     @classmethod
-    async def open(cls, session: aiohttp.ClientSession, node, token: str) -> "RawSocket":
+    async def open(cls, session: aiohttp.ClientSession, node, token: str) -> RawSocket:
         ws = await session.ws_connect(f"{node.url}/socket.io/?EIO=4&transport=websocket")
         assert (await ws.receive_str()).startswith("0")  # engine.io open
         await ws.send_str("40" + json.dumps({"token": token}))
@@ -134,7 +138,7 @@ class RawSocket:
             if message.data == "2":
                 await self.ws.send_str("3")  # engine.io ping → pong
             elif message.data.startswith(f"43{ack_id}["):
-                return json.loads(message.data[len(f"43{ack_id}"):])[0]
+                return json.loads(message.data[len(f"43{ack_id}") :])[0]
 
 
 async def test_binary_and_malformed_packets_get_error_acks_and_the_connection_stays_usable(node, db):
@@ -164,8 +168,11 @@ async def test_an_oversized_frame_closes_the_websocket_with_1009_and_a_new_one_w
         raw = await RawSocket.open(session, node, patient.token)
         huge = {"consultation_id": case["id"], "client_msg_id": "big", "body": "x" * (70 * 1024)}
         await raw.ws.send_str("421" + json.dumps(["message:send", huge]))
-        while (await raw.ws.receive(timeout=5)).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
-                                                             aiohttp.WSMsgType.CLOSING):
+        while (await raw.ws.receive(timeout=5)).type not in (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.CLOSING,
+        ):
             pass
         assert raw.ws.close_code == 1009
         again = await RawSocket.open(session, node, patient.token)
@@ -181,14 +188,17 @@ async def test_an_oversized_polling_post_is_refused_and_ends_the_session(node):
     base = f"{node.url}/socket.io/?EIO=4&transport=polling"
     async with aiohttp.ClientSession() as session:
         opened = await (await session.get(base)).text()
-        sid = json.loads(opened[opened.index("{"):])["sid"]
+        sid = json.loads(opened[opened.index("{") :])["sid"]
         url = f"{base}&sid={sid}"
         assert (await session.post(url, data="40" + json.dumps({"token": patient.token}))).status == 200
         try:
-            big = await session.post(url, data="42" + json.dumps(["typing", {"pad": "x" * (70 * 1024)}]),
-                                     timeout=aiohttp.ClientTimeout(total=3))
+            big = await session.post(
+                url,
+                data="42" + json.dumps(["typing", {"pad": "x" * (70 * 1024)}]),
+                timeout=aiohttp.ClientTimeout(total=3),
+            )
             assert big.status == 400
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass  # engine.io refuses without reading the body; the POST may get no answer
         after = await session.get(url, timeout=aiohttp.ClientTimeout(total=5))
         assert after.status == 400  # the session is gone: the client reconnects, never hangs on it
@@ -197,23 +207,43 @@ async def test_an_oversized_polling_post_is_refused_and_ends_the_session(node):
 AGREEMENT = [  # (event, payload): the fast and the explaining validator must agree on each
     ("message:send", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "client_msg_id": "c-1", "body": "hé"}),
     ("message:send", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "client_msg_id": "c 1", "body": "x"}),
-    ("message:send", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "client_msg_id": "c",
-                      "body": "a\x07"}),
-    ("message:send", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "client_msg_id": "c",
-                      "body": "😀" * 2000}),
-    ("message:send", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "client_msg_id": "c",
-                      "body": "😀" * 2001}),
+    (
+        "message:send",
+        {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "client_msg_id": "c", "body": "a\x07"},
+    ),
+    (
+        "message:send",
+        {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "client_msg_id": "c", "body": "😀" * 2000},
+    ),
+    (
+        "message:send",
+        {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "client_msg_id": "c", "body": "😀" * 2001},
+    ),
     ("message:send", {"consultation_id": "{5f0e7d7c-1111-4222-8333-444455556666}", "client_msg_id": "c", "body": "x"}),
     ("queue:take", {"consultation_id": None}),
     ("queue:take", {"consultation_id": 7}),
     ("consultation:join", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "after_seq": True}),
-    ("consultation:resolve", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "outcome": "monitor",
-                              "diagnosis": "nv"}),
-    ("consultation:resolve", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "outcome": "monitor",
-                              "note": None, "diagnosis": "nv", "biopsy_taken": False}),
-    ("appointment:propose", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666",
-                             "slots": [{"starts_at": "2030-01-01T10:00:00Z", "kind": "video", "location": "x",
-                                        "minutes": 4}]}),
+    (
+        "consultation:resolve",
+        {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "outcome": "monitor", "diagnosis": "nv"},
+    ),
+    (
+        "consultation:resolve",
+        {
+            "consultation_id": "5f0e7d7c-1111-4222-8333-444455556666",
+            "outcome": "monitor",
+            "note": None,
+            "diagnosis": "nv",
+            "biopsy_taken": False,
+        },
+    ),
+    (
+        "appointment:propose",
+        {
+            "consultation_id": "5f0e7d7c-1111-4222-8333-444455556666",
+            "slots": [{"starts_at": "2030-01-01T10:00:00Z", "kind": "video", "location": "x", "minutes": 4}],
+        },
+    ),
     ("read", {"consultation_id": "5f0e7d7c-1111-4222-8333-444455556666", "seq": 1.5}),
 ]
 

@@ -1,7 +1,8 @@
 """The whole consultation over real sockets: open, queue, pairing, chat both ways, appointment, resolution."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from tests.test_chat_support import (
     call,
@@ -27,23 +28,31 @@ async def test_whole_consultation_over_sockets(node, db):
 
         ack = await call(doctor_sock, "presence:set", {"availability": "available"})
         assert ack["ok"] and ack["doctor"]["online"] is True
-        assigned = await patient_events.wait_for(
-            "consultation:updated", lambda d: d["reason"] == "assigned")
+        assigned = await patient_events.wait_for("consultation:updated", lambda d: d["reason"] == "assigned")
         assert assigned["consultation"]["doctor_id"] == str(doctor.id)
         await doctor_events.wait_for("consultation:updated", lambda d: d["reason"] == "assigned")
         await doctor_events.wait_for("queue:snapshot", lambda d: d["queue"] == [])
 
-        sent = await call(patient_sock, "message:send",
-                          {"consultation_id": case["id"], "client_msg_id": "p-1", "body": "Hello doctor"})
+        sent = await call(
+            patient_sock,
+            "message:send",
+            {"consultation_id": case["id"], "client_msg_id": "p-1", "body": "Hello doctor"},
+        )
         assert sent["ok"] and sent["message"]["seq"] == 1 and sent["duplicate"] is False
-        retried = await call(patient_sock, "message:send",
-                             {"consultation_id": case["id"], "client_msg_id": "p-1", "body": "Hello doctor"})
+        retried = await call(
+            patient_sock,
+            "message:send",
+            {"consultation_id": case["id"], "client_msg_id": "p-1", "body": "Hello doctor"},
+        )
         assert retried["message"]["seq"] == 1 and retried["duplicate"] is True
         pushed = await doctor_events.wait_for("message", lambda m: m["seq"] == 1)
         assert pushed["body"] == "Hello doctor" and pushed["sender_role"] == "patient"
 
-        reply = await call(doctor_sock, "message:send",
-                           {"consultation_id": case["id"], "client_msg_id": "d-1", "body": "Hello, show me"})
+        reply = await call(
+            doctor_sock,
+            "message:send",
+            {"consultation_id": case["id"], "client_msg_id": "d-1", "body": "Hello, show me"},
+        )
         assert reply["message"]["seq"] == 2
         await patient_events.wait_for("message", lambda m: m["seq"] == 2)
 
@@ -54,29 +63,51 @@ async def test_whole_consultation_over_sockets(node, db):
         assert read["read_seq"] == 2
         await doctor_events.wait_for("read", lambda r: r["read_seq"] == 2)
 
-        starts = (datetime.now(timezone.utc) + timedelta(days=3)).replace(microsecond=0)
-        proposed = await call(doctor_sock, "appointment:propose", {
-            "consultation_id": case["id"],
-            "slots": [{"starts_at": starts.isoformat(), "minutes": 20, "kind": "video", "location": "https://v.example/1"},
-                      {"starts_at": (starts + timedelta(hours=1)).isoformat(), "kind": "in_person",
-                       "location": "Clinic room 4"}]})
+        starts = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
+        proposed = await call(
+            doctor_sock,
+            "appointment:propose",
+            {
+                "consultation_id": case["id"],
+                "slots": [
+                    {
+                        "starts_at": starts.isoformat(),
+                        "minutes": 20,
+                        "kind": "video",
+                        "location": "https://v.example/1",
+                    },
+                    {
+                        "starts_at": (starts + timedelta(hours=1)).isoformat(),
+                        "kind": "in_person",
+                        "location": "Clinic room 4",
+                    },
+                ],
+            },
+        )
         assert proposed["ok"], proposed
         appointment = proposed["appointment"]
         await patient_events.wait_for("appointment:updated")
-        confirmed = await call(patient_sock, "appointment:confirm",
-                               {"appointment_id": appointment["id"], "slot_id": appointment["slots"][1]["id"]})
+        confirmed = await call(
+            patient_sock,
+            "appointment:confirm",
+            {"appointment_id": appointment["id"], "slot_id": appointment["slots"][1]["id"]},
+        )
         assert confirmed["appointment"]["state"] == "confirmed"
         await doctor_events.wait_for("appointment:updated", lambda d: d["appointment"]["state"] == "confirmed")
         for user in (patient, doctor):
             listed = await (await node.client.get("/api/v1/appointments", headers=user.headers)).json()
             assert [a["state"] for a in listed["appointments"]] == ["confirmed"]
 
-        resolved = await call(doctor_sock, "consultation:resolve",
-                              {"consultation_id": case["id"], "outcome": "monitor", "note": "Photo in 3 months"})
+        resolved = await call(
+            doctor_sock,
+            "consultation:resolve",
+            {"consultation_id": case["id"], "outcome": "monitor", "note": "Photo in 3 months"},
+        )
         assert resolved["consultation"]["state"] == "resolved"
         await patient_events.wait_for("consultation:updated", lambda d: d["reason"] == "resolved")
-        late = await call(patient_sock, "message:send",
-                          {"consultation_id": case["id"], "client_msg_id": "p-2", "body": "Thanks"})
+        late = await call(
+            patient_sock, "message:send", {"consultation_id": case["id"], "client_msg_id": "p-2", "body": "Thanks"}
+        )
         assert late["ok"] is False and late["error"]["code"] == "wrong_state"
     finally:
         await doctor_sock.disconnect()
@@ -87,5 +118,13 @@ async def test_whole_consultation_over_sockets(node, db):
         body = await history.json()
         assert [m["seq"] for m in body["messages"]] == [1, 2] and body["has_more"] is False
     actions = {r["action"] for r in await db.fetch("SELECT action FROM audit_log")}
-    assert {"consultation.create", "consultation.assign", "chat.message.send", "appointment.propose",
-            "appointment.confirm", "consultation.resolve", "chat.history.read", "queue.read"} <= actions
+    assert {
+        "consultation.create",
+        "consultation.assign",
+        "chat.message.send",
+        "appointment.propose",
+        "appointment.confirm",
+        "consultation.resolve",
+        "chat.history.read",
+        "queue.read",
+    } <= actions

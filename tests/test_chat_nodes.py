@@ -1,4 +1,5 @@
 """Two web nodes sharing one database and Redis: chat across nodes, queue pushes across nodes, resync after a drop."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,18 +33,23 @@ async def test_chat_between_nodes_and_queue_change_reaches_other_node(nodes):
         patient = await make_user(node_a, "patient")
         case = await open_case(node_a, patient)  # a change made on node A
         snapshot = await console_events.wait_for(
-            "queue:snapshot", lambda s: [e["consultation_id"] for e in s["queue"]] == [case["id"]], timeout=1.5)
+            "queue:snapshot", lambda s: [e["consultation_id"] for e in s["queue"]] == [case["id"]], timeout=1.5
+        )
         assert snapshot["queue"][0]["awaiting_score"] is True
 
         taken = await call(console, "queue:take", {})  # take next, through node B
         assert taken["consultation"]["id"] == case["id"]
         patient_sock, patient_events = await connect(node_a, patient)
         try:
-            await call(patient_sock, "message:send",
-                       {"consultation_id": case["id"], "client_msg_id": "a1", "body": "from node A"})
+            await call(
+                patient_sock,
+                "message:send",
+                {"consultation_id": case["id"], "client_msg_id": "a1", "body": "from node A"},
+            )
             assert (await console_events.wait_for("message"))["body"] == "from node A"
-            await call(console, "message:send",
-                       {"consultation_id": case["id"], "client_msg_id": "b1", "body": "from node B"})
+            await call(
+                console, "message:send", {"consultation_id": case["id"], "client_msg_id": "b1", "body": "from node B"}
+            )
             got = await patient_events.wait_for("message", lambda m: m["seq"] == 2)
             assert got["body"] == "from node B"
         finally:
@@ -73,9 +79,12 @@ async def _send_burst(sock, case_id: str, prefix: str, count: int, acked: list[i
     """Sends `count` messages one after another; records the seq of each acknowledged one."""
     for i in range(count):
         try:
-            ack = await call(sock, "message:send",
-                             {"consultation_id": case_id, "client_msg_id": f"{prefix}-{i}", "body": f"{prefix} {i}"},
-                             timeout=2)
+            ack = await call(
+                sock,
+                "message:send",
+                {"consultation_id": case_id, "client_msg_id": f"{prefix}-{i}", "body": f"{prefix} {i}"},
+                timeout=2,
+            )
         except Exception:
             return  # the connection dropped: this one and the rest were never acknowledged
         assert ack["ok"], ack
@@ -144,13 +153,18 @@ async def test_a_room_channel_is_heard_only_by_nodes_holding_its_members(nodes, 
         other_doctor_sock, other_events = await connect(node_b, doctor)  # the doctor's second device, on B
         try:
             assert await _subscribers(settings.redis_url, channel) == 2
-            await call(doctor_sock, "message:send",
-                       {"consultation_id": case["id"], "client_msg_id": "d1", "body": "both devices"})
+            await call(
+                doctor_sock,
+                "message:send",
+                {"consultation_id": case["id"], "client_msg_id": "d1", "body": "both devices"},
+            )
             assert (await other_events.wait_for("message"))["body"] == "both devices"
         finally:
             await other_doctor_sock.disconnect()
         await _until(lambda: _subscribers(settings.redis_url, channel), 1)  # B left the room: B stops listening
-        await call(patient_sock, "message:send", {"consultation_id": case["id"], "client_msg_id": "p2", "body": "A only"})
+        await call(
+            patient_sock, "message:send", {"consultation_id": case["id"], "client_msg_id": "p2", "body": "A only"}
+        )
         assert (await doctor_events.wait_for("message", lambda m: m["seq"] == 3))["body"] == "A only"
     finally:
         await patient_sock.disconnect()
@@ -180,8 +194,11 @@ async def test_room_channels_come_back_after_redis_drops_the_subscriptions(nodes
         finally:
             await admin.aclose()
         await _until(lambda: _subscribers(settings.redis_url, channel), 2, timeout=10)
-        await call(patient_sock, "message:send",
-                   {"consultation_id": case["id"], "client_msg_id": "after-drop", "body": "still here"})
+        await call(
+            patient_sock,
+            "message:send",
+            {"consultation_id": case["id"], "client_msg_id": "after-drop", "body": "still here"},
+        )
         assert (await doctor_events.wait_for("message"))["body"] == "still here"
     finally:
         await patient_sock.disconnect()

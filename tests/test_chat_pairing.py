@@ -1,4 +1,5 @@
 """Pairing under contention across two nodes, auto pairing preferences, transfer and the capacity limits."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,8 +15,9 @@ from tests.test_chat_support import (
 
 
 async def _set_capacity(node, admin, doctor, capacity: int) -> None:
-    response = await node.client.put(f"/api/v1/doctors/{doctor.id}/capacity", headers=admin.headers,
-                                     json={"capacity": capacity})
+    response = await node.client.put(
+        f"/api/v1/doctors/{doctor.id}/capacity", headers=admin.headers, json={"capacity": capacity}
+    )
     assert response.status == 200, await response.text()
 
 
@@ -37,7 +39,7 @@ async def test_200_concurrent_takes_from_20_doctors_over_100_cases_on_two_nodes(
         ack = await call(console, "queue:take", payload, timeout=60)
         return doctor, ack
 
-    requests = [take(doctor, console, i) for doctor, console in zip(doctors, consoles) for i in range(10)]
+    requests = [take(doctor, console, i) for doctor, console in zip(doctors, consoles, strict=True) for i in range(10)]
     random.Random(4).shuffle(requests)
     try:
         results = await asyncio.gather(*requests)
@@ -74,8 +76,9 @@ async def test_a_lost_take_race_answers_409_already_taken_and_a_bad_id_404(nodes
         # Two races (capacity is 3): the loser arrives during the winner's transaction or after it.
         for _ in range(2):
             case = await open_case(node_a, await make_user(node_a, "patient"))
-            acks = await asyncio.gather(*(call(sock, "queue:take", {"consultation_id": case["id"]})
-                                          for sock in (sock_1, sock_2)))
+            acks = await asyncio.gather(
+                *(call(sock, "queue:take", {"consultation_id": case["id"]}) for sock in (sock_1, sock_2))
+            )
             assert sorted(ack["ok"] for ack in acks) == [False, True], acks
             [lost] = [ack for ack in acks if not ack["ok"]]
             assert (lost["error"]["status"], lost["error"]["code"]) == (409, "already_taken")
@@ -95,40 +98,49 @@ async def test_backlog_drains_to_least_loaded_and_prefers_the_last_doctor(nodes)
     sock_2, events_2 = await connect(node_b, doc_2)
     try:
         await call(sock_1, "presence:set", {"availability": "available"})
-        body = await (await node_a.client.get(f"/api/v1/consultations/{first_case['id']}",
-                                              headers=patient.headers)).json()
+        body = await (
+            await node_a.client.get(f"/api/v1/consultations/{first_case['id']}", headers=patient.headers)
+        ).json()
         assert body["state"] == "active" and body["doctor_id"] == str(doc_1.id)
-        await call(sock_1, "consultation:resolve",
-                   {"consultation_id": first_case["id"], "outcome": "reassure", "note": "Benign"})
+        await call(
+            sock_1,
+            "consultation:resolve",
+            {"consultation_id": first_case["id"], "outcome": "reassure", "note": "Benign"},
+        )
 
         # doc_1 now has 0 cases; give doc_2 none either, then make doc_1 the busier one.
         await call(sock_2, "presence:set", {"availability": "available"})
         others = [await make_user(node_a, "patient") for _ in range(1)]
         extra = await open_case(node_a, others[0])
-        extra_doctor = (await (await node_a.client.get(f"/api/v1/consultations/{extra['id']}",
-                                                       headers=others[0].headers)).json())["doctor_id"]
+        extra_doctor = (
+            await (await node_a.client.get(f"/api/v1/consultations/{extra['id']}", headers=others[0].headers)).json()
+        )["doctor_id"]
         assert extra_doctor in (str(doc_1.id), str(doc_2.id))
         # The returning patient goes back to the doctor they saw last, even if that doctor is busier.
         second = await open_case(node_a, patient)
-        assigned = (await (await node_a.client.get(f"/api/v1/consultations/{second['id']}",
-                                                   headers=patient.headers)).json())
+        assigned = await (
+            await node_a.client.get(f"/api/v1/consultations/{second['id']}", headers=patient.headers)
+        ).json()
         assert assigned["doctor_id"] == str(doc_1.id)
         # New patients go to the less-loaded doctor, so the load stays balanced.
         for _ in range(2):
             await open_case(node_a, await make_user(node_a, "patient"))
         loads = Counter()
         for doctor in (doc_1, doc_2):
-            listed = await (await node_a.client.get("/api/v1/consultations?state=active",
-                                                    headers=doctor.headers)).json()
+            listed = await (
+                await node_a.client.get("/api/v1/consultations?state=active", headers=doctor.headers)
+            ).json()
             loads[doctor.id] = len(listed["consultations"])
         assert loads[doc_1.id] == loads[doc_2.id] == 2
 
         # Transfer back to the queue: not offered to the same doctor again; doc_2 gets it.
-        transferred = await call(sock_1, "consultation:transfer",
-                                 {"consultation_id": second["id"], "reason": "Needs a second opinion"})
+        transferred = await call(
+            sock_1, "consultation:transfer", {"consultation_id": second["id"], "reason": "Needs a second opinion"}
+        )
         assert transferred["ok"], transferred
-        moved = await events_2.wait_for("consultation:updated",
-                                        lambda d: d["consultation"]["id"] == second["id"] and d["reason"] == "assigned")
+        moved = await events_2.wait_for(
+            "consultation:updated", lambda d: d["consultation"]["id"] == second["id"] and d["reason"] == "assigned"
+        )
         assert moved["consultation"]["doctor_id"] == str(doc_2.id)
     finally:
         await sock_1.disconnect()
@@ -146,8 +158,11 @@ async def test_transfer_to_named_doctor_moves_the_room(nodes):
     sock_2, events_2 = await connect(node_b, doc_2)
     patient_sock, _ = await connect(node_a, patient)
     try:
-        ack = await call(sock_1, "consultation:transfer",
-                         {"consultation_id": case["id"], "reason": "Specialist", "to_doctor_id": str(doc_2.id)})
+        ack = await call(
+            sock_1,
+            "consultation:transfer",
+            {"consultation_id": case["id"], "reason": "Specialist", "to_doctor_id": str(doc_2.id)},
+        )
         assert ack["ok"] and ack["consultation"]["doctor_id"] == str(doc_2.id)
         await events_2.wait_for("consultation:updated", lambda d: d["reason"] == "transferred")
         await call(patient_sock, "message:send", {"consultation_id": case["id"], "client_msg_id": "x", "body": "hi"})
@@ -165,14 +180,29 @@ async def test_patient_limit_and_one_active_case_per_doctor_pair(nodes):
     node_a, _ = nodes
     patient = await make_user(node_a, "patient")
     doctor = await make_user(node_a, "doctor")
-    cases = await asyncio.gather(*[
-        node_a.client.post("/api/v1/consultations", headers=patient.headers,
-                           json={"description": f"lesion {i}", "body_site": "arm",
-                                 "symptoms": {"size_changed": False, "shape_irregular": False,
-                                              "colour_irregular": False, "diameter_7mm": False,
-                                              "inflamed": False, "oozing": False, "sensation_changed": True,
-                                              "duration": "days"}})
-        for i in range(5)])
+    cases = await asyncio.gather(
+        *[
+            node_a.client.post(
+                "/api/v1/consultations",
+                headers=patient.headers,
+                json={
+                    "description": f"lesion {i}",
+                    "body_site": "arm",
+                    "symptoms": {
+                        "size_changed": False,
+                        "shape_irregular": False,
+                        "colour_irregular": False,
+                        "diameter_7mm": False,
+                        "inflamed": False,
+                        "oozing": False,
+                        "sensation_changed": True,
+                        "duration": "days",
+                    },
+                },
+            )
+            for i in range(5)
+        ]
+    )
     statuses = sorted(r.status for r in cases)
     assert statuses == [201, 201, 201, 409, 409]
     refused = [await r.json() for r in cases if r.status == 409]
@@ -197,11 +227,17 @@ async def test_cancel_and_capacity_edges_tell_the_doctor(nodes):
     sock_1, events_1 = await connect(node_b, doc_1)
     try:
         assert (await call(sock_1, "queue:take", {"consultation_id": case["id"]}))["ok"]
-        full = await call(sock_1, "consultation:transfer",
-                          {"consultation_id": case["id"], "reason": "x", "to_doctor_id": str(doc_2.id)})
+        full = await call(
+            sock_1,
+            "consultation:transfer",
+            {"consultation_id": case["id"], "reason": "x", "to_doctor_id": str(doc_2.id)},
+        )
         assert full["error"]["code"] == "doctor_at_capacity"
-        unknown = await call(sock_1, "consultation:transfer",
-                             {"consultation_id": case["id"], "reason": "x", "to_doctor_id": str(patient.id)})
+        unknown = await call(
+            sock_1,
+            "consultation:transfer",
+            {"consultation_id": case["id"], "reason": "x", "to_doctor_id": str(patient.id)},
+        )
         assert unknown["error"]["code"] == "doctor_not_found"
         cancelled = await node_a.client.post(f"/api/v1/consultations/{case['id']}/cancel", headers=patient.headers)
         assert cancelled.status == 200

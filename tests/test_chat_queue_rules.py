@@ -7,6 +7,7 @@ returns the head of the queue in the documented order (band, trusted score, wait
 Each case's answers to the weighted 7-point checklist set its floor band; a trusted photo score may
 raise it; an untrusted one never moves it down, and ranks within its band like no score at all.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -96,14 +97,21 @@ class QueueRules(RuleBasedStateMachine):
     async def _reset(self) -> None:
         # Examples share the database: close what earlier examples left open, with fresh users below.
         async with self.pool.acquire() as conn:
-            await conn.execute("UPDATE consultations SET state = 'cancelled', closed_at = now() "
-                               "WHERE state IN ('waiting', 'active')")
+            await conn.execute(
+                "UPDATE consultations SET state = 'cancelled', closed_at = now() WHERE state IN ('waiting', 'active')"
+            )
             await conn.execute("UPDATE chat_doctors SET availability = 'away'")
 
     async def _user(self, role: str) -> uuid.UUID:
         async with self.pool.acquire() as conn:
-            user = await auth_store.insert_user(conn, email=f"{uuid.uuid4().hex}@example.org", display_name="H",
-                                                role=role, status="active", password_hash=None)
+            user = await auth_store.insert_user(
+                conn,
+                email=f"{uuid.uuid4().hex}@example.org",
+                display_name="H",
+                role=role,
+                status="active",
+                password_hash=None,
+            )
         return user.id
 
     async def _ensure_doctor(self, doctor_id: uuid.UUID) -> None:
@@ -118,8 +126,13 @@ class QueueRules(RuleBasedStateMachine):
                 return None, exc.code
 
     def _active(self, doctor: int | None = None, patient: int | None = None) -> list[Case]:
-        return [c for c in self.cases if c.state == "active" and (doctor is None or c.doctor == doctor)
-                and (patient is None or c.patient == patient)]
+        return [
+            c
+            for c in self.cases
+            if c.state == "active"
+            and (doctor is None or c.doctor == doctor)
+            and (patient is None or c.patient == patient)
+        ]
 
     def _open(self, patient: int) -> list[Case]:
         return [c for c in self.cases if c.patient == patient and c.state in ("waiting", "active")]
@@ -127,12 +140,22 @@ class QueueRules(RuleBasedStateMachine):
     def _waiting_sorted(self) -> list[Case]:
         return sorted((c for c in self.cases if c.state == "waiting"), key=Case.order_key)
 
-    @rule(patient=st.integers(0, PATIENTS - 1),
-          answers=st.fixed_dictionaries({item.key: st.booleans() for item in CHECKLIST}))
+    @rule(
+        patient=st.integers(0, PATIENTS - 1),
+        answers=st.fixed_dictionaries({item.key: st.booleans() for item in CHECKLIST}),
+    )
     def open_case(self, patient, answers):
-        row, error = self.run(self._call(
-            consultations.create_consultation_txn, patient_id=self.patients[patient], description="d", body_site="arm",
-            symptoms={**answers, "duration": "weeks"}, max_open=MAX_OPEN, ctx=CTX))
+        row, error = self.run(
+            self._call(
+                consultations.create_consultation_txn,
+                patient_id=self.patients[patient],
+                description="d",
+                body_site="arm",
+                symptoms={**answers, "duration": "weeks"},
+                max_open=MAX_OPEN,
+                ctx=CTX,
+            )
+        )
         if len(self._open(patient)) >= MAX_OPEN:
             assert error == "patient_at_capacity"
         else:
@@ -142,8 +165,12 @@ class QueueRules(RuleBasedStateMachine):
             self.cases.append(Case(row["id"], patient, row["queued_at"], checklist_band=band, urgency=band))
 
     @precondition(lambda self: self.cases)
-    @rule(data=st.data(), image_band=st.sampled_from(bands.NAMES),
-          p=st.sampled_from([0.1, 0.5, 0.9]), trusted=st.booleans())
+    @rule(
+        data=st.data(),
+        image_band=st.sampled_from(bands.NAMES),
+        p=st.sampled_from([0.1, 0.5, 0.9]),
+        trusted=st.booleans(),
+    )
     def score(self, data, image_band, p, trusted):
         case = _pick(data, self.cases)
 
@@ -151,6 +178,7 @@ class QueueRules(RuleBasedStateMachine):
             async with self.pool.acquire() as conn:
                 await score_consultation(conn, case.id, band=image_band, p_malignant=p, trusted=trusted)
                 return await conn.fetchval("SELECT urgency FROM consultations WHERE id = $1", case.id)
+
         stored = self.run(apply())
         if trusted:
             expected = more_severe(case.checklist_band, image_band)
@@ -163,8 +191,9 @@ class QueueRules(RuleBasedStateMachine):
 
     @rule(doctor=st.integers(0, DOCTORS - 1))
     def take_next(self, doctor):
-        row, error = self.run(self._call(pairing.take_next_txn, doctor_id=self.doctors[doctor], ageing_s=AGEING_S,
-                                         ctx=CTX))
+        row, error = self.run(
+            self._call(pairing.take_next_txn, doctor_id=self.doctors[doctor], ageing_s=AGEING_S, ctx=CTX)
+        )
         seen_patients = {c.patient for c in self._active(doctor=doctor)}
         eligible = [c for c in self._waiting_sorted() if c.patient not in seen_patients]
         if len(self._active(doctor=doctor)) >= CAPACITY:
@@ -179,8 +208,9 @@ class QueueRules(RuleBasedStateMachine):
     @rule(data=st.data(), doctor=st.integers(0, DOCTORS - 1))
     def take_named(self, data, doctor):
         case = _pick(data, [c for c in self.cases if c.state == "waiting"])
-        row, error = self.run(self._call(pairing.take_case_txn, doctor_id=self.doctors[doctor],
-                                         consultation_id=case.id, ctx=CTX))
+        row, error = self.run(
+            self._call(pairing.take_case_txn, doctor_id=self.doctors[doctor], consultation_id=case.id, ctx=CTX)
+        )
         if len(self._active(doctor=doctor)) >= CAPACITY:
             assert error == "doctor_at_capacity"
         elif self._active(doctor=doctor, patient=case.patient):
@@ -195,16 +225,39 @@ class QueueRules(RuleBasedStateMachine):
         case = _pick(data, self._active())
         doctor_id = self.doctors[case.doctor]
         if how == "resolve":
-            _, error = self.run(self._call(consultations.resolve_txn, consultation_id=case.id, doctor_id=doctor_id,
-                                           outcome="monitor", note="", ctx=CTX))
+            _, error = self.run(
+                self._call(
+                    consultations.resolve_txn,
+                    consultation_id=case.id,
+                    doctor_id=doctor_id,
+                    outcome="monitor",
+                    note="",
+                    ctx=CTX,
+                )
+            )
             case.state = "resolved"
         elif how == "cancel":
-            _, error = self.run(self._call(consultations.cancel_consultation_txn, consultation_id=case.id,
-                                           patient_id=self.patients[case.patient], reason=None, ctx=CTX))
+            _, error = self.run(
+                self._call(
+                    consultations.cancel_consultation_txn,
+                    consultation_id=case.id,
+                    patient_id=self.patients[case.patient],
+                    reason=None,
+                    ctx=CTX,
+                )
+            )
             case.state = "cancelled"
         else:
-            _, error = self.run(self._call(pairing.transfer_txn, consultation_id=case.id, doctor_id=doctor_id,
-                                           to_doctor_id=None, reason="r", ctx=CTX))
+            _, error = self.run(
+                self._call(
+                    pairing.transfer_txn,
+                    consultation_id=case.id,
+                    doctor_id=doctor_id,
+                    to_doctor_id=None,
+                    reason="r",
+                    ctx=CTX,
+                )
+            )
             case.state, case.doctor = "waiting", None
         assert error is None
 
@@ -212,9 +265,16 @@ class QueueRules(RuleBasedStateMachine):
     @rule(data=st.data(), target_doctor=st.integers(0, DOCTORS - 1))
     def transfer_to_named_doctor(self, data, target_doctor):
         case = _pick(data, self._active())
-        _, error = self.run(self._call(pairing.transfer_txn, consultation_id=case.id,
-                                       doctor_id=self.doctors[case.doctor],
-                                       to_doctor_id=self.doctors[target_doctor], reason="r", ctx=CTX))
+        _, error = self.run(
+            self._call(
+                pairing.transfer_txn,
+                consultation_id=case.id,
+                doctor_id=self.doctors[case.doctor],
+                to_doctor_id=self.doctors[target_doctor],
+                reason="r",
+                ctx=CTX,
+            )
+        )
         if target_doctor == case.doctor:
             assert error == "invalid_field"
         elif len(self._active(doctor=target_doctor)) >= CAPACITY:
@@ -229,8 +289,15 @@ class QueueRules(RuleBasedStateMachine):
     @rule(data=st.data())
     def patient_cancels_while_waiting(self, data):
         case = _pick(data, [c for c in self.cases if c.state == "waiting"])
-        _, error = self.run(self._call(consultations.cancel_consultation_txn, consultation_id=case.id,
-                                       patient_id=self.patients[case.patient], reason=None, ctx=CTX))
+        _, error = self.run(
+            self._call(
+                consultations.cancel_consultation_txn,
+                consultation_id=case.id,
+                patient_id=self.patients[case.patient],
+                reason=None,
+                ctx=CTX,
+            )
+        )
         assert error is None
         case.state = "cancelled"
 
@@ -238,12 +305,15 @@ class QueueRules(RuleBasedStateMachine):
     def doctor_comes_online_and_backlog_drains(self, doctor):
         async def drain():
             async with self.pool.acquire() as conn:
-                await conn.execute("UPDATE chat_doctors SET availability = 'available', last_seen = now() "
-                                   "WHERE doctor_id = $1", self.doctors[doctor])
+                await conn.execute(
+                    "UPDATE chat_doctors SET availability = 'available', last_seen = now() WHERE doctor_id = $1",
+                    self.doctors[doctor],
+                )
                 assigned = []
                 while (row := await pairing.assign_next_waiting_txn(conn, ageing_s=AGEING_S, grace_s=30)) is not None:
                     assigned.append(row)
                 return assigned
+
         for row in self.run(drain()):
             case = next(c for c in self.cases if c.id == row["id"])
             assert case.state == "waiting"
@@ -253,8 +323,10 @@ class QueueRules(RuleBasedStateMachine):
     def database_matches_model_and_rules_hold(self):
         async def fetch():
             async with self.pool.acquire() as conn:
-                return await conn.fetch("SELECT id, state, doctor_id FROM consultations WHERE patient_id = ANY($1)",
-                                        self.patients)
+                return await conn.fetch(
+                    "SELECT id, state, doctor_id FROM consultations WHERE patient_id = ANY($1)", self.patients
+                )
+
         rows = {r["id"]: r for r in self.run(fetch())}
         assert len(rows) == len(self.cases)
         for case in self.cases:
@@ -274,8 +346,9 @@ def _run_machine(database_url: str) -> None:
     loop = asyncio.new_event_loop()
     pool = loop.run_until_complete(create_pool(database_url, max_size=3))
     try:
-        machine_settings = settings(max_examples=40, stateful_step_count=30, deadline=None,
-                                    suppress_health_check=list(HealthCheck))
+        machine_settings = settings(
+            max_examples=40, stateful_step_count=30, deadline=None, suppress_health_check=list(HealthCheck)
+        )
         run_state_machine_as_test(lambda: QueueRules(loop, pool), settings=machine_settings)
     finally:
         loop.run_until_complete(pool.close())

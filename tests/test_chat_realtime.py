@@ -1,4 +1,5 @@
 """Socket.IO plumbing: compression setting, presence with a grace period and many devices, the worker's notifier."""
+
 from __future__ import annotations
 
 import asyncio
@@ -59,7 +60,8 @@ async def test_presence_grace_period_and_many_devices(settings, aiohttp_client):
         status = await (await node.client.get("/api/v1/doctors/me", headers=doctor.headers)).json()
         assert status["online"] is True  # within the grace period
         offline = await console_events.wait_for(
-            "presence", lambda p: p["doctor_id"] == str(doctor.id) and p["online"] is False, timeout=3)
+            "presence", lambda p: p["doctor_id"] == str(doctor.id) and p["online"] is False, timeout=3
+        )
         assert offline["availability"] == "available"  # availability is kept; only the connection state changed
         # An offline doctor gets no new cases.
         await open_case(node, await make_user(node, "patient"))
@@ -85,7 +87,8 @@ async def test_worker_score_reorders_the_queue_through_a_write_only_notifier(set
         await score(node, second["id"], band="urgent", trusted=True, p_malignant=0.83)
         await notifier.queue_changed("scored", second["id"])
         pushed = await events.wait_for(
-            "queue:snapshot", lambda s: s["queue"] and s["queue"][0]["consultation_id"] == second["id"], timeout=1.5)
+            "queue:snapshot", lambda s: s["queue"] and s["queue"][0]["consultation_id"] == second["id"], timeout=1.5
+        )
         assert pushed["queue"][0]["urgency"] == "urgent" and pushed["queue"][0]["awaiting_score"] is False
     finally:
         await notifier.close()

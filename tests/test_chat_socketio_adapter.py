@@ -4,6 +4,7 @@ chat.socketio_adapter and chat.pubsub override or call private names of both lib
 setup.cfg pins them to the tested range. This test names every such internal and the shape
 relied on, so an upgrade that moves one fails here, with the name, before anything subtler.
 """
+
 from __future__ import annotations
 
 import configparser
@@ -19,16 +20,16 @@ from socketio.async_pubsub_manager import AsyncPubSubManager
 
 # (owner, private name, the parameters it is called or overridden with)
 RELIED_ON = [
-    (socketio.AsyncServer, "_handle_eio_message", ["self", "eio_sid", "data"]),    # GuardedServer overrides
+    (socketio.AsyncServer, "_handle_eio_message", ["self", "eio_sid", "data"]),  # GuardedServer overrides
     (socketio.AsyncServer, "_handle_event", ["self", "eio_sid", "namespace", "id", "data"]),  # GuardedServer
-    (socketio.AsyncServer, "_send_packet", ["self", "eio_sid", "pkt"]),            # GuardedServer's error acks
-    (socketio.AsyncServer, "_send_eio_packet", ["self", "eio_sid", "eio_pkt"]),    # pubsub: encode once per room
-    (AsyncPubSubManager, "_publish", ["self", "data"]),                             # pubsub: bounded publishes
-    (AsyncPubSubManager, "_handle_emit", ["self", "message"]),                      # pubsub: signals, room emits
-    (socketio.AsyncRedisManager, "_redis_connect", ["self"]),                      # pubsub: the shared pool
-    (socketio.AsyncRedisManager, "_redis_listen_with_retries", ["self"]),          # pubsub: resubscribing
-    (socketio.AsyncRedisManager, "_listen", ["self"]),                             # pubsub: own-echo filter
-    (EngineIoWebSocket, "__init__", ["self", "handler", "server"]),                # UncompressedWebSocket
+    (socketio.AsyncServer, "_send_packet", ["self", "eio_sid", "pkt"]),  # GuardedServer's error acks
+    (socketio.AsyncServer, "_send_eio_packet", ["self", "eio_sid", "eio_pkt"]),  # pubsub: encode once per room
+    (AsyncPubSubManager, "_publish", ["self", "data"]),  # pubsub: bounded publishes
+    (AsyncPubSubManager, "_handle_emit", ["self", "message"]),  # pubsub: signals, room emits
+    (socketio.AsyncRedisManager, "_redis_connect", ["self"]),  # pubsub: the shared pool
+    (socketio.AsyncRedisManager, "_redis_listen_with_retries", ["self"]),  # pubsub: resubscribing
+    (socketio.AsyncRedisManager, "_listen", ["self"]),  # pubsub: own-echo filter
+    (EngineIoWebSocket, "__init__", ["self", "handler", "server"]),  # UncompressedWebSocket
 ]
 
 

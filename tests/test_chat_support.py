@@ -2,6 +2,7 @@
 
 No tests here; the chat test modules import these.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,8 +21,16 @@ from web.settings import Settings
 
 PASSWORD = "correct horse battery staple 9"
 # Checklist score 1 (routine): the queue's order is then the photo score's to decide.
-SYMPTOMS = {"size_changed": False, "shape_irregular": False, "colour_irregular": False, "diameter_7mm": False,
-            "inflamed": False, "oozing": False, "sensation_changed": True, "duration": "months"}
+SYMPTOMS = {
+    "size_changed": False,
+    "shape_irregular": False,
+    "colour_irregular": False,
+    "diameter_7mm": False,
+    "inflamed": False,
+    "oozing": False,
+    "sensation_changed": True,
+    "duration": "months",
+}
 
 
 def chat_settings(settings: Settings, **chat_overrides: Any) -> Settings:
@@ -32,6 +41,7 @@ def chat_settings(settings: Settings, **chat_overrides: Any) -> Settings:
 @dataclass
 class Node:
     """One running app (a web node) and an HTTP client against it."""
+
     client: Any
 
     @property
@@ -68,16 +78,20 @@ async def make_user(node: Node, role: str, *, approved: bool = True) -> User:
     if role == "admin":
         user = await service.create_admin(email=email, name=f"Test {role}", password=PASSWORD)
     else:
-        user = await service.register(email=email, password=PASSWORD, name=f"Test {role}", role=role,
-                                      ctx=AuditContext(None))
+        user = await service.register(
+            email=email, password=PASSWORD, name=f"Test {role}", role=role, ctx=AuditContext(None)
+        )
         if role == "doctor" and approved:
             await service.approve_doctor(user.id, ctx=AuditContext(None))
     return User(user.id, role, service.tokens.issue(user.id, role))
 
 
 async def open_case(node: Node, patient: User, description: str = "A mole that changed colour") -> dict:
-    response = await node.client.post("/api/v1/consultations", headers=patient.headers,
-                                      json={"description": description, "body_site": "back", "symptoms": SYMPTOMS})
+    response = await node.client.post(
+        "/api/v1/consultations",
+        headers=patient.headers,
+        json={"description": description, "body_site": "back", "symptoms": SYMPTOMS},
+    )
     assert response.status == 201, await response.text()
     return await response.json()
 
@@ -105,11 +119,13 @@ class Events:
                         if predicate(data):
                             return data
                     await self._changed.wait()
+
         return await asyncio.wait_for(found(), timeout)
 
 
-async def connect(node: Node, user: User, *, transports: list[str] | None = None,
-                  events: Events | None = None) -> tuple[socketio.AsyncClient, Events]:
+async def connect(
+    node: Node, user: User, *, transports: list[str] | None = None, events: Events | None = None
+) -> tuple[socketio.AsyncClient, Events]:
     client = socketio.AsyncClient(reconnection=False)
     events = events or Events()
 
@@ -117,8 +133,7 @@ async def connect(node: Node, user: User, *, transports: list[str] | None = None
         await events.record(event, data)
 
     client.on("*", on_any)
-    await client.connect(node.url, auth={"token": user.token}, transports=transports or ["websocket"],
-                         wait_timeout=5)
+    await client.connect(node.url, auth={"token": user.token}, transports=transports or ["websocket"], wait_timeout=5)
     return client, events
 
 

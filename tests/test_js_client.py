@@ -1,4 +1,5 @@
 """The JavaScript client library (clients/js) against a live server: node's own test runner drives it."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,15 +27,27 @@ async def test_js_client_library_against_a_live_server(node):
     roles = {"patient": "patient", "doctor": "doctor", "rival": "doctor"}
     emails = {who: f"js-{who}-{secrets.token_hex(4)}@example.org" for who in roles}
     for who, email in emails.items():
-        user = await auth.register(email=email, password=PASSWORD, name=f"JS {who}", role=roles[who],
-                                   ctx=AuditContext(None))
+        user = await auth.register(
+            email=email, password=PASSWORD, name=f"JS {who}", role=roles[who], ctx=AuditContext(None)
+        )
         if roles[who] == "doctor":
             await auth.approve_doctor(user.id, ctx=AuditContext(None))
-    env = {**os.environ, "SKINDOC_URL": node.url, "SKINDOC_PASSWORD": PASSWORD,
-           **{f"SKINDOC_{who.upper()}_EMAIL": email for who, email in emails.items()}}
+    env = {
+        **os.environ,
+        "SKINDOC_URL": node.url,
+        "SKINDOC_PASSWORD": PASSWORD,
+        **{f"SKINDOC_{who.upper()}_EMAIL": email for who, email in emails.items()},
+    }
     tests = sorted(str(path) for path in (CLIENT_DIR / "test").glob("*.test.js"))
-    process = await asyncio.create_subprocess_exec(node_binary, "--test", *tests, env=env, cwd=CLIENT_DIR,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    process = await asyncio.create_subprocess_exec(
+        node_binary,
+        "--test",
+        *tests,
+        env=env,
+        cwd=CLIENT_DIR,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
     assert process.returncode == 0, output.decode()[-6000:]
     print(output.decode()[-600:])

@@ -1,4 +1,5 @@
 """The OpenAPI document describes the live API: schemathesis finds no 5xx and no response that breaks it."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,9 @@ SCHEMATHESIS_SECONDS = 60
 
 
 def _post_json(url: str, payload: dict) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
@@ -38,15 +40,30 @@ async def test_served_document_is_the_merged_one(client):
 def test_schemathesis_finds_no_server_error_or_schema_violation(live_server, tmp_path):
     account = {"email": "fuzz@example.org", "password": "an unusual passphrase 42", "name": "Fuzz"}
     _post_json(f"{live_server.url}/api/v1/auth/register", {**account, "role": "patient"})
-    token = _post_json(f"{live_server.url}/api/v1/auth/login",
-                       {"email": account["email"], "password": account["password"]})["access_token"]
+    token = _post_json(
+        f"{live_server.url}/api/v1/auth/login", {"email": account["email"], "password": account["password"]}
+    )["access_token"]
     st = Path(sys.executable).with_name("st")
     result = subprocess.run(
-        [str(st), "run", f"{live_server.url}/api/v1/openapi.json",
-         "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance",
-         "--header", f"Authorization: Bearer {token}",
-         "--max-time", str(SCHEMATHESIS_SECONDS), "--workers", "1",
-         "--suppress-health-check", "all", "--warnings", "off"],
-        capture_output=True, text=True, timeout=SCHEMATHESIS_SECONDS * 4,
+        [
+            str(st),
+            "run",
+            f"{live_server.url}/api/v1/openapi.json",
+            "--checks",
+            "not_a_server_error,response_schema_conformance,content_type_conformance",
+            "--header",
+            f"Authorization: Bearer {token}",
+            "--max-time",
+            str(SCHEMATHESIS_SECONDS),
+            "--workers",
+            "1",
+            "--suppress-health-check",
+            "all",
+            "--warnings",
+            "off",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=SCHEMATHESIS_SECONDS * 4,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

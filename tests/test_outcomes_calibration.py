@@ -1,6 +1,7 @@
 """Learning from outcomes end to end, through the real commands: confirmed cases (the shipped HAM10000 fixture
 photos, entered through the API) → `skindoc outcomes export` → `skindoc evaluate --outcomes --calibrate` → a new
 checkpoint version with its provenance → `skindoc rescore` moves the live queue to it."""
+
 from __future__ import annotations
 
 import asyncio
@@ -31,11 +32,21 @@ FIXTURES = Path(__file__).parent / "fixtures" / "ham10000"
 async def run_skindoc(node, tmp_path, *args: str, timeout: float = 300) -> str:
     settings = node.app[SETTINGS]
     command = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "web.cli", *args,
-        env={**os.environ, "SKINDOC_DATABASE_URL": settings.database_url, "SKINDOC_REDIS_URL": settings.redis_url,
-             "SKINDOC_SOCKETIO_CHANNEL": settings.chat.socketio_channel, "SKINDOC_DATA_DIR": str(tmp_path),
-             "SKINDOC_LOG_LEVEL": "WARNING"},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "web.cli",
+        *args,
+        env={
+            **os.environ,
+            "SKINDOC_DATABASE_URL": settings.database_url,
+            "SKINDOC_REDIS_URL": settings.redis_url,
+            "SKINDOC_SOCKETIO_CHANNEL": settings.chat.socketio_channel,
+            "SKINDOC_DATA_DIR": str(tmp_path),
+            "SKINDOC_LOG_LEVEL": "WARNING",
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(command.communicate(), timeout)
     assert command.returncode == 0, err.decode()[-3000:]
     return out.decode()
@@ -44,16 +55,26 @@ async def run_skindoc(node, tmp_path, *args: str, timeout: float = 300) -> str:
 async def confirmed_case(node, doctor, image: bytes, dx: str, malignant: bool | None = None) -> str:
     patient = await make_user(node, "patient")
     case_id = (await open_case(node, patient))["id"]
-    uploaded = await node.client.post(photos_url(uuid.UUID(case_id)), data=form(image, tag="dermoscopic"),
-                                      headers=patient.headers)
+    uploaded = await node.client.post(
+        photos_url(uuid.UUID(case_id)), data=form(image, tag="dermoscopic"), headers=patient.headers
+    )
     assert uploaded.status == 201, await uploaded.text()
     assert (await node.client.post(f"/api/v1/consultations/{case_id}/take", headers=doctor.headers)).status == 200
-    resolved = await node.client.post(f"/api/v1/consultations/{case_id}/resolve", headers=doctor.headers,
-                                      json={"outcome": "in_person_visit", "diagnosis": "unsure", "biopsy_taken": True})
+    resolved = await node.client.post(
+        f"/api/v1/consultations/{case_id}/resolve",
+        headers=doctor.headers,
+        json={"outcome": "in_person_visit", "diagnosis": "unsure", "biopsy_taken": True},
+    )
     assert resolved.status == 200, await resolved.text()
-    result = await node.client.post(f"/api/v1/consultations/{case_id}/histopathology", headers=doctor.headers,
-                                    json={"diagnosis": dx, "reported_on": date.today().isoformat(),
-                                          **({} if malignant is None else {"malignant": malignant})})
+    result = await node.client.post(
+        f"/api/v1/consultations/{case_id}/histopathology",
+        headers=doctor.headers,
+        json={
+            "diagnosis": dx,
+            "reported_on": date.today().isoformat(),
+            **({} if malignant is None else {"malignant": malignant}),
+        },
+    )
     assert result.status == 201, await result.text()
     return case_id
 
@@ -67,18 +88,39 @@ async def test_export_evaluate_recalibrate_rescore_round_trip(node, db, tmp_path
     # photo turned out malignant ("other" on histopathology).
     [missed] = [row for row in fixtures if row["image_id"] == "ISIC_0028434"]
     missed["dx"], missed["malignant"] = "other", "1"
-    cases = {await confirmed_case(node, doctor, (FIXTURES / "images" / f"{row['image_id']}.jpg").read_bytes(),
-                                  row["dx"], True if row["dx"] == "other" else None): row for row in fixtures}
+    cases = {
+        await confirmed_case(
+            node,
+            doctor,
+            (FIXTURES / "images" / f"{row['image_id']}.jpg").read_bytes(),
+            row["dx"],
+            True if row["dx"] == "other" else None,
+        ): row
+        for row in fixtures
+    }
     # A biopsied case without a result yet is not exported.
     patient = await make_user(node, "patient")
     pending = (await open_case(node, patient))["id"]
     await node.client.post(f"/api/v1/consultations/{pending}/take", headers=doctor.headers)
-    await node.client.post(f"/api/v1/consultations/{pending}/resolve", headers=doctor.headers,
-                           json={"outcome": "monitor", "diagnosis": "nv", "biopsy_taken": True})
+    await node.client.post(
+        f"/api/v1/consultations/{pending}/resolve",
+        headers=doctor.headers,
+        json={"outcome": "monitor", "diagnosis": "nv", "biopsy_taken": True},
+    )
 
     export = tmp_path / "clinic-export"
-    printed = await run_skindoc(node, tmp_path, "outcomes", "export", "--out", str(export), "--test-fraction", "0",
-                                "--reason", "round-trip test")
+    printed = await run_skindoc(
+        node,
+        tmp_path,
+        "outcomes",
+        "export",
+        "--out",
+        str(export),
+        "--test-fraction",
+        "0",
+        "--reason",
+        "round-trip test",
+    )
     assert f"{len(cases)} confirmed cases (8 malignant), {len(cases)} photos" in printed
     with open(export / "labels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -92,17 +134,44 @@ async def test_export_evaluate_recalibrate_rescore_round_trip(node, db, tmp_path
     assert await db.fetchval("SELECT count(*) FROM audit_log WHERE action = 'outcome.export'") == len(cases)
     # The export refuses to overwrite a folder.
     again = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "web.cli", "outcomes", "export", "--out", str(export), "--reason", "x",
-        env={**os.environ, "SKINDOC_DATABASE_URL": node.app[SETTINGS].database_url,
-             "SKINDOC_REDIS_URL": node.app[SETTINGS].redis_url, "SKINDOC_DATA_DIR": str(tmp_path)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "web.cli",
+        "outcomes",
+        "export",
+        "--out",
+        str(export),
+        "--reason",
+        "x",
+        env={
+            **os.environ,
+            "SKINDOC_DATABASE_URL": node.app[SETTINGS].database_url,
+            "SKINDOC_REDIS_URL": node.app[SETTINGS].redis_url,
+            "SKINDOC_DATA_DIR": str(tmp_path),
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     assert (await again.wait()) == 2
 
     parent = checkpoint.read_metadata(checkpoint.SHIPPED_DIR)
     new_dir = tmp_path / "recalibrated"
-    printed = await run_skindoc(node, tmp_path, "evaluate", "--outcomes", str(export), "--calibrate",
-                                "--save-to", str(new_dir), "--min-malignant", "5", "--bootstrap", "200",
-                                "--out", str(tmp_path / "figures"))
+    printed = await run_skindoc(
+        node,
+        tmp_path,
+        "evaluate",
+        "--outcomes",
+        str(export),
+        "--calibrate",
+        "--save-to",
+        str(new_dir),
+        "--min-malignant",
+        "5",
+        "--bootstrap",
+        "200",
+        "--out",
+        str(tmp_path / "figures"),
+    )
     figures = json.loads((tmp_path / "figures" / "figures.json").read_text())
     new = checkpoint.read_metadata(new_dir)
     assert figures["model_version"] == parent["version"]
@@ -126,10 +195,11 @@ async def test_export_evaluate_recalibrate_rescore_round_trip(node, db, tmp_path
     # `skindoc rescore` puts the waiting cases on the new version, with bands from its thresholds.
     waiting_patient = await make_user(node, "patient")
     waiting = uuid.UUID((await open_case(node, waiting_patient))["id"])
-    uploaded = await node.client.post(photos_url(waiting), data=form((export / "images" /
-                                                                     f"{rows[0]['image_id']}.jpg").read_bytes(),
-                                                                tag="dermoscopic"),
-                                      headers=waiting_patient.headers)
+    uploaded = await node.client.post(
+        photos_url(waiting),
+        data=form((export / "images" / f"{rows[0]['image_id']}.jpg").read_bytes(), tag="dermoscopic"),
+        headers=waiting_patient.headers,
+    )
     assert uploaded.status == 201, await uploaded.text()
     printed = await run_skindoc(node, tmp_path, "rescore", "--model", str(new_dir))
     assert f"model {new['version']}: 1 open consultations rescored" in printed
@@ -138,8 +208,7 @@ async def test_export_evaluate_recalibrate_rescore_round_trip(node, db, tmp_path
     # The upload re-encodes the photo, so its score is close to, not equal to, the exported copy's.
     assert abs(rescored["p_malignant"] - scores[0]) < 0.05
     p = rescored["p_malignant"]
-    expected = ("urgent" if p >= new["thresholds"]["urgent"] else
-                "soon" if p >= new["thresholds"]["soon"] else "routine")
+    expected = "urgent" if p >= new["thresholds"]["urgent"] else "soon" if p >= new["thresholds"]["soon"] else "routine"
     assert rescored["image_band"] == expected
     # The recalibrated checkpoint keeps the parent's training-range check (same weights), so the
     # photo gate still judges the score; a trusted score raises the checklist band, never lowers it.

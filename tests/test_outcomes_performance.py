@@ -1,6 +1,7 @@
 """The performance figures on a seeded set of resolved cases with known labels: the view's AUC, urgent-band
 sensitivity/specificity, reliability and queue waits equal what this test computes on its own; the alert trips
 (view, metric, log line) when recent sensitivity falls under the model card's interval."""
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,17 @@ def band_for(p: float) -> str:
     return "urgent" if p >= 0.3 else "soon" if p >= 0.1 else "routine"
 
 
-async def seed_case(db, patient_id, doctor_id, *, malignant: bool,
-                    scores: dict[str, list[tuple[float, str | None]]], live_version: str,
-                    waited_minutes: int = 30, closed_offset_s: int = 0) -> uuid.UUID:
+async def seed_case(
+    db,
+    patient_id,
+    doctor_id,
+    *,
+    malignant: bool,
+    scores: dict[str, list[tuple[float, str | None]]],
+    live_version: str,
+    waited_minutes: int = 30,
+    closed_offset_s: int = 0,
+) -> uuid.UUID:
     """A resolved case with photos scored by each model version (p, tag per photo) and a histopathology result."""
     live = max(p for p, _ in scores[live_version])
     case_id = await db.fetchval(
@@ -34,38 +43,62 @@ async def seed_case(db, patient_id, doctor_id, *, malignant: bool,
            VALUES ($1, $2, 'resolved', 'seeded', 'back', '{}', $3,
                    now() - make_interval(mins => $4 + 10), now() - interval '10 minutes',
                    now() + make_interval(secs => $5), 'monitor', 0, 'routine') RETURNING id""",
-        patient_id, doctor_id, band_for(live), waited_minutes, closed_offset_s)
+        patient_id,
+        doctor_id,
+        band_for(live),
+        waited_minutes,
+        closed_offset_s,
+    )
     photo_scores = list(scores.values())
     for index in range(len(photo_scores[0])):
         tag = photo_scores[0][index][1]
         photo_id = await db.fetchval(
             """INSERT INTO triage_photos (consultation_id, body_site, tag, sha256, source_format, width, height,
                                           image, thumbnail, status)
-               VALUES ($1, 'back', $2, $3, 'jpeg', 10, 10, '', '', 'scored') RETURNING id""", case_id, tag, uuid.uuid4().hex)
+               VALUES ($1, 'back', $2, $3, 'jpeg', 10, 10, '', '', 'scored') RETURNING id""",
+            case_id,
+            tag,
+            uuid.uuid4().hex,
+        )
         for version, photos in scores.items():
             p = photos[index][0]
             await db.execute(
                 """INSERT INTO triage_photo_scores (photo_id, model_version, p_malignant, probabilities, dx, urgency,
                                                     batch_size) VALUES ($1, $2, $3, '{}', 'nv', $4, 1)""",
-                photo_id, version, p, band_for(p))
+                photo_id,
+                version,
+                p,
+                band_for(p),
+            )
             if version == live_version and p == live:
                 # The live score's one home: the deciding photo under the version that triaged the case.
                 await db.execute(
                     """INSERT INTO triage_consultation_scores (consultation_id, photo_id, model_version, urgency,
                                                                p_malignant, scored_photos, trusted)
                        VALUES ($1, $2, $3, $4, $5, $6, true) ON CONFLICT (consultation_id) DO NOTHING""",
-                    case_id, photo_id, version, band_for(p), p, len(photos))
+                    case_id,
+                    photo_id,
+                    version,
+                    band_for(p),
+                    p,
+                    len(photos),
+                )
     await db.execute(
         """INSERT INTO histopathology_results (consultation_id, diagnosis, malignant, reported_on, entered_by,
                                                entered_role) VALUES ($1, $2, $3, $4, $5, 'doctor')""",
-        case_id, "mel" if malignant else "nv", malignant, date.today(), doctor_id)
+        case_id,
+        "mel" if malignant else "nv",
+        malignant,
+        date.today(),
+        doctor_id,
+    )
     return case_id
 
 
 def pairwise_auc(malignant: list[bool], scores: list[float]) -> float:
     """The probability that a malignant case outscores a benign one, ties half: counted pair by pair."""
-    pos = [s for s, m in zip(scores, malignant) if m]
-    neg = [s for s, m in zip(scores, malignant) if not m]
+    pos = [s for s, m in zip(scores, malignant, strict=True) if m]
+    neg = [s for s, m in zip(scores, malignant, strict=True) if not m]
     wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
     return wins / (len(pos) * len(neg))
 
@@ -79,11 +112,21 @@ async def seeded(node, db):
         malignant = i % 3 == 0
         # Two photos per case; version A separates the classes somewhat, version B less.
         base = rng.uniform(0.25, 0.95) if malignant else rng.uniform(0.0, 0.5)
-        a = [(min(1.0, max(0.0, base + rng.uniform(-0.05, 0.05))), "dermoscopic" if i % 2 else None),
-             (max(0.0, base - 0.1), None)]
+        a = [
+            (min(1.0, max(0.0, base + rng.uniform(-0.05, 0.05))), "dermoscopic" if i % 2 else None),
+            (max(0.0, base - 0.1), None),
+        ]
         b = [(rng.uniform(0, 1), tag) for _, tag in a]
-        await seed_case(db, patient.id, doctor.id, malignant=malignant, scores={VERSION_A: a, VERSION_B: b},
-                        live_version=VERSION_A, waited_minutes=15 + i, closed_offset_s=i)
+        await seed_case(
+            db,
+            patient.id,
+            doctor.id,
+            malignant=malignant,
+            scores={VERSION_A: a, VERSION_B: b},
+            live_version=VERSION_A,
+            waited_minutes=15 + i,
+            closed_offset_s=i,
+        )
         truth.append((malignant, a, b))
     return doctor, truth
 
@@ -107,10 +150,10 @@ async def test_view_figures_equal_an_independent_computation(node, seeded, db):
         assert low <= figures["auc"]["value"] <= high
         urgent = [band_for(s) == "urgent" for s in case_scores]
         sensitivity = figures["urgent_band"]["sensitivity"]
-        assert sensitivity["successes"] == sum(u and m for u, m in zip(urgent, labels))
+        assert sensitivity["successes"] == sum(u and m for u, m in zip(urgent, labels, strict=True))
         assert sensitivity["value"] == pytest.approx(sensitivity["successes"] / sum(labels))
         specificity = figures["urgent_band"]["specificity"]
-        assert specificity["successes"] == sum(not u and not m for u, m in zip(urgent, labels))
+        assert specificity["successes"] == sum(not u and not m for u, m in zip(urgent, labels, strict=True))
         bins = figures["reliability"]["bins"]
         assert sum(b["count"] for b in bins) == 40
         top = [s for s in case_scores if s >= 0.9]
@@ -121,7 +164,8 @@ async def test_view_figures_equal_an_independent_computation(node, seeded, db):
     dermoscopic = [(m, p) for m, a, _ in truth for p, tag in a[:1] if tag == "dermoscopic"]
     assert kinds["dermoscopic"]["cases"] == len(dermoscopic)
     assert kinds["dermoscopic"]["auc"]["value"] == pytest.approx(
-        pairwise_auc([m for m, _ in dermoscopic], [p for _, p in dermoscopic]), abs=1e-12)
+        pairwise_auc([m for m, _ in dermoscopic], [p for _, p in dermoscopic]), abs=1e-12
+    )
     assert kinds["camera"]["cases"] == 40
 
     # Malignant cases that queued below urgent, and how long they waited.
@@ -149,16 +193,30 @@ async def test_alert_trips_below_the_model_cards_interval(aiohttp_client, settin
 
     # Four malignant cases caught: the window is not full, so nothing is judged yet.
     for i in range(4):
-        await seed_case(db, patient.id, doctor.id, malignant=True, scores={VERSION_A: [(0.9, None)]},
-                        live_version=VERSION_A, closed_offset_s=i)
+        await seed_case(
+            db,
+            patient.id,
+            doctor.id,
+            malignant=True,
+            scores={VERSION_A: [(0.9, None)]},
+            live_version=VERSION_A,
+            closed_offset_s=i,
+        )
     state = await alert()
     assert (state["considered"], state["evaluated"], state["alert"]) == (4, False, False)
 
     # The fifth and sixth are missed (routine band): 3 of the last 5 caught, 60 % < 80 %.
     caplog.set_level(logging.WARNING, logger="chat.outcomes.service")
     for i in range(2):
-        await seed_case(db, patient.id, doctor.id, malignant=True, scores={VERSION_A: [(0.05, None)]},
-                        live_version=VERSION_A, closed_offset_s=10 + i)
+        await seed_case(
+            db,
+            patient.id,
+            doctor.id,
+            malignant=True,
+            scores={VERSION_A: [(0.05, None)]},
+            live_version=VERSION_A,
+            closed_offset_s=10 + i,
+        )
     state = await alert()
     assert (state["considered"], state["caught"], state["alert"]) == (5, 3, True)
     assert state["sensitivity"] == pytest.approx(0.6)
@@ -167,11 +225,25 @@ async def test_alert_trips_below_the_model_cards_interval(aiohttp_client, settin
     assert [r for r in caplog.records if "sensitivity alert" in r.getMessage()]
 
     # Benign cases do not count; four more caught malignant cases leave one miss in the window: 80 %, not below.
-    await seed_case(db, patient.id, doctor.id, malignant=False, scores={VERSION_A: [(0.05, None)]},
-                    live_version=VERSION_A, closed_offset_s=20)
+    await seed_case(
+        db,
+        patient.id,
+        doctor.id,
+        malignant=False,
+        scores={VERSION_A: [(0.05, None)]},
+        live_version=VERSION_A,
+        closed_offset_s=20,
+    )
     for i in range(4):
-        await seed_case(db, patient.id, doctor.id, malignant=True, scores={VERSION_A: [(0.7, None)]},
-                        live_version=VERSION_A, closed_offset_s=30 + i)
+        await seed_case(
+            db,
+            patient.id,
+            doctor.id,
+            malignant=True,
+            scores={VERSION_A: [(0.7, None)]},
+            live_version=VERSION_A,
+            closed_offset_s=30 + i,
+        )
     state = await alert()
     assert (state["considered"], state["caught"], state["alert"]) == (5, 4, False)
     assert await metric("skindoc_triage_sensitivity_alert") == 0

@@ -1,5 +1,6 @@
 """Recording what a lesion was: the working diagnosis at resolve (REST and Socket.IO), histopathology results by
 the treating doctor or an admin only, corrections that keep their history, and the audit rows of each."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,11 @@ async def _take(node, doctor, case_id):
 async def resolved_case(node, doctor, patient, **diagnosis) -> str:
     case = await open_case(node, patient)
     await _take(node, doctor, case["id"])
-    response = await node.client.post(f"/api/v1/consultations/{case['id']}/resolve", headers=doctor.headers,
-                                      json={"outcome": "urgent_referral", "note": "See the clinic.", **diagnosis})
+    response = await node.client.post(
+        f"/api/v1/consultations/{case['id']}/resolve",
+        headers=doctor.headers,
+        json={"outcome": "urgent_referral", "note": "See the clinic.", **diagnosis},
+    )
     assert response.status == 200, await response.text()
     return case["id"]
 
@@ -48,20 +52,31 @@ async def test_resolve_records_the_working_diagnosis_with_its_audit_row(node, db
     await _take(node, doctor, other["id"])
     sock, _ = await connect(node, doctor)
     try:
-        bad = await call(sock, "consultation:resolve", {"consultation_id": other["id"], "outcome": "monitor",
-                                                        "diagnosis": "melanoma", "biopsy_taken": False})
+        bad = await call(
+            sock,
+            "consultation:resolve",
+            {"consultation_id": other["id"], "outcome": "monitor", "diagnosis": "melanoma", "biopsy_taken": False},
+        )
         assert not bad["ok"] and bad["error"]["field"] == "diagnosis"
-        half = await call(sock, "consultation:resolve", {"consultation_id": other["id"], "outcome": "monitor",
-                                                         "diagnosis": "nv"})
+        half = await call(
+            sock, "consultation:resolve", {"consultation_id": other["id"], "outcome": "monitor", "diagnosis": "nv"}
+        )
         assert not half["ok"] and half["error"]["field"] == "biopsy_taken"
         assert await db.fetchval("SELECT state FROM consultations WHERE id = $1", other["id"]) == "active"
-        ok = await call(sock, "consultation:resolve", {"consultation_id": other["id"], "outcome": "monitor",
-                                                       "diagnosis": "unsure", "biopsy_taken": False})
+        ok = await call(
+            sock,
+            "consultation:resolve",
+            {"consultation_id": other["id"], "outcome": "monitor", "diagnosis": "unsure", "biopsy_taken": False},
+        )
         assert ok["ok"], ok
     finally:
         await sock.disconnect()
-    assert await db.fetchval("SELECT working_diagnosis FROM consultation_diagnoses WHERE consultation_id = $1",
-                             other["id"]) == "unsure"
+    assert (
+        await db.fetchval(
+            "SELECT working_diagnosis FROM consultation_diagnoses WHERE consultation_id = $1", other["id"]
+        )
+        == "unsure"
+    )
 
 
 async def test_only_the_treating_doctor_or_an_admin_enters_results(node, db):
@@ -89,13 +104,20 @@ async def test_only_the_treating_doctor_or_an_admin_enters_results(node, db):
     # A second "first" result is refused: the entry must correct the current one.
     again = await node.client.post(_histology_url(case_id), headers=admin.headers, json=entry)
     assert again.status == 409 and (await again.json())["code"] == "stale_result"
-    correction = {"diagnosis": "other", "malignant": False, "reported_on": today,
-                  "supersedes": body["histopathology"]["id"], "correction_reason": "Second opinion: benign"}
+    correction = {
+        "diagnosis": "other",
+        "malignant": False,
+        "reported_on": today,
+        "supersedes": body["histopathology"]["id"],
+        "correction_reason": "Second opinion: benign",
+    }
     corrected = await node.client.post(_histology_url(case_id), headers=admin.headers, json=correction)
     assert corrected.status == 201, await corrected.text()
     history = (await corrected.json())["history"]
     assert [(r["diagnosis"], r["malignant"], r["entered_role"]) for r in history] == [
-        ("other", False, "admin"), ("bcc", True, "doctor")]
+        ("other", False, "admin"),
+        ("bcc", True, "doctor"),
+    ]
     assert history[0]["supersedes"] == history[1]["id"]
     [row] = await _audit(db, "outcome.histopathology.correct", case_id)
     assert row["actor_id"] == admin.id
@@ -112,31 +134,38 @@ async def test_bad_results_are_refused_with_the_field_named(node, db):
     patient, doctor = await make_user(node, "patient"), await make_user(node, "doctor")
     case_id = await resolved_case(node, doctor, patient)
     tomorrow = (date.today() + timedelta(days=1)).isoformat()
-    for body, field in (({"diagnosis": "melanoma", "reported_on": "2026-01-02"}, "diagnosis"),
-                        ({"diagnosis": "mel", "reported_on": tomorrow}, "reported_on"),
-                        ({"diagnosis": "mel", "reported_on": "02/01/2026"}, "reported_on"),
-                        ({"diagnosis": "mel", "malignant": False, "reported_on": "2026-01-02"}, "malignant"),
-                        ({"diagnosis": "other", "reported_on": "2026-01-02"}, "malignant"),
-                        ({"diagnosis": "nv", "reported_on": "2026-01-02", "correction_reason": "x"}, "supersedes")):
+    for body, field in (
+        ({"diagnosis": "melanoma", "reported_on": "2026-01-02"}, "diagnosis"),
+        ({"diagnosis": "mel", "reported_on": tomorrow}, "reported_on"),
+        ({"diagnosis": "mel", "reported_on": "02/01/2026"}, "reported_on"),
+        ({"diagnosis": "mel", "malignant": False, "reported_on": "2026-01-02"}, "malignant"),
+        ({"diagnosis": "other", "reported_on": "2026-01-02"}, "malignant"),
+        ({"diagnosis": "nv", "reported_on": "2026-01-02", "correction_reason": "x"}, "supersedes"),
+    ):
         response = await node.client.post(_histology_url(case_id), headers=doctor.headers, json=body)
         assert response.status == 422, body
         assert (await response.json())["field"] == field
     # Not resolved yet: no result can be entered.
     active = await open_case(node, patient)
     await _take(node, doctor, active["id"])
-    early = await node.client.post(_histology_url(active["id"]), headers=doctor.headers,
-                                   json={"diagnosis": "nv", "reported_on": "2026-01-02"})
+    early = await node.client.post(
+        _histology_url(active["id"]), headers=doctor.headers, json={"diagnosis": "nv", "reported_on": "2026-01-02"}
+    )
     assert early.status == 409
     assert await db.fetchval("SELECT count(*) FROM histopathology_results") == 0
 
 
 async def test_cases_awaiting_a_result_are_the_doctors_own_or_all_for_an_admin(node):
-    doctor, other_doctor, admin = (await make_user(node, "doctor"), await make_user(node, "doctor"),
-                                   await make_user(node, "admin"))
+    doctor, other_doctor, admin = (
+        await make_user(node, "doctor"),
+        await make_user(node, "doctor"),
+        await make_user(node, "admin"),
+    )
     mine = await resolved_case(node, doctor, await make_user(node, "patient"), diagnosis="mel", biopsy_taken=True)
     await resolved_case(node, doctor, await make_user(node, "patient"), diagnosis="nv", biopsy_taken=False)
-    theirs = await resolved_case(node, other_doctor, await make_user(node, "patient"), diagnosis="scc",
-                                 biopsy_taken=True)
+    theirs = await resolved_case(
+        node, other_doctor, await make_user(node, "patient"), diagnosis="scc", biopsy_taken=True
+    )
     url = "/api/v1/outcomes/awaiting-histopathology"
     own = await (await node.client.get(url, headers=doctor.headers)).json()
     assert [c["consultation_id"] for c in own["cases"]] == [mine]

@@ -1,5 +1,6 @@
 """Under a stream of malformed Socket.IO frames and photos with broken EXIF blocks, the server's log stays
 JSON and short: one line per kind of trouble, not a traceback (or a raw stderr line) per frame or upload."""
+
 from __future__ import annotations
 
 import collections
@@ -32,23 +33,30 @@ async def test_malformed_frames_and_exif_are_logged_once_as_json(live_server):
                     await ws.send_str(frame)
                     await ws.send_bytes(b"\x00\xff\xfe" * (round_ + 1))
         patient = await sign_in(session, live_server.url, await register(session, live_server.url, "patient"))
-        async with session.post(f"{live_server.url}/api/v1/consultations", headers=patient,
-                                json={"description": "A spot", "body_site": "arm", "symptoms": SYMPTOMS}) as r:
+        async with session.post(
+            f"{live_server.url}/api/v1/consultations",
+            headers=patient,
+            json={"description": "A spot", "body_site": "arm", "symptoms": SYMPTOMS},
+        ) as r:
             case_id = (await r.json())["id"]
         for seed in range(4):
             form = aiohttp.FormData(default_to_multipart=True)
             form.add_field("body_site", "arm")
             form.add_field("photo", jpeg_with_broken_exif(seed), filename="spot.jpg", content_type="image/jpeg")
-            async with session.post(f"{live_server.url}/api/v1/consultations/{case_id}/photos", data=form,
-                                    headers=patient) as r:
+            async with session.post(
+                f"{live_server.url}/api/v1/consultations/{case_id}/photos", data=form, headers=patient
+            ) as r:
                 assert r.status == 201, await r.text()
     live_server.stop()
 
     lines = live_server.log_path.read_text().splitlines()
     records = [json.loads(line) for line in lines]  # every line is a JSON object: no raw stderr
     assert any(r["logger"] == "py.warnings" and "EXIF" in r["message"] for r in records), "warnings reach the log"
-    noisy = collections.Counter((r["logger"], r["message"]) for r in records
-                                if r["level"] in ("warning", "error") and r["logger"] != "py.warnings")
+    noisy = collections.Counter(
+        (r["logger"], r["message"])
+        for r in records
+        if r["level"] in ("warning", "error") and r["logger"] != "py.warnings"
+    )
     assert all(n == 1 for n in noisy.values()), noisy
     per_source = collections.Counter((r["message"], r.get("source")) for r in records if r["logger"] == "py.warnings")
     assert all(n == 1 for n in per_source.values()), per_source

@@ -5,6 +5,7 @@ owner migrates. The runtime role cannot disable the triggers, update, delete or 
 rewrite by the owner, hashes recomputed with the database's own digest, is found by
 `skindoc audit verify` through the checkpoints signed with a key the database never sees.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,6 +21,7 @@ from tests.live_server import start_server
 from tests.test_auth_admin import run_cli  # noqa: F401  (fixture)
 from tests.test_security_support import register, serve
 from web.app import all_migrations, append_only_tables
+
 
 def rewrite_and_rechain(change: str) -> str:
     """As the owner: the trigger off, `change` made, and every digest recomputed the way the chain
@@ -73,12 +75,22 @@ async def test_the_runtime_role_can_only_read_and_append(database_url, runtime_d
     try:
         for n in range(3):
             async with runtime.transaction():
-                await audit.AuditContext(None).record(runtime, "auth.register", "user", f"u{n}",
-                                                      {"role": "patient", "status": "active"})
-        privileges = {p: await runtime.fetchval("SELECT has_table_privilege('audit_log', $1)", p)
-                      for p in ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")}
-        assert privileges == {"SELECT": True, "INSERT": True, "UPDATE": False, "DELETE": False, "TRUNCATE": False,
-                              "REFERENCES": False, "TRIGGER": False}
+                await audit.AuditContext(None).record(
+                    runtime, "auth.register", "user", f"u{n}", {"role": "patient", "status": "active"}
+                )
+        privileges = {
+            p: await runtime.fetchval("SELECT has_table_privilege('audit_log', $1)", p)
+            for p in ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+        }
+        assert privileges == {
+            "SELECT": True,
+            "INSERT": True,
+            "UPDATE": False,
+            "DELETE": False,
+            "TRUNCATE": False,
+            "REFERENCES": False,
+            "TRIGGER": False,
+        }
         attacks = [
             "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only",
             "ALTER TABLE audit_log DISABLE TRIGGER ALL",
@@ -110,8 +122,11 @@ async def test_a_rewrite_with_recomputed_hashes_is_found(checkpointing_server, d
     status, out, _ = await run_cli("audit", "verify")
     assert status == 0 and "intact: 4 rows checked, 1 signed checkpoints" in out, out
     # The checkpoint is also kept outside PostgreSQL, in the server's log.
-    logged = [json.loads(line) for line in checkpointing_server.log_path.read_text().splitlines()
-              if "audit checkpoint signed" in line]
+    logged = [
+        json.loads(line)
+        for line in checkpointing_server.log_path.read_text().splitlines()
+        if "audit checkpoint signed" in line
+    ]
     assert logged and logged[-1]["audit_id"] == 4
 
     await db.execute(REWRITE_AND_RECHAIN)
@@ -120,8 +135,7 @@ async def test_a_rewrite_with_recomputed_hashes_is_found(checkpointing_server, d
     assert "broken at row 4" in out and "rewritten after it was signed" in out
 
 
-async def test_a_forged_or_removed_checkpoint_is_found(checkpointing_server, runtime_database_url, db,
-                                                       run_cli):  # noqa: F811
+async def test_a_forged_or_removed_checkpoint_is_found(checkpointing_server, runtime_database_url, db, run_cli):  # noqa: F811
     await _registrations(checkpointing_server, 2)
     await _wait_for_checkpoint(db, 2)
     checkpointing_server.stop()  # nobody signs from here on
@@ -129,8 +143,12 @@ async def test_a_forged_or_removed_checkpoint_is_found(checkpointing_server, run
     runtime = await asyncpg.connect(runtime_database_url)
     try:
         head = await runtime.fetchrow("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
-        await runtime.execute("INSERT INTO audit_checkpoints (id, audit_id, audit_hash, mac) VALUES (2, $1, $2, $3)",
-                              head["id"], head["hash"], b"\x00" * 32)
+        await runtime.execute(
+            "INSERT INTO audit_checkpoints (id, audit_id, audit_hash, mac) VALUES (2, $1, $2, $3)",
+            head["id"],
+            head["hash"],
+            b"\x00" * 32,
+        )
     finally:
         await runtime.close()
     status, out, _ = await run_cli("audit", "verify")
@@ -151,8 +169,13 @@ async def _registrations_direct(db, count: int) -> None:
 
 
 async def test_serve_refuses_to_run_as_the_owner_of_the_audit_log(settings, tmp_path):
-    env = {"SKINDOC_DATABASE_URL": settings.database_url, "SKINDOC_REDIS_URL": settings.redis_url,
-           "SKINDOC_DATA_DIR": str(settings.data_dir), "SKINDOC_DEV_MODE": "false", "SKINDOC_LOG_FORMAT": "text"}
+    env = {
+        "SKINDOC_DATABASE_URL": settings.database_url,
+        "SKINDOC_REDIS_URL": settings.redis_url,
+        "SKINDOC_DATA_DIR": str(settings.data_dir),
+        "SKINDOC_DEV_MODE": "false",
+        "SKINDOC_LOG_FORMAT": "text",
+    }
     with pytest.raises(RuntimeError) as refused:
         start_server(env, tmp_path / "owner.log", ready_timeout=60)
     assert "Refusing to serve" in str(refused.value) and "superuser" in str(refused.value)
@@ -170,9 +193,13 @@ async def test_embedded_mode_serves_as_a_runtime_role_too(tmp_path, monkeypatch)
             await register(http)
         owner = await asyncpg.connect(postgres.get_uri())
         try:
-            serving_roles = {row["usename"] for row in await owner.fetch(
-                "SELECT DISTINCT usename FROM pg_stat_activity WHERE backend_type = 'client backend' "
-                "AND pid <> pg_backend_pid()")}
+            serving_roles = {
+                row["usename"]
+                for row in await owner.fetch(
+                    "SELECT DISTINCT usename FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                    "AND pid <> pg_backend_pid()"
+                )
+            }
             assert serving_roles == {"skindoc_runtime"}
             assert not await owner.fetchval("SELECT has_table_privilege('skindoc_runtime', 'audit_log', 'UPDATE')")
         finally:

@@ -1,5 +1,6 @@
 """What every response tells a browser and a scanner, /metrics behind a token, request ids that are
 ours, and names that cannot reorder the text around them. Against a real `skindoc serve`."""
+
 from __future__ import annotations
 
 import aiohttp
@@ -10,8 +11,12 @@ from tests.test_security_support import bearer, register, serve, signed_in
 async def test_api_responses_are_not_cached_or_sniffed_and_name_no_versions(live_server):
     async with aiohttp.ClientSession(live_server.url) as http:
         tokens = await signed_in(http)
-        checks = [("GET", "/api/v1/me", bearer(tokens)), ("GET", "/api/v1/me", {}),  # a 200 and a 401
-                  ("GET", "/api/v1/no-such-route", {}), ("GET", "/api/v1/openapi.json", {})]
+        checks = [
+            ("GET", "/api/v1/me", bearer(tokens)),
+            ("GET", "/api/v1/me", {}),  # a 200 and a 401
+            ("GET", "/api/v1/no-such-route", {}),
+            ("GET", "/api/v1/openapi.json", {}),
+        ]
         for method, path, headers in checks:
             async with http.request(method, path, headers=headers) as response:
                 assert response.headers["X-Content-Type-Options"] == "nosniff", path
@@ -43,8 +48,11 @@ async def test_metrics_need_the_configured_token(settings, runtime_database_url,
 
 async def test_request_ids_are_the_servers_and_the_clients_is_kept_apart(live_server, db):
     async with aiohttp.ClientSession(live_server.url) as http:
-        async with http.post("/api/v1/auth/register", headers={"X-Request-Id": "cli"}, json={
-                "email": "claims@example.com", "password": "correct horse battery stapler", "name": "Cl Aim"}) as r:
+        async with http.post(
+            "/api/v1/auth/register",
+            headers={"X-Request-Id": "cli"},
+            json={"email": "claims@example.com", "password": "correct horse battery stapler", "name": "Cl Aim"},
+        ) as r:
             assert r.status == 201
             ours, theirs = r.headers["X-Request-Id"], r.headers["X-Client-Request-Id"]
         async with http.get("/api/v1/me", headers={"X-Request-Id": "x" * 65}) as r:
@@ -59,8 +67,10 @@ async def test_request_ids_are_the_servers_and_the_clients_is_kept_apart(live_se
 async def test_names_with_bidi_controls_are_refused(live_server, db):
     async with aiohttp.ClientSession(live_server.url) as http:
         for name in ("Dr. \u202eevil", "Sam\u2066 Doe", "Al\u200fi", "Bo\u061cb"):
-            async with http.post("/api/v1/auth/register", json={
-                    "email": "bidi@example.com", "password": "correct horse battery stapler", "name": name}) as r:
+            async with http.post(
+                "/api/v1/auth/register",
+                json={"email": "bidi@example.com", "password": "correct horse battery stapler", "name": name},
+            ) as r:
                 problem = await r.json()
                 assert r.status == 422 and problem["field"] == "name", name
                 assert "bidirectional" in problem["detail"]

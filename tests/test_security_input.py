@@ -1,12 +1,15 @@
 """No request body gets a 5xx: deeply nested JSON is a typed 422 on every JSON route, and a property
 test throws arbitrary JSON (nesting included) at every route that takes a body."""
+
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
 
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from store.payloads import MAX_JSON_DEPTH
 from tests.test_chat_support import make_user
@@ -17,7 +20,8 @@ DEEP = b'{"email": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
-    max_leaves=30)
+    max_leaves=30,
+)
 
 
 def nested(depth: int, leaf: object = 1) -> object:
@@ -50,16 +54,18 @@ async def test_deep_nesting_is_a_typed_422_on_every_json_route(node):
     routes = json_routes(node.app)
     assert ("POST", "/api/v1/auth/register") in routes and ("POST", "/api/v1/consultations") in routes
     for method, path in routes:
-        response = await node.client.request(method, path, data=DEEP, headers={
-            **patient.headers, "Content-Type": "application/json"})
+        response = await node.client.request(
+            method, path, data=DEEP, headers={**patient.headers, "Content-Type": "application/json"}
+        )
         body = await response.json()
         # Routes that check the caller first answer 401/403/404 before reading the body; none answers 5xx.
         assert response.status < 500, (method, path, body)
         if response.status == 422:
             assert body["code"] == "too_deeply_nested" and body["max_depth"] == MAX_JSON_DEPTH
     for path in ("/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/consultations"):
-        response = await node.client.post(path, data=DEEP, headers={**patient.headers,
-                                                                      "Content-Type": "application/json"})
+        response = await node.client.post(
+            path, data=DEEP, headers={**patient.headers, "Content-Type": "application/json"}
+        )
         assert response.status == 422 and (await response.json())["code"] == "too_deeply_nested", path
     # At the limit the body is read (and then judged on its fields).
     ok_depth = await node.client.post("/api/v1/auth/login", json={"email": nested(MAX_JSON_DEPTH - 1)})
@@ -74,8 +80,9 @@ async def test_any_json_body_on_any_route_gets_no_server_error(node):
     tried: list[tuple[int, int]] = []  # (depth, status) of each example, to show the property was exercised
 
     async def send(route: tuple[str, str], body: bytes) -> int:
-        response = await node.client.request(route[0], route[1], data=body,
-                                             headers={**patient.headers, "Content-Type": "application/json"})
+        response = await node.client.request(
+            route[0], route[1], data=body, headers={**patient.headers, "Content-Type": "application/json"}
+        )
         await response.read()
         return response.status
 
@@ -99,7 +106,7 @@ async def test_a_deeply_nested_socket_event_is_refused_and_the_connection_surviv
         await ws.send_str("40" + json.dumps({"token": patient.token}))
         assert (await ws.receive_str()).startswith("40{")
         await ws.send_str('421["message:send",' + "[" * 20_000 + "]" * 20_000 + "]")
-        await ws.send_str('422["typing",{"consultation_id":"%s","typing":true}]' % uuid.uuid4())
+        await ws.send_str(f'422["typing",{{"consultation_id":"{uuid.uuid4()}","typing":true}}]')
         refused = await asyncio.wait_for(ws.receive_str(), 5)
         reply = await asyncio.wait_for(ws.receive_str(), 5)
     # The deep event was refused before parsing, with the documented error ack; the next one was answered.

@@ -2,6 +2,7 @@
 
 Peak memory for the worst allowed upload is measured by bench/intake_memory.py (README, "Security").
 """
+
 from __future__ import annotations
 
 import io
@@ -55,7 +56,7 @@ async def test_a_side_longer_than_jpeg_allows_is_a_typed_422(aiohttp_client, set
 
 async def test_a_16_bit_grey_photo_at_the_cap_is_scaled_not_clipped(client, case):
     patient, consultation_id = case
-    side = int(SMALL_CAP ** 0.5)
+    side = int(SMALL_CAP**0.5)
     levels = np.full((side, side), 32768, dtype=np.uint16)
     levels[: side // 2] = 65535
     photo = png(Image.fromarray(levels))
@@ -70,7 +71,7 @@ async def test_a_16_bit_grey_photo_at_the_cap_is_scaled_not_clipped(client, case
 
 async def test_the_pixel_cap_counts_bytes_per_pixel(client, case, db):
     patient, consultation_id = case
-    side = int(SMALL_CAP ** 0.5)
+    side = int(SMALL_CAP**0.5)
     rgba = png(Image.new("RGBA", (side, side), (200, 150, 120, 255)))
     response = await client.post(photos_url(consultation_id), data=form(rgba), headers=patient.headers)
     await expect_problem(response, 422, "image_too_many_pixels")
@@ -111,8 +112,9 @@ async def test_a_scoring_failure_names_no_python_object(node, classifier):  # no
     async with node.app[STORES].pool.acquire() as conn:
         quality = photo_gate.check_quality(Image.open(io.BytesIO(good.image)))
         [stored] = await store.add_photos_txn(conn, case, "back", None, "unknown", [(broken, quality)], 6)
-    await jobs.enqueue_photo_jobs(node.app[STORES].redis, node.app[SETTINGS].triage.stream,
-                                  [(stored.photo["id"], case)])
+    await jobs.enqueue_photo_jobs(
+        node.app[STORES].redis, node.app[SETTINGS].triage.stream, [(stored.photo["id"], case)]
+    )
     worker = make_worker(node, classifier, "worker-repr")
     await worker.start()
     assert await worker.run_once(block_ms=1000) == 1

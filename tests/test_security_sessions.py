@@ -3,6 +3,7 @@
 Two web nodes share PostgreSQL, Redis and the Socket.IO channel; the session is signed in on one
 and its socket is open on the other.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,8 +18,9 @@ PASSWORD = "correct horse battery stapler"
 
 
 async def _register(node, email: str) -> None:
-    response = await node.client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD,
-                                                                     "name": "Sam Doe"})
+    response = await node.client.post(
+        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Sam Doe"}
+    )
     assert response.status == 201, await response.text()
 
 
@@ -57,8 +59,11 @@ async def test_logout_closes_the_sessions_socket_on_another_node_within_a_second
     other_sock, other_events = await connect(node_b, _user(other))
     try:
         assert (await call(sock, "presence:set", {"availability": "away"}))["error"]["code"] == "forbidden_role"
-        response = await node_a.client.post("/api/v1/auth/logout", json={"refresh_token": session["refresh_token"]},
-                                            headers={"Authorization": f"Bearer {session['access_token']}"})
+        response = await node_a.client.post(
+            "/api/v1/auth/logout",
+            json={"refresh_token": session["refresh_token"]},
+            headers={"Authorization": f"Bearer {session['access_token']}"},
+        )
         assert response.status == 204
         assert (await _closed_within(sock, events, 1.0)) == {"reason": "logout"}
         for node in two_nodes:
@@ -76,8 +81,11 @@ async def test_a_revoked_session_cannot_reconnect(two_nodes):
     node_a, node_b = two_nodes
     await _register(node_a, "again@example.com")
     session = await _login(node_a, "again@example.com")
-    await node_a.client.post("/api/v1/auth/logout", json={"refresh_token": session["refresh_token"]},
-                             headers={"Authorization": f"Bearer {session['access_token']}"})
+    await node_a.client.post(
+        "/api/v1/auth/logout",
+        json={"refresh_token": session["refresh_token"]},
+        headers={"Authorization": f"Bearer {session['access_token']}"},
+    )
     refusal = await connect_refusal(node_b, {"token": session["access_token"]})
     assert refusal["data"]["code"] == "token_invalid"
 
@@ -87,8 +95,9 @@ async def test_refresh_token_theft_closes_the_stolen_sessions_sockets(two_nodes)
     await _register(node_a, "victim@example.com")
     session = await _login(node_a, "victim@example.com")
     sock, events = await connect(node_b, _user(session))
-    rotated = await (await node_a.client.post("/api/v1/auth/refresh",
-                                              json={"refresh_token": session["refresh_token"]})).json()
+    rotated = await (
+        await node_a.client.post("/api/v1/auth/refresh", json={"refresh_token": session["refresh_token"]})
+    ).json()
     await node_a.client.post("/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]})
     # The first token again, after its successor was used: someone holds a copy.
     reuse = await node_b.client.post("/api/v1/auth/refresh", json={"refresh_token": session["refresh_token"]})
@@ -106,9 +115,11 @@ async def test_a_password_change_closes_the_other_sessions_and_keeps_this_one(tw
     here_sock, here_events = await connect(node_b, _user(here))
     there_sock, there_events = await connect(node_b, _user(elsewhere))
     try:
-        response = await node_a.client.patch("/api/v1/me", headers={"Authorization": f"Bearer {here['access_token']}"},
-                                             json={"current_password": PASSWORD,
-                                                   "new_password": "a completely new passphrase"})
+        response = await node_a.client.patch(
+            "/api/v1/me",
+            headers={"Authorization": f"Bearer {here['access_token']}"},
+            json={"current_password": PASSWORD, "new_password": "a completely new passphrase"},
+        )
         assert response.status == 200
         assert (await _closed_within(there_sock, there_events, 1.0)) == {"reason": "password_change"}
         await asyncio.sleep(0.2)
@@ -128,29 +139,35 @@ async def test_the_sweep_closes_sockets_whose_revocation_signal_was_lost(setting
     disabled = await _login(node, "disabled@example.com")
     swept_sock, swept_events = await connect(node, _user(swept))
     disabled_sock, disabled_events = await connect(node, _user(disabled))
-    await db.execute("UPDATE refresh_families f SET revoked_at = now() FROM users u "
-                     "WHERE u.id = f.user_id AND u.email = 'swept@example.com'")
+    await db.execute(
+        "UPDATE refresh_families f SET revoked_at = now() FROM users u "
+        "WHERE u.id = f.user_id AND u.email = 'swept@example.com'"
+    )
     await db.execute("UPDATE users SET status = 'disabled' WHERE email = 'disabled@example.com'")
     await _closed_within(swept_sock, swept_events, 3.0)
     await _closed_within(disabled_sock, disabled_events, 3.0)
 
 
 async def test_two_tabs_refreshing_at_once_both_stay_signed_in(client, db):
-    await client.post("/api/v1/auth/register", json={"email": "tabs@example.com", "password": PASSWORD,
-                                                     "name": "Two Tabs"})
-    session = await (await client.post("/api/v1/auth/login", json={"email": "tabs@example.com",
-                                                                   "password": PASSWORD})).json()
+    await client.post(
+        "/api/v1/auth/register", json={"email": "tabs@example.com", "password": PASSWORD, "name": "Two Tabs"}
+    )
+    session = await (
+        await client.post("/api/v1/auth/login", json={"email": "tabs@example.com", "password": PASSWORD})
+    ).json()
     body = {"refresh_token": session["refresh_token"]}
-    first, second = await asyncio.gather(client.post("/api/v1/auth/refresh", json=body),
-                                         client.post("/api/v1/auth/refresh", json=body))
+    first, second = await asyncio.gather(
+        client.post("/api/v1/auth/refresh", json=body), client.post("/api/v1/auth/refresh", json=body)
+    )
     assert (first.status, second.status) == (200, 200)
     first, second = await first.json(), await second.json()
     # The same successor for both: whichever tab refreshes next moves the session on.
     assert first["refresh_token"] == second["refresh_token"]
     assert await db.fetchval("SELECT count(*) FROM refresh_families WHERE revoked_at IS NOT NULL") == 0
     for tokens in (first, second):
-        assert (await client.get("/api/v1/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
-                ).status == 200
+        assert (
+            await client.get("/api/v1/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+        ).status == 200
     onward = await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert onward.status == 200
     # Now the original token's successor is spent: presenting the original is theft, grace or not.
@@ -162,10 +179,12 @@ async def test_the_grace_window_ends(aiohttp_client, settings):
     from web.app import create_app
 
     client = await aiohttp_client(create_app(replace(settings, auth=replace(settings.auth, refresh_grace_s=1))))
-    await client.post("/api/v1/auth/register", json={"email": "slow@example.com", "password": PASSWORD,
-                                                     "name": "Slow Tab"})
-    session = await (await client.post("/api/v1/auth/login", json={"email": "slow@example.com",
-                                                                   "password": PASSWORD})).json()
+    await client.post(
+        "/api/v1/auth/register", json={"email": "slow@example.com", "password": PASSWORD, "name": "Slow Tab"}
+    )
+    session = await (
+        await client.post("/api/v1/auth/login", json={"email": "slow@example.com", "password": PASSWORD})
+    ).json()
     body = {"refresh_token": session["refresh_token"]}
     assert (await client.post("/api/v1/auth/refresh", json=body)).status == 200
     await asyncio.sleep(1.5)
@@ -185,8 +204,9 @@ async def test_an_identity_provider_relink_closes_the_squatters_socket(aiohttp_c
     await _register(node, "olivia@example.com")
     squatter = await _login(node, "olivia@example.com")
     sock, events = await connect(node, _user(squatter))
-    response = await node.client.post("/api/v1/auth/oidc", json={"id_token": issuer.id_token(),
-                                                                  "nonce": "nonce-from-the-auth-request"})
+    response = await node.client.post(
+        "/api/v1/auth/oidc", json={"id_token": issuer.id_token(), "nonce": "nonce-from-the-auth-request"}
+    )
     assert response.status == 200, await response.text()
     assert (await _closed_within(sock, events, 1.0)) == {"reason": "oidc_link"}
     me = await node.client.get("/api/v1/me", headers={"Authorization": f"Bearer {squatter['access_token']}"})

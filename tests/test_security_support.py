@@ -2,6 +2,7 @@
 
 No tests here; the test_security_* modules import these.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -14,26 +15,34 @@ from tests.live_server import LiveServer, start_server
 PASSWORD = "correct horse battery stapler"
 
 
-def serve(settings, runtime_database_url: str, tmp_path, name: str = "server",
-          extra: Mapping[str, str] | None = None) -> LiveServer:
+def serve(
+    settings, runtime_database_url: str, tmp_path, name: str = "server", extra: Mapping[str, str] | None = None
+) -> LiveServer:
     """`skindoc serve` as production runs it: the test's superuser as owner, a runtime role to serve with."""
-    env = {"SKINDOC_DATABASE_URL": runtime_database_url,
-           "SKINDOC_DATABASE_OWNER_URL": settings.database_url,
-           "SKINDOC_DEV_MODE": "false",
-           "SKINDOC_REDIS_URL": settings.redis_url,
-           "SKINDOC_DATA_DIR": str(settings.data_dir),
-           "SKINDOC_SOCKETIO_CHANNEL": settings.chat.socketio_channel,
-           # The cheapest argon2id, so a test's accounts cost little on a small machine.
-           "SKINDOC_ARGON2_TIME_COST": "1", "SKINDOC_ARGON2_MEMORY_KIB": "1024", "SKINDOC_ARGON2_PARALLELISM": "1",
-           "SKINDOC_LOG_FORMAT": "json", **(extra or {})}
+    env = {
+        "SKINDOC_DATABASE_URL": runtime_database_url,
+        "SKINDOC_DATABASE_OWNER_URL": settings.database_url,
+        "SKINDOC_DEV_MODE": "false",
+        "SKINDOC_REDIS_URL": settings.redis_url,
+        "SKINDOC_DATA_DIR": str(settings.data_dir),
+        "SKINDOC_SOCKETIO_CHANNEL": settings.chat.socketio_channel,
+        # The cheapest argon2id, so a test's accounts cost little on a small machine.
+        "SKINDOC_ARGON2_TIME_COST": "1",
+        "SKINDOC_ARGON2_MEMORY_KIB": "1024",
+        "SKINDOC_ARGON2_PARALLELISM": "1",
+        "SKINDOC_LOG_FORMAT": "json",
+        **(extra or {}),
+    }
     return start_server(env, tmp_path / f"{name}.log")
 
 
-async def register(http: aiohttp.ClientSession, email: str | None = None, *, role: str = "patient",
-                   name: str = "Sam Doe") -> dict:
+async def register(
+    http: aiohttp.ClientSession, email: str | None = None, *, role: str = "patient", name: str = "Sam Doe"
+) -> dict:
     email = email or f"{role}-{secrets.token_hex(4)}@example.org"
-    async with http.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": name,
-                                                         "role": role}) as response:
+    async with http.post(
+        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": name, "role": role}
+    ) as response:
         assert response.status == 201, await response.text()
         return {"email": email, **(await response.json())["user"]}
 

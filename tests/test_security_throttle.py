@@ -1,5 +1,6 @@
 """Throttles that concurrency cannot get past: sign-in attempts reserved before the password check,
 and registrations counted per address."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,9 @@ async def _guess(client, email: str) -> int:
 
 
 async def test_twenty_parallel_guesses_at_one_account_check_at_most_the_limit(throttled, db):
-    await throttled.post("/api/v1/auth/register", json={"email": "target@example.com", "password": PASSWORD,
-                                                        "name": "Tar Get"})
+    await throttled.post(
+        "/api/v1/auth/register", json={"email": "target@example.com", "password": PASSWORD, "name": "Tar Get"}
+    )
     statuses = Counter(await asyncio.gather(*(_guess(throttled, "target@example.com") for _ in range(20))))
     assert statuses == {401: LIMIT, 429: 20 - LIMIT}
     # Only the checked guesses are failures in the audit log.
@@ -45,18 +47,19 @@ async def test_twenty_parallel_guesses_from_one_address_at_many_accounts(throttl
 
 
 async def test_a_successful_sign_in_gives_its_attempt_back(throttled):
-    await throttled.post("/api/v1/auth/register", json={"email": "often@example.com", "password": PASSWORD,
-                                                        "name": "Of Ten"})
+    await throttled.post(
+        "/api/v1/auth/register", json={"email": "often@example.com", "password": PASSWORD, "name": "Of Ten"}
+    )
     for _ in range(3 * LIMIT):  # a clinic's shared address signing in all day
-        response = await throttled.post("/api/v1/auth/login", json={"email": "often@example.com",
-                                                                      "password": PASSWORD})
+        response = await throttled.post("/api/v1/auth/login", json={"email": "often@example.com", "password": PASSWORD})
         assert response.status == 200
 
 
 async def test_registrations_are_throttled_per_address(throttled, db):
     async def register(n: int) -> int:
-        response = await throttled.post("/api/v1/auth/register", json={
-            "email": f"new{n}@example.com", "password": PASSWORD, "name": "New Comer"})
+        response = await throttled.post(
+            "/api/v1/auth/register", json={"email": f"new{n}@example.com", "password": PASSWORD, "name": "New Comer"}
+        )
         await response.read()
         return response.status
 

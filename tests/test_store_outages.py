@@ -1,5 +1,6 @@
 """A store that is down: requests answer 503 `store_unavailable` with Retry-After (never 500), Socket.IO
 connections are refused with the same code, and the log says so once, not once per request."""
+
 from __future__ import annotations
 
 import logging
@@ -56,8 +57,9 @@ async def test_requests_needing_a_missing_store_answer_503_with_retry_after(node
     node, patient, _ = node_without_redis
     with caplog.at_level(logging.WARNING):
         for _ in range(5):
-            response = await node.client.post("/api/v1/auth/login", json={"email": "x@example.org",
-                                                                           "password": PASSWORD})
+            response = await node.client.post(
+                "/api/v1/auth/login", json={"email": "x@example.org", "password": PASSWORD}
+            )
             assert response.status == 503
             assert response.content_type == "application/problem+json"
             assert response.headers["Retry-After"] == "2"
@@ -83,4 +85,3 @@ async def test_a_socket_connects_while_redis_is_down(node_without_redis):
         assert client.connected
     finally:
         await client.disconnect()
-

@@ -1,4 +1,5 @@
 """Checks of untrusted payload fields: each failure is a typed 4xx error naming the field."""
+
 from __future__ import annotations
 
 import json

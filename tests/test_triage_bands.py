@@ -1,4 +1,5 @@
 """The urgency bands, defined once: the endpoint, and serving, the policy, the queue's SQL and the schema agreeing."""
+
 from __future__ import annotations
 
 import re
@@ -68,7 +69,8 @@ async def test_sql_ranks_and_the_schema_agree_with_the_bands(db):
     checks = await db.fetch(
         """SELECT pg_get_constraintdef(oid) AS definition FROM pg_constraint
             WHERE conrelid = 'consultations'::regclass AND contype = 'c'
-              AND pg_get_constraintdef(oid) ~ '(urgency|checklist_band)'""")
+              AND pg_get_constraintdef(oid) ~ '(urgency|checklist_band)'"""
+    )
     assert len(checks) == 2
     for check in checks:
         assert set(re.findall(r"'(\w+)'::text", check["definition"])) == set(bands.NAMES)
@@ -96,8 +98,9 @@ async def test_the_queue_orders_scores_as_serving_bands_them(settings, aiohttp_c
     for p in edges(classifier.bands):
         case = await open_case(node, await make_user(node, "patient"))  # checklist: routine
         async with node.app[STORES].pool.acquire() as conn:
-            await score_consultation(conn, uuid.UUID(case["id"]), band=classifier.bands.band_for(p), p_malignant=p,
-                                     trusted=True)
+            await score_consultation(
+                conn, uuid.UUID(case["id"]), band=classifier.bands.band_for(p), p_malignant=p, trusted=True
+            )
         cases[case["id"]] = p
     queue = (await (await node.client.get("/api/v1/queue", headers=doctor.headers)).json())["queue"]
     expected = sorted(cases, key=lambda cid: (bands.rank(classifier.bands.band_for(cases[cid])), -cases[cid]))

@@ -1,5 +1,6 @@
 """Triage health: worker heartbeats, what a web node's readiness says about scoring, and a supervised worker
 that is restarted after an error and rides out Redis losing its data (the reconciler re-queues the photos)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,14 +18,19 @@ from web.app import SETTINGS, STORES, triage_hooks
 
 
 def _status(compiled: bool, fault: str | None = None) -> heartbeat.WorkerStatus:
-    return heartbeat.WorkerStatus(f"w-{uuid.uuid4().hex[:6]}", "v1", (1, 2), compiled=compiled, fault=fault,
-                                  last_ok_at=time.time())
+    return heartbeat.WorkerStatus(
+        f"w-{uuid.uuid4().hex[:6]}", "v1", (1, 2), compiled=compiled, fault=fault, last_ok_at=time.time()
+    )
 
 
 async def test_heartbeats_say_ok_degraded_or_down(node):
     client, stream = node.app[STORES].redis, node.app[SETTINGS].triage.stream
     assert heartbeat.triage_health(await heartbeat.read_all(client, stream), 3) == {
-        "status": "down", "workers": 0, "ready_workers": 0, "last_heartbeat_age_s": None}
+        "status": "down",
+        "workers": 0,
+        "ready_workers": 0,
+        "last_heartbeat_age_s": None,
+    }
 
     compiling = _status(compiled=False)
     await heartbeat.publish(client, stream, compiling, 3)
@@ -91,13 +97,14 @@ async def _wait(check, timeout: float) -> None:
 
 async def test_supervised_worker_restarts_after_an_error_and_survives_redis_losing_its_data(node, classifier):  # noqa: F811
     settings = node.app[SETTINGS]
-    config = replace(settings.triage, reconcile_s=1, reconcile_grace_s=0, heartbeat_s=1, retry_max_s=1,
-                     saliency=False)
+    config = replace(settings.triage, reconcile_s=1, reconcile_grace_s=0, heartbeat_s=1, retry_max_s=1, saliency=False)
     stores = node.app[STORES]
-    supervisor = WorkerSupervisor(stores.pool, stores.redis, config, triage_hooks(settings, None),
-                                  FailsFirstWarmup(classifier))
+    supervisor = WorkerSupervisor(
+        stores.pool, stores.redis, config, triage_hooks(settings, None), FailsFirstWarmup(classifier)
+    )
     running = asyncio.create_task(supervisor.run())
     try:
+
         async def ready() -> bool:
             return supervisor.status is not None and supervisor.status.ready(config.heartbeat_stale_s)
 

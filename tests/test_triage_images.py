@@ -1,4 +1,5 @@
 """The photo validator and normaliser on its own: every rejection typed, metadata gone, orientation applied."""
+
 from __future__ import annotations
 
 import io
@@ -112,8 +113,9 @@ def test_an_embedded_colour_profile_is_converted_to_srgb_as_little_cms_converts_
     profile = ti.gamma_profile(2.2)
     upload = ti.jpeg(icc_profile=profile)
     decoded = Image.open(io.BytesIO(upload))
-    expected = ImageCms.profileToProfile(decoded, ImageCms.ImageCmsProfile(io.BytesIO(profile)),
-                                         ImageCms.createProfile("sRGB"), outputMode="RGB")
+    expected = ImageCms.profileToProfile(
+        decoded, ImageCms.ImageCmsProfile(io.BytesIO(profile)), ImageCms.createProfile("sRGB"), outputMode="RGB"
+    )
     assert expected.tobytes() != decoded.convert("RGB").tobytes(), "the profile is not sRGB: pixels change"
     with ThreadPoolExecutor(4) as pool:
         stored = {photo.image for photo in pool.map(lambda _: normalise_photo(upload, **LIMITS), range(8))}
@@ -162,8 +164,12 @@ def test_heic_from_a_phone_is_accepted():
     assert Image.open(io.BytesIO(photo.image)).format == "JPEG"
 
 
-SEEDS = [ti.jpeg(300, 200), ti.encode(ti.lesion(300, 200), "PNG"), ti.encode(ti.lesion(300, 200), "WEBP"),
-         ti.jpeg_with_gps_and_orientation()]
+SEEDS = [
+    ti.jpeg(300, 200),
+    ti.encode(ti.lesion(300, 200), "PNG"),
+    ti.encode(ti.lesion(300, 200), "WEBP"),
+    ti.jpeg_with_gps_and_orientation(),
+]
 
 
 @st.composite
@@ -178,9 +184,15 @@ def mutated_images(draw):
 
 
 @settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
-@given(st.one_of(mutated_images(), st.binary(max_size=4096),
-                 st.sampled_from([b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"RIFF\0\0\0\0WEBP"]).flatmap(
-                     lambda magic: st.binary(max_size=2048).map(lambda tail: magic + tail))))
+@given(
+    st.one_of(
+        mutated_images(),
+        st.binary(max_size=4096),
+        st.sampled_from([b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"RIFF\0\0\0\0WEBP"]).flatmap(
+            lambda magic: st.binary(max_size=2048).map(lambda tail: magic + tail)
+        ),
+    )
+)
 def test_fuzz_validator_only_ever_rejects_with_a_typed_error(data):
     started = time.perf_counter()
     try:

@@ -1,5 +1,6 @@
 """The running system: `skindoc serve` with its in-process triage worker, a doctor's console on Socket.IO and a
 patient uploading over HTTP. The score lands and the console's queue changes without anyone polling."""
+
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +22,9 @@ SCORE_TIMEOUT_S = 60.0  # the worker compiles its batch sizes after the server i
 
 async def sign_up(session: aiohttp.ClientSession, url: str, role: str) -> tuple[str, str]:
     email = f"{role}-{secrets.token_hex(5)}@example.org"
-    async with session.post(f"{url}/api/v1/auth/register",
-                            json={"email": email, "password": PASSWORD, "name": f"Live {role}", "role": role}) as r:
+    async with session.post(
+        f"{url}/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": f"Live {role}", "role": role}
+    ) as r:
         assert r.status == 201, await r.text()
     return email, PASSWORD
 
@@ -34,18 +36,29 @@ async def sign_in(session: aiohttp.ClientSession, url: str, email: str) -> str:
 
 
 async def test_upload_in_the_running_system_reorders_the_live_queue(settings, tmp_path):
-    env = {"SKINDOC_DATABASE_URL": settings.database_url, "SKINDOC_REDIS_URL": settings.redis_url,
-           "SKINDOC_DATA_DIR": str(settings.data_dir), "SKINDOC_INPROCESS_WORKER": "true",
-           "SKINDOC_SOCKETIO_CHANNEL": f"test-triage-live-{secrets.token_hex(4)}",
-           "SKINDOC_TRIAGE_STREAM": f"test:triage:{secrets.token_hex(4)}",
-           "SKINDOC_ARGON2_TIME_COST": "1", "SKINDOC_ARGON2_MEMORY_KIB": "1024"}
+    env = {
+        "SKINDOC_DATABASE_URL": settings.database_url,
+        "SKINDOC_REDIS_URL": settings.redis_url,
+        "SKINDOC_DATA_DIR": str(settings.data_dir),
+        "SKINDOC_INPROCESS_WORKER": "true",
+        "SKINDOC_SOCKETIO_CHANNEL": f"test-triage-live-{secrets.token_hex(4)}",
+        "SKINDOC_TRIAGE_STREAM": f"test:triage:{secrets.token_hex(4)}",
+        "SKINDOC_ARGON2_TIME_COST": "1",
+        "SKINDOC_ARGON2_MEMORY_KIB": "1024",
+    }
     server = start_server(env, tmp_path / "server.log")
     console = socketio.AsyncClient(reconnection=False)
     try:
         async with aiohttp.ClientSession() as session:
             doctor_email, _ = await sign_up(session, server.url, "doctor")
-            await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "web.cli", "admin", "approve", doctor_email],
-                                    env={**os.environ, **env}, check=True, capture_output=True, timeout=60)
+            await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "web.cli", "admin", "approve", doctor_email],
+                env={**os.environ, **env},
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
             doctor_token = await sign_in(session, server.url, doctor_email)
             patient_email, _ = await sign_up(session, server.url, "patient")
             patient = {"Authorization": f"Bearer {await sign_in(session, server.url, patient_email)}"}
@@ -55,23 +68,30 @@ async def test_upload_in_the_running_system_reorders_the_live_queue(settings, tm
             await console.connect(server.url, auth={"token": doctor_token}, transports=["websocket"])
             assert (await console.call("queue:subscribe", {}, timeout=10))["ok"]
 
-            async with session.post(f"{server.url}/api/v1/consultations", headers=patient,
-                                    json={"description": "A new dark spot", "body_site": "arm",
-                                          "symptoms": SYMPTOMS}) as r:
+            async with session.post(
+                f"{server.url}/api/v1/consultations",
+                headers=patient,
+                json={"description": "A new dark spot", "body_site": "arm", "symptoms": SYMPTOMS},
+            ) as r:
                 case_id = (await r.json())["id"]
-            await events.wait_for("queue:snapshot", lambda s: any(e["consultation_id"] == case_id and
-                                                                  e["awaiting_score"] for e in s["queue"]))
+            await events.wait_for(
+                "queue:snapshot",
+                lambda s: any(e["consultation_id"] == case_id and e["awaiting_score"] for e in s["queue"]),
+            )
             form = aiohttp.FormData(default_to_multipart=True)
             form.add_field("body_site", "arm")
             form.add_field("photo", jpeg(seed=3), filename="spot.jpg", content_type="image/jpeg")
             uploaded = time.monotonic()
-            async with session.post(f"{server.url}/api/v1/consultations/{case_id}/photos", data=form,
-                                    headers=patient) as r:
+            async with session.post(
+                f"{server.url}/api/v1/consultations/{case_id}/photos", data=form, headers=patient
+            ) as r:
                 assert r.status == 201, await r.text()
 
             snapshot = await events.wait_for(
-                "queue:snapshot", lambda s: any(e["consultation_id"] == case_id and not e["awaiting_score"]
-                                                for e in s["queue"]), timeout=SCORE_TIMEOUT_S)
+                "queue:snapshot",
+                lambda s: any(e["consultation_id"] == case_id and not e["awaiting_score"] for e in s["queue"]),
+                timeout=SCORE_TIMEOUT_S,
+            )
             print(f"upload to console update: {time.monotonic() - uploaded:.2f} s (includes the worker's warm-up)")
             [entry] = [e for e in snapshot["queue"] if e["consultation_id"] == case_id]
             assert entry["urgency"] in ("urgent", "soon", "routine") and 0 <= entry["p_malignant"] <= 1

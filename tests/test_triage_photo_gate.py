@@ -1,5 +1,6 @@
 """The photo gate on shipped fixtures of each kind, its fitted quality limits, and the out-of-distribution
 statistics that travel with a checkpoint."""
+
 from __future__ import annotations
 
 import io
@@ -99,10 +100,12 @@ def test_quality_limits_are_quantiles_of_the_training_photos(tmp_path):
     out = tmp_path / "limits.json"
     result = gate_fit.fit_quality([FIXTURES / "ham10000"], out)
     measures = gate_fit.measure_paths(DERMOSCOPY)
-    assert result["limits"]["sharpness_min"] == pytest.approx(np.quantile(measures["sharpness"], gate_fit.QUANTILE),
-                                                              abs=1e-4)
+    assert result["limits"]["sharpness_min"] == pytest.approx(
+        np.quantile(measures["sharpness"], gate_fit.QUANTILE), abs=1e-4
+    )
     assert result["limits"]["brightness_max"] == pytest.approx(
-        np.quantile(measures["brightness"], 1 - gate_fit.QUANTILE), abs=1e-4)
+        np.quantile(measures["brightness"], 1 - gate_fit.QUANTILE), abs=1e-4
+    )
     assert json.loads(out.read_text())["fitted_on"] == {"ham10000": len(DERMOSCOPY)}
     shipped = photo_quality.load_thresholds()
     assert set(shipped["limits"]) == set(result["limits"]) and shipped["quantile"] == gate_fit.QUANTILE

@@ -1,4 +1,5 @@
 """The score-to-urgency policy and the triage settings, on their own."""
+
 from __future__ import annotations
 
 import uuid
@@ -59,16 +60,24 @@ def test_failed_guidance_only_when_nothing_is_pending():
 
 
 def test_config_from_env_and_batch_sizes():
-    config = TriageConfig.from_env({"SKINDOC_TRIAGE_MAX_BATCH": "24", "SKINDOC_TRIAGE_SALIENCY": "off",
-                                    "SKINDOC_INPROCESS_WORKER": "true", "SKINDOC_TRIAGE_MODEL_DIR": "/models/v2"})
+    config = TriageConfig.from_env(
+        {
+            "SKINDOC_TRIAGE_MAX_BATCH": "24",
+            "SKINDOC_TRIAGE_SALIENCY": "off",
+            "SKINDOC_INPROCESS_WORKER": "true",
+            "SKINDOC_TRIAGE_MODEL_DIR": "/models/v2",
+        }
+    )
     assert config.batch_sizes == (1, 2, 4, 8, 16, 24)
     assert config.saliency is False and config.inprocess_worker is True and str(config.model_dir) == "/models/v2"
     assert TriageConfig.from_env({}).batch_sizes == (1, 2, 4, 8, 16, 32)
     assert TriageConfig.from_env({"SKINDOC_TRIAGE_MAX_BATCH": "1"}).batch_sizes == (1,)
 
 
-@pytest.mark.parametrize("name, value", [("SKINDOC_TRIAGE_MAX_BATCH", "0"), ("SKINDOC_TRIAGE_MAX_PIXELS", "lots"),
-                                         ("SKINDOC_TRIAGE_SALIENCY", "maybe")])
+@pytest.mark.parametrize(
+    "name, value",
+    [("SKINDOC_TRIAGE_MAX_BATCH", "0"), ("SKINDOC_TRIAGE_MAX_PIXELS", "lots"), ("SKINDOC_TRIAGE_SALIENCY", "maybe")],
+)
 def test_config_refuses_bad_values(name, value):
     with pytest.raises(SystemExit, match=name):
         TriageConfig.from_env({name: value})

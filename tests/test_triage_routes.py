@@ -1,4 +1,5 @@
 """Photo upload and reads over HTTP: every bad input typed and without trace, metadata gone, who may read what."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,8 +16,9 @@ from tests import test_triage_support as ti
 from web.app import SETTINGS, STORES, create_app
 
 
-def form(*photos: bytes, body_site: str | None = "back", tag: str | None = None,
-         extra: dict[str, str] | None = None) -> aiohttp.FormData:
+def form(
+    *photos: bytes, body_site: str | None = "back", tag: str | None = None, extra: dict[str, str] | None = None
+) -> aiohttp.FormData:
     data = aiohttp.FormData(default_to_multipart=True)
     if body_site is not None:
         data.add_field("body_site", body_site)
@@ -109,17 +111,25 @@ async def test_body_over_the_cap_is_refused(aiohttp_client, settings, db):
 
     # Sent chunked, with no declared length: the cap holds while reading.
     boundary = "triage-test-boundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"body_site\"\r\n\r\nback\r\n"
+    body = (
+        (
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"body_site\"\r\n\r\nback\r\n"
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"a.png\"\r\n"
-            f"Content-Type: image/png\r\n\r\n").encode() + big + f"\r\n--{boundary}--\r\n".encode()
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + big
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
 
     async def chunked():
         for start in range(0, len(body), 32_768):
-            yield body[start:start + 32_768]
+            yield body[start : start + 32_768]
 
-    response = await client.post(photos_url(consultation_id), data=chunked(),
-                                 headers={**patient.headers,
-                                          "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    response = await client.post(
+        photos_url(consultation_id),
+        data=chunked(),
+        headers={**patient.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     await expect_problem(response, 413, "payload_too_large")
     await nothing_stored(client, db)
 
@@ -141,9 +151,11 @@ async def test_who_may_upload(client, db, case):
 
 async def test_upload_strips_gps_applies_orientation_and_queues_one_job(client, db, case):
     patient, consultation_id = case
-    response = await client.post(photos_url(consultation_id), data=form(ti.jpeg_with_gps_and_orientation(),
-                                                                         tag="close_up"),
-                                 headers=patient.headers)
+    response = await client.post(
+        photos_url(consultation_id),
+        data=form(ti.jpeg_with_gps_and_orientation(), tag="close_up"),
+        headers=patient.headers,
+    )
     assert response.status == 201, await response.text()
     [photo] = (await response.json())["photos"]
     assert photo["duplicate"] is False and photo["warnings"] == []
@@ -177,11 +189,13 @@ async def test_same_photo_twice_is_one_photo_and_one_job(client, db, case):
 
 async def test_photo_cap_counts_stored_photos(client, db, case):
     patient, consultation_id = case
-    response = await client.post(photos_url(consultation_id), data=form(*(ti.jpeg(300, 300, seed=i) for i in range(6))),
-                                 headers=patient.headers)
+    response = await client.post(
+        photos_url(consultation_id), data=form(*(ti.jpeg(300, 300, seed=i) for i in range(6))), headers=patient.headers
+    )
     assert response.status == 201
-    response = await client.post(photos_url(consultation_id), data=form(ti.jpeg(300, 300, seed=99)),
-                                 headers=patient.headers)
+    response = await client.post(
+        photos_url(consultation_id), data=form(ti.jpeg(300, 300, seed=99)), headers=patient.headers
+    )
     await expect_problem(response, 409, "too_many_photos")
     assert await db.fetchval("SELECT count(*) FROM triage_photos") == 6
     assert await client.app[STORES].redis.xlen(_stream(client)) == 6
@@ -216,8 +230,10 @@ async def test_photo_reads_are_authorised_and_audited(client, db, case):
     # No overlay exists until the worker has scored the photo.
     assert await status(saliency, assigned_doctor) == 404
 
-    rows = await db.fetch("SELECT actor_id, action FROM audit_log WHERE subject_type = 'photo' AND subject_id = $1 "
-                          "ORDER BY id", photo["id"])
+    rows = await db.fetch(
+        "SELECT actor_id, action FROM audit_log WHERE subject_type = 'photo' AND subject_id = $1 ORDER BY id",
+        photo["id"],
+    )
     reads = [(r["actor_id"], r["action"]) for r in rows]
     assert (patient.user_id, "photo.read.image") in reads
     assert (patient.user_id, "photo.read.thumbnail") in reads
@@ -242,10 +258,11 @@ async def test_patient_triage_view_before_scoring(client, case):
 
 RAW_BOUNDARY = "triage-raw-boundary"
 MALFORMED_BODIES = [
-    ("control character in a part header",
-     f'--{RAW_BOUNDARY}\r\nContent-Disposition: form-data; name="\x02\U0001e5fe"\r\n\r\nx\r\n--{RAW_BOUNDARY}--\r\n'),
-    ("no closing boundary",
-     f'--{RAW_BOUNDARY}\r\nContent-Disposition: form-data; name="body_site"\r\n\r\nback'),
+    (
+        "control character in a part header",
+        f'--{RAW_BOUNDARY}\r\nContent-Disposition: form-data; name="\x02\U0001e5fe"\r\n\r\nx\r\n--{RAW_BOUNDARY}--\r\n',
+    ),
+    ("no closing boundary", f'--{RAW_BOUNDARY}\r\nContent-Disposition: form-data; name="body_site"\r\n\r\nback'),
     ("not multipart at all", "just some text"),
 ]
 
@@ -253,9 +270,11 @@ MALFORMED_BODIES = [
 @pytest.mark.parametrize("name, body", MALFORMED_BODIES, ids=[m[0] for m in MALFORMED_BODIES])
 async def test_malformed_multipart_is_a_typed_400(client, db, case, name, body):
     patient, consultation_id = case
-    response = await client.post(photos_url(consultation_id), data=body.encode(),
-                                 headers={**patient.headers,
-                                          "Content-Type": f"multipart/form-data; boundary={RAW_BOUNDARY}"})
+    response = await client.post(
+        photos_url(consultation_id),
+        data=body.encode(),
+        headers={**patient.headers, "Content-Type": f"multipart/form-data; boundary={RAW_BOUNDARY}"},
+    )
     assert response.status in (400, 422), await response.text()
     assert response.content_type == "application/problem+json"
     await nothing_stored(client, db)
@@ -263,8 +282,9 @@ async def test_malformed_multipart_is_a_typed_400(client, db, case, name, body):
 
 async def test_no_photos_for_a_closed_consultation(client, db, case):
     patient, consultation_id = case
-    response = await client.post(f"/api/v1/consultations/{consultation_id}/cancel", json={"reason": "went to a GP"},
-                                 headers=patient.headers)
+    response = await client.post(
+        f"/api/v1/consultations/{consultation_id}/cancel", json={"reason": "went to a GP"}, headers=patient.headers
+    )
     assert response.status == 200, await response.text()
     response = await client.post(photos_url(consultation_id), data=form(ti.jpeg()), headers=patient.headers)
     await expect_problem(response, 409, "wrong_state")

@@ -1,4 +1,5 @@
 """Helpers shared by the triage tests (no tests of its own): test photos made with Pillow, good and bad."""
+
 from __future__ import annotations
 
 import io
@@ -49,11 +50,11 @@ def gamma_profile(gamma: float = 2.2) -> bytes:
     profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
     for i in range(int.from_bytes(profile[128:132], "big")):  # the tag table
         entry = 132 + 12 * i
-        signature, offset = profile[entry:entry + 4], int.from_bytes(profile[entry + 4:entry + 8], "big")
-        if signature in (b"rTRC", b"gTRC", b"bTRC") and profile[offset:offset + 4] == b"para":
+        signature, offset = profile[entry : entry + 4], int.from_bytes(profile[entry + 4 : entry + 8], "big")
+        if signature in (b"rTRC", b"gTRC", b"bTRC") and profile[offset : offset + 4] == b"para":
             # A parametric curve of function type 0 (y = x^g), g as s15Fixed16 right after the type.
-            profile[offset + 8:offset + 10] = bytes(2)
-            profile[offset + 12:offset + 16] = round(gamma * 65536).to_bytes(4, "big")
+            profile[offset + 8 : offset + 10] = bytes(2)
+            profile[offset + 12 : offset + 16] = round(gamma * 65536).to_bytes(4, "big")
     profile[84:100] = bytes(16)  # the profile ID, an MD5 of the rest, no longer matches: none
     return bytes(profile)
 
@@ -65,8 +66,9 @@ def animated(fmt: str) -> bytes:
 
 def noise_png(width: int, height: int) -> bytes:
     """A photo that does not compress: its PNG is about 3 bytes a pixel."""
-    return encode(Image.frombytes("RGB", (width, height), random.Random(width * height).randbytes(width * height * 3)),
-                  "PNG")
+    return encode(
+        Image.frombytes("RGB", (width, height), random.Random(width * height).randbytes(width * height * 3)), "PNG"
+    )
 
 
 def decompression_bomb_png(side: int = 20_000) -> bytes:
@@ -95,8 +97,9 @@ async def account(client, role: str = "patient") -> Account:
     from auth.audit import AuditContext
 
     email = f"{role}-{uuid.uuid4().hex[:10]}@example.org"
-    response = await client.post("/api/v1/auth/register",
-                                 json={"email": email, "password": PASSWORD, "name": f"Test {role}", "role": role})
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": f"Test {role}", "role": role}
+    )
     assert response.status == 201, await response.text()
     user_id = uuid.UUID((await response.json())["user"]["id"])
     if role == "doctor":
@@ -112,10 +115,23 @@ async def consultation(pool, patient: Account, body_site: str = "back") -> uuid.
 
     async with pool.acquire() as conn:
         row = await consultations.create_consultation_txn(
-            conn, patient_id=patient.user_id, description="A mole that changed colour", body_site=body_site,
-            symptoms={"size_changed": False, "shape_irregular": False, "colour_irregular": True, "diameter_7mm": False,
-                      "inflamed": False, "oozing": False, "sensation_changed": False, "duration": "weeks"},
-            max_open=3, ctx=SYSTEM)
+            conn,
+            patient_id=patient.user_id,
+            description="A mole that changed colour",
+            body_site=body_site,
+            symptoms={
+                "size_changed": False,
+                "shape_irregular": False,
+                "colour_irregular": True,
+                "diameter_7mm": False,
+                "inflamed": False,
+                "oozing": False,
+                "sensation_changed": False,
+                "duration": "weeks",
+            },
+            max_open=3,
+            ctx=SYSTEM,
+        )
     return row["id"]
 
 
@@ -132,12 +148,26 @@ async def chat_on_scored(conn, consultation_id: uuid.UUID, summary) -> None:
     """Chat's side of a score, as the composition root (web/app.py, triage_hooks) lends it to triage."""
     from chat.queue import apply_triage_result
 
-    await apply_triage_result(conn, consultation_id, image_band=summary.urgency, p_malignant=summary.p_malignant,
-                              model_version=summary.model_version, trusted=summary.trusted)
+    await apply_triage_result(
+        conn,
+        consultation_id,
+        image_band=summary.urgency,
+        p_malignant=summary.p_malignant,
+        model_version=summary.model_version,
+        trusted=summary.trusted,
+    )
 
 
-async def score_consultation(conn, consultation_id: uuid.UUID, *, band: str, p_malignant: float, trusted: bool,
-                             on_scored=chat_on_scored, model_version: str | None = None) -> None:
+async def score_consultation(
+    conn,
+    consultation_id: uuid.UUID,
+    *,
+    band: str,
+    p_malignant: float,
+    trusted: bool,
+    on_scored=chat_on_scored,
+    model_version: str | None = None,
+) -> None:
     """What the worker does for one photo, without the model: the photo stored and scored through triage's own
     store (the score's one home), with `on_scored` (chat's hook) in the same transaction. Each call scores a new
     photo under a fresh model version, so that photo decides. Trusted: dermoscopic, no quality problem, in range."""
@@ -145,11 +175,28 @@ async def score_consultation(conn, consultation_id: uuid.UUID, *, band: str, p_m
     from triage.images import NormalisedPhoto
     from triage.photo_gate import QualityReport
 
-    photo = NormalisedPhoto(image=b"\xff\xd8\xff", thumbnail=b"\xff\xd8\xff", sha256=uuid.uuid4().hex, width=1,
-                            height=1, source_format="jpeg", warnings=())
-    [stored] = await store.add_photos_txn(conn, consultation_id, "back", "dermoscopic", "dermoscopic",
-                                          [(photo, QualityReport({}, ()))], max_photos=1000)
+    photo = NormalisedPhoto(
+        image=b"\xff\xd8\xff",
+        thumbnail=b"\xff\xd8\xff",
+        sha256=uuid.uuid4().hex,
+        width=1,
+        height=1,
+        source_format="jpeg",
+        warnings=(),
+    )
+    [stored] = await store.add_photos_txn(
+        conn, consultation_id, "back", "dermoscopic", "dermoscopic", [(photo, QualityReport({}, ()))], max_photos=1000
+    )
     version = model_version or f"test-{uuid.uuid4().hex[:8]}"
-    result = store.PhotoResult(stored.photo["id"], consultation_id, version, p_malignant, {"mel": p_malignant}, "mel",
-                               band, ood_score=0.0, in_distribution=trusted)
+    result = store.PhotoResult(
+        stored.photo["id"],
+        consultation_id,
+        version,
+        p_malignant,
+        {"mel": p_malignant},
+        "mel",
+        band,
+        ood_score=0.0,
+        in_distribution=trusted,
+    )
     await store.record_results_txn(conn, [result], bands.BANDS, on_scored)

@@ -1,5 +1,6 @@
 """The weighted 7-point checklist and the urgency policy on their own: every row of both tables, and the
 property that an untrusted score never lowers a band."""
+
 from __future__ import annotations
 
 import itertools
@@ -14,8 +15,15 @@ from triage.photo_gate import GateVerdict
 BANDS = ("urgent", "soon", "routine")
 
 # NICE NG12's table, written out here rather than read from the code under test.
-NICE_POINTS = {"size_changed": 2, "shape_irregular": 2, "colour_irregular": 2, "diameter_7mm": 1, "inflamed": 1,
-               "oozing": 1, "sensation_changed": 1}
+NICE_POINTS = {
+    "size_changed": 2,
+    "shape_irregular": 2,
+    "colour_irregular": 2,
+    "diameter_7mm": 1,
+    "inflamed": 1,
+    "oozing": 1,
+    "sensation_changed": 1,
+}
 
 TRUSTED = GateVerdict("dermoscopic", (), True, 12.0)
 # Every way the gate can refuse a score.
@@ -32,9 +40,15 @@ UNTRUSTED = {
 
 # checklist band x image band, trusted score -> the case's band (docs/model-card.md, "The urgency policy").
 TRUSTED_TABLE = [
-    ("routine", "routine", "routine"), ("routine", "soon", "soon"), ("routine", "urgent", "urgent"),
-    ("soon", "routine", "soon"), ("soon", "soon", "soon"), ("soon", "urgent", "urgent"),
-    ("urgent", "routine", "urgent"), ("urgent", "soon", "urgent"), ("urgent", "urgent", "urgent"),
+    ("routine", "routine", "routine"),
+    ("routine", "soon", "soon"),
+    ("routine", "urgent", "urgent"),
+    ("soon", "routine", "soon"),
+    ("soon", "soon", "soon"),
+    ("soon", "urgent", "urgent"),
+    ("urgent", "routine", "urgent"),
+    ("urgent", "soon", "urgent"),
+    ("urgent", "urgent", "urgent"),
 ]
 
 
@@ -47,8 +61,9 @@ def test_the_checklist_is_nice_ng12s_table():
     assert "pencil" in checklist.ITEMS["diameter_7mm"].question
 
 
-@pytest.mark.parametrize("answers", [dict(zip(NICE_POINTS, bits))
-                                     for bits in itertools.product([False, True], repeat=7)])
+@pytest.mark.parametrize(
+    "answers", [dict(zip(NICE_POINTS, bits, strict=True)) for bits in itertools.product([False, True], repeat=7)]
+)
 def test_every_combination_of_answers_scores_and_bands(answers):
     score = sum(NICE_POINTS[key] for key, yes in answers.items() if yes)
     result = checklist.evaluate(answers)
@@ -59,11 +74,29 @@ def test_every_combination_of_answers_scores_and_bands(answers):
 def test_items_never_asked_count_nothing_and_are_named():
     result = checklist.evaluate({"size_changed": True, "oozing": True, "sensation_changed": None})
     assert result.score == 3 and result.band == "urgent"
-    assert set(result.not_asked) == {"shape_irregular", "colour_irregular", "diameter_7mm", "inflamed",
-                                     "sensation_changed"}
-    assert checklist.summary_for_doctor(checklist.evaluate(
-        {"size_changed": True, "shape_irregular": False, "colour_irregular": True, "diameter_7mm": False,
-         "inflamed": False, "oozing": True, "sensation_changed": False})) == "checklist 5: size, colour, oozing"
+    assert set(result.not_asked) == {
+        "shape_irregular",
+        "colour_irregular",
+        "diameter_7mm",
+        "inflamed",
+        "sensation_changed",
+    }
+    assert (
+        checklist.summary_for_doctor(
+            checklist.evaluate(
+                {
+                    "size_changed": True,
+                    "shape_irregular": False,
+                    "colour_irregular": True,
+                    "diameter_7mm": False,
+                    "inflamed": False,
+                    "oozing": True,
+                    "sensation_changed": False,
+                }
+            )
+        )
+        == "checklist 5: size, colour, oozing"
+    )
 
 
 @pytest.mark.parametrize("checklist_band, image_band, expected", TRUSTED_TABLE)
@@ -105,12 +138,25 @@ def test_property_an_untrusted_score_never_lowers_a_band(checklist_band, scores)
 
 
 def _row(symptoms, band, image_band=None, p=None, verdict=None):
-    return {"symptoms": symptoms, "urgency": band, "image_band": image_band, "p_malignant": p,
-            "scored_at": None if p is None else "now", "gate": None if verdict is None else verdict.as_dict()}
+    return {
+        "symptoms": symptoms,
+        "urgency": band,
+        "image_band": image_band,
+        "p_malignant": p,
+        "scored_at": None if p is None else "now",
+        "gate": None if verdict is None else verdict.as_dict(),
+    }
 
 
-FIVE = {"size_changed": True, "shape_irregular": False, "colour_irregular": True, "diameter_7mm": False,
-        "inflamed": False, "oozing": True, "sensation_changed": False}
+FIVE = {
+    "size_changed": True,
+    "shape_irregular": False,
+    "colour_irregular": True,
+    "diameter_7mm": False,
+    "inflamed": False,
+    "oozing": True,
+    "sensation_changed": False,
+}
 NONE = dict.fromkeys(FIVE, False)
 
 
@@ -122,8 +168,10 @@ def test_the_explanation_for_doctors_and_patients():
     assert "automatic check of your photos moved your case up" in trusted["patient_words"]
 
     camera = urgency_policy.explanation(_row(FIVE, "urgent", "routine", 0.08, UNTRUSTED["camera photo"]))
-    assert camera["reasons"][:2] == ["checklist 5: size, colour, oozing → urgent",
-                                     "photo score 0.08 not used: camera photo"]
+    assert camera["reasons"][:2] == [
+        "checklist 5: size, colour, oozing → urgent",
+        "photo score 0.08 not used: camera photo",
+    ]
     assert "answers about the spot set your place" in camera["patient_words"]
     assert "only on photos taken through a dermatoscope" in camera["patient_words"]
 

@@ -1,5 +1,6 @@
 """The triage worker on the real classifier, PostgreSQL, Redis and Socket.IO: upload → job → batch → score →
 queue reordered → doctors' consoles told; a worker killed mid-batch; photos the model cannot score; rescoring."""
+
 from __future__ import annotations
 
 import asyncio
@@ -50,13 +51,19 @@ def make_worker(node, classifier, consumer: str, **triage_overrides) -> TriageWo
     settings = node.app[SETTINGS]
     hooks = triage_hooks(settings, QueueNotifier(node.app[SOCKETIO_SERVER]))
     stores = node.app[STORES]
-    return TriageWorker(stores.pool, stores.redis, classifier, replace(settings.triage, **triage_overrides),
-                        on_scored=hooks.on_scored, notifier=hooks.notifier, consumer=consumer)
+    return TriageWorker(
+        stores.pool,
+        stores.redis,
+        classifier,
+        replace(settings.triage, **triage_overrides),
+        on_scored=hooks.on_scored,
+        notifier=hooks.notifier,
+        consumer=consumer,
+    )
 
 
 async def upload(node, patient, consultation_id, *photos: bytes, tag: str | None = None) -> list[dict]:
-    response = await node.client.post(photos_url(consultation_id), data=form(*photos, tag=tag),
-                                      headers=patient.headers)
+    response = await node.client.post(photos_url(consultation_id), data=form(*photos, tag=tag), headers=patient.headers)
     assert response.status == 201, await response.text()
     return (await response.json())["photos"]
 
@@ -72,8 +79,9 @@ async def stream_state(node) -> tuple[int, int]:
 async def score_audits(node) -> dict[str, int]:
     """How many times chat recorded a score for each consultation (once per scoring transaction)."""
     async with node.app[STORES].pool.acquire() as conn:
-        rows = await conn.fetch("SELECT subject_id, count(*) AS n FROM audit_log WHERE action = 'consultation.score' "
-                                "GROUP BY subject_id")
+        rows = await conn.fetch(
+            "SELECT subject_id, count(*) AS n FROM audit_log WHERE action = 'consultation.score' GROUP BY subject_id"
+        )
     return {r["subject_id"]: r["n"] for r in rows}
 
 
@@ -97,7 +105,8 @@ async def test_upload_to_score_reorders_queue_and_tells_consoles(node, classifie
         assert await stream_state(node) == (0, 0)
 
         snapshot = await events.wait_for(
-            "queue:snapshot", lambda s: all(not e["awaiting_score"] for e in s["queue"]) and len(s["queue"]) == 2)
+            "queue:snapshot", lambda s: all(not e["awaiting_score"] for e in s["queue"]) and len(s["queue"]) == 2
+        )
         queue = snapshot["queue"]
         async with node.app[STORES].pool.acquire() as conn:
             summaries = {c: await store.get_consultation_triage(conn, c) for c in cases}
@@ -109,15 +118,18 @@ async def test_upload_to_score_reorders_queue_and_tells_consoles(node, classifie
             # its checklist band (score 1, routine) whatever the photo's band.
             assert entry["score_trusted"] is False and "kind_not_validated" in entry["gate"]["reasons"]
             assert entry["urgency"] == entry["checklist_band"] == "routine"
-            assert any(line.startswith("photo score") and "not used" in line
-                       for line in entry["explanation"]["reasons"])
+            assert any(
+                line.startswith("photo score") and "not used" in line for line in entry["explanation"]["reasons"]
+            )
     finally:
         await console.disconnect()
 
     # The consultation's score is its highest-risk photo's.
     async with node.app[STORES].pool.acquire() as conn:
-        photo_scores = await conn.fetch("SELECT p.consultation_id, s.p_malignant FROM triage_photo_scores s "
-                                        "JOIN triage_photos p ON p.id = s.photo_id")
+        photo_scores = await conn.fetch(
+            "SELECT p.consultation_id, s.p_malignant FROM triage_photo_scores s "
+            "JOIN triage_photos p ON p.id = s.photo_id"
+        )
     for case in cases:
         best = max(r["p_malignant"] for r in photo_scores if r["consultation_id"] == case)
         assert summaries[case]["p_malignant"] == pytest.approx(best)
@@ -204,8 +216,9 @@ async def test_photo_the_model_cannot_read_is_failed_and_the_case_stays_queued(n
     assert await worker.run_once(block_ms=1000) == 1
     assert await stream_state(node) == (0, 0)
     async with node.app[STORES].pool.acquire() as conn:
-        photo = await conn.fetchrow("SELECT status, failure_reason FROM triage_photos WHERE id = $1",
-                                    stored.photo["id"])
+        photo = await conn.fetchrow(
+            "SELECT status, failure_reason FROM triage_photos WHERE id = $1", stored.photo["id"]
+        )
         consultation = await chat_consultations.get_consultation(conn, case)
     assert photo["status"] == "failed" and "unreadable" in photo["failure_reason"]
     assert consultation["state"] == "waiting" and consultation["scored_at"] is None
@@ -227,8 +240,9 @@ async def test_photo_that_keeps_killing_workers_is_given_up(node, classifier):
     await worker.start()
     assert await worker.run_once(block_ms=1000) == 1
     async with node.app[STORES].pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT status, failure_reason FROM triage_photos WHERE id = $1",
-                                  uuid.UUID(photo["id"]))
+        row = await conn.fetchrow(
+            "SELECT status, failure_reason FROM triage_photos WHERE id = $1", uuid.UUID(photo["id"])
+        )
     assert row["status"] == "failed" and "gave up" in row["failure_reason"]
     assert await stream_state(node) == (0, 0)
 
@@ -260,7 +274,7 @@ async def test_saliency_overlay_is_drawn_when_idle_and_shown_to_the_assigned_doc
 async def test_rescore_with_a_new_model_version_moves_open_cases(node, classifier, tmp_path):
     patients = [await cs.make_user(node, "patient") for _ in range(2)]
     cases = [uuid.UUID((await cs.open_case(node, p))["id"]) for p in patients]
-    for index, (patient, case) in enumerate(zip(patients, cases)):
+    for index, (patient, case) in enumerate(zip(patients, cases, strict=True)):
         await upload(node, patient, case, ti.jpeg(seed=index), ti.jpeg(seed=10 + index))
     worker = make_worker(node, classifier, "worker-a")
     await worker.start()
@@ -276,8 +290,9 @@ async def test_rescore_with_a_new_model_version_moves_open_cases(node, classifie
     async with node.app[STORES].pool.acquire() as conn:
         open_ids = await hooks.open_consultations(conn)
     assert set(open_ids) == set(cases)
-    changed = await rescore_consultations(node.app[STORES].pool, new_classifier, open_ids,
-                                          on_scored=hooks.on_scored, notifier=hooks.notifier)
+    changed = await rescore_consultations(
+        node.app[STORES].pool, new_classifier, open_ids, on_scored=hooks.on_scored, notifier=hooks.notifier
+    )
     assert {c.consultation_id for c in changed} == set(cases)
     async with node.app[STORES].pool.acquire() as conn:
         rows = await conn.fetch(SELECT_SCORED)
@@ -285,8 +300,12 @@ async def test_rescore_with_a_new_model_version_moves_open_cases(node, classifie
     assert {r["model_version"] for r in rows} == {new_metadata["version"]}
     assert {r["model_version"]: r["n"] for r in versions} == {classifier.version: 4, new_classifier.version: 4}
     # Running it again finds nothing left to do.
-    assert await rescore_consultations(node.app[STORES].pool, new_classifier, open_ids,
-                                       on_scored=hooks.on_scored, notifier=None) == []
+    assert (
+        await rescore_consultations(
+            node.app[STORES].pool, new_classifier, open_ids, on_scored=hooks.on_scored, notifier=None
+        )
+        == []
+    )
 
 
 async def test_skindoc_rescore_command_moves_the_live_queue(node, classifier, tmp_path):
@@ -304,17 +323,33 @@ async def test_skindoc_rescore_command_moves_the_live_queue(node, classifier, tm
     try:
         assert (await cs.call(console, "queue:subscribe"))["ok"]
         command = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "web.cli", "rescore", "--model", str(tmp_path / "model"),
-            env={**os.environ, "SKINDOC_DATABASE_URL": settings.database_url, "SKINDOC_REDIS_URL": settings.redis_url,
-                 "SKINDOC_SOCKETIO_CHANNEL": settings.chat.socketio_channel, "SKINDOC_DATA_DIR": str(tmp_path)},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "web.cli",
+            "rescore",
+            "--model",
+            str(tmp_path / "model"),
+            env={
+                **os.environ,
+                "SKINDOC_DATABASE_URL": settings.database_url,
+                "SKINDOC_REDIS_URL": settings.redis_url,
+                "SKINDOC_SOCKETIO_CHANNEL": settings.chat.socketio_channel,
+                "SKINDOC_DATA_DIR": str(tmp_path),
+            },
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(command.communicate(), 120)
         assert command.returncode == 0, err.decode()[-2000:]
         assert f"model {new_version['version']}: 1 open consultations rescored" in out.decode()
         async with node.app[STORES].pool.acquire() as conn:
             rescored = (await chat_consultations.get_consultation(conn, case))["p_malignant"]
-        await events.wait_for("queue:snapshot", lambda s: any(
-            e["consultation_id"] == str(case) and e["p_malignant"] == pytest.approx(rescored) for e in s["queue"]))
+        await events.wait_for(
+            "queue:snapshot",
+            lambda s: any(
+                e["consultation_id"] == str(case) and e["p_malignant"] == pytest.approx(rescored) for e in s["queue"]
+            ),
+        )
     finally:
         await console.disconnect()
 
@@ -351,8 +386,11 @@ async def test_real_lesions_reorder_the_queue_most_severe_first(node, classifier
     try:
         assert (await cs.call(console, "queue:subscribe"))["ok"]
         # Opened in this order, so before scoring the queue is first come, first served.
-        photos = {"naevus": [ham10000_image("nv")], "keratosis": [ham10000_image("bkl", 1)],
-                  "naevus and melanoma": [ham10000_image("nv", 1), ham10000_image("mel")]}
+        photos = {
+            "naevus": [ham10000_image("nv")],
+            "keratosis": [ham10000_image("bkl", 1)],
+            "naevus and melanoma": [ham10000_image("nv", 1), ham10000_image("mel")],
+        }
         cases = {}
         for name, images in photos.items():
             patient = await cs.make_user(node, "patient")
@@ -364,14 +402,16 @@ async def test_real_lesions_reorder_the_queue_most_severe_first(node, classifier
         await worker.start()
         assert await worker.run_once(block_ms=1000) == 4
 
-        snapshot = await events.wait_for("queue:snapshot", lambda s: len(s["queue"]) == 3 and not any(
-            e["awaiting_score"] for e in s["queue"]))
+        snapshot = await events.wait_for(
+            "queue:snapshot", lambda s: len(s["queue"]) == 3 and not any(e["awaiting_score"] for e in s["queue"])
+        )
         order = {entry["consultation_id"]: entry for entry in snapshot["queue"]}
         ranked = [name for name, _ in sorted(cases.items(), key=lambda item: order[item[1]]["position"])]
         assert ranked == ["naevus and melanoma", "keratosis", "naevus"]
         assert [order[cases[name]]["urgency"] for name in ranked] == ["urgent", "soon", "routine"]
-        assert all(entry["score_trusted"] and entry["gate"]["summary"] == "dermoscopic, in range"
-                   for entry in order.values())
+        assert all(
+            entry["score_trusted"] and entry["gate"]["summary"] == "dermoscopic, in range" for entry in order.values()
+        )
         # The consultation with two photos is as urgent as its melanoma, not its naevus.
         assert order[cases["naevus and melanoma"]]["p_malignant"] > 0.5
     finally:
@@ -389,9 +429,10 @@ async def test_running_worker_scores_then_draws_overlays_when_idle(node, classif
 
         async def done() -> bool:
             async with node.app[STORES].pool.acquire() as conn:
-                return await conn.fetchval(
-                    "SELECT count(*) = 3 AND bool_and(status = 'scored') FROM triage_photos") and \
-                    await conn.fetchval("SELECT count(*) FROM triage_saliency") == 3
+                return (
+                    await conn.fetchval("SELECT count(*) = 3 AND bool_and(status = 'scored') FROM triage_photos")
+                    and await conn.fetchval("SELECT count(*) FROM triage_saliency") == 3
+                )
 
         for _ in range(300):
             if await done():

@@ -1,4 +1,5 @@
 """The app's own surface: health, readiness, metrics and problem JSON for errors aiohttp raises itself."""
+
 from __future__ import annotations
 
 
@@ -11,8 +12,12 @@ async def test_healthz_and_readyz(client):
     # No triage worker runs beside this app: ready for chat, and it says scoring is not.
     assert body["status"] == "degraded" and body["ready_for"] == ["api", "chat"]
     assert body["checks"]["database"] == body["checks"]["redis"] == "ok"
-    assert body["checks"]["triage"] == {"status": "down", "workers": 0, "ready_workers": 0,
-                                        "last_heartbeat_age_s": None}
+    assert body["checks"]["triage"] == {
+        "status": "down",
+        "workers": 0,
+        "ready_workers": 0,
+        "last_heartbeat_age_s": None,
+    }
 
 
 async def test_unknown_path_is_problem_json(client):

@@ -1,4 +1,5 @@
 """The `skindoc` command line carries the server's commands and the classifier's tools."""
+
 from __future__ import annotations
 
 import csv

@@ -6,6 +6,7 @@ names are the ones the schema accepts (chat's CHECK constraints; tests/test_tria
 them equal), so a checkpoint configured in its place must use the same names: `checked` refuses
 one that does not, before it scores anything. The words a person reads for each band live here too.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -23,8 +24,10 @@ NAMES = BANDS.names
 def checked(bands: Bands) -> Bands:
     """`bands` if its names and order are the schema's; ValueError (naming both) otherwise."""
     if bands.names != NAMES:
-        raise ValueError(f"the checkpoint's urgency bands {list(bands.names)} are not the ones the database "
-                         f"holds {list(NAMES)}: a new band needs a migration first")
+        raise ValueError(
+            f"the checkpoint's urgency bands {list(bands.names)} are not the ones the database "
+            f"holds {list(NAMES)}: a new band needs a migration first"
+        )
     return bands
 
 
@@ -59,6 +62,7 @@ def rank_sql(column: str) -> str:
 @dataclass(frozen=True)
 class BandWords:
     """What a person reads about a band: never a number, never a diagnosis."""
+
     label: str
     # The patient app: what the band means, then what happens while the case waits.
     finding: str
@@ -73,21 +77,34 @@ SEEK_CARE = "If the spot bleeds, grows quickly or you feel unwell, seek care in 
 
 WORDS: dict[str, BandWords] = {
     "urgent": BandWords(
-        "Urgent", "Your photos suggest this should be looked at quickly.", "A doctor will review it as a priority.",
+        "Urgent",
+        "Your photos suggest this should be looked at quickly.",
+        "A doctor will review it as a priority.",
         "A doctor will look at your case first.",
-        f"Your case has been marked for priority review. A doctor will look at it first. {SEEK_CARE}"),
+        f"Your case has been marked for priority review. A doctor will look at it first. {SEEK_CARE}",
+    ),
     "soon": BandWords(
-        "Soon", "Your photos suggest this should be looked at soon.", "A doctor will review it shortly.",
+        "Soon",
+        "Your photos suggest this should be looked at soon.",
+        "A doctor will review it shortly.",
         "A doctor will look at your case ahead of routine cases.",
-        "Your case will be reviewed soon. A doctor will look at it ahead of routine cases."),
+        "Your case will be reviewed soon. A doctor will look at it ahead of routine cases.",
+    ),
     "routine": BandWords(
-        "Routine", "Nothing in your photos suggests it needs to be rushed.", "A doctor will still review it.",
+        "Routine",
+        "Nothing in your photos suggests it needs to be rushed.",
+        "A doctor will still review it.",
         "Your case is in the queue for a routine review; a doctor will look at it and reply here.",
-        "Your case is in the queue for a routine review. A doctor will look at it and reply here."),
+        "Your case is in the queue for a routine review. A doctor will look at it and reply here.",
+    ),
 }
 
 
 def document(bands: Bands) -> dict[str, Any]:
     """GET /api/v1/triage/bands: the bands from most to least severe, with their thresholds and words."""
-    return {"bands": [{"name": name, "rank": i, "threshold": bands.threshold(name), **asdict(WORDS[name])}
-                      for i, name in enumerate(bands.names)]}
+    return {
+        "bands": [
+            {"name": name, "rank": i, "threshold": bands.threshold(name), **asdict(WORDS[name])}
+            for i, name in enumerate(bands.names)
+        ]
+    }

@@ -9,6 +9,7 @@ by Walter et al., Br J Gen Pract 2013;63:e345-53, and reproduced in NG12.
 Each item is asked in plain words (the `question` column); an item that was never asked (a
 consultation opened before the checklist existed) is None, counts 0 and is listed as not asked.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -18,28 +19,41 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ChecklistItem:
     key: str
-    points: int          # 2: major feature, 1: minor feature
-    feature: str         # NICE's wording
-    short: str           # the doctor's one-word label
-    question: str        # what the patient is asked
+    points: int  # 2: major feature, 1: minor feature
+    feature: str  # NICE's wording
+    short: str  # the doctor's one-word label
+    question: str  # what the patient is asked
 
 
 # NICE NG12, weighted 7-point checklist: three major features (2 points), four minor (1 point).
 CHECKLIST: tuple[ChecklistItem, ...] = (
-    ChecklistItem("size_changed", 2, "change in size", "size",
-                  "Has it grown or got bigger recently?"),
-    ChecklistItem("shape_irregular", 2, "irregular shape", "shape",
-                  "Is its edge uneven, ragged or blotchy rather than a smooth round or oval?"),
-    ChecklistItem("colour_irregular", 2, "irregular colour", "colour",
-                  "Does it have several colours or shades (brown, black, red, white, blue) rather than one?"),
-    ChecklistItem("diameter_7mm", 1, "largest diameter 7 mm or more", "7 mm+",
-                  "Is it wider than the end of a pencil (about 7 mm) at its widest?"),
-    ChecklistItem("inflamed", 1, "inflammation", "inflamed",
-                  "Is it, or the skin around it, red, swollen or inflamed?"),
-    ChecklistItem("oozing", 1, "oozing", "oozing",
-                  "Has it oozed, bled or crusted over without being injured?"),
-    ChecklistItem("sensation_changed", 1, "change in sensation", "sensation",
-                  "Does it feel different: itchy, tender or painful?"),
+    ChecklistItem("size_changed", 2, "change in size", "size", "Has it grown or got bigger recently?"),
+    ChecklistItem(
+        "shape_irregular",
+        2,
+        "irregular shape",
+        "shape",
+        "Is its edge uneven, ragged or blotchy rather than a smooth round or oval?",
+    ),
+    ChecklistItem(
+        "colour_irregular",
+        2,
+        "irregular colour",
+        "colour",
+        "Does it have several colours or shades (brown, black, red, white, blue) rather than one?",
+    ),
+    ChecklistItem(
+        "diameter_7mm",
+        1,
+        "largest diameter 7 mm or more",
+        "7 mm+",
+        "Is it wider than the end of a pencil (about 7 mm) at its widest?",
+    ),
+    ChecklistItem("inflamed", 1, "inflammation", "inflamed", "Is it, or the skin around it, red, swollen or inflamed?"),
+    ChecklistItem("oozing", 1, "oozing", "oozing", "Has it oozed, bled or crusted over without being injured?"),
+    ChecklistItem(
+        "sensation_changed", 1, "change in sensation", "sensation", "Does it feel different: itchy, tender or painful?"
+    ),
 )
 ITEMS = {item.key: item for item in CHECKLIST}
 MAX_SCORE = sum(item.points for item in CHECKLIST)
@@ -56,8 +70,8 @@ SOON_FROM = 2
 class ChecklistResult:
     score: int
     band: str
-    present: tuple[str, ...]      # keys answered yes
-    not_asked: tuple[str, ...]    # keys with no answer
+    present: tuple[str, ...]  # keys answered yes
+    not_asked: tuple[str, ...]  # keys with no answer
 
 
 def band_for(score: int) -> str:
@@ -77,7 +91,7 @@ def evaluate(answers: Mapping[str, bool | None]) -> ChecklistResult:
 
 
 def summary_for_doctor(result: ChecklistResult) -> str:
-    """"checklist 5: size, colour, oozing" (and what was not asked)."""
+    """ "checklist 5: size, colour, oozing" (and what was not asked)."""
     text = f"checklist {result.score}"
     if result.present:
         text += ": " + ", ".join(ITEMS[key].short for key in result.present)

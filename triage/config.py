@@ -1,4 +1,5 @@
 """Triage settings from SKINDOC_TRIAGE_* (and SKINDOC_INPROCESS_WORKER) environment variables."""
+
 from __future__ import annotations
 
 import os
@@ -63,7 +64,9 @@ class TriageConfig:
         model_dir = env.get("SKINDOC_TRIAGE_MODEL_DIR") or None
         return cls(
             max_upload_bytes=env_int(env, "SKINDOC_TRIAGE_MAX_UPLOAD_BYTES", cls.max_upload_bytes, minimum=1),
-            max_photos_per_consultation=env_int(env, "SKINDOC_TRIAGE_MAX_PHOTOS", cls.max_photos_per_consultation, minimum=1),
+            max_photos_per_consultation=env_int(
+                env, "SKINDOC_TRIAGE_MAX_PHOTOS", cls.max_photos_per_consultation, minimum=1
+            ),
             max_pixels=env_int(env, "SKINDOC_TRIAGE_MAX_PIXELS", cls.max_pixels, minimum=1),
             min_side=env_int(env, "SKINDOC_TRIAGE_MIN_SIDE", cls.min_side, minimum=1),
             stream=env.get("SKINDOC_TRIAGE_STREAM") or cls.stream,

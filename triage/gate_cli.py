@@ -1,4 +1,5 @@
 """`skindoc gate fit-quality | evaluate`: fitting the photo gate's quality limits, and measuring the gate."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     classifier = load_classifier(args.weights)
     report = gate_evaluate.evaluate(classifier, args.data, args.non_lesion)
     for name, rates in report["good"].items():
-        print(f"{name:22} pass {rates['passed']:.1%} of {rates['n']} "
-              f"(quality flags {rates['quality_flagged']:.1%}, out of range {rates['ood_flagged']:.1%})")
+        print(
+            f"{name:22} pass {rates['passed']:.1%} of {rates['n']} "
+            f"(quality flags {rates['quality_flagged']:.1%}, out of range {rates['ood_flagged']:.1%})"
+        )
     for name, rates in report["degraded"].items():
         own = rates["by_problem"].get(name, 0)
         print(f"{name:22} flagged {rates['flagged']:.1%} of {rates['n']} (by its own check {own:.1%})")
@@ -40,8 +43,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     gate = subparsers.add_parser("gate", help="fit and measure the photo gate (quality, kind, training range)")
     sub = gate.add_subparsers(dest="gate_command", required=True)
-    fit = sub.add_parser("fit-quality", help="fit the quality limits on the training photos",
-                         description="Writes triage/quality_thresholds.json from the train splits.")
+    fit = sub.add_parser(
+        "fit-quality",
+        help="fit the quality limits on the training photos",
+        description="Writes triage/quality_thresholds.json from the train splits.",
+    )
     fit.add_argument("--data", required=True, action="append", help="labelled folder (labels.csv + images/)")
     fit.set_defaults(func=cmd_fit_quality)
     evaluate = sub.add_parser("evaluate", help="pass rates on good photos, flag rates on bad and non-lesion ones")

@@ -4,6 +4,7 @@ A labelled folder holds labels.csv (with `image_id` and `split` columns) and ima
 layout of the team's copies of HAM10000, ISIC 2017 and ISIC 2020. The degradations copy what goes wrong
 with a phone: shake or missed focus, a dark room, a flash, a photo taken from too far away.
 """
+
 from __future__ import annotations
 
 import csv
@@ -55,14 +56,18 @@ def tiny_lesion(image: Image.Image) -> Image.Image:
     brightness = pixels.sum(axis=1)
     skin = tuple(int(v) for v in np.median(pixels[brightness >= np.median(brightness)], axis=0))
     canvas = Image.new("RGB", image.size, skin)
-    small = image.resize((max(1, round(image.width * TINY_SCALE)), max(1, round(image.height * TINY_SCALE))),
-                         Image.Resampling.BILINEAR)
+    small = image.resize(
+        (max(1, round(image.width * TINY_SCALE)), max(1, round(image.height * TINY_SCALE))), Image.Resampling.BILINEAR
+    )
     canvas.paste(small, ((image.width - small.width) // 2, (image.height - small.height) // 2))
     return canvas
 
 
 DEGRADATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
-    "blurred": blurred, "too_dark": too_dark, "too_bright": too_bright, "lesion_too_small": tiny_lesion,
+    "blurred": blurred,
+    "too_dark": too_dark,
+    "too_bright": too_bright,
+    "lesion_too_small": tiny_lesion,
 }
 
 

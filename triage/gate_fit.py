@@ -5,6 +5,7 @@ worse than all but QUANTILE of the photos the model learned from (the dermoscopy
 training data's labelled folders: HAM10000, ISIC 2017, ISIC 2020). The result, with the quantiles
 and counts behind it, is written to triage/quality_thresholds.json, which ships with the code.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,10 @@ def fit_quality(data_dirs: Sequence[str | Path], out: Path = photo_quality.THRES
         "analysis_side": photo_quality.ANALYSIS_SIDE,
         "fitted_on": {folder.name: len(gate_data.split_paths(folder, ["train"])) for folder in folders},
         "command": "skindoc gate fit-quality " + " ".join(f"--data {f.name}" for f in folders),
-        "train_percentiles": {name: {str(q): round(float(np.percentile(v, q)), 4) for q in (0.2, 1, 50, 99, 99.8)}
-                              for name, v in measures.items()},
+        "train_percentiles": {
+            name: {str(q): round(float(np.percentile(v, q)), 4) for q in (0.2, 1, 50, 99, 99.8)}
+            for name, v in measures.items()
+        },
     }
     out.write_text(json.dumps(result, indent=2) + "\n")
     return result

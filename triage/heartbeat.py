@@ -5,6 +5,7 @@ Redis hash beside the job stream, one field per worker; web nodes read the hash 
 truth about scoring in their readiness: ok, degraded (workers alive but warming up or
 failing a store) or down (no heartbeat lately).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,12 +40,15 @@ class WorkerStatus:
     started_at: float = field(default_factory=time.time)
 
     def ready(self, stale_s: float) -> bool:
-        return (self.compiled and self.fault is None and self.last_ok_at is not None
-                and time.time() - self.last_ok_at <= stale_s)
+        return (
+            self.compiled
+            and self.fault is None
+            and self.last_ok_at is not None
+            and time.time() - self.last_ok_at <= stale_s
+        )
 
     def as_dict(self, stale_s: float) -> dict[str, Any]:
-        return {**asdict(self), "batch_sizes": list(self.batch_sizes), "ready": self.ready(stale_s),
-                "at": time.time()}
+        return {**asdict(self), "batch_sizes": list(self.batch_sizes), "ready": self.ready(stale_s), "at": time.time()}
 
 
 async def publish(client: redis.Redis, stream: str, status: WorkerStatus, stale_s: float) -> None:
@@ -86,9 +90,14 @@ def triage_health(beats: list[dict[str, Any]], stale_s: float) -> dict[str, Any]
     live = [b for b in beats if b["age_s"] <= stale_s]
     ready = [b for b in live if b.get("ready")]
     status = "ok" if ready else "degraded" if live else "down"
-    report: dict[str, Any] = {"status": status, "workers": len(live), "ready_workers": len(ready),
-                              "last_heartbeat_age_s": min((b["age_s"] for b in beats), default=None)}
+    report: dict[str, Any] = {
+        "status": status,
+        "workers": len(live),
+        "ready_workers": len(ready),
+        "last_heartbeat_age_s": min((b["age_s"] for b in beats), default=None),
+    }
     if status == "degraded":
-        report["reasons"] = sorted({b.get("fault") or ("compiling" if not b.get("compiled") else "stalled")
-                                    for b in live})
+        report["reasons"] = sorted(
+            {b.get("fault") or ("compiling" if not b.get("compiled") else "stalled") for b in live}
+        )
     return report

@@ -3,6 +3,7 @@ orientation applied, every metadata block dropped, sRGB RGB, re-encoded as JPEG 
 
 Every rejection is a DomainError; nothing here touches storage, so a rejected photo leaves no trace.
 """
+
 from __future__ import annotations
 
 import functools
@@ -94,13 +95,21 @@ def _open_checked(data: bytes, fmt: str, max_pixels: int, min_side: int) -> Imag
     if width * height * max(3, _BYTES_PER_PIXEL.get(image.mode, 3)) > max_pixels * 3:
         raise _too_many_pixels(max_pixels)
     if max(width, height) > MAX_SIDE:
-        raise unprocessable("image_side_too_long",
-                            f"The image is {width}x{height} pixels; no side may be longer than {MAX_SIDE}.",
-                            width=width, height=height, max_side=MAX_SIDE)
+        raise unprocessable(
+            "image_side_too_long",
+            f"The image is {width}x{height} pixels; no side may be longer than {MAX_SIDE}.",
+            width=width,
+            height=height,
+            max_side=MAX_SIDE,
+        )
     if min(width, height) < min_side:
-        raise unprocessable("image_too_small",
-                            f"The image is {width}x{height} pixels; each side must be at least {min_side}.",
-                            width=width, height=height, min_side=min_side)
+        raise unprocessable(
+            "image_too_small",
+            f"The image is {width}x{height} pixels; each side must be at least {min_side}.",
+            width=width,
+            height=height,
+            min_side=min_side,
+        )
     if image.format == "MPO":
         # A phone's multi-picture JPEG: the first frame is the photo (the others are previews or depth
         # maps), and opening it reads that frame only.
@@ -117,8 +126,11 @@ def _open_checked(data: bytes, fmt: str, max_pixels: int, min_side: int) -> Imag
 
 
 def _too_many_pixels(max_pixels: int) -> DomainError:
-    return unprocessable("image_too_many_pixels",
-                         f"The image has more than {max_pixels} pixels; send a smaller photo.", max_pixels=max_pixels)
+    return unprocessable(
+        "image_too_many_pixels",
+        f"The image has more than {max_pixels} pixels; send a smaller photo.",
+        max_pixels=max_pixels,
+    )
 
 
 def _to_srgb_rgb(image: Image.Image) -> Image.Image:
@@ -169,7 +181,7 @@ def _to_8bit_grey(image: Image.Image) -> Image.Image:
     for y in range(0, image.height, _STRIP_ROWS):
         strip = np.asarray(image.crop((0, y, image.width, min(y + _STRIP_ROWS, image.height))), dtype=np.float32)
         np.clip(strip * scale + np.float32(0.5), 0, 255, out=strip)
-        out[y:y + strip.shape[0]] = strip
+        out[y : y + strip.shape[0]] = strip
     return Image.fromarray(out)
 
 
@@ -198,8 +210,9 @@ def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
         image.save(out, format="JPEG", quality=quality)
     except (OSError, ValueError) as exc:
         # The checks above leave nothing libjpeg should refuse; if it does, the photo is refused, typed.
-        raise unprocessable("image_not_storable", f"The photo could not be re-encoded ({type(exc).__name__}).") \
-            from None
+        raise unprocessable(
+            "image_not_storable", f"The photo could not be re-encoded ({type(exc).__name__})."
+        ) from None
     return out.getvalue()
 
 
@@ -220,8 +233,10 @@ def normalise_photo(data: bytes, *, max_pixels: int, min_side: int) -> Normalise
     width, height = rgb.size
     notes = []
     if max(width, height) < GUIDELINE_SIZE[0] or min(width, height) < GUIDELINE_SIZE[1]:
-        notes.append(f"The photo is {width}x{height} pixels, below the 800x600 recommended for clinical "
-                     "photos; a sharper, closer photo helps the doctor.")
+        notes.append(
+            f"The photo is {width}x{height} pixels, below the 800x600 recommended for clinical "
+            "photos; a sharper, closer photo helps the doctor."
+        )
     return NormalisedPhoto(
         image=stored,
         thumbnail=_encode_jpeg(_thumbnail(rgb), THUMBNAIL_JPEG_QUALITY),

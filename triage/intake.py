@@ -5,6 +5,7 @@ decides whether its score may be trusted, and the patient was already offered a 
 All photos of a request are checked before any is stored, so one bad file rejects the request
 and leaves nothing behind. Callers authorise first: triage knows nothing of who may upload.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -13,10 +14,9 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 
-from PIL import Image
-
 import asyncpg
 import redis.asyncio as redis
+from PIL import Image
 
 from store.errors import DomainError
 from triage import jobs, photo_gate, store
@@ -55,16 +55,27 @@ async def normalise_uploads(uploads: Sequence[tuple[str, bytes]], config: Triage
     return await asyncio.to_thread(_normalise_all, uploads, config)
 
 
-async def store_photos(conn: asyncpg.Connection, config: TriageConfig, consultation_id: uuid.UUID, body_site: str,
-                       tag: str | None, photos: Sequence[CheckedPhoto]) -> list[store.StoredPhoto]:
+async def store_photos(
+    conn: asyncpg.Connection,
+    config: TriageConfig,
+    consultation_id: uuid.UUID,
+    body_site: str,
+    tag: str | None,
+    photos: Sequence[CheckedPhoto],
+) -> list[store.StoredPhoto]:
     """Stores the photos, within the per-consultation cap; one already stored comes back as a duplicate."""
-    return await store.add_photos_txn(conn, consultation_id, body_site, tag, photo_gate.kind_of(tag), photos,
-                                      config.max_photos_per_consultation)
+    return await store.add_photos_txn(
+        conn, consultation_id, body_site, tag, photo_gate.kind_of(tag), photos, config.max_photos_per_consultation
+    )
 
 
-async def queue_jobs(client: redis.Redis, config: TriageConfig, consultation_id: uuid.UUID,
-                     stored: Sequence[store.StoredPhoto],
-                     report_outage: Callable[[BaseException], str | None] = lambda exc: None) -> None:
+async def queue_jobs(
+    client: redis.Redis,
+    config: TriageConfig,
+    consultation_id: uuid.UUID,
+    stored: Sequence[store.StoredPhoto],
+    report_outage: Callable[[BaseException], str | None] = lambda exc: None,
+) -> None:
     """Queues a triage job for each photo stored now; call it after the photos' transaction commits.
 
     A store outage goes to `report_outage` (logged once per outage, not per upload).

@@ -4,6 +4,7 @@ An entry stays in the group's pending list from delivery until a worker acknowle
 worker that dies mid-batch leaves its jobs there for another worker to claim (XAUTOCLAIM).
 Acknowledged entries are deleted, so the stream holds only work not yet done.
 """
+
 from __future__ import annotations
 
 import logging
@@ -68,14 +69,19 @@ async def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
 
 def _parse(entry_id: bytes, fields: dict[bytes, bytes]) -> Job | None:
     try:
-        return Job(entry_id, uuid.UUID(fields[b"photo"].decode()), uuid.UUID(fields[b"consultation"].decode()),
-                   int(fields[b"enqueued_ms"]))
+        return Job(
+            entry_id,
+            uuid.UUID(fields[b"photo"].decode()),
+            uuid.UUID(fields[b"consultation"].decode()),
+            int(fields[b"enqueued_ms"]),
+        )
     except (KeyError, ValueError, UnicodeDecodeError):
         return None
 
 
-async def _parsed_or_dropped(client: redis.Redis, stream: str, group: str,
-                             entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> list[Job]:
+async def _parsed_or_dropped(
+    client: redis.Redis, stream: str, group: str, entries: Sequence[tuple[bytes, dict[bytes, bytes]]]
+) -> list[Job]:
     jobs, malformed = [], []
     for entry_id, fields in entries:
         job = _parse(entry_id, fields) if fields else None
@@ -90,16 +96,16 @@ async def _parsed_or_dropped(client: redis.Redis, stream: str, group: str,
     return jobs
 
 
-async def read_new_jobs(client: redis.Redis, stream: str, group: str, consumer: str, *, count: int,
-                        block_ms: int) -> list[Job]:
+async def read_new_jobs(
+    client: redis.Redis, stream: str, group: str, consumer: str, *, count: int, block_ms: int
+) -> list[Job]:
     """Up to `count` jobs never delivered before, waiting at most `block_ms` for the first."""
     reply = await client.xreadgroup(group, consumer, {stream: ">"}, count=count, block=max(1, block_ms))
     entries = [entry for _, stream_entries in reply or [] for entry in stream_entries]
     return await _parsed_or_dropped(client, stream, group, entries)
 
 
-async def read_own_pending(client: redis.Redis, stream: str, group: str, consumer: str, *,
-                            count: int) -> list[Job]:
+async def read_own_pending(client: redis.Redis, stream: str, group: str, consumer: str, *, count: int) -> list[Job]:
     """Jobs delivered to this consumer and not acknowledged: after a failed turn it takes them up
     again at once rather than waiting for another worker to claim them."""
     reply = await client.xreadgroup(group, consumer, {stream: "0"}, count=count)
@@ -107,8 +113,9 @@ async def read_own_pending(client: redis.Redis, stream: str, group: str, consume
     return await _parsed_or_dropped(client, stream, group, entries)
 
 
-async def claim_stale_jobs(client: redis.Redis, stream: str, group: str, consumer: str, *, min_idle_ms: int,
-                           count: int) -> list[Job]:
+async def claim_stale_jobs(
+    client: redis.Redis, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int
+) -> list[Job]:
     """Takes over up to `count` jobs delivered to some consumer that has not acknowledged them for a while."""
     reply = await client.xautoclaim(stream, group, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count)
     entries = reply[1]
@@ -130,8 +137,9 @@ async def acknowledge(client: redis.Redis, stream: str, group: str, entry_ids: S
 async def forget_departed_consumers(client: redis.Redis, stream: str, group: str, *, idle_ms: int) -> int:
     """Removes consumers that hold no job and have not read for `idle_ms`: workers long gone (every
     start is a new consumer). A live worker reads at least every second, so it is never one of them."""
-    departed = [c["name"] for c in await client.xinfo_consumers(stream, group)
-                if c["pending"] == 0 and c["idle"] > idle_ms]
+    departed = [
+        c["name"] for c in await client.xinfo_consumers(stream, group) if c["pending"] == 0 and c["idle"] > idle_ms
+    ]
     for name in departed:
         await client.xgroup_delconsumer(stream, group, name)
     return len(departed)

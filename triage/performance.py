@@ -4,6 +4,7 @@ specificity, calibration, and the check that recent sensitivity has not fallen b
 Plain functions over (score, band, malignant) per case; the caller (chat's outcomes) reads the cases from
 PostgreSQL. Figures with no meaning on the data given (an AUC with one class) are None, never made up.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,6 +26,7 @@ _Z95 = 1.959963984540054
 @dataclass(frozen=True)
 class ConfirmedCase:
     """One case's score under one model version, and what histopathology found."""
+
     case_id: str
     p_malignant: float
     band: str
@@ -36,15 +38,19 @@ def wilson_interval(successes: int, trials: int) -> list[float] | None:
     if trials == 0:
         return None
     p = successes / trials
-    denominator = 1 + _Z95 ** 2 / trials
-    centre = (p + _Z95 ** 2 / (2 * trials)) / denominator
-    half = _Z95 * math.sqrt(p * (1 - p) / trials + _Z95 ** 2 / (4 * trials ** 2)) / denominator
+    denominator = 1 + _Z95**2 / trials
+    centre = (p + _Z95**2 / (2 * trials)) / denominator
+    half = _Z95 * math.sqrt(p * (1 - p) / trials + _Z95**2 / (4 * trials**2)) / denominator
     return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def _proportion(successes: int, trials: int) -> dict:
-    return {"value": successes / trials if trials else None, "successes": successes, "trials": trials,
-            "ci95": wilson_interval(successes, trials)}
+    return {
+        "value": successes / trials if trials else None,
+        "successes": successes,
+        "trials": trials,
+        "ci95": wilson_interval(successes, trials),
+    }
 
 
 def _finite(value: float) -> float | None:
@@ -93,8 +99,10 @@ def urgent_band(cases: Sequence[ConfirmedCase]) -> dict:
     """Sensitivity (malignant cases the model put in the urgent band) and specificity (benign ones it did not)."""
     malignant = [c for c in cases if c.malignant]
     benign = [c for c in cases if not c.malignant]
-    return {"sensitivity": _proportion(sum(c.band == URGENT_BAND for c in malignant), len(malignant)),
-            "specificity": _proportion(sum(c.band != URGENT_BAND for c in benign), len(benign))}
+    return {
+        "sensitivity": _proportion(sum(c.band == URGENT_BAND for c in malignant), len(malignant)),
+        "specificity": _proportion(sum(c.band != URGENT_BAND for c in benign), len(benign)),
+    }
 
 
 def reliability(cases: Sequence[ConfirmedCase], bins: int = RELIABILITY_BINS) -> dict:
@@ -102,20 +110,35 @@ def reliability(cases: Sequence[ConfirmedCase], bins: int = RELIABILITY_BINS) ->
     y = np.array([c.malignant for c in cases], np.float64)
     p = np.array([c.p_malignant for c in cases], np.float64)
     rows = metrics.reliability(y, p, bins) if len(cases) else []
-    return {"bins": [{"lower": i / bins, "upper": (i + 1) / bins, "mean_predicted": predicted,
-                      "observed": observed, "count": count} for i, (predicted, observed, count) in enumerate(rows)],
-            "ece": _finite(metrics.binary_ece(y, p, bins)) if len(cases) else None}
+    return {
+        "bins": [
+            {
+                "lower": i / bins,
+                "upper": (i + 1) / bins,
+                "mean_predicted": predicted,
+                "observed": observed,
+                "count": count,
+            }
+            for i, (predicted, observed, count) in enumerate(rows)
+        ],
+        "ece": _finite(metrics.binary_ece(y, p, bins)) if len(cases) else None,
+    }
 
 
 def figures(cases: Sequence[ConfirmedCase], n_boot: int) -> dict:
-    return {"cases": len(cases), "malignant": sum(c.malignant for c in cases),
-            "auc": auc_with_interval(cases, n_boot), "urgent_band": urgent_band(cases),
-            "reliability": reliability(cases)}
+    return {
+        "cases": len(cases),
+        "malignant": sum(c.malignant for c in cases),
+        "auc": auc_with_interval(cases, n_boot),
+        "urgent_band": urgent_band(cases),
+        "reliability": reliability(cases),
+    }
 
 
 @dataclass(frozen=True)
 class Reference:
     """The model card's urgent-band sensitivity and the lower end of its 95 % interval."""
+
     sensitivity: float
     lower: float
     source: str
@@ -130,7 +153,15 @@ def sensitivity_alert(recent_malignant_bands: Sequence[str], window: int, refere
     considered = len(recent_malignant_bands)
     sensitivity = caught / considered if considered else None
     full = considered >= window
-    return {"window": window, "considered": considered, "caught": caught, "sensitivity": sensitivity,
-            "ci95": wilson_interval(caught, considered), "reference": reference.sensitivity,
-            "reference_lower": reference.lower, "reference_source": reference.source, "evaluated": full,
-            "alert": bool(full and sensitivity < reference.lower)}
+    return {
+        "window": window,
+        "considered": considered,
+        "caught": caught,
+        "sensitivity": sensitivity,
+        "ci95": wilson_interval(caught, considered),
+        "reference": reference.sensitivity,
+        "reference_lower": reference.lower,
+        "reference_source": reference.source,
+        "evaluated": full,
+        "alert": bool(full and sensitivity < reference.lower),
+    }

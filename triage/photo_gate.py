@@ -7,6 +7,7 @@ the model is validated for: dermoscopic only); the out-of-distribution check run
 Anything unknown — quality not measured, kind not stated, no statistics for this model — is not a
 pass: the gate fails closed, and an untrusted score never moves a case down (triage/urgency_policy.py).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -22,8 +23,12 @@ from triage import photo_quality
 VALIDATED_KINDS = ("dermoscopic",)
 # The uploader's tag -> the kind of photo. No tag: the kind is unknown, which is not validated.
 KIND_BY_TAG = {"dermoscopic": "dermoscopic", "close_up": "camera_close_up", "overview": "camera_overview"}
-KIND_WORDS = {"dermoscopic": "dermoscopic", "camera_close_up": "camera photo",
-              "camera_overview": "camera overview", "unknown": "kind of photo not stated"}
+KIND_WORDS = {
+    "dermoscopic": "dermoscopic",
+    "camera_close_up": "camera photo",
+    "camera_overview": "camera overview",
+    "unknown": "kind of photo not stated",
+}
 REASON_WORDS = {
     "quality_unchecked": "quality not checked",
     "kind_not_validated": "",  # worded by the kind itself
@@ -42,8 +47,8 @@ class QualityReport:
 @dataclass(frozen=True)
 class GateVerdict:
     kind: str
-    quality_problems: tuple[str, ...] | None   # None: never measured
-    in_distribution: bool | None               # None: the model has no statistics
+    quality_problems: tuple[str, ...] | None  # None: never measured
+    in_distribution: bool | None  # None: the model has no statistics
     ood_score: float | None = None
 
     @property
@@ -67,11 +72,15 @@ class GateVerdict:
         return not self.reasons
 
     def as_dict(self) -> dict[str, Any]:
-        return {"trusted": self.trusted, "kind": self.kind, "reasons": list(self.reasons),
-                "quality_problems": None if self.quality_problems is None else list(self.quality_problems),
-                "in_distribution": self.in_distribution,
-                "ood_score": None if self.ood_score is None else round(self.ood_score, 2),
-                "summary": summary(self)}
+        return {
+            "trusted": self.trusted,
+            "kind": self.kind,
+            "reasons": list(self.reasons),
+            "quality_problems": None if self.quality_problems is None else list(self.quality_problems),
+            "in_distribution": self.in_distribution,
+            "ood_score": None if self.ood_score is None else round(self.ood_score, 2),
+            "summary": summary(self),
+        }
 
 
 def kind_of(tag: str | None) -> str:
@@ -91,14 +100,19 @@ def check_quality(image: Image.Image) -> QualityReport:
 def verdict_from(row: dict[str, Any]) -> GateVerdict:
     """The verdict of a stored photo and its score (columns kind, quality_problems, in_distribution, ood_score)."""
     problems = row.get("quality_problems")
-    return GateVerdict(kind=row.get("kind") or "unknown",
-                       quality_problems=None if problems is None else tuple(problems),
-                       in_distribution=row.get("in_distribution"), ood_score=row.get("ood_score"))
+    return GateVerdict(
+        kind=row.get("kind") or "unknown",
+        quality_problems=None if problems is None else tuple(problems),
+        in_distribution=row.get("in_distribution"),
+        ood_score=row.get("ood_score"),
+    )
 
 
 def _reason_words(verdict: GateVerdict, reasons: Sequence[str]) -> list[str]:
-    return [KIND_WORDS.get(verdict.kind, verdict.kind) if r == "kind_not_validated" else REASON_WORDS.get(r, r)
-            for r in reasons]
+    return [
+        KIND_WORDS.get(verdict.kind, verdict.kind) if r == "kind_not_validated" else REASON_WORDS.get(r, r)
+        for r in reasons
+    ]
 
 
 def summary(verdict: GateVerdict) -> str:

@@ -7,6 +7,7 @@ phone photo of any size. The browser computes the same measures (web/static/js/p
 retake hint; the server's value is the one that counts. Thresholds live in quality_thresholds.json, written
 by `skindoc gate fit-quality` (triage/gate_fit.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,9 +37,9 @@ PROBLEMS = {
 
 @dataclass(frozen=True)
 class QualityMeasures:
-    sharpness: float      # 0..1, share of contrast at the finest scale (low: blurred)
-    brightness: float     # mean grey level of the lit field, 0..1
-    clipped: float        # share of pixels blown out to white
+    sharpness: float  # 0..1, share of contrast at the finest scale (low: blurred)
+    brightness: float  # mean grey level of the lit field, 0..1
+    clipped: float  # share of pixels blown out to white
     colourfulness: float  # mean saturation of the lit field (0: black and white)
     lesion_extent: float  # side of the box holding the middle 90 % of the lesion, as a share of the frame
     lesion_at_edge: float  # share of the frame's edge band that is lesion

@@ -6,6 +6,7 @@ score passed the photo gate speak first: the most severe band among them wins, t
 score. Only when no photo passed does the riskiest untrusted one speak, marked untrusted. How the
 photo's band combines with the patient's checklist is triage/urgency_policy.py.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -19,8 +20,7 @@ from triage.photo_gate import GateVerdict
 
 SCREENING_DISCLAIMER = "This is a screening aid, not a diagnosis. A doctor will review your photos."
 _AWAITING_GUIDANCE = "Your photos have been received and are being checked. A doctor will review them."
-_FAILED_GUIDANCE = ("We could not check your photos automatically. They stay in the queue and a doctor "
-                    "will review them.")
+_FAILED_GUIDANCE = "We could not check your photos automatically. They stay in the queue and a doctor will review them."
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class PhotoScore:
 @dataclass(frozen=True)
 class ConsultationTriage:
     """What the queue needs from triage: the deciding photo's band and score under one model version."""
+
     consultation_id: uuid.UUID
     urgency: str
     p_malignant: float

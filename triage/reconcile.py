@@ -7,6 +7,7 @@ delivered or not, counts as live (acknowledged jobs are deleted), so a photo is 
 twice by the reconciler; and a duplicate from any other cause is harmless, since a photo is
 scored once per model version.
 """
+
 from __future__ import annotations
 
 import logging

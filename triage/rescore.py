@@ -3,6 +3,7 @@
 Photos are taken one consultation at a time (never split across model calls' transactions), so
 each consultation's summary moves to the new version with all its photos at once.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -19,9 +20,14 @@ from triage.worker import QueueNotifier
 log = logging.getLogger(__name__)
 
 
-async def rescore_consultations(pool: asyncpg.Pool, classifier: scoring.Classifier,
-                                consultation_ids: Sequence[uuid.UUID], *, on_scored: store.OnScored,
-                                notifier: QueueNotifier | None) -> list[ConsultationTriage]:
+async def rescore_consultations(
+    pool: asyncpg.Pool,
+    classifier: scoring.Classifier,
+    consultation_ids: Sequence[uuid.UUID],
+    *,
+    on_scored: store.OnScored,
+    notifier: QueueNotifier | None,
+) -> list[ConsultationTriage]:
     """Scores every photo of these consultations that `classifier`'s version has not scored; returns the
     consultations whose triage changed."""
     async with pool.acquire() as conn:
@@ -42,8 +48,9 @@ async def rescore_consultations(pool: asyncpg.Pool, classifier: scoring.Classifi
     return changed
 
 
-async def _score_chunk(pool: asyncpg.Pool, classifier: scoring.Classifier, rows: list[dict],
-                       on_scored: store.OnScored) -> list[ConsultationTriage]:
+async def _score_chunk(
+    pool: asyncpg.Pool, classifier: scoring.Classifier, rows: list[dict], on_scored: store.OnScored
+) -> list[ConsultationTriage]:
     async with pool.acquire() as conn:
         images = await store.load_photo_images(conn, [row["id"] for row in rows])
     photos = [scoring.PhotoToScore(r["id"], r["consultation_id"], r["image"]) for r in images]
@@ -51,6 +58,8 @@ async def _score_chunk(pool: asyncpg.Pool, classifier: scoring.Classifier, rows:
     changed = await scoring.write_results(pool, classifier, results, on_scored)
     scored = {r.photo_id for r in results if r.failure is None}
     await scoring.store_saliency(pool, classifier, [p for p in photos if p.photo_id in scored])
-    log.info("rescored photos", extra={"photos": len(photos), "consultations": len(changed),
-                                       "model_version": classifier.version})
+    log.info(
+        "rescored photos",
+        extra={"photos": len(photos), "consultations": len(changed), "model_version": classifier.version},
+    )
     return changed

@@ -3,6 +3,7 @@
 Triage imports no other domain; the composition root hands it `TriageHooks`: what to do in the
 scoring transaction, how to reach the doctors' consoles, which consultations are open.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -48,8 +49,14 @@ class WorkerSupervisor:
     the model, so the restarts back off (capped) and each is logged with its traceback.
     """
 
-    def __init__(self, pool: asyncpg.Pool, client: redis.Redis, config: TriageConfig, hooks: TriageHooks,
-                 classifier: scoring.Classifier | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        client: redis.Redis,
+        config: TriageConfig,
+        hooks: TriageHooks,
+        classifier: scoring.Classifier | None = None,
+    ) -> None:
         self._pool = pool
         self._redis = client
         self._config = config
@@ -78,23 +85,36 @@ class WorkerSupervisor:
     async def _run_one(self) -> None:
         if self._classifier is None:  # loading runs off the event loop
             self._classifier = await asyncio.to_thread(load_classifier, self._config.model_dir, self._config)
-        self.worker = TriageWorker(self._pool, self._redis, self._classifier, self._config,
-                                   on_scored=self._hooks.on_scored, notifier=self._hooks.notifier)
+        self.worker = TriageWorker(
+            self._pool,
+            self._redis,
+            self._classifier,
+            self._config,
+            on_scored=self._hooks.on_scored,
+            notifier=self._hooks.notifier,
+        )
         await self.worker.run()
 
 
-async def run_worker(pool: asyncpg.Pool, client: redis.Redis, config: TriageConfig, hooks: TriageHooks,
-                     classifier: scoring.Classifier | None = None) -> None:
+async def run_worker(
+    pool: asyncpg.Pool,
+    client: redis.Redis,
+    config: TriageConfig,
+    hooks: TriageHooks,
+    classifier: scoring.Classifier | None = None,
+) -> None:
     """A supervised worker (the classifier loaded unless given), consuming jobs until cancelled."""
     await WorkerSupervisor(pool, client, config, hooks, classifier).run()
 
 
-async def rescore_open(pool: asyncpg.Pool, model_dir: Path, config: TriageConfig,
-                       hooks: TriageHooks) -> tuple[scoring.Classifier, list[ConsultationTriage]]:
+async def rescore_open(
+    pool: asyncpg.Pool, model_dir: Path, config: TriageConfig, hooks: TriageHooks
+) -> tuple[scoring.Classifier, list[ConsultationTriage]]:
     """Scores the open consultations' photos with the model in `model_dir`; returns it and what changed."""
     classifier = await asyncio.to_thread(load_classifier, model_dir, config)
     async with pool.acquire() as conn:
         open_ids = await hooks.open_consultations(conn)
-    changed = await rescore.rescore_consultations(pool, classifier, open_ids, on_scored=hooks.on_scored,
-                                                  notifier=hooks.notifier)
+    changed = await rescore.rescore_consultations(
+        pool, classifier, open_ids, on_scored=hooks.on_scored, notifier=hooks.notifier
+    )
     return classifier, changed

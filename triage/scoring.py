@@ -6,6 +6,7 @@ Stored photos are decoded at twice the model's input size, no more: preprocessin
 photo to that first anyway. A photo the model cannot process fails alone: a failing chunk is
 retried photo by photo.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -41,6 +42,7 @@ class Prediction(Protocol):
 
 class Classifier(Protocol):
     """What triage needs of `jax_models.serving.Classifier`."""
+
     version: str
     thresholds: dict[str, float]
     batch_sizes: tuple[int, ...]
@@ -60,18 +62,25 @@ class PhotoToScore:
     image: bytes
 
 
-def _result(photo: PhotoToScore, model_version: str, batch_size: int, prediction: Any = None,
-            failure: str | None = None) -> store.PhotoResult:
+def _result(
+    photo: PhotoToScore, model_version: str, batch_size: int, prediction: Any = None, failure: str | None = None
+) -> store.PhotoResult:
     if failure is None and not (math.isfinite(prediction.p_malignant) and 0.0 <= prediction.p_malignant <= 1.0):
         failure = "the model produced no valid probability for this photo"
     if failure is not None:
         return store.PhotoResult(photo.photo_id, photo.consultation_id, model_version, failure=failure)
     return store.PhotoResult(
-        photo.photo_id, photo.consultation_id, model_version,
+        photo.photo_id,
+        photo.consultation_id,
+        model_version,
         p_malignant=float(prediction.p_malignant),
         probabilities={k: float(v) for k, v in prediction.probabilities.items()},
-        dx=prediction.dx, urgency=prediction.urgency, batch_size=batch_size,
-        ood_score=getattr(prediction, "ood_score", None), in_distribution=getattr(prediction, "in_distribution", None))
+        dx=prediction.dx,
+        urgency=prediction.urgency,
+        batch_size=batch_size,
+        ood_score=getattr(prediction, "ood_score", None),
+        in_distribution=getattr(prediction, "in_distribution", None),
+    )
 
 
 def _predict_chunk(classifier: Classifier, photos: Sequence[PhotoToScore]) -> list[store.PhotoResult]:
@@ -84,14 +93,17 @@ def _predict_chunk(classifier: Classifier, photos: Sequence[PhotoToScore]) -> li
         except Exception as exc:  # noqa: BLE001 - stored bytes that no longer decode: fail this photo, not the batch
             # The exception's type, not its text: Pillow's messages name Python objects and their addresses.
             log.warning("stored photo unreadable", extra={"photo_id": str(photo.photo_id), "error": repr(exc)})
-            results.append(_result(photo, classifier.version, 1,
-                                   failure=f"stored image unreadable ({type(exc).__name__})"))
+            results.append(
+                _result(photo, classifier.version, 1, failure=f"stored image unreadable ({type(exc).__name__})")
+            )
     if not decoded:
         return results
     try:
         predictions = classifier.predict([image for _, image in decoded])
-        return results + [_result(photo, classifier.version, len(decoded), prediction)
-                          for (photo, _), prediction in zip(decoded, predictions, strict=True)]
+        return results + [
+            _result(photo, classifier.version, len(decoded), prediction)
+            for (photo, _), prediction in zip(decoded, predictions, strict=True)
+        ]
     except Exception:
         if len(decoded) == 1:
             photo = decoded[0][0]
@@ -107,12 +119,13 @@ async def predict_photos(classifier: Classifier, photos: Sequence[PhotoToScore])
     largest = max(classifier.batch_sizes)
     results: list[store.PhotoResult] = []
     for start in range(0, len(photos), largest):
-        results += await asyncio.to_thread(_predict_chunk, classifier, photos[start:start + largest])
+        results += await asyncio.to_thread(_predict_chunk, classifier, photos[start : start + largest])
     return results
 
 
-async def write_results(pool: asyncpg.Pool, classifier: Classifier, results: Sequence[store.PhotoResult],
-                        on_scored: store.OnScored) -> list[ConsultationTriage]:
+async def write_results(
+    pool: asyncpg.Pool, classifier: Classifier, results: Sequence[store.PhotoResult], on_scored: store.OnScored
+) -> list[ConsultationTriage]:
     async with pool.acquire() as conn:
         return await store.record_results_txn(conn, results, bands.for_thresholds(classifier.thresholds), on_scored)
 

@@ -1,4 +1,5 @@
 """Triage's SQL: one named function per transaction over triage_photos, their scores and summaries."""
+
 from __future__ import annotations
 
 import uuid
@@ -32,6 +33,7 @@ class StoredPhoto:
 @dataclass(frozen=True)
 class PhotoResult:
     """One photo's outcome from the model: a prediction's fields, or the reason it failed."""
+
     photo_id: uuid.UUID
     consultation_id: uuid.UUID
     model_version: str
@@ -46,38 +48,65 @@ class PhotoResult:
 
 
 async def _lock_consultation(conn: asyncpg.Connection, consultation_id: uuid.UUID) -> None:
-    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))",
-                       _CONSULTATION_LOCK_SPACE, consultation_id)
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))", _CONSULTATION_LOCK_SPACE, consultation_id
+    )
 
 
-async def add_photos_txn(conn: asyncpg.Connection, consultation_id: uuid.UUID, body_site: str, tag: str | None,
-                         kind: str, checked: Sequence[tuple[NormalisedPhoto, QualityReport]],
-                         max_photos: int) -> list[StoredPhoto]:
+async def add_photos_txn(
+    conn: asyncpg.Connection,
+    consultation_id: uuid.UUID,
+    body_site: str,
+    tag: str | None,
+    kind: str,
+    checked: Sequence[tuple[NormalisedPhoto, QualityReport]],
+    max_photos: int,
+) -> list[StoredPhoto]:
     """Stores new photos with their quality (an identical one already stored is returned as a duplicate),
     within the cap."""
     quality = {photo.sha256: report for photo, report in checked}
     photos = [photo for photo, _ in checked]
     async with conn.transaction():
         await _lock_consultation(conn, consultation_id)
-        stored_count = await conn.fetchval("SELECT count(*) FROM triage_photos WHERE consultation_id = $1",
-                                           consultation_id)
-        existing = {r["sha256"]: dict(r) for r in await conn.fetch(
-            f"SELECT {_PHOTO_COLUMNS} FROM triage_photos p WHERE p.consultation_id = $1 AND p.sha256 = ANY($2::text[])",
-            consultation_id, [p.sha256 for p in photos])}
+        stored_count = await conn.fetchval(
+            "SELECT count(*) FROM triage_photos WHERE consultation_id = $1", consultation_id
+        )
+        existing = {
+            r["sha256"]: dict(r)
+            for r in await conn.fetch(
+                f"SELECT {_PHOTO_COLUMNS} FROM triage_photos p"
+                " WHERE p.consultation_id = $1 AND p.sha256 = ANY($2::text[])",
+                consultation_id,
+                [p.sha256 for p in photos],
+            )
+        }
         fresh = {p.sha256: p for p in photos if p.sha256 not in existing}
         if stored_count + len(fresh) > max_photos:
-            raise conflict("too_many_photos",
-                           f"A consultation holds at most {max_photos} photos; it has {stored_count}.",
-                           max_photos=max_photos, stored=stored_count)
+            raise conflict(
+                "too_many_photos",
+                f"A consultation holds at most {max_photos} photos; it has {stored_count}.",
+                max_photos=max_photos,
+                stored=stored_count,
+            )
         stored = {}
         for photo in fresh.values():
             row = await conn.fetchrow(
                 f"""INSERT INTO triage_photos AS p (consultation_id, body_site, tag, sha256, source_format,
                                                     width, height, image, thumbnail, kind, quality, quality_problems)
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {_PHOTO_COLUMNS}""",
-                consultation_id, body_site, tag, photo.sha256, photo.source_format, photo.width, photo.height,
-                photo.image, photo.thumbnail, kind, quality[photo.sha256].measures,
-                list(quality[photo.sha256].problems))
+                consultation_id,
+                body_site,
+                tag,
+                photo.sha256,
+                photo.source_format,
+                photo.width,
+                photo.height,
+                photo.image,
+                photo.thumbnail,
+                kind,
+                quality[photo.sha256].measures,
+                list(quality[photo.sha256].problems),
+            )
             stored[photo.sha256] = dict(row)
     result, returned = [], set()
     for photo in photos:
@@ -100,7 +129,9 @@ async def list_photos(conn: asyncpg.Connection, consultation_id: uuid.UUID) -> l
                                  ORDER BY s.scored_at DESC LIMIT 1) s ON true
               LEFT JOIN triage_saliency sal ON sal.photo_id = p.id AND sal.model_version = s.model_version
              WHERE p.consultation_id = $1
-             ORDER BY p.created_at, p.id""", consultation_id)
+             ORDER BY p.created_at, p.id""",
+        consultation_id,
+    )
     return [dict(r) for r in rows]
 
 
@@ -124,7 +155,9 @@ async def get_saliency_png(conn: asyncpg.Connection, photo_id: uuid.UUID) -> byt
     png = await conn.fetchval(
         """SELECT sal.png FROM triage_saliency sal
              JOIN triage_photo_scores s USING (photo_id, model_version)
-            WHERE sal.photo_id = $1 ORDER BY s.scored_at DESC LIMIT 1""", photo_id)
+            WHERE sal.photo_id = $1 ORDER BY s.scored_at DESC LIMIT 1""",
+        photo_id,
+    )
     if png is None:
         raise not_found("saliency_not_ready", "No saliency overlay has been computed for this photo yet.")
     return png
@@ -136,18 +169,22 @@ async def get_consultation_triage(conn: asyncpg.Connection, consultation_id: uui
                   c.updated_at, c.trusted, c.gate, s.probabilities, s.dx
              FROM triage_consultation_scores c
              JOIN triage_photo_scores s ON s.photo_id = c.photo_id AND s.model_version = c.model_version
-            WHERE c.consultation_id = $1""", consultation_id)
+            WHERE c.consultation_id = $1""",
+        consultation_id,
+    )
     return dict(row) if row else None
 
 
 async def photo_status_counts(conn: asyncpg.Connection, consultation_id: uuid.UUID) -> dict[str, int]:
-    rows = await conn.fetch("SELECT status, count(*) AS n FROM triage_photos WHERE consultation_id = $1 GROUP BY status",
-                            consultation_id)
+    rows = await conn.fetch(
+        "SELECT status, count(*) AS n FROM triage_photos WHERE consultation_id = $1 GROUP BY status", consultation_id
+    )
     return {r["status"]: r["n"] for r in rows}
 
 
-async def claim_photos_for_scoring_txn(conn: asyncpg.Connection, photo_ids: Sequence[uuid.UUID],
-                                       model_version: str) -> list[dict[str, Any]]:
+async def claim_photos_for_scoring_txn(
+    conn: asyncpg.Connection, photo_ids: Sequence[uuid.UUID], model_version: str
+) -> list[dict[str, Any]]:
     """Counts a delivery for each photo not yet scored by this model and returns it with its image.
 
     Photos already scored by this model version (a reclaimed job whose first worker got as far
@@ -167,7 +204,9 @@ async def claim_photos_for_scoring_txn(conn: asyncpg.Connection, photo_ids: Sequ
              FROM wanted w
              LEFT JOIN bumped b ON b.id = w.id
              LEFT JOIN triage_photos p ON p.id = w.id""",
-        list(photo_ids), model_version)
+        list(photo_ids),
+        model_version,
+    )
     return [dict(r) for r in rows]
 
 
@@ -175,7 +214,9 @@ async def mark_photo_failed(conn: asyncpg.Connection, photo_id: uuid.UUID, reaso
     """A photo the model cannot score stays stored and visible; it no longer waits for a score."""
     await conn.execute(
         "UPDATE triage_photos SET status = 'failed', failure_reason = $2 WHERE id = $1 AND status <> 'scored'",
-        photo_id, reason[:500])
+        photo_id,
+        reason[:500],
+    )
 
 
 async def _insert_scores(conn: asyncpg.Connection, scored: Sequence[PhotoResult]) -> set[uuid.UUID]:
@@ -187,17 +228,26 @@ async def _insert_scores(conn: asyncpg.Connection, scored: Sequence[PhotoResult]
            SELECT * FROM unnest($1::uuid[], $2::text[], $3::float8[], $4::jsonb[], $5::text[], $6::text[],
                                 $7::int[], $8::float8[], $9::bool[])
            ON CONFLICT (photo_id, model_version) DO NOTHING RETURNING photo_id""",
-        [r.photo_id for r in scored], [r.model_version for r in scored], [r.p_malignant for r in scored],
-        [r.probabilities for r in scored], [r.dx for r in scored], [r.urgency for r in scored],
-        [r.batch_size for r in scored], [r.ood_score for r in scored], [r.in_distribution for r in scored])
+        [r.photo_id for r in scored],
+        [r.model_version for r in scored],
+        [r.p_malignant for r in scored],
+        [r.probabilities for r in scored],
+        [r.dx for r in scored],
+        [r.urgency for r in scored],
+        [r.batch_size for r in scored],
+        [r.ood_score for r in scored],
+        [r.in_distribution for r in scored],
+    )
     inserted = {row["photo_id"] for row in rows}
-    await conn.execute("UPDATE triage_photos SET status = 'scored', failure_reason = NULL WHERE id = ANY($1::uuid[])",
-                       list(inserted))
+    await conn.execute(
+        "UPDATE triage_photos SET status = 'scored', failure_reason = NULL WHERE id = ANY($1::uuid[])", list(inserted)
+    )
     return inserted
 
 
-async def _summarise_consultations(conn: asyncpg.Connection, changed: dict[uuid.UUID, str],
-                                   bands: Bands) -> list[ConsultationTriage]:
+async def _summarise_consultations(
+    conn: asyncpg.Connection, changed: dict[uuid.UUID, str], bands: Bands
+) -> list[ConsultationTriage]:
     """Each consultation's deciding photo under the model version that just scored it, stored."""
     rows = await conn.fetch(
         """SELECT p.consultation_id, s.photo_id, s.urgency, s.p_malignant, p.kind, p.quality_problems,
@@ -205,17 +255,29 @@ async def _summarise_consultations(conn: asyncpg.Connection, changed: dict[uuid.
              FROM unnest($1::uuid[], $2::text[]) AS c(consultation_id, model_version)
              JOIN triage_photos p ON p.consultation_id = c.consultation_id
              JOIN triage_photo_scores s ON s.photo_id = p.id AND s.model_version = c.model_version""",
-        list(changed), list(changed.values()))
+        list(changed),
+        list(changed.values()),
+    )
     scores: dict[uuid.UUID, list[PhotoScore]] = {}
     for row in rows:
         scores.setdefault(row["consultation_id"], []).append(
-            PhotoScore(row["photo_id"], row["urgency"], row["p_malignant"], verdict_from(dict(row))))
+            PhotoScore(row["photo_id"], row["urgency"], row["p_malignant"], verdict_from(dict(row)))
+        )
     summaries = []
     for consultation_id, model_version in changed.items():
         top = deciding_photo(scores[consultation_id], bands)
-        summaries.append(ConsultationTriage(consultation_id, top.urgency, top.p_malignant, model_version,
-                                            top.photo_id, len(scores[consultation_id]), top.trusted,
-                                            top.verdict.as_dict()))
+        summaries.append(
+            ConsultationTriage(
+                consultation_id,
+                top.urgency,
+                top.p_malignant,
+                model_version,
+                top.photo_id,
+                len(scores[consultation_id]),
+                top.trusted,
+                top.verdict.as_dict(),
+            )
+        )
     await conn.executemany(
         """INSERT INTO triage_consultation_scores
                (consultation_id, photo_id, model_version, urgency, p_malignant, scored_photos, trusted, gate)
@@ -225,13 +287,26 @@ async def _summarise_consultations(conn: asyncpg.Connection, changed: dict[uuid.
                   urgency = excluded.urgency, p_malignant = excluded.p_malignant,
                   scored_photos = excluded.scored_photos, trusted = excluded.trusted, gate = excluded.gate,
                   updated_at = now()""",
-        [(t.consultation_id, t.photo_id, t.model_version, t.urgency, t.p_malignant, t.scored_photos, t.trusted,
-          t.gate) for t in summaries])
+        [
+            (
+                t.consultation_id,
+                t.photo_id,
+                t.model_version,
+                t.urgency,
+                t.p_malignant,
+                t.scored_photos,
+                t.trusted,
+                t.gate,
+            )
+            for t in summaries
+        ],
+    )
     return summaries
 
 
-async def record_results_txn(conn: asyncpg.Connection, results: Sequence[PhotoResult], bands: Bands,
-                             on_scored: OnScored) -> list[ConsultationTriage]:
+async def record_results_txn(
+    conn: asyncpg.Connection, results: Sequence[PhotoResult], bands: Bands, on_scored: OnScored
+) -> list[ConsultationTriage]:
     """Writes scores (once per photo and model version) and failures; re-summarises each consultation
     that gained a score and hands the summary to `on_scored` in the same transaction.
 
@@ -243,7 +318,9 @@ async def record_results_txn(conn: asyncpg.Connection, results: Sequence[PhotoRe
         await conn.execute(
             """SELECT pg_advisory_xact_lock($1, hashtext(c::text))
                  FROM (SELECT DISTINCT unnest($2::uuid[]) AS c ORDER BY 1) ordered""",
-            _CONSULTATION_LOCK_SPACE, [r.consultation_id for r in results])
+            _CONSULTATION_LOCK_SPACE,
+            [r.consultation_id for r in results],
+        )
         for result in results:
             if result.failure is not None:
                 await mark_photo_failed(conn, result.photo_id, result.failure)
@@ -259,18 +336,26 @@ async def record_results_txn(conn: asyncpg.Connection, results: Sequence[PhotoRe
 async def store_saliency(conn: asyncpg.Connection, photo_id: uuid.UUID, model_version: str, png: bytes) -> None:
     await conn.execute(
         """INSERT INTO triage_saliency (photo_id, model_version, png) VALUES ($1, $2, $3)
-           ON CONFLICT (photo_id, model_version) DO NOTHING""", photo_id, model_version, png)
+           ON CONFLICT (photo_id, model_version) DO NOTHING""",
+        photo_id,
+        model_version,
+        png,
+    )
 
 
-async def photos_to_rescore(conn: asyncpg.Connection, consultation_ids: Sequence[uuid.UUID],
-                            model_version: str) -> list[dict[str, Any]]:
+async def photos_to_rescore(
+    conn: asyncpg.Connection, consultation_ids: Sequence[uuid.UUID], model_version: str
+) -> list[dict[str, Any]]:
     """The photos of these consultations that this model version has not scored, grouped by consultation."""
     rows = await conn.fetch(
         """SELECT p.id, p.consultation_id FROM triage_photos p
             WHERE p.consultation_id = ANY($1::uuid[])
               AND NOT EXISTS (SELECT 1 FROM triage_photo_scores s
                                WHERE s.photo_id = p.id AND s.model_version = $2)
-            ORDER BY p.consultation_id, p.created_at""", list(consultation_ids), model_version)
+            ORDER BY p.consultation_id, p.created_at""",
+        list(consultation_ids),
+        model_version,
+    )
     return [dict(r) for r in rows]
 
 
@@ -279,18 +364,22 @@ async def pending_photos(conn: asyncpg.Connection, older_than_seconds: float) ->
     rows = await conn.fetch(
         """SELECT id, consultation_id FROM triage_photos
             WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
-            ORDER BY created_at""", older_than_seconds)
+            ORDER BY created_at""",
+        older_than_seconds,
+    )
     return [dict(r) for r in rows]
 
 
 async def load_photo_images(conn: asyncpg.Connection, photo_ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
-    rows = await conn.fetch("SELECT id, consultation_id, image FROM triage_photos WHERE id = ANY($1::uuid[])",
-                            list(photo_ids))
+    rows = await conn.fetch(
+        "SELECT id, consultation_id, image FROM triage_photos WHERE id = ANY($1::uuid[])", list(photo_ids)
+    )
     return [dict(r) for r in rows]
 
 
-async def photos_missing_saliency(conn: asyncpg.Connection, model_version: str, limit: int,
-                                  skip: Sequence[uuid.UUID] = ()) -> list[dict[str, Any]]:
+async def photos_missing_saliency(
+    conn: asyncpg.Connection, model_version: str, limit: int, skip: Sequence[uuid.UUID] = ()
+) -> list[dict[str, Any]]:
     """Photos scored by this model version that have no overlay yet (except `skip`), newest first."""
     rows = await conn.fetch(
         """SELECT p.id, p.consultation_id, p.image FROM triage_photo_scores s
@@ -299,17 +388,24 @@ async def photos_missing_saliency(conn: asyncpg.Connection, model_version: str, 
               AND NOT EXISTS (SELECT 1 FROM triage_saliency sal
                                WHERE sal.photo_id = s.photo_id AND sal.model_version = s.model_version)
               AND NOT s.photo_id = ANY($3::uuid[])
-            ORDER BY s.scored_at DESC LIMIT $2""", model_version, limit, list(skip))
+            ORDER BY s.scored_at DESC LIMIT $2""",
+        model_version,
+        limit,
+        list(skip),
+    )
     return [dict(r) for r in rows]
 
 
-async def photos_behind_version(conn: asyncpg.Connection, consultation_ids: Sequence[uuid.UUID],
-                                model_version: str) -> list[dict[str, Any]]:
+async def photos_behind_version(
+    conn: asyncpg.Connection, consultation_ids: Sequence[uuid.UUID], model_version: str
+) -> list[dict[str, Any]]:
     """Photos of these consultations with a score from another model version but none from this one."""
     rows = await conn.fetch(
         """SELECT p.id, p.consultation_id FROM triage_photos p
             WHERE p.consultation_id = ANY($1::uuid[]) AND p.status = 'scored'
               AND NOT EXISTS (SELECT 1 FROM triage_photo_scores s
                                WHERE s.photo_id = p.id AND s.model_version = $2)""",
-        list(consultation_ids), model_version)
+        list(consultation_ids),
+        model_version,
+    )
     return [dict(r) for r in rows]

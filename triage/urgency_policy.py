@@ -7,6 +7,7 @@ The table in docs/model-card.md ("The urgency policy") is this function over eve
 tests/test_triage_urgency_policy.py checks each row. The same decision is explained to the doctor
 (short lines beside the score) and to the patient (plain words, never a number or a diagnosis).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -18,8 +19,7 @@ from triage.bands import more_severe
 from triage.photo_gate import VALIDATED_KINDS, GateVerdict, summary
 
 
-def effective_band(checklist_band: str, image_band: str | None, trusted: bool,
-                   previous_band: str | None = None) -> str:
+def effective_band(checklist_band: str, image_band: str | None, trusted: bool, previous_band: str | None = None) -> str:
     """The case's band. `previous_band` is the band it holds now: an untrusted score keeps it."""
     if image_band is not None and trusted:
         return more_severe(checklist_band, image_band)
@@ -31,6 +31,7 @@ def effective_band(checklist_band: str, image_band: str | None, trusted: bool,
 @dataclass(frozen=True)
 class CaseTriage:
     """What a consultation holds for the policy."""
+
     band: str
     checklist: checklist.ChecklistResult
     image_band: str | None
@@ -55,8 +56,9 @@ def doctor_reasons(case: CaseTriage) -> list[str]:
 
 def _untrusted_in_plain_words(verdict: GateVerdict) -> str:
     if verdict.quality_problems:
-        return "the photo was " + " and ".join(p.replace("_", " ").replace("lesion", "spot")
-                                              for p in verdict.quality_problems)
+        return "the photo was " + " and ".join(
+            p.replace("_", " ").replace("lesion", "spot") for p in verdict.quality_problems
+        )
     if verdict.kind not in VALIDATED_KINDS:
         return "it works only on photos taken through a dermatoscope"
     return "the photo did not look like the photos it was trained on"
@@ -69,8 +71,10 @@ def patient_words(case: CaseTriage) -> str:
     else:
         why = "The automatic check of your photos moved your case up the queue."
     if case.verdict is not None and not case.verdict.trusted:
-        why += (f" The automatic photo check was not used ({_untrusted_in_plain_words(case.verdict)}); "
-                "the doctor will look at your photos themselves.")
+        why += (
+            f" The automatic photo check was not used ({_untrusted_in_plain_words(case.verdict)}); "
+            "the doctor will look at your photos themselves."
+        )
     words = f"{why} {bands.WORDS[case.band].queue_place}"
     if bands.rank(case.band) == 0:
         words += f" {bands.SEEK_CARE}"
@@ -82,19 +86,29 @@ def case_from_consultation(row: Mapping[str, Any]) -> CaseTriage:
     gate = row.get("gate")
     verdict = None
     if gate is not None:
-        verdict = GateVerdict(kind=gate.get("kind") or "unknown",
-                              quality_problems=None if gate.get("quality_problems") is None
-                              else tuple(gate["quality_problems"]),
-                              in_distribution=gate.get("in_distribution"), ood_score=gate.get("ood_score"))
+        verdict = GateVerdict(
+            kind=gate.get("kind") or "unknown",
+            quality_problems=None if gate.get("quality_problems") is None else tuple(gate["quality_problems"]),
+            in_distribution=gate.get("in_distribution"),
+            ood_score=gate.get("ood_score"),
+        )
     scored = row.get("scored_at") is not None and row.get("p_malignant") is not None
-    return CaseTriage(band=row["urgency"], checklist=checklist.evaluate(row.get("symptoms") or {}),
-                      image_band=row.get("image_band") if scored else None,
-                      p_malignant=row.get("p_malignant") if scored else None,
-                      verdict=verdict if scored else None)
+    return CaseTriage(
+        band=row["urgency"],
+        checklist=checklist.evaluate(row.get("symptoms") or {}),
+        image_band=row.get("image_band") if scored else None,
+        p_malignant=row.get("p_malignant") if scored else None,
+        verdict=verdict if scored else None,
+    )
 
 
 def explanation(row: Mapping[str, Any]) -> dict[str, Any]:
     """Why a consultation has its band: lines for doctors, and the same decision in plain words."""
     case = case_from_consultation(row)
-    return {"band": case.band, "checklist_score": case.checklist.score, "checklist_band": case.checklist.band,
-            "reasons": doctor_reasons(case), "patient_words": patient_words(case)}
+    return {
+        "band": case.band,
+        "checklist_score": case.checklist.score,
+        "checklist_band": case.checklist.band,
+        "reasons": doctor_reasons(case),
+        "patient_words": patient_words(case),
+    }

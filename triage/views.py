@@ -3,6 +3,7 @@
 Audiences: "patient" (the owner), "queue" (an approved doctor looking at a waiting case) and
 "assigned" (the consultation's doctor, the only one who sees saliency overlays).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -58,12 +59,20 @@ def _quality_view(problems: list[str] | None) -> dict[str, Any]:
     """Quality problems with what to do about each (retake guidance); None problems: never measured."""
     if problems is None:
         return {"checked": False, "ok": None, "problems": [], "advice": []}
-    return {"checked": True, "ok": not problems, "problems": list(problems),
-            "advice": [photo_quality.PROBLEMS[p] for p in problems]}
+    return {
+        "checked": True,
+        "ok": not problems,
+        "problems": list(problems),
+        "advice": [photo_quality.PROBLEMS[p] for p in problems],
+    }
 
 
-def triage_view(summary: dict[str, Any] | None, status_counts: dict[str, int], audience: str,
-                consultation: dict[str, Any] | None = None) -> dict[str, Any]:
+def triage_view(
+    summary: dict[str, Any] | None,
+    status_counts: dict[str, int],
+    audience: str,
+    consultation: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The consultation's triage: awaiting a score until one lands; failed photos never hide the case.
 
     With the consultation row, it carries the urgency policy's decision and why (plain words for the
@@ -91,14 +100,16 @@ def triage_view(summary: dict[str, Any] | None, status_counts: dict[str, int], a
         view["reasons"] = explained["reasons"]
         view["image_band"] = urgency
     if summary:
-        view.update({
-            "p_malignant": summary["p_malignant"],
-            "probabilities": summary["probabilities"],
-            "dx": summary["dx"],
-            "model_version": summary["model_version"],
-            "deciding_photo_id": str(summary["photo_id"]),
-            "scored_at": _iso(summary["updated_at"]),
-            "score_trusted": summary.get("trusted", False),
-            "gate": summary.get("gate"),
-        })
+        view.update(
+            {
+                "p_malignant": summary["p_malignant"],
+                "probabilities": summary["probabilities"],
+                "dx": summary["dx"],
+                "model_version": summary["model_version"],
+                "deciding_photo_id": str(summary["photo_id"]),
+                "scored_at": _iso(summary["updated_at"]),
+                "score_trusted": summary.get("trusted", False),
+                "gate": summary.get("gate"),
+            }
+        )
     return view

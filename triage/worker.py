@@ -9,6 +9,7 @@ It never gives up: a turn that fails (PostgreSQL or Redis down, the stream's gro
 Redis's data) is retried after a capped, jittered backoff, logged once when the fault starts
 and once when work resumes; after any fault the reconciler re-queues photos whose job was lost.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -53,9 +54,17 @@ def consumer_name() -> str:
 
 
 class TriageWorker:
-    def __init__(self, pool: asyncpg.Pool, client: redis.Redis, classifier: scoring.Classifier,
-                 config: TriageConfig, *, on_scored: store.OnScored, notifier: QueueNotifier | None,
-                 consumer: str | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        client: redis.Redis,
+        classifier: scoring.Classifier,
+        config: TriageConfig,
+        *,
+        on_scored: store.OnScored,
+        notifier: QueueNotifier | None,
+        consumer: str | None = None,
+    ) -> None:
         self.pool = pool
         self.redis = client
         self.classifier = classifier
@@ -82,9 +91,15 @@ class TriageWorker:
         started = time.perf_counter()
         await asyncio.to_thread(self.classifier.warmup)
         self.status.compiled = True
-        log.info("triage worker compiled", extra={"consumer": self.consumer, "model_version": self.classifier.version,
-                                                  "batch_sizes": list(self.classifier.batch_sizes),
-                                                  "warmup_seconds": round(time.perf_counter() - started, 2)})
+        log.info(
+            "triage worker compiled",
+            extra={
+                "consumer": self.consumer,
+                "model_version": self.classifier.version,
+                "batch_sizes": list(self.classifier.batch_sizes),
+                "warmup_seconds": round(time.perf_counter() - started, 2),
+            },
+        )
 
     async def start(self) -> None:
         """Compiles, joins the consumer group and re-queues lost jobs: then it is ready."""
@@ -160,9 +175,15 @@ class TriageWorker:
         self.status.last_ok_at = time.time()
         if self._fault_since is None:
             return
-        log.warning("triage worker working again", extra={
-            "consumer": self.consumer, "fault": self.status.fault, "failed_turns": self._failed_turns,
-            "outage_s": round(time.monotonic() - self._fault_since, 2)})
+        log.warning(
+            "triage worker working again",
+            extra={
+                "consumer": self.consumer,
+                "fault": self.status.fault,
+                "failed_turns": self._failed_turns,
+                "outage_s": round(time.monotonic() - self._fault_since, 2),
+            },
+        )
         self.status.fault = None
         self._fault_since = None
         self._failed_turns = 0
@@ -182,18 +203,22 @@ class TriageWorker:
             self._fault_since = time.monotonic()
         self.status.fault = fault
         if missing_group or outage_kind(exc) is not None:
-            log.warning("triage worker cannot work; retrying with backoff",
-                        extra={"consumer": self.consumer, "fault": fault, "error": f"{type(exc).__name__}: {exc}"})
+            log.warning(
+                "triage worker cannot work; retrying with backoff",
+                extra={"consumer": self.consumer, "fault": fault, "error": f"{type(exc).__name__}: {exc}"},
+            )
         else:
             log.exception("triage worker turn failed; retrying with backoff", extra={"consumer": self.consumer})
 
     async def reconcile(self) -> int:
         """Re-queues photos pending without a job (PostgreSQL is the truth); forgets departed consumers."""
         self._next_reconcile = time.monotonic() + self.config.reconcile_s
-        await jobs.forget_departed_consumers(self.redis, self.config.stream, self.config.group,
-                                             idle_ms=DEPARTED_CONSUMER_IDLE_MS)
-        return await reconcile.requeue_lost_photos(self.pool, self.redis, self.config.stream,
-                                                   grace_s=self.config.reconcile_grace_s)
+        await jobs.forget_departed_consumers(
+            self.redis, self.config.stream, self.config.group, idle_ms=DEPARTED_CONSUMER_IDLE_MS
+        )
+        return await reconcile.requeue_lost_photos(
+            self.pool, self.redis, self.config.stream, grace_s=self.config.reconcile_grace_s
+        )
 
     async def _beat_forever(self) -> None:
         stale_s = self.config.heartbeat_stale_s
@@ -220,13 +245,15 @@ class TriageWorker:
             batch = await jobs.read_own_pending(self.redis, cfg.stream, cfg.group, self.consumer, count=cfg.max_batch)
             if batch:
                 return batch
-        batch = await jobs.claim_stale_jobs(self.redis, cfg.stream, cfg.group, self.consumer,
-                                            min_idle_ms=cfg.claim_idle_ms, count=cfg.max_batch)
+        batch = await jobs.claim_stale_jobs(
+            self.redis, cfg.stream, cfg.group, self.consumer, min_idle_ms=cfg.claim_idle_ms, count=cfg.max_batch
+        )
         if batch:
             log.info("claimed stale triage jobs", extra={"count": len(batch), "consumer": self.consumer})
             return batch
-        batch = await jobs.read_new_jobs(self.redis, cfg.stream, cfg.group, self.consumer,
-                                         count=cfg.max_batch, block_ms=block_ms)
+        batch = await jobs.read_new_jobs(
+            self.redis, cfg.stream, cfg.group, self.consumer, count=cfg.max_batch, block_ms=block_ms
+        )
         if not batch:
             return batch
         # Wait a moment for more: one model call on many photos is far cheaper than many calls on one.
@@ -235,8 +262,14 @@ class TriageWorker:
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             if remaining_ms <= 0:
                 break
-            batch += await jobs.read_new_jobs(self.redis, cfg.stream, cfg.group, self.consumer,
-                                              count=cfg.max_batch - len(batch), block_ms=remaining_ms)
+            batch += await jobs.read_new_jobs(
+                self.redis,
+                cfg.stream,
+                cfg.group,
+                self.consumer,
+                count=cfg.max_batch - len(batch),
+                block_ms=remaining_ms,
+            )
         return batch
 
     async def process(self, batch: Sequence[jobs.Job]) -> None:
@@ -249,8 +282,14 @@ class TriageWorker:
         to_score, failures = await self._load(batch)
         loaded = time.perf_counter()
         results = failures + await scoring.predict_photos(self.classifier, to_score)
-        log.debug("triage batch scored", extra={"jobs": len(batch), "load_ms": round((loaded - started) * 1000),
-                                                "model_ms": round((time.perf_counter() - loaded) * 1000)})
+        log.debug(
+            "triage batch scored",
+            extra={
+                "jobs": len(batch),
+                "load_ms": round((loaded - started) * 1000),
+                "model_ms": round((time.perf_counter() - loaded) * 1000),
+            },
+        )
         return results
 
     async def commit(self, batch: Sequence[jobs.Job], results: Sequence[store.PhotoResult]) -> None:
@@ -258,8 +297,10 @@ class TriageWorker:
         started = time.perf_counter()
         changed = await scoring.write_results(self.pool, self.classifier, results, self.on_scored)
         await jobs.acknowledge(self.redis, self.config.stream, self.config.group, [job.entry_id for job in batch])
-        log.debug("triage batch written", extra={"jobs": len(batch),
-                                                 "write_ms": round((time.perf_counter() - started) * 1000)})
+        log.debug(
+            "triage batch written",
+            extra={"jobs": len(batch), "write_ms": round((time.perf_counter() - started) * 1000)},
+        )
         for result in results:
             if result.failure is None:
                 self.batch_histogram[result.batch_size] += 1
@@ -275,14 +316,16 @@ class TriageWorker:
         async with self.pool.acquire() as conn:
             behind = await store.photos_behind_version(conn, consultation_ids, self.classifier.version)
         if behind:
-            await jobs.enqueue_photo_jobs(self.redis, self.config.stream,
-                                          [(row["id"], row["consultation_id"]) for row in behind])
+            await jobs.enqueue_photo_jobs(
+                self.redis, self.config.stream, [(row["id"], row["consultation_id"]) for row in behind]
+            )
 
     async def compute_missing_saliency(self, limit: int) -> int:
         """Draws overlays for scored photos that lack one; returns how many it tried."""
         async with self.pool.acquire() as conn:
-            rows = await store.photos_missing_saliency(conn, self.classifier.version, limit,
-                                                       skip=list(self._unexplainable))
+            rows = await store.photos_missing_saliency(
+                conn, self.classifier.version, limit, skip=list(self._unexplainable)
+            )
         photos = [scoring.PhotoToScore(r["id"], r["consultation_id"], r["image"]) for r in rows]
         self._unexplainable.update(await scoring.store_saliency(self.pool, self.classifier, photos))
         return len(photos)
@@ -290,16 +333,23 @@ class TriageWorker:
     async def _load(self, batch: Sequence[jobs.Job]) -> tuple[list[scoring.PhotoToScore], list[store.PhotoResult]]:
         """The photos to score now, and the failures decided without the model (too many attempts)."""
         async with self.pool.acquire() as conn:
-            rows = await store.claim_photos_for_scoring_txn(conn, [job.photo_id for job in batch],
-                                                            self.classifier.version)
+            rows = await store.claim_photos_for_scoring_txn(
+                conn, [job.photo_id for job in batch], self.classifier.version
+            )
         to_score, failures, seen = [], [], set()
         for row in rows:
             if row["already_scored"] or row["missing"] or row["id"] in seen:
                 continue
             seen.add(row["id"])
             if row["attempts"] > self.config.max_attempts:
-                failures.append(store.PhotoResult(row["id"], row["consultation_id"], self.classifier.version,
-                                                  failure=f"gave up after {self.config.max_attempts} attempts"))
+                failures.append(
+                    store.PhotoResult(
+                        row["id"],
+                        row["consultation_id"],
+                        self.classifier.version,
+                        failure=f"gave up after {self.config.max_attempts} attempts",
+                    )
+                )
             else:
                 to_score.append(scoring.PhotoToScore(row["id"], row["consultation_id"], row["image"]))
         return to_score, failures

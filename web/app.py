@@ -1,4 +1,5 @@
 """The aiohttp application factory: wires settings, stores and every domain into one app."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,9 +16,9 @@ from store.migrations import Migration, migrate_as_owner
 from triage.runner import TriageHooks, WorkerSupervisor
 from web import headers, health, metrics, openapi, pages
 from web.outages import outage_middleware
-from web.socket_frames import malformed_frame_middleware
 from web.problems import problem_middleware
 from web.settings import Settings
+from web.socket_frames import malformed_frame_middleware
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,9 @@ async def prepare_database(settings: Settings, database_url: str) -> str:
         await migrate_as_owner(database_url, runtime_url, all_migrations(), append_only=append_only_tables())
         return runtime_url
     if settings.database_owner_url:
-        await migrate_as_owner(settings.database_owner_url, database_url, all_migrations(),
-                               append_only=append_only_tables())
+        await migrate_as_owner(
+            settings.database_owner_url, database_url, all_migrations(), append_only=append_only_tables()
+        )
     return database_url
 
 
@@ -79,8 +81,15 @@ async def _embedded_runtime_role(owner_url: str) -> str:
     finally:
         await conn.close()
     parts = urlsplit(owner_url)
-    return urlunsplit((parts.scheme, f"{EMBEDDED_RUNTIME_ROLE}@{parts.netloc.rpartition('@')[2]}", parts.path,
-                       parts.query, parts.fragment))
+    return urlunsplit(
+        (
+            parts.scheme,
+            f"{EMBEDDED_RUNTIME_ROLE}@{parts.netloc.rpartition('@')[2]}",
+            parts.path,
+            parts.query,
+            parts.fragment,
+        )
+    )
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -100,10 +109,20 @@ def create_app(settings: Settings) -> web.Application:
         database_url, redis_url = resolve_urls(settings, embedded)
         try:
             database_url = await prepare_database(settings, database_url)
-            await stores.open(database_url, redis_url, all_migrations(), pool_size=settings.db_pool_size,
-                              redis_connections=settings.redis_max_connections)
-            log.info("stores open", extra={"embedded_postgres": settings.database_url is None,
-                                           "embedded_redis": settings.redis_url is None})
+            await stores.open(
+                database_url,
+                redis_url,
+                all_migrations(),
+                pool_size=settings.db_pool_size,
+                redis_connections=settings.redis_max_connections,
+            )
+            log.info(
+                "stores open",
+                extra={
+                    "embedded_postgres": settings.database_url is None,
+                    "embedded_redis": settings.redis_url is None,
+                },
+            )
             yield
         finally:
             await stores.close()
@@ -134,9 +153,14 @@ def triage_hooks(settings: Settings, notifier) -> TriageHooks:
     from chat.store import waiting_queue
 
     async def on_scored(conn, consultation_id, summary) -> None:
-        await queue.apply_triage_result(conn, consultation_id, image_band=summary.urgency,
-                                        p_malignant=summary.p_malignant, model_version=summary.model_version,
-                                        trusted=summary.trusted)
+        await queue.apply_triage_result(
+            conn,
+            consultation_id,
+            image_band=summary.urgency,
+            p_malignant=summary.p_malignant,
+            model_version=summary.model_version,
+            trusted=summary.trusted,
+        )
 
     async def open_consultations(conn) -> list:
         return [row["id"] for row in await waiting_queue.queue_rows(conn, settings.chat.queue_ageing_minutes * 60)]

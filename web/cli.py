@@ -1,4 +1,5 @@
 """The `skindoc` command line: serve, migrate, admin and audit commands, and the model's commands."""
+
 from __future__ import annotations
 
 import argparse
@@ -60,13 +61,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if settings.database_url is not None and not settings.dev_mode:
         problem = asyncio.run(_audit_log_rewriter(settings))
         if problem is not None:
-            raise SystemExit(f"Refusing to serve: the database role of SKINDOC_DATABASE_URL could rewrite the audit "
-                             f"log ({problem}). Serve as a role without those rights and let "
-                             f"SKINDOC_DATABASE_OWNER_URL's role run the migrations (README, \"Security\"), or set "
-                             f"SKINDOC_DEV_MODE=true on a development machine.")
+            raise SystemExit(
+                f"Refusing to serve: the database role of SKINDOC_DATABASE_URL could rewrite the audit "
+                f"log ({problem}). Serve as a role without those rights and let "
+                f"SKINDOC_DATABASE_OWNER_URL's role run the migrations (README, \"Security\"), or set "
+                f"SKINDOC_DEV_MODE=true on a development machine."
+            )
     # uvloop: the asyncio API on libuv; it cuts the loop's own share of each chat message (bench/README.md).
-    web.run_app(create_app(settings), host=host, port=port, access_log=None, print=None,
-                loop=uvloop.new_event_loop())
+    web.run_app(create_app(settings), host=host, port=port, access_log=None, print=None, loop=uvloop.new_event_loop())
     return 0
 
 
@@ -102,8 +104,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     if settings.database_url is None or settings.redis_url is None:
         # Embedded Redis belongs to one process: a separate worker would never see the server's jobs.
-        raise SystemExit("skindoc worker needs SKINDOC_DATABASE_URL and SKINDOC_REDIS_URL; "
-                         "without them `skindoc serve` runs the triage worker itself.")
+        raise SystemExit(
+            "skindoc worker needs SKINDOC_DATABASE_URL and SKINDOC_REDIS_URL; "
+            "without them `skindoc serve` runs the triage worker itself."
+        )
 
     async def work(stores: Stores) -> int:
         # SIGTERM stops it like Ctrl-C: unacknowledged jobs stay pending for another worker.
@@ -112,12 +116,17 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         health = None
         if settings.worker_health_port:
             try:
-                health = await start_health_server(supervisor, settings.triage.heartbeat_stale_s,
-                                                   settings.worker_health_host, settings.worker_health_port)
+                health = await start_health_server(
+                    supervisor,
+                    settings.triage.heartbeat_stale_s,
+                    settings.worker_health_host,
+                    settings.worker_health_port,
+                )
             except OSError as exc:
                 # Another worker on this host has the port: this one still works, unwatched.
-                log.warning("worker health endpoint not served", extra={"error": str(exc),
-                                                                        "port": settings.worker_health_port})
+                log.warning(
+                    "worker health endpoint not served", extra={"error": str(exc), "port": settings.worker_health_port}
+                )
         try:
             await supervisor.run()
         except asyncio.CancelledError:
@@ -136,11 +145,13 @@ def cmd_rescore(args: argparse.Namespace, settings: Settings) -> int:
     from triage.runner import rescore_open
 
     async def work(stores: Stores) -> int:
-        notifier = (QueueNotifier.write_only(settings.redis_url, settings.chat.socketio_channel)
-                    if settings.redis_url else None)
+        notifier = (
+            QueueNotifier.write_only(settings.redis_url, settings.chat.socketio_channel) if settings.redis_url else None
+        )
         try:
-            classifier, changed = await rescore_open(stores.pool, args.model, settings.triage,
-                                                     triage_hooks(settings, notifier))
+            classifier, changed = await rescore_open(
+                stores.pool, args.model, settings.triage, triage_hooks(settings, notifier)
+            )
         finally:
             if notifier is not None:
                 await notifier.close()

@@ -5,6 +5,7 @@
   no browser or shared cache may keep.
 - `Server: skindoc`: no product versions for a scanner to match against known flaws.
 """
+
 from __future__ import annotations
 
 from aiohttp import web

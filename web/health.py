@@ -6,6 +6,7 @@ the age of the last one): a node whose workers are gone stays ready for chat, sa
 is not, and answers 200 with status "degraded". Photos uploaded meanwhile wait in PostgreSQL
 and are scored once a worker is back.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,13 +45,18 @@ def setup(app: web.Application, stores: Stores, triage_config: TriageConfig) -> 
 
     async def readyz(request: web.Request) -> web.Response:
         database, redis, triage = await asyncio.gather(
-            _check(lambda: stores.pool.fetchval("SELECT 1")), _check(stores.redis.ping),
-            _triage_check(stores, triage_config))
+            _check(lambda: stores.pool.fetchval("SELECT 1")),
+            _check(stores.redis.ping),
+            _triage_check(stores, triage_config),
+        )
         stores_ok = database == "ok" and redis == "ok"
         scoring_ok = triage["status"] == "ok"
         status = "not_ready" if not stores_ok else "ready" if scoring_ok else "degraded"
-        body = {"status": status, "checks": {"database": database, "redis": redis, "triage": triage},
-                "ready_for": (["api", "chat"] if stores_ok else []) + (["scoring"] if stores_ok and scoring_ok else [])}
+        body = {
+            "status": status,
+            "checks": {"database": database, "redis": redis, "triage": triage},
+            "ready_for": (["api", "chat"] if stores_ok else []) + (["scoring"] if stores_ok and scoring_ok else []),
+        }
         return web.json_response(body, status=200 if stores_ok else 503)
 
     app.router.add_get("/healthz", healthz)

@@ -5,6 +5,7 @@ block, say) become records instead of raw lines on stderr, and the noisy ones â€
 upload, or per retry while a store is down â€” are let through once a minute with a count of
 what was dropped, so an attack or an outage cannot flood the log.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,8 +67,9 @@ class RateLimit(logging.Filter):
 
 
 def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    logging.getLogger("py.warnings").warning("%s", str(message), extra={
-        "category": category.__name__, "source": f"{filename}:{lineno}"})
+    logging.getLogger("py.warnings").warning(
+        "%s", str(message), extra={"category": category.__name__, "source": f"{filename}:{lineno}"}
+    )
 
 
 def configure_logging(level: str, fmt: str) -> None:

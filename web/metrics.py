@@ -3,6 +3,7 @@
 /metrics is served only when SKINDOC_METRICS_TOKEN is set, and only to requests bearing that token:
 route names, volumes and timings tell an outsider how the service is used.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -18,10 +19,8 @@ def setup(app: web.Application, token: str | None = None) -> CollectorRegistry:
     # One registry per app, so two apps in one test process do not collide.
     registry = CollectorRegistry()
     app[METRICS_REGISTRY] = registry
-    requests = Counter("skindoc_http_requests_total", "HTTP requests", ["method", "route", "status"],
-                       registry=registry)
-    latency = Histogram("skindoc_http_request_seconds", "HTTP request latency", ["method", "route"],
-                        registry=registry)
+    requests = Counter("skindoc_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry)
+    latency = Histogram("skindoc_http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry)
 
     @web.middleware
     async def count_requests(request: web.Request, handler):

@@ -4,6 +4,7 @@ Each domain keeps the description of its own routes beside its code
 (`<domain>/openapi.json`, holding `paths` and `components.schemas`); this module
 merges them and refuses two different definitions under one name.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -1,4 +1,5 @@
 """Requests that need a store which is down answer 503 `store_unavailable` with Retry-After, never 500."""
+
 from __future__ import annotations
 
 from aiohttp import web

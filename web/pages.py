@@ -5,6 +5,7 @@ Files are read once at start-up and kept in memory with a gzip copy and an ETag,
 because the patient page must stay light on slow mobile data: every response is
 compressed, and a returning browser revalidates instead of downloading again.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -90,14 +91,19 @@ def load_asset(path: Path) -> Asset:
 
 def load_assets(node_modules_dir: Path, client_js_dir: Path) -> dict[str, Asset]:
     """Every file under web/static, the client library and the npm files the pages import, keyed by URL path."""
-    assets = {str(path.relative_to(STATIC_DIR)): load_asset(path)
-              for path in sorted(STATIC_DIR.rglob("*")) if path.is_file() and path.suffix != ".html"}
+    assets = {
+        str(path.relative_to(STATIC_DIR)): load_asset(path)
+        for path in sorted(STATIC_DIR.rglob("*"))
+        if path.is_file() and path.suffix != ".html"
+    }
     client_files = sorted(path for pattern in CLIENT_FILES for path in client_js_dir.glob(pattern))
-    assets.update({CLIENT_URL_PREFIX + path.relative_to(client_js_dir).as_posix(): load_asset(path)
-                   for path in client_files})
+    assets.update(
+        {CLIENT_URL_PREFIX + path.relative_to(client_js_dir).as_posix(): load_asset(path) for path in client_files}
+    )
     if not client_files:
-        log.warning("the JavaScript client library is missing; set SKINDOC_CLIENT_JS_DIR",
-                    extra={"path": str(client_js_dir)})
+        log.warning(
+            "the JavaScript client library is missing; set SKINDOC_CLIENT_JS_DIR", extra={"path": str(client_js_dir)}
+        )
     for url_path, package_path in VENDOR_FILES.items():
         source = node_modules_dir / package_path
         if source.is_file():
@@ -131,17 +137,26 @@ def page_config(settings: Settings, oidc_authorization_endpoint: str | None) -> 
     judge alike), how to sign in."""
     triage = settings.triage
     config: dict[str, Any] = {
-        "photos": {"min_side": triage.min_side, "max_upload_bytes": triage.max_upload_bytes,
-                   "max_photos": triage.max_photos_per_consultation},
+        "photos": {
+            "min_side": triage.min_side,
+            "max_upload_bytes": triage.max_upload_bytes,
+            "max_photos": triage.max_photos_per_consultation,
+        },
         "chat": {"max_message_chars": settings.chat.max_message_chars},
         "checklist": [{"key": item.key, "question": item.question} for item in checklist.CHECKLIST],
-        "quality": {"analysis_side": photo_quality.ANALYSIS_SIDE, "outside_field": photo_quality.OUTSIDE_FIELD,
-                    "edge_band": photo_quality.EDGE_BAND, "limits": photo_gate.quality_thresholds()["limits"],
-                    "advice": photo_quality.PROBLEMS},
+        "quality": {
+            "analysis_side": photo_quality.ANALYSIS_SIDE,
+            "outside_field": photo_quality.OUTSIDE_FIELD,
+            "edge_band": photo_quality.EDGE_BAND,
+            "limits": photo_gate.quality_thresholds()["limits"],
+            "advice": photo_quality.PROBLEMS,
+        },
     }
     if oidc_authorization_endpoint and settings.auth.oidc_client_id:
-        config["oidc"] = {"authorization_endpoint": oidc_authorization_endpoint,
-                          "client_id": settings.auth.oidc_client_id}
+        config["oidc"] = {
+            "authorization_endpoint": oidc_authorization_endpoint,
+            "client_id": settings.auth.oidc_client_id,
+        }
     return config
 
 
@@ -163,8 +178,9 @@ async def discover_authorization_endpoint(issuer: str) -> str | None:
             response.raise_for_status()
             return (await response.json())["authorization_endpoint"]
     except (aiohttp.ClientError, TimeoutError, KeyError, ValueError) as exc:
-        log.warning("OpenID discovery failed; the Google sign-in button stays hidden",
-                    extra={"url": url, "error": repr(exc)})
+        log.warning(
+            "OpenID discovery failed; the Google sign-in button stays hidden", extra={"url": url, "error": repr(exc)}
+        )
         return None
 
 
@@ -182,6 +198,7 @@ def setup(app: web.Application, settings: Settings) -> None:
         async def handler(request: web.Request) -> web.StreamResponse:
             # Pages always revalidate so a deploy is seen at once; the ETag makes that one cheap round trip.
             return asset_response(request, pages[name], "no-cache")
+
         return handler
 
     async def static_file(request: web.Request) -> web.StreamResponse:
@@ -189,11 +206,17 @@ def setup(app: web.Application, settings: Settings) -> None:
         asset = assets.get(name)
         if asset is None:
             if name in VENDOR_FILES:
-                raise DomainError(503, "dependency_missing",
-                                  "The Socket.IO browser client is not installed on this server; run `npm ci`.")
+                raise DomainError(
+                    503,
+                    "dependency_missing",
+                    "The Socket.IO browser client is not installed on this server; run `npm ci`.",
+                )
             if name.startswith(CLIENT_URL_PREFIX) and not any(a.startswith(CLIENT_URL_PREFIX) for a in assets):
-                raise DomainError(503, "dependency_missing",
-                                  "The client library is not installed on this server; set SKINDOC_CLIENT_JS_DIR.")
+                raise DomainError(
+                    503,
+                    "dependency_missing",
+                    "The client library is not installed on this server; set SKINDOC_CLIENT_JS_DIR.",
+                )
             raise DomainError(404, "not_found", "No such file.")
         return asset_response(request, asset, "no-cache")
 

@@ -1,4 +1,5 @@
 """Every error as an RFC 9457 problem document (application/problem+json), 404 and 405 included."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,14 @@ _HTTP_CODES = {
 }
 
 
-def problem_response(status: int, code: str, detail: str, request_id: str,
-                     extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> web.Response:
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    request_id: str,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     body = {
         "type": f"https://skindoc.example/problems/{code}",
         "title": code.replace("_", " ").capitalize(),
@@ -85,10 +92,12 @@ async def problem_middleware(request: web.Request, handler):
             raise
         response = _http_exception_problem(exc, request_id)
     except Exception:
-        log.exception("unhandled error", extra={"request_id": request_id, "client_request_id": client_id,
-                                                "path": request.path})
-        response = problem_response(500, "internal_error", "Something went wrong on our side; it has been logged.",
-                                    request_id)
+        log.exception(
+            "unhandled error", extra={"request_id": request_id, "client_request_id": client_id, "path": request.path}
+        )
+        response = problem_response(
+            500, "internal_error", "Something went wrong on our side; it has been logged.", request_id
+        )
     response.headers[REQUEST_ID_HEADER] = request_id
     if client_id is not None:
         response.headers[CLIENT_REQUEST_ID_HEADER] = client_id

@@ -1,4 +1,5 @@
 """Settings from SKINDOC_* environment variables, with safe defaults (see the README's table)."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 engineio raises ValueError (or UnicodeDecodeError) from inside its websocket loop when a frame
 is not a packet; without this the problem middleware logs each one as an unhandled error.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,6 +25,8 @@ async def malformed_frame_middleware(request: web.Request, handler):
     except ValueError as exc:  # UnicodeDecodeError is one
         if not request.path.startswith(SOCKETIO_PATH):
             raise
-        log.warning("malformed Socket.IO traffic dropped", extra={"error": f"{type(exc).__name__}: {exc}",
-                                                                  "client_ip": request.remote})
+        log.warning(
+            "malformed Socket.IO traffic dropped",
+            extra={"error": f"{type(exc).__name__}: {exc}", "client_ip": request.remote},
+        )
         return web.Response(status=400)

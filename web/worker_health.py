@@ -4,6 +4,7 @@
 loop went through within the last few heartbeats, 503 (with the reason) while it compiles or
 while PostgreSQL or Redis is failing; it turns 200 again by itself when they are back.
 """
+
 from __future__ import annotations
 
 from aiohttp import web
@@ -19,8 +20,11 @@ def create_health_app(supervisor: WorkerSupervisor, stale_s: float) -> web.Appli
         status = supervisor.status
         if status is None:
             return web.json_response({"status": "not_ready", "reason": "loading the model"}, status=503)
-        body = {"status": "ready" if status.ready(stale_s) else "not_ready", "restarts": supervisor.restarts,
-                **status.as_dict(stale_s)}
+        body = {
+            "status": "ready" if status.ready(stale_s) else "not_ready",
+            "restarts": supervisor.restarts,
+            **status.as_dict(stale_s),
+        }
         return web.json_response(body, status=200 if status.ready(stale_s) else 503)
 
     app = web.Application()

@@ -1,4 +1,5 @@
 """Outcomes: what each resolved lesion turned out to be, and how the triage model performs on those cases."""
+
 from __future__ import annotations
 
 import logging
@@ -16,8 +17,13 @@ log = logging.getLogger(__name__)
 OUTCOMES_SERVICE = web.AppKey("outcomes_service", OutcomesService)
 
 
-def setup(app: web.Application, stores: Stores, config: OutcomesConfig, max_json_bytes: int,
-          registry: prometheus_client.CollectorRegistry | None) -> OutcomesService:
+def setup(
+    app: web.Application,
+    stores: Stores,
+    config: OutcomesConfig,
+    max_json_bytes: int,
+    registry: prometheus_client.CollectorRegistry | None,
+) -> OutcomesService:
     service = OutcomesService(stores, config, AlertMonitor(registry))
     OutcomeRoutes(service, max_json_bytes).register_on(app)
     app[OUTCOMES_SERVICE] = service

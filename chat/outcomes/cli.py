@@ -1,4 +1,5 @@
 """The `skindoc outcomes export` command."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,13 +22,19 @@ def register(sub, run_with_stores) -> None:
     outcomes = sub.add_parser("outcomes", help="confirmed outcomes: export them for evaluation and calibration")
     outcomes_sub = outcomes.add_subparsers(dest="outcomes_command", required=True, metavar="ACTION")
     export = outcomes_sub.add_parser(
-        "export", help="write the confirmed cases' photos and labels (labels.csv + images/) under pseudonyms",
+        "export",
+        help="write the confirmed cases' photos and labels (labels.csv + images/) under pseudonyms",
         description="Write every resolved case with a histopathology result: its photos and what it was, in the "
-                    "training data's folder layout, under pseudonyms made for this export. One audit row per case. "
-                    "Feed the folder to `skindoc evaluate --outcomes`.")
+        "training data's folder layout, under pseudonyms made for this export. One audit row per case. "
+        "Feed the folder to `skindoc evaluate --outcomes`.",
+    )
     export.add_argument("--out", type=Path, required=True, help="a new folder to write")
-    export.add_argument("--test-fraction", type=_fraction, default=0.3,
-                        help="share of cases held out as 'test' (the rest, 'val', may be calibrated on); default 0.3")
+    export.add_argument(
+        "--test-fraction",
+        type=_fraction,
+        default=0.3,
+        help="share of cases held out as 'test' (the rest, 'val', may be calibrated on); default 0.3",
+    )
     export.add_argument("--reason", required=True, help="why the export is made (kept in the audit log)")
     export.set_defaults(func=lambda args, settings: run_with_stores(settings, _export(args)))
 
@@ -40,9 +47,11 @@ def _export(args: argparse.Namespace):
         except FileExistsError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(f"export {summary.export_id}: {summary.cases} confirmed cases ({summary.malignant_cases} malignant), "
-              f"{summary.photos} photos -> {summary.folder} (val {summary.splits['val']}, "
-              f"test {summary.splits['test']} photos)")
+        print(
+            f"export {summary.export_id}: {summary.cases} confirmed cases ({summary.malignant_cases} malignant), "
+            f"{summary.photos} photos -> {summary.folder} (val {summary.splits['val']}, "
+            f"test {summary.splits['test']} photos)"
+        )
         return 0
 
     return work

@@ -1,4 +1,5 @@
 """Settings of the outcome figures and the sensitivity alert, from SKINDOC_OUTCOMES_* environment variables."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping

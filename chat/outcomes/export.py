@@ -7,6 +7,7 @@ export read (one row per case, with the export's id), so the clinic can still an
 Each case's split (val: calibration; test: held out) follows from its consultation id, so it is the same in every
 export and a case never moves from the held-out half into the calibration half.
 """
+
 from __future__ import annotations
 
 import csv
@@ -39,7 +40,7 @@ class ExportSummary:
 
 
 def held_out(consultation_id: uuid.UUID, test_fraction: float) -> bool:
-    bucket = int.from_bytes(hashlib.sha256(consultation_id.bytes).digest()[:4], "big") / 2 ** 32
+    bucket = int.from_bytes(hashlib.sha256(consultation_id.bytes).digest()[:4], "big") / 2**32
     return bucket < test_fraction
 
 
@@ -51,19 +52,22 @@ class Pseudonyms:
         return f"SKD_{hmac.new(self._key, kind.encode() + value.bytes, hashlib.sha256).hexdigest()[:20]}"
 
 
-async def export_confirmed_cases(pool: asyncpg.Pool, folder: Path, *, test_fraction: float,
-                                 ctx: AuditContext) -> ExportSummary:
+async def export_confirmed_cases(
+    pool: asyncpg.Pool, folder: Path, *, test_fraction: float, ctx: AuditContext
+) -> ExportSummary:
     """Writes the export into `folder` (which must not exist yet); the audit rows commit before any file."""
     if folder.exists():
         raise FileExistsError(f"{folder} already exists: an export goes into a new folder")
     export_id = str(uuid.uuid4())
     async with pool.acquire() as conn, conn.transaction():
         cases = await store.confirmed_cases_for_export(conn)
-        photos = {case["consultation_id"]: await triage_store.list_photos(conn, case["consultation_id"])
-                  for case in cases}
+        photos = {
+            case["consultation_id"]: await triage_store.list_photos(conn, case["consultation_id"]) for case in cases
+        }
         cases = [case for case in cases if photos[case["consultation_id"]]]
-        await store.record_export(conn, ctx, export_id, {c["consultation_id"]: len(photos[c["consultation_id"]])
-                                                         for c in cases})
+        await store.record_export(
+            conn, ctx, export_id, {c["consultation_id"]: len(photos[c["consultation_id"]]) for c in cases}
+        )
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     (partial / "images").mkdir(parents=True)
@@ -77,8 +81,9 @@ async def export_confirmed_cases(pool: asyncpg.Pool, folder: Path, *, test_fract
     return ExportSummary(export_id, folder, len(cases), len(rows), sum(c["malignant"] for c in cases), splits)
 
 
-async def _write_images(pool: asyncpg.Pool, folder: Path, cases: list[asyncpg.Record], photos: dict,
-                        test_fraction: float) -> list[dict]:
+async def _write_images(
+    pool: asyncpg.Pool, folder: Path, cases: list[asyncpg.Record], photos: dict, test_fraction: float
+) -> list[dict]:
     names = Pseudonyms()
     rows = []
     for case in cases:
@@ -89,7 +94,16 @@ async def _write_images(pool: asyncpg.Pool, folder: Path, cases: list[asyncpg.Re
         for image in images:
             image_id = names.of("image", image["id"])
             (folder / "images" / f"{image_id}.jpg").write_bytes(image["image"])
-            rows.append({"image_id": image_id, "lesion_id": lesion_id, "dx": case["diagnosis"],
-                         "malignant": int(case["malignant"]), "age": "", "sex": "", "site": case["body_site"],
-                         "split": split})
+            rows.append(
+                {
+                    "image_id": image_id,
+                    "lesion_id": lesion_id,
+                    "dx": case["diagnosis"],
+                    "malignant": int(case["malignant"]),
+                    "age": "",
+                    "sex": "",
+                    "site": case["body_site"],
+                    "split": split,
+                }
+            )
     return rows

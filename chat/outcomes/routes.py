@@ -1,5 +1,6 @@
 """HTTP routes for outcomes (see chat/outcomes/openapi.json): a case's outcome record, histopathology results,
 the cases waiting for one, and the performance figures."""
+
 from __future__ import annotations
 
 from aiohttp import web

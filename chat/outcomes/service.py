@@ -1,13 +1,14 @@
 """Outcome use cases: histopathology results (the treating doctor or an admin), a case's outcome record, the
 cases waiting for a result, and the performance figures with the sensitivity alert.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from statistics import median
 from typing import Any
 
@@ -29,8 +30,10 @@ from triage.performance import ConfirmedCase, Reference
 log = logging.getLogger(__name__)
 
 ALL_KINDS = "all"
-SCREENING_NOTE = ("Figures of a screening aid on this clinic's confirmed cases; a triage score ranks the queue, "
-                  "it is never a diagnosis.")
+SCREENING_NOTE = (
+    "Figures of a screening aid on this clinic's confirmed cases; a triage score ranks the queue, "
+    "it is never a diagnosis."
+)
 
 
 def require_outcome_viewer(principal: Principal) -> None:
@@ -55,18 +58,29 @@ def check_outcome_access(row: asyncpg.Record | None, principal: Principal) -> as
 
 
 def _case_view(row: asyncpg.Record) -> dict[str, Any]:
-    return {"consultation_id": str(row["id"]), "doctor_id": str(row["doctor_id"]), "body_site": row["body_site"],
-            "closed_at": row["closed_at"].isoformat(), "working_diagnosis": row["working_diagnosis"],
-            "biopsy_taken": row["biopsy_taken"]}
+    return {
+        "consultation_id": str(row["id"]),
+        "doctor_id": str(row["doctor_id"]),
+        "body_site": row["body_site"],
+        "closed_at": row["closed_at"].isoformat(),
+        "working_diagnosis": row["working_diagnosis"],
+        "biopsy_taken": row["biopsy_taken"],
+    }
 
 
 def _result_view(row: asyncpg.Record) -> dict[str, Any]:
-    return {"id": str(row["id"]), "diagnosis": row["diagnosis"], "malignant": row["malignant"],
-            "reported_on": row["reported_on"].isoformat(), "note": row["note"],
-            "entered_by": str(row["entered_by"]), "entered_role": row["entered_role"],
-            "entered_at": row["entered_at"].isoformat(),
-            "supersedes": str(row["supersedes"]) if row["supersedes"] else None,
-            "correction_reason": row["correction_reason"]}
+    return {
+        "id": str(row["id"]),
+        "diagnosis": row["diagnosis"],
+        "malignant": row["malignant"],
+        "reported_on": row["reported_on"].isoformat(),
+        "note": row["note"],
+        "entered_by": str(row["entered_by"]),
+        "entered_role": row["entered_role"],
+        "entered_at": row["entered_at"].isoformat(),
+        "supersedes": str(row["supersedes"]) if row["supersedes"] else None,
+        "correction_reason": row["correction_reason"],
+    }
 
 
 class AlertMonitor:
@@ -79,10 +93,13 @@ class AlertMonitor:
             self._sensitivity = prometheus_client.Gauge(
                 "skindoc_triage_recent_urgent_sensitivity",
                 "Urgent-band sensitivity on the last confirmed malignant cases (NaN until the window is full)",
-                registry=registry)
+                registry=registry,
+            )
             self._flag = prometheus_client.Gauge(
                 "skindoc_triage_sensitivity_alert",
-                "1 while recent urgent-band sensitivity is below the model card's interval", registry=registry)
+                "1 while recent urgent-band sensitivity is below the model card's interval",
+                registry=registry,
+            )
 
     def update(self, alert: dict[str, Any]) -> None:
         if self._sensitivity is not None:
@@ -108,8 +125,7 @@ class OutcomesService:
 
     @property
     def reference(self) -> Reference:
-        return Reference(self.config.reference_sensitivity, self.config.reference_lower,
-                         self.config.reference_source)
+        return Reference(self.config.reference_sensitivity, self.config.reference_lower, self.config.reference_source)
 
     # ---- one case -------------------------------------------------------------------------------
 
@@ -120,8 +136,9 @@ class OutcomesService:
             await ctx.record(conn, "outcome.read", "consultation", consultation_id)
         return body
 
-    async def add_histopathology(self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID,
-                                 entry: HistopathologyEntry) -> dict[str, Any]:
+    async def add_histopathology(
+        self, principal: Principal, ctx: AuditContext, consultation_id: uuid.UUID, entry: HistopathologyEntry
+    ) -> dict[str, Any]:
         async with self.pool.acquire() as conn:
             row = check_outcome_access(await chat_consultations.get_consultation(conn, consultation_id), principal)
             if row["state"] != "resolved":
@@ -130,8 +147,9 @@ class OutcomesService:
                 await store.add_histopathology_txn(conn, consultation_id, entry, ctx)
             except asyncpg.UniqueViolationError:
                 # Another entry for the same case won the race between our check and insert.
-                raise conflict("stale_result",
-                               "Another result was entered for this case just now; reload it.") from None
+                raise conflict(
+                    "stale_result", "Another result was entered for this case just now; reload it."
+                ) from None
             body = await self._outcome_body(conn, consultation_id)
         await self.check_alert()
         return body
@@ -139,11 +157,14 @@ class OutcomesService:
     async def _outcome_body(self, conn: asyncpg.Connection, consultation_id: uuid.UUID) -> dict[str, Any]:
         working = await store.get_working_diagnosis(conn, consultation_id)
         history = [_result_view(r) for r in await store.histopathology_history(conn, consultation_id)]
-        return {"consultation_id": str(consultation_id),
-                "working_diagnosis": working["working_diagnosis"] if working else None,
-                "biopsy_taken": working["biopsy_taken"] if working else None,
-                "recorded_at": working["recorded_at"].isoformat() if working else None,
-                "histopathology": history[0] if history else None, "history": history}
+        return {
+            "consultation_id": str(consultation_id),
+            "working_diagnosis": working["working_diagnosis"] if working else None,
+            "biopsy_taken": working["biopsy_taken"] if working else None,
+            "recorded_at": working["recorded_at"].isoformat() if working else None,
+            "histopathology": history[0] if history else None,
+            "history": history,
+        }
 
     async def awaiting(self, principal: Principal, ctx: AuditContext, limit: int) -> list[dict[str, Any]]:
         """Biopsied cases with no result yet: a doctor's own, or all of them for an admin."""
@@ -166,9 +187,14 @@ class OutcomesService:
         versions = await asyncio.to_thread(self._version_figures, scores)
         alert = performance.sensitivity_alert(bands, self.config.alert_window, self.reference)
         self.monitor.update(alert)
-        return {"generated_at": datetime.now(timezone.utc).isoformat(), "note": SCREENING_NOTE,
-                "confirmed_cases": len({r["consultation_id"] for r in scores}),
-                "versions": versions, "queue": _queue_waits(waits), "alert": alert}
+        return {
+            "generated_at": datetime.now(UTC).isoformat(),
+            "note": SCREENING_NOTE,
+            "confirmed_cases": len({r["consultation_id"] for r in scores}),
+            "versions": versions,
+            "queue": _queue_waits(waits),
+            "alert": alert,
+        }
 
     async def check_alert(self) -> dict[str, Any]:
         async with self.pool.acquire() as conn:
@@ -181,15 +207,22 @@ class OutcomesService:
         """Figures per model version, over all photos and per photo kind (a case's score under each)."""
         grouped: dict[str, dict[str, list[ConfirmedCase]]] = defaultdict(lambda: defaultdict(list))
         for row in rows:
-            grouped[row["model_version"]][row["photo_kind"]].append(ConfirmedCase(
-                str(row["consultation_id"]), row["p_malignant"], row["urgency"], row["malignant"]))
+            grouped[row["model_version"]][row["photo_kind"]].append(
+                ConfirmedCase(str(row["consultation_id"]), row["p_malignant"], row["urgency"], row["malignant"])
+            )
         n_boot = self.config.bootstrap_resamples
         out = []
         for version, kinds in grouped.items():
             every_kind = _highest_risk_per_case([case for cases in kinds.values() for case in cases])
-            out.append({"model_version": version, ALL_KINDS: performance.figures(every_kind, n_boot),
-                        "by_photo_kind": {kind: performance.figures(cases, n_boot)
-                                          for kind, cases in sorted(kinds.items())}})
+            out.append(
+                {
+                    "model_version": version,
+                    ALL_KINDS: performance.figures(every_kind, n_boot),
+                    "by_photo_kind": {
+                        kind: performance.figures(cases, n_boot) for kind, cases in sorted(kinds.items())
+                    },
+                }
+            )
         return sorted(out, key=lambda v: -v[ALL_KINDS]["cases"])
 
 
@@ -212,8 +245,14 @@ def _queue_waits(rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
     for version, cases in by_version.items():
         lower = [r for r in cases if bands.rank(r["queue_band"]) > 0]
         waits = [float(r["waited_seconds"]) for r in lower]
-        out.append({"model_version": version, "malignant_cases": len(cases), "waited_in_lower_band": len(lower),
-                    "by_band": {band: sum(r["queue_band"] == band for r in lower) for band in bands.NAMES[1:]},
-                    "median_wait_seconds": median(waits) if waits else None,
-                    "max_wait_seconds": max(waits) if waits else None})
+        out.append(
+            {
+                "model_version": version,
+                "malignant_cases": len(cases),
+                "waited_in_lower_band": len(lower),
+                "by_band": {band: sum(r["queue_band"] == band for r in lower) for band in bands.NAMES[1:]},
+                "median_wait_seconds": median(waits) if waits else None,
+                "max_wait_seconds": max(waits) if waits else None,
+            }
+        )
     return out

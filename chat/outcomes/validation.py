@@ -1,9 +1,10 @@
 """Checking the fields of working diagnoses and histopathology results (shared by REST and Socket.IO)."""
+
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from store.errors import unprocessable
@@ -55,23 +56,31 @@ def _malignancy(payload: dict[str, Any], diagnosis: str) -> bool:
         return get_bool(payload, "malignant")
     implied = diagnosis in MALIGNANT_FINDINGS
     if "malignant" in payload and get_bool(payload, "malignant") != implied:
-        raise unprocessable("invalid_field", f"'{diagnosis}' is {'malignant' if implied else 'benign'} by definition; "
-                                             "leave 'malignant' out or use diagnosis 'other'.", field="malignant")
+        raise unprocessable(
+            "invalid_field",
+            f"'{diagnosis}' is {'malignant' if implied else 'benign'} by definition; "
+            "leave 'malignant' out or use diagnosis 'other'.",
+            field="malignant",
+        )
     return implied
 
 
 def histopathology(payload: dict[str, Any], today: date | None = None) -> HistopathologyEntry:
-    today = today or datetime.now(timezone.utc).date()
+    today = today or datetime.now(UTC).date()
     diagnosis = get_choice(payload, "diagnosis", FINDINGS)
     supersedes = get_uuid(payload, "supersedes", required=False)
     reason = get_str(payload, "correction_reason", required=False, min_len=1, max_len=1000)
     if (supersedes is None) != (reason is None):
-        raise unprocessable("invalid_field", "A correction names the result it replaces ('supersedes') and why "
-                                             "('correction_reason'); a first result has neither.",
-                            field="correction_reason" if reason is None else "supersedes")
+        raise unprocessable(
+            "invalid_field",
+            "A correction names the result it replaces ('supersedes') and why "
+            "('correction_reason'); a first result has neither.",
+            field="correction_reason" if reason is None else "supersedes",
+        )
     note = get_str(payload, "note", required=False, max_len=4000, default="")
     for name, text in (("note", note), ("correction_reason", reason or "")):
         if any(ord(c) < 32 and c not in "\n\t" for c in text):
             raise unprocessable("invalid_field", f"'{name}' must be plain text (no control characters).", field=name)
-    return HistopathologyEntry(diagnosis, _malignancy(payload, diagnosis), _report_date(payload, today), note,
-                               supersedes, reason)
+    return HistopathologyEntry(
+        diagnosis, _malignancy(payload, diagnosis), _report_date(payload, today), note, supersedes, reason
+    )

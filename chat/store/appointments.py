@@ -1,4 +1,5 @@
 """Follow-up appointments: a doctor proposes slots, the patient confirms one or declines."""
+
 from __future__ import annotations
 
 import uuid
@@ -26,19 +27,22 @@ _BOOKED_OVERLAP = """SELECT EXISTS (
           && tstzrange($2::timestamptz, $2::timestamptz + make_interval(mins => $3::int)))"""
 
 
-async def appointment_with_slots(conn: asyncpg.Connection, appointment_id: uuid.UUID,
-                                 *, for_update: bool = False) -> tuple[asyncpg.Record, list[asyncpg.Record]] | None:
+async def appointment_with_slots(
+    conn: asyncpg.Connection, appointment_id: uuid.UUID, *, for_update: bool = False
+) -> tuple[asyncpg.Record, list[asyncpg.Record]] | None:
     lock = " FOR UPDATE" if for_update else ""
     row = await conn.fetchrow(f"SELECT * FROM appointments WHERE id = $1{lock}", appointment_id)
     if row is None:
         return None
-    slots = await conn.fetch("SELECT * FROM appointment_slots WHERE appointment_id = $1 ORDER BY starts_at",
-                             appointment_id)
+    slots = await conn.fetch(
+        "SELECT * FROM appointment_slots WHERE appointment_id = $1 ORDER BY starts_at", appointment_id
+    )
     return row, slots
 
 
-async def propose_appointment_txn(conn: asyncpg.Connection, *, consultation: asyncpg.Record,
-                                  slots: list[SlotRequest], ctx: AuditContext) -> tuple[asyncpg.Record, list]:
+async def propose_appointment_txn(
+    conn: asyncpg.Connection, *, consultation: asyncpg.Record, slots: list[SlotRequest], ctx: AuditContext
+) -> tuple[asyncpg.Record, list]:
     async with conn.transaction():
         doctor_id = consultation["doctor_id"]
         for slot in slots:
@@ -47,19 +51,33 @@ async def propose_appointment_txn(conn: asyncpg.Connection, *, consultation: asy
         appointment = await conn.fetchrow(
             """INSERT INTO appointments (consultation_id, doctor_id, patient_id) VALUES ($1, $2, $3)
                RETURNING *""",
-            consultation["id"], doctor_id, consultation["patient_id"])
+            consultation["id"],
+            doctor_id,
+            consultation["patient_id"],
+        )
         for slot in slots:
             await conn.execute(
                 """INSERT INTO appointment_slots (appointment_id, starts_at, minutes, kind, location)
                    VALUES ($1, $2, $3, $4, $5)""",
-                appointment["id"], slot.starts_at, slot.minutes, slot.kind, slot.location)
-        await ctx.record(conn, "appointment.propose", "appointment", appointment["id"],
-                         {"consultation_id": str(consultation["id"]), "slots": len(slots)})
+                appointment["id"],
+                slot.starts_at,
+                slot.minutes,
+                slot.kind,
+                slot.location,
+            )
+        await ctx.record(
+            conn,
+            "appointment.propose",
+            "appointment",
+            appointment["id"],
+            {"consultation_id": str(consultation["id"]), "slots": len(slots)},
+        )
         return await appointment_with_slots(conn, appointment["id"])
 
 
-async def _lock_proposal(conn: asyncpg.Connection, appointment_id: uuid.UUID,
-                         patient_id: uuid.UUID) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+async def _lock_proposal(
+    conn: asyncpg.Connection, appointment_id: uuid.UUID, patient_id: uuid.UUID
+) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
     """The patient's appointment, locked, while it still waits for their answer; else 404 or 409."""
     found = await appointment_with_slots(conn, appointment_id, for_update=True)
     if found is None or found[0]["patient_id"] != patient_id:
@@ -69,8 +87,9 @@ async def _lock_proposal(conn: asyncpg.Connection, appointment_id: uuid.UUID,
     return found
 
 
-async def confirm_appointment_txn(conn: asyncpg.Connection, *, appointment_id: uuid.UUID, patient_id: uuid.UUID,
-                                  slot_id: uuid.UUID, ctx: AuditContext) -> tuple[asyncpg.Record, list]:
+async def confirm_appointment_txn(
+    conn: asyncpg.Connection, *, appointment_id: uuid.UUID, patient_id: uuid.UUID, slot_id: uuid.UUID, ctx: AuditContext
+) -> tuple[asyncpg.Record, list]:
     async with conn.transaction():
         appointment, slots = await _lock_proposal(conn, appointment_id, patient_id)
         slot = next((s for s in slots if s["id"] == slot_id), None)
@@ -82,31 +101,42 @@ async def confirm_appointment_txn(conn: asyncpg.Connection, *, appointment_id: u
             raise conflict("slot_taken", "The doctor has been booked at that time meanwhile; choose another slot.")
         await conn.execute(
             """UPDATE appointments SET state = 'confirmed', confirmed_slot_id = $2, responded_at = now()
-               WHERE id = $1""", appointment_id, slot_id)
+               WHERE id = $1""",
+            appointment_id,
+            slot_id,
+        )
         await ctx.record(conn, "appointment.confirm", "appointment", appointment_id, {"slot_id": str(slot_id)})
         return await appointment_with_slots(conn, appointment_id)
 
 
-async def decline_appointment_txn(conn: asyncpg.Connection, *, appointment_id: uuid.UUID, patient_id: uuid.UUID,
-                                  reason: str | None, ctx: AuditContext) -> tuple[asyncpg.Record, list]:
+async def decline_appointment_txn(
+    conn: asyncpg.Connection, *, appointment_id: uuid.UUID, patient_id: uuid.UUID, reason: str | None, ctx: AuditContext
+) -> tuple[asyncpg.Record, list]:
     async with conn.transaction():
         await _lock_proposal(conn, appointment_id, patient_id)
         await conn.execute(
             """UPDATE appointments SET state = 'declined', decline_reason = $2, responded_at = now()
-               WHERE id = $1""", appointment_id, reason)
+               WHERE id = $1""",
+            appointment_id,
+            reason,
+        )
         await ctx.record(conn, "appointment.decline", "appointment", appointment_id, {"reason": reason})
         return await appointment_with_slots(conn, appointment_id)
 
 
-async def list_appointments_txn(conn: asyncpg.Connection, *, user_id: uuid.UUID,
-                                ctx: AuditContext) -> list[tuple[asyncpg.Record, list]]:
+async def list_appointments_txn(
+    conn: asyncpg.Connection, *, user_id: uuid.UUID, ctx: AuditContext
+) -> list[tuple[asyncpg.Record, list]]:
     async with conn.transaction():
         rows = await conn.fetch(
             """SELECT * FROM appointments WHERE patient_id = $1 OR doctor_id = $1
-               ORDER BY created_at DESC LIMIT 200""", user_id)
+               ORDER BY created_at DESC LIMIT 200""",
+            user_id,
+        )
         slots = await conn.fetch(
             "SELECT * FROM appointment_slots WHERE appointment_id = ANY($1::uuid[]) ORDER BY starts_at",
-            [r["id"] for r in rows])
+            [r["id"] for r in rows],
+        )
         await ctx.record(conn, "appointment.list", "user", user_id, {"count": len(rows)})
     by_appointment: dict[uuid.UUID, list] = {r["id"]: [] for r in rows}
     for slot in slots:

@@ -4,6 +4,7 @@ Triage writes `triage_consultation_scores` in the transaction that sets the case
 so a consultation read with `SELECT_SCORED` always shows the score its band was decided on. Chat only
 reads the table (ARCHITECTURE.md: chat may read triage's scores), through plain SQL, importing nothing.
 """
+
 from __future__ import annotations
 
 # The score's columns under the names the serializers use (chat/serialize.py), for `consultations c`

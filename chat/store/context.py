@@ -1,4 +1,5 @@
 """The chat domain's own actor: changes it makes by itself (automatic pairing, a score landing) are audited as it."""
+
 from __future__ import annotations
 
 from auth.audit import AuditContext

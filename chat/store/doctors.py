@@ -1,4 +1,5 @@
 """Doctors' capacity, availability and presence (`chat_doctors`)."""
+
 from __future__ import annotations
 
 import uuid
@@ -16,31 +17,38 @@ _DOCTOR_COLUMNS = """d.doctor_id, d.capacity, d.availability,
 async def ensure_doctor(conn: asyncpg.Connection, doctor_id: uuid.UUID, default_capacity: int) -> None:
     await conn.execute(
         "INSERT INTO chat_doctors (doctor_id, capacity) VALUES ($1, $2) ON CONFLICT (doctor_id) DO NOTHING",
-        doctor_id, default_capacity)
+        doctor_id,
+        default_capacity,
+    )
 
 
 async def get_doctor(conn: asyncpg.Connection, doctor_id: uuid.UUID, grace_s: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(f"SELECT {_DOCTOR_COLUMNS} FROM chat_doctors d WHERE d.doctor_id = $2",
-                               float(grace_s), doctor_id)
+    return await conn.fetchrow(
+        f"SELECT {_DOCTOR_COLUMNS} FROM chat_doctors d WHERE d.doctor_id = $2", float(grace_s), doctor_id
+    )
 
 
 async def list_doctor_presence(conn: asyncpg.Connection, grace_s: int) -> list[asyncpg.Record]:
     return await conn.fetch(f"SELECT {_DOCTOR_COLUMNS} FROM chat_doctors d ORDER BY d.doctor_id", float(grace_s))
 
 
-async def set_availability_txn(conn: asyncpg.Connection, doctor_id: uuid.UUID, availability: str,
-                               ctx: AuditContext) -> None:
+async def set_availability_txn(
+    conn: asyncpg.Connection, doctor_id: uuid.UUID, availability: str, ctx: AuditContext
+) -> None:
     async with conn.transaction():
         await conn.execute(
             "UPDATE chat_doctors SET availability = $2, updated_at = now() WHERE doctor_id = $1",
-            doctor_id, availability)
+            doctor_id,
+            availability,
+        )
         await ctx.record(conn, "doctor.availability", "doctor", doctor_id, {"availability": availability})
 
 
 async def set_capacity_txn(conn: asyncpg.Connection, doctor_id: uuid.UUID, capacity: int, ctx: AuditContext) -> None:
     async with conn.transaction():
-        await conn.execute("UPDATE chat_doctors SET capacity = $2, updated_at = now() WHERE doctor_id = $1",
-                           doctor_id, capacity)
+        await conn.execute(
+            "UPDATE chat_doctors SET capacity = $2, updated_at = now() WHERE doctor_id = $1", doctor_id, capacity
+        )
         await ctx.record(conn, "doctor.capacity", "doctor", doctor_id, {"capacity": capacity})
 
 
@@ -52,4 +60,5 @@ async def count_online_available(conn: asyncpg.Connection, grace_s: int) -> int:
     return await conn.fetchval(
         """SELECT count(*) FROM chat_doctors
            WHERE availability = 'available' AND last_seen > now() - make_interval(secs => $1)""",
-        float(grace_s))
+        float(grace_s),
+    )

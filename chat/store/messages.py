@@ -1,4 +1,5 @@
 """Chat messages: the group-committed insert with sequence numbers, history pages and read marks."""
+
 from __future__ import annotations
 
 import uuid
@@ -42,11 +43,20 @@ async def insert_messages(conn: asyncpg.Connection, batch: list[PendingMessage])
     async with conn.transaction():
         rows = await conn.fetch(
             "SELECT * FROM chat_store_messages($1, $2, $3, $4, $5)",
-            [batch[i].consultation_id for i in unique], [batch[i].sender.user_id for i in unique],
-            [batch[i].sender.role for i in unique], [batch[i].client_msg_id for i in unique],
-            [batch[i].body for i in unique])
-        await audit.record_many(conn, [_sent_entry(batch[unique[r["n"] - 1]], r)
-                                       for r in sorted(rows, key=lambda r: r["n"]) if r["outcome"] == "stored"])
+            [batch[i].consultation_id for i in unique],
+            [batch[i].sender.user_id for i in unique],
+            [batch[i].sender.role for i in unique],
+            [batch[i].client_msg_id for i in unique],
+            [batch[i].body for i in unique],
+        )
+        await audit.record_many(
+            conn,
+            [
+                _sent_entry(batch[unique[r["n"] - 1]], r)
+                for r in sorted(rows, key=lambda r: r["n"])
+                if r["outcome"] == "stored"
+            ],
+        )
     # The statement numbers its input from 1; a message it refused has no row.
     by_first = {unique[r["n"] - 1]: StoredMessage(r, duplicate=r["outcome"] == "duplicate") for r in rows}
     answers = []
@@ -60,23 +70,32 @@ async def insert_messages(conn: asyncpg.Connection, batch: list[PendingMessage])
 
 def _sent_entry(message: PendingMessage, row: asyncpg.Record) -> audit.AuditEntry:
     # The sender is the actor, from where their connection or request came; the length counts code points.
-    return message.ctx.as_actor(message.sender).entry("chat.message.send", "consultation", row["consultation_id"],
-                                                      {"seq": row["seq"], "chars": len(row["body"])})
+    return message.ctx.as_actor(message.sender).entry(
+        "chat.message.send", "consultation", row["consultation_id"], {"seq": row["seq"], "chars": len(row["body"])}
+    )
 
 
-async def messages_after(conn: asyncpg.Connection, consultation_id: uuid.UUID, after_seq: int,
-                         limit: int) -> list[asyncpg.Record]:
+async def messages_after(
+    conn: asyncpg.Connection, consultation_id: uuid.UUID, after_seq: int, limit: int
+) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT * FROM consultation_messages WHERE consultation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        consultation_id, after_seq, limit)
+        consultation_id,
+        after_seq,
+        limit,
+    )
 
 
-async def messages_before(conn: asyncpg.Connection, consultation_id: uuid.UUID, before_seq: int,
-                          limit: int) -> list[asyncpg.Record]:
+async def messages_before(
+    conn: asyncpg.Connection, consultation_id: uuid.UUID, before_seq: int, limit: int
+) -> list[asyncpg.Record]:
     rows = await conn.fetch(
         """SELECT * FROM consultation_messages WHERE consultation_id = $1 AND seq < $2
            ORDER BY seq DESC LIMIT $3""",
-        consultation_id, before_seq, limit)
+        consultation_id,
+        before_seq,
+        limit,
+    )
     return list(reversed(rows))
 
 
@@ -86,4 +105,7 @@ async def mark_read(conn: asyncpg.Connection, consultation_id: uuid.UUID, user_i
            ON CONFLICT (consultation_id, user_id) DO UPDATE
            SET read_seq = GREATEST(consultation_reads.read_seq, EXCLUDED.read_seq), updated_at = now()
            RETURNING read_seq""",
-        consultation_id, user_id, seq)
+        consultation_id,
+        user_id,
+        seq,
+    )

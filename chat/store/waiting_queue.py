@@ -1,4 +1,5 @@
 """The queue's order (band, trusted score, wait, with ageing) and the queue as doctors and patients see it."""
+
 from __future__ import annotations
 
 import asyncpg
@@ -23,14 +24,16 @@ async def queue_rows(conn: asyncpg.Connection, ageing_s: int) -> list[asyncpg.Re
                    extract(epoch FROM now() - c.queued_at)::int AS waiting_seconds,
                    row_number() OVER (ORDER BY {QUEUE_ORDER}) AS position
             FROM consultations c {SCORE_JOIN} WHERE c.state = 'waiting' ORDER BY position""",
-        float(ageing_s))
+        float(ageing_s),
+    )
 
 
 async def mean_consultation_seconds(conn: asyncpg.Connection) -> float | None:
     return await conn.fetchval(
         """SELECT avg(extract(epoch FROM closed_at - assigned_at)) FROM (
                SELECT closed_at, assigned_at FROM consultations
-               WHERE state = 'resolved' AND assigned_at IS NOT NULL ORDER BY closed_at DESC LIMIT 50) recent""")
+               WHERE state = 'resolved' AND assigned_at IS NOT NULL ORDER BY closed_at DESC LIMIT 50) recent"""
+    )
 
 
 async def record_queue_read(conn: asyncpg.Connection, ctx: AuditContext, size: int) -> None:

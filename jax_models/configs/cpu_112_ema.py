@@ -8,6 +8,6 @@ from jax_models.configs import cpu_112
 
 
 def get_config() -> dict:
-  config = cpu_112.get_config()
-  config.update(ema_decay=0.998)
-  return config
+    config = cpu_112.get_config()
+    config.update(ema_decay=0.998)
+    return config

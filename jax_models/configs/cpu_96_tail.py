@@ -8,6 +8,6 @@ from jax_models.configs import cpu_finetune
 
 
 def get_config() -> dict:
-  config = cpu_finetune.get_config()
-  config.update(epochs=4, learning_rate=3e-4, early_stopping_patience=4)
-  return config
+    config = cpu_finetune.get_config()
+    config.update(epochs=4, learning_rate=3e-4, early_stopping_patience=4)
+    return config

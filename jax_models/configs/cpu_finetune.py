@@ -8,7 +8,8 @@ from jax_models.configs import gpu_long
 
 
 def get_config() -> dict:
-  config = gpu_long.get_config()
-  config.update(batch_size=64, epochs=8, learning_rate=4e-4, warmup_epochs=0,
-                early_stopping_patience=8, max_seconds=None)
-  return config
+    config = gpu_long.get_config()
+    config.update(
+        batch_size=64, epochs=8, learning_rate=4e-4, warmup_epochs=0, early_stopping_patience=8, max_seconds=None
+    )
+    return config

@@ -4,6 +4,6 @@ from jax_models.configs import gpu
 
 
 def get_config() -> dict:
-  config = gpu.get_config()
-  config.update(epochs=200, early_stopping_patience=40, max_seconds=200)
-  return config
+    config = gpu.get_config()
+    config.update(epochs=200, early_stopping_patience=40, max_seconds=200)
+    return config

