@@ -43,7 +43,7 @@ def setup(app: web.Application, stores: Stores, settings, auth_service: AuthServ
     broadcaster = QueueBroadcaster(stores, config, server)
     server.manager.signal_handlers[QUEUE_SIGNAL] = broadcaster.on_signal
     namespace = ConsultationNamespace(service, auth_service, presence, broadcaster, stores)
-    server.manager.signal_handlers[SESSIONS_SIGNAL] = namespace.close_revoked_sessions
+    server.manager.signal_handlers[SESSIONS_SIGNAL] = namespace.sessions.close_revoked_sessions
     auth_service.revocation_listeners.append(functools.partial(announce_revoked_sessions, server))
     server.register_namespace(namespace)
     server.attach(app)
@@ -94,7 +94,7 @@ async def _sweep_revoked_sessions(namespace: ConsultationNamespace, interval_s: 
     while True:
         await asyncio.sleep(interval_s)
         try:
-            await namespace.sweep_revoked_sessions()
+            await namespace.sessions.sweep_revoked_sessions()
         except Exception:  # noqa: BLE001 - a database outage: try again next round
             if not failing:  # one line per outage, not one per round
                 log.warning("could not check live sockets for revoked sessions; retrying", exc_info=True)

@@ -17,10 +17,11 @@ import asyncpg
 import redis.asyncio as redis
 
 from store.outages import Backoff
-from triage import bands, rescore, scoring, store
+from triage import bands, rescore, scoring
 from triage.config import TriageConfig
 from triage.heartbeat import WorkerStatus
 from triage.policy import ConsultationTriage
+from triage.store import scores as score_store
 from triage.worker import QueueNotifier, TriageWorker
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TriageHooks:
-    on_scored: store.OnScored
+    on_scored: score_store.OnScored
     notifier: QueueNotifier | None
     open_consultations: Callable[[asyncpg.Connection], Awaitable[list[uuid.UUID]]]
 
