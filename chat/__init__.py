@@ -22,6 +22,7 @@ from chat.routes import ChatRoutes
 from chat.service import ChatService
 from store.connections import Stores
 from store.migrations import Migration, discover
+from store.outages import repeat_every
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +91,11 @@ def _serve_contract(app: web.Application, max_message_chars: int) -> None:
 
 async def _sweep_revoked_sessions(namespace: ConsultationNamespace, interval_s: float) -> None:
     """The signal closes revoked sessions' sockets at once; this catches any signal lost with Redis."""
-    failing = False
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await namespace.sessions.sweep_revoked_sessions()
-        except Exception:  # noqa: BLE001 - a database outage: try again next round
-            if not failing:  # one line per outage, not one per round
-                log.warning("could not check live sockets for revoked sessions; retrying", exc_info=True)
-            failing = True
-            continue
-        if failing:
-            log.info("checking live sockets for revoked sessions again")
-        failing = False
+    # Any failure (a database outage, say) is tried again next round.
+    await repeat_every(
+        interval_s,
+        namespace.sessions.sweep_revoked_sessions,
+        logger=log,
+        failing="could not check live sockets for revoked sessions; retrying",
+        working_again="checking live sockets for revoked sessions again",
+    )

@@ -97,17 +97,6 @@ class WorkerSupervisor:
         await self.worker.run()
 
 
-async def run_worker(
-    pool: asyncpg.Pool,
-    client: redis.Redis,
-    config: TriageConfig,
-    hooks: TriageHooks,
-    classifier: scoring.Classifier | None = None,
-) -> None:
-    """A supervised worker (the classifier loaded unless given), consuming jobs until cancelled."""
-    await WorkerSupervisor(pool, client, config, hooks, classifier).run()
-
-
 async def rescore_open(
     pool: asyncpg.Pool, model_dir: Path, config: TriageConfig, hooks: TriageHooks
 ) -> tuple[scoring.Classifier, list[ConsultationTriage]]:

@@ -97,18 +97,17 @@ async def cancel_consultation_txn(
     reason: str | None,
     ctx: AuditContext,
 ) -> asyncpg.Record:
-    async with conn.transaction():
-        row = await conn.fetchrow(
-            scored("""UPDATE consultations SET state = 'cancelled', closed_at = now(), cancel_reason = $3
-                      WHERE id = $1 AND patient_id = $2 AND state IN ('waiting', 'active') RETURNING *"""),
-            consultation_id,
-            patient_id,
-            reason,
-        )
-        if row is None:
-            raise conflict("wrong_state", "Only a waiting or active consultation can be cancelled.")
-        await ctx.record(conn, "consultation.cancel", "consultation", consultation_id, {"reason": reason})
-        return row
+    return await _close_txn(
+        conn,
+        ctx,
+        """UPDATE consultations SET state = 'cancelled', closed_at = now(), cancel_reason = $3
+            WHERE id = $1 AND patient_id = $2 AND state IN ('waiting', 'active') RETURNING *""",
+        consultation_id,
+        (patient_id, reason),
+        refusal="Only a waiting or active consultation can be cancelled.",
+        action="consultation.cancel",
+        details={"reason": reason},
+    )
 
 
 async def resolve_txn(
@@ -120,18 +119,37 @@ async def resolve_txn(
     note: str,
     ctx: AuditContext,
 ) -> asyncpg.Record:
+    return await _close_txn(
+        conn,
+        ctx,
+        """UPDATE consultations SET state = 'resolved', closed_at = now(), outcome = $3, outcome_note = $4
+            WHERE id = $1 AND doctor_id = $2 AND state = 'active' RETURNING *""",
+        consultation_id,
+        (doctor_id, outcome, note),
+        refusal="Only an active consultation assigned to you can be resolved.",
+        action="consultation.resolve",
+        details={"outcome": outcome},
+    )
+
+
+async def _close_txn(
+    conn: asyncpg.Connection,
+    ctx: AuditContext,
+    update: str,
+    consultation_id: uuid.UUID,
+    args: tuple,
+    *,
+    refusal: str,
+    action: str,
+    details: dict,
+) -> asyncpg.Record:
+    """Closes a consultation by `update` (its arguments: the consultation's id, then `args`; it matches no row
+    unless the case is in a state it may leave), audited as `action`; else 409 wrong_state with `refusal`."""
     async with conn.transaction():
-        row = await conn.fetchrow(
-            scored("""UPDATE consultations SET state = 'resolved', closed_at = now(), outcome = $3, outcome_note = $4
-                      WHERE id = $1 AND doctor_id = $2 AND state = 'active' RETURNING *"""),
-            consultation_id,
-            doctor_id,
-            outcome,
-            note,
-        )
+        row = await conn.fetchrow(scored(update), consultation_id, *args)
         if row is None:
-            raise conflict("wrong_state", "Only an active consultation assigned to you can be resolved.")
-        await ctx.record(conn, "consultation.resolve", "consultation", consultation_id, {"outcome": outcome})
+            raise conflict("wrong_state", refusal)
+        await ctx.record(conn, action, "consultation", consultation_id, details)
         return row
 
 
