@@ -148,14 +148,7 @@ async def chat_on_scored(conn, consultation_id: uuid.UUID, summary) -> None:
     """Chat's side of a score, as the composition root (web/app.py, triage_hooks) lends it to triage."""
     from chat.queue import apply_triage_result
 
-    await apply_triage_result(
-        conn,
-        consultation_id,
-        image_band=summary.urgency,
-        p_malignant=summary.p_malignant,
-        model_version=summary.model_version,
-        trusted=summary.trusted,
-    )
+    await apply_triage_result(conn, consultation_id, summary)
 
 
 async def score_consultation(

@@ -11,6 +11,7 @@ from chat.store.case_scores import SELECT_SCORED, scored
 from chat.store.context import SYSTEM
 from store.errors import conflict
 from triage import checklist, urgency_policy
+from triage.policy import ConsultationTriage
 
 
 async def create_consultation_txn(
@@ -154,16 +155,11 @@ async def _close_txn(
 
 
 async def set_band_from_score_txn(
-    conn: asyncpg.Connection,
-    *,
-    consultation_id: uuid.UUID,
-    image_band: str,
-    p_malignant: float,
-    model_version: str,
-    trusted: bool,
+    conn: asyncpg.Connection, consultation_id: uuid.UUID, summary: ConsultationTriage
 ) -> str | None:
     """Sets the case's band by the urgency policy from the deciding photo's band, under the row lock; returns
     the band (None: no such case). The score itself is triage's to store (chat/store/case_scores.py)."""
+    image_band, trusted = summary.urgency, summary.trusted
     async with conn.transaction():
         current = await conn.fetchrow(
             "SELECT checklist_band, urgency FROM consultations WHERE id = $1 FOR UPDATE", consultation_id
@@ -183,8 +179,8 @@ async def set_band_from_score_txn(
                 "urgency": band,
                 "image_band": image_band,
                 "score_trusted": trusted,
-                "p_malignant": p_malignant,
-                "model_version": model_version,
+                "p_malignant": summary.p_malignant,
+                "model_version": summary.model_version,
             },
         )
         return band
