@@ -13,7 +13,6 @@ model.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -29,6 +28,7 @@ import asyncpg
 
 from auth.config import AuthConfig
 from auth.keyfiles import create_or_read
+from store.outages import repeat_every
 
 log = logging.getLogger(__name__)
 
@@ -264,17 +264,16 @@ async def write_checkpoint(conn: asyncpg.Connection, key: bytes) -> int | None:
 
 async def keep_checkpointing(pool: asyncpg.Pool, key: bytes, interval_s: float) -> None:
     """Runs in every server: signs the head every interval (the nodes take turns under the lock)."""
-    failing = False
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            async with pool.acquire() as conn:
-                await write_checkpoint(conn, key)
-        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-            if not failing:  # one line per outage, not one per interval
-                log.warning("could not sign an audit checkpoint; retrying", exc_info=True)
-            failing = True
-            continue
-        if failing:
-            log.info("signing audit checkpoints again")
-        failing = False
+
+    async def sign() -> None:
+        async with pool.acquire() as conn:
+            await write_checkpoint(conn, key)
+
+    await repeat_every(
+        interval_s,
+        sign,
+        logger=log,
+        failing="could not sign an audit checkpoint; retrying",
+        working_again="signing audit checkpoints again",
+        faults=(TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError),
+    )

@@ -104,7 +104,7 @@ def _approve_doctor(args: argparse.Namespace, settings):
 def _verify_audit(settings):
     async def work(stores: Stores) -> int:
         key = load_audit_key(settings.auth, settings.data_dir, create=False)
-        result = await build_service(stores, settings).verify_audit_chain(key)
+        result = await build_service(stores, settings).audit_log.verify_chain(key)
         if result.broken is not None:
             print(f"audit chain broken at row {result.broken.id}: {result.broken.reason}")
             return 1

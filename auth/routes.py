@@ -173,7 +173,7 @@ class AuthRoutes:
     async def search_audit(self, request: web.Request) -> web.Response:
         await require_role(request, "admin")
         query = _audit_query(dict(request.query))
-        entries = await _service(request).search_audit(query, ctx=audit_context(request))
+        entries = await _service(request).audit_log.search(query, ctx=audit_context(request))
         next_before = entries[-1]["id"] if len(entries) == query.limit else None
         return web.json_response({"entries": entries, "next_before": next_before})
 

@@ -1,4 +1,5 @@
-"""The auth domain's operations: accounts, sign-in, tokens, OpenID Connect, doctor approval, audit search.
+"""The auth domain's operations: accounts, sign-in, tokens, OpenID Connect, doctor approval (the audit log's
+reads: `audit_log`, auth/audit_reads.py).
 
 Handlers (auth/routes.py) and the command line (auth/cli.py) only check input and
 call these; each operation that changes something writes its audit row in the
@@ -14,8 +15,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from auth import audit, audit_chain, oidc_accounts, refresh_tokens, store
+from auth import oidc_accounts, refresh_tokens, store
 from auth.audit import AuditContext
+from auth.audit_reads import AuditLogReader
 from auth.config import AuthConfig
 from auth.oidc import OidcVerifier
 from auth.passwords import Passwords, check_policy
@@ -45,6 +47,7 @@ class AuthService:
             else None
         )
         self.revocation_listeners: list[RevocationListener] = []
+        self.audit_log = AuditLogReader(stores)
 
     @property
     def _throttle(self) -> LoginThrottle:
@@ -345,20 +348,3 @@ class AuthService:
     async def list_doctors(self, *, status: str | None, limit: int, offset: int) -> list[store.User]:
         async with self._stores.pool.acquire() as conn:
             return await store.list_doctors(conn, status=status, limit=limit, offset=offset)
-
-    async def search_audit(self, query: store.AuditQuery, *, ctx: AuditContext) -> list[dict]:
-        async with self._stores.pool.acquire() as conn, conn.transaction():
-            rows = await store.search_audit_entries(conn, query)
-            # Reading the log is itself a read of patient data.
-            await ctx.record(
-                conn, "admin.audit_search", "audit_log", None, {"filters": _query_filters(query), "returned": len(rows)}
-            )
-        return [audit.entry_as_json(row) for row in rows]
-
-    async def verify_audit_chain(self, key: bytes) -> audit_chain.Verification:
-        async with self._stores.pool.acquire() as conn:
-            return await audit_chain.verify_chain(conn, key)
-
-
-def _query_filters(query: store.AuditQuery) -> dict[str, Any]:
-    return {k: str(v) for k, v in vars(query).items() if v is not None and k != "limit"}

@@ -22,6 +22,7 @@ from chat.routes import ChatRoutes
 from chat.service import ChatService
 from store.connections import Stores
 from store.migrations import Migration, discover
+from store.outages import repeat_every
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def setup(app: web.Application, stores: Stores, settings, auth_service: AuthServ
     broadcaster = QueueBroadcaster(stores, config, server)
     server.manager.signal_handlers[QUEUE_SIGNAL] = broadcaster.on_signal
     namespace = ConsultationNamespace(service, auth_service, presence, broadcaster, stores)
-    server.manager.signal_handlers[SESSIONS_SIGNAL] = namespace.close_revoked_sessions
+    server.manager.signal_handlers[SESSIONS_SIGNAL] = namespace.sessions.close_revoked_sessions
     auth_service.revocation_listeners.append(functools.partial(announce_revoked_sessions, server))
     server.register_namespace(namespace)
     server.attach(app)
@@ -90,16 +91,11 @@ def _serve_contract(app: web.Application, max_message_chars: int) -> None:
 
 async def _sweep_revoked_sessions(namespace: ConsultationNamespace, interval_s: float) -> None:
     """The signal closes revoked sessions' sockets at once; this catches any signal lost with Redis."""
-    failing = False
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await namespace.sweep_revoked_sessions()
-        except Exception:  # noqa: BLE001 - a database outage: try again next round
-            if not failing:  # one line per outage, not one per round
-                log.warning("could not check live sockets for revoked sessions; retrying", exc_info=True)
-            failing = True
-            continue
-        if failing:
-            log.info("checking live sockets for revoked sessions again")
-        failing = False
+    # Any failure (a database outage, say) is tried again next round.
+    await repeat_every(
+        interval_s,
+        namespace.sessions.sweep_revoked_sessions,
+        logger=log,
+        failing="could not check live sockets for revoked sessions; retrying",
+        working_again="checking live sockets for revoked sessions again",
+    )

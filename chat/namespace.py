@@ -6,8 +6,6 @@ Every client event is acknowledged with `{"ok": true, ...}` or
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -26,6 +24,7 @@ from chat.outcomes import validation as outcome_validation
 from chat.presence import DoctorPresence
 from chat.realtime import NAMESPACE, QUEUE_ROOM, consultation_room, user_room
 from chat.service import ChatService
+from chat.socket_sessions import SocketSessions
 from store.connections import Stores
 from store.errors import (
     DomainError,
@@ -40,23 +39,6 @@ from store.payloads import get_bool, get_choice, get_int, get_str
 log = logging.getLogger(__name__)
 
 Handler = Callable[[str, Principal, dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-class Connection:
-    """What this node knows about one socket: who it is, what its audit rows say, when its token runs out."""
-
-    def __init__(self, sid: str, principal: Principal, client_ip: str | None) -> None:
-        self.ctx = AuditContext(principal, client_ip, f"sio-{sid}")
-        self.expiry: asyncio.TimerHandle | None = None
-        self.revoked = False
-
-    @property
-    def principal(self) -> Principal:
-        return self.ctx.actor
-
-    @principal.setter
-    def principal(self, fresh: Principal) -> None:
-        self.ctx = dataclasses.replace(self.ctx, actor=fresh)
 
 
 class ConsultationNamespace(socketio.AsyncNamespace):
@@ -75,8 +57,7 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         self._auth = auth_service
         self._presence = presence
         self._broadcaster = broadcaster
-        self._connections: dict[str, Connection] = {}
-        self._expiring: set[asyncio.Task] = set()
+        self.sessions = SocketSessions(self, auth_service)
         self._handlers: dict[str, Handler] = {
             "session:refresh": self._session_refresh,
             "presence:set": self._presence_set,
@@ -107,9 +88,7 @@ class ConsultationNamespace(socketio.AsyncNamespace):
             kind = self._stores.report_outage(exc)
             if kind is None:
                 raise
-            connection = self._connections.pop(sid, None)
-            if connection is not None and connection.expiry is not None:
-                connection.expiry.cancel()
+            self.sessions.close(sid)
             problem = store_unavailable(kind)
             raise socketio.exceptions.ConnectionRefusedError(problem.detail, problem.as_dict()) from None
 
@@ -132,9 +111,7 @@ class ConsultationNamespace(socketio.AsyncNamespace):
                 "account pending", {"code": "account_pending", "detail": exc.detail}
             ) from None
         request = environ.get("aiohttp.request")
-        connection = Connection(sid, principal, request.remote if request is not None else None)
-        self._connections[sid] = connection
-        self._schedule_expiry(sid, connection)
+        self.sessions.open(sid, principal, request.remote if request is not None else None)
         await self.enter_room(sid, user_room(principal.user_id))
         for consultation_id in await self._service.active_consultation_ids(principal.user_id):
             await self.enter_room(sid, consultation_room(consultation_id))
@@ -142,65 +119,15 @@ class ConsultationNamespace(socketio.AsyncNamespace):
             await self._presence.connected(principal.user_id, sid)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
-        connection = self._connections.pop(sid, None)
+        connection = self.sessions.close(sid)
         if connection is None:
             return
-        if connection.expiry is not None:
-            connection.expiry.cancel()
         if connection.principal.role == "doctor":
             try:
                 await self._presence.disconnected(connection.principal.user_id, sid)
             except Exception:
                 # At shutdown the pool may already be closing; presence then lapses by itself.
                 log.warning("could not record a doctor's disconnect", exc_info=True)
-
-    def _schedule_expiry(self, sid: str, connection: Connection) -> None:
-        if connection.expiry is not None:
-            connection.expiry.cancel()
-        delay = (connection.principal.expires_at - datetime.now(UTC)).total_seconds()
-        loop = asyncio.get_running_loop()
-        connection.expiry = loop.call_later(max(delay, 0), self._start_expiry, sid)
-
-    def _start_expiry(self, sid: str) -> None:
-        task = asyncio.ensure_future(self._expire(sid))
-        self._expiring.add(task)  # asyncio keeps only weak references to tasks
-        task.add_done_callback(self._expiring.discard)
-
-    async def _expire(self, sid: str) -> None:
-        await self.emit("session:expired", {}, to=sid)
-        await self.disconnect(sid)
-
-    # ---- revoked sessions -------------------------------------------------------------------
-
-    async def close_revoked_sessions(self, signal: dict[str, Any]) -> None:
-        """SESSIONS_SIGNAL, on every node: this node's sockets of the revoked sessions are told and closed."""
-        revoked = set(signal.get("session_ids") or [])
-        doomed = [
-            sid
-            for sid, connection in list(self._connections.items())
-            if str(connection.principal.session_id) in revoked
-        ]
-        await self._close_revoked(doomed, str(signal.get("reason") or "revoked"))
-
-    async def sweep_revoked_sessions(self) -> int:
-        """Closes this node's sockets whose tokens HTTP would now refuse; a safety net for a lost signal
-        (and for accounts disabled straight in the database). Returns how many it closed."""
-        connections = list(self._connections.items())
-        sessions = {(c.principal.user_id, c.principal.session_id) for _, c in connections}
-        revoked = set(await self._auth.revoked_sessions(sorted(sessions, key=str)))
-        doomed = [sid for sid, c in connections if (c.principal.user_id, c.principal.session_id) in revoked]
-        await self._close_revoked(doomed, "revoked")
-        return len(doomed)
-
-    async def _close_revoked(self, sids: list[str], reason: str) -> None:
-        for sid in sids:
-            connection = self._connections.get(sid)
-            if connection is None or connection.revoked:
-                continue
-            # Refused from now on, before the disconnect has gone through.
-            connection.revoked = True
-            await self.emit("session:revoked", {"reason": reason}, to=sid)
-            await self.disconnect(sid)
 
     # ---- dispatch ---------------------------------------------------------------------------
 
@@ -211,7 +138,7 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         handler = self._handlers.get(event)
         if handler is None:
             return _error(bad_request("unknown_event", f"There is no event {event!r}."))
-        connection = self._connections.get(sid)
+        connection = self.sessions.get(sid)
         if connection is None:
             return _error(unauthorized("not_connected", "This connection is not signed in."))
         if connection.revoked:
@@ -240,7 +167,7 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         return {"ok": True, **result}
 
     def _ctx(self, sid: str) -> AuditContext:
-        return self._connections[sid].ctx
+        return self.sessions.get(sid).ctx
 
     # ---- handlers ---------------------------------------------------------------------------
 
@@ -248,9 +175,7 @@ class ConsultationNamespace(socketio.AsyncNamespace):
         fresh = await self._auth.verify_access_token(get_str(payload, "token", max_len=8192))
         if fresh.user_id != principal.user_id:
             raise unprocessable("invalid_field", "The new token belongs to another account.", field="token")
-        connection = self._connections[sid]
-        connection.principal = fresh
-        self._schedule_expiry(sid, connection)
+        self.sessions.renew(sid, fresh)
         return {"expires_at": fresh.expires_at.isoformat()}
 
     async def _presence_set(self, sid: str, principal: Principal, payload: dict) -> dict:
@@ -310,7 +235,7 @@ class ConsultationNamespace(socketio.AsyncNamespace):
     async def _message_send(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")
         client_msg_id, body = validation.message_fields(payload, self._service.config.max_message_chars)
-        message, duplicate = await self._service.send_message(
+        message, duplicate = await self._service.messages.send(
             principal, self._ctx(sid), consultation_id, client_msg_id, body, sender_sid=sid
         )
         return {"message": message, "duplicate": duplicate}
@@ -318,7 +243,7 @@ class ConsultationNamespace(socketio.AsyncNamespace):
     async def _message_sync(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")
         after_seq = get_int(payload, "after_seq", minimum=0)
-        messages, has_more = await self._service.history(
+        messages, has_more = await self._service.messages.history(
             principal,
             self._ctx(sid),
             consultation_id,
@@ -346,7 +271,7 @@ class ConsultationNamespace(socketio.AsyncNamespace):
     async def _read(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")
         seq = get_int(payload, "seq", minimum=0)
-        return {"read_seq": await self._service.mark_read(principal, consultation_id, seq)}
+        return {"read_seq": await self._service.messages.mark_read(principal, consultation_id, seq)}
 
     async def _appointment_propose(self, sid: str, principal: Principal, payload: dict) -> dict:
         consultation_id = validation.get_uuid(payload, "consultation_id")

@@ -34,8 +34,11 @@ from store.errors import (
     unprocessable,
 )
 from store.http_input import path_id
-from triage import bands, intake, store, views
+from triage import bands, intake, views
 from triage.config import TriageConfig
+from triage.store import photos as photo_store
+from triage.store import saliency as saliency_store
+from triage.store import scores as score_store
 
 PHOTO_FIELD = "photo"
 TEXT_FIELDS = ("body_site", "tag")
@@ -174,14 +177,14 @@ class PhotoRoutes:
             raise conflict("wrong_state", "Photos can only be added to a waiting or active consultation.")
 
     async def list_photos(self, request: web.Request) -> web.Response:
-        _, audience, rows = await self._summary_read(request, "photo.list", store.list_photos)
+        _, audience, rows = await self._summary_read(request, "photo.list", photo_store.list_photos)
         return web.json_response({"photos": [views.photo_view(row, audience) for row in rows]})
 
     async def get_triage(self, request: web.Request) -> web.Response:
         async def summary_and_counts(conn, consultation_id: uuid.UUID) -> tuple:
             return (
-                await store.get_consultation_triage(conn, consultation_id),
-                await store.photo_status_counts(conn, consultation_id),
+                await score_store.get_consultation_triage(conn, consultation_id),
+                await photo_store.photo_status_counts(conn, consultation_id),
             )
 
         consultation, audience, (summary, counts) = await self._summary_read(request, "triage.read", summary_and_counts)
@@ -216,12 +219,12 @@ class PhotoRoutes:
         refuse_unapproved_doctor(principal)  # before the photo is looked up: its existence stays unknown
         photo_id = path_id(request, "photo_id")
         async with self._stores.pool.acquire() as conn, conn.transaction():
-            consultation_id = await store.get_photo_consultation(conn, photo_id)
+            consultation_id = await photo_store.get_photo_consultation(conn, photo_id)
             consultation = await self._authorize_photo_read(conn, principal, consultation_id, variant)
             if variant == "saliency":
-                body = await store.get_saliency_png(conn, photo_id)
+                body = await saliency_store.get_saliency_png(conn, photo_id)
             else:
-                body = await store.get_photo_bytes(conn, photo_id, thumbnail=variant == "thumbnail")
+                body = await photo_store.get_photo_bytes(conn, photo_id, thumbnail=variant == "thumbnail")
             await audit_context(request).record(
                 conn, f"photo.read.{variant}", "photo", photo_id, {"consultation_id": str(consultation["id"])}
             )

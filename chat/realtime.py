@@ -114,6 +114,6 @@ async def move_users(server: socketio.AsyncServer, user_ids: list[uuid.UUID], ro
 
 
 async def announce_revoked_sessions(server: socketio.AsyncServer, session_ids: list[uuid.UUID], reason: str) -> None:
-    """Every node closes its connections of these sessions (ChatNamespace.close_revoked_sessions)."""
+    """Every node closes its connections of these sessions (SocketSessions.close_revoked_sessions)."""
     signal = {"session_ids": [str(s) for s in session_ids], "reason": reason}
     await server.emit(SESSIONS_SIGNAL, signal, room=SIGNAL_ROOM, namespace=NAMESPACE)

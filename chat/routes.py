@@ -111,7 +111,7 @@ class ChatRoutes:
         if after_seq is not None and before_seq is not None:
             raise unprocessable("invalid_field", "Give 'after_seq' or 'before_seq', not both.", field="before_seq")
         limit = get_query_int(request.query, "limit", minimum=1, maximum=validation.MAX_PAGE, default=50)
-        messages, has_more = await self._service.history(
+        messages, has_more = await self._service.messages.history(
             principal, audit_context(request), consultation_id, after_seq=after_seq, before_seq=before_seq, limit=limit
         )
         return _json({"messages": messages, "has_more": has_more})
@@ -122,7 +122,7 @@ class ChatRoutes:
         client_msg_id, body = validation.message_fields(
             await self._body(request), self._service.config.max_message_chars
         )
-        message, duplicate = await self._service.send_message(
+        message, duplicate = await self._service.messages.send(
             principal, audit_context(request), consultation_id, client_msg_id, body
         )
         return _json({"message": message, "duplicate": duplicate})

@@ -152,3 +152,29 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+async def repeat_every(
+    interval_s: float,
+    turn: Callable[[], Awaitable[object]],
+    *,
+    logger: logging.Logger,
+    failing: str,
+    working_again: str,
+    faults: tuple[type[BaseException], ...] = (Exception,),
+) -> None:
+    """Runs `turn` every interval until cancelled. A turn that raises one of `faults` is tried again next
+    interval, logged once per outage (`failing`, with its traceback) and once when a turn works again."""
+    down = False
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await turn()
+        except faults:
+            if not down:
+                logger.warning(failing, exc_info=True)
+            down = True
+            continue
+        if down:
+            logger.info(working_again)
+        down = False

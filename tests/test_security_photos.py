@@ -17,8 +17,9 @@ from tests import test_chat_support as cs
 from tests import test_triage_support as ti
 from tests.test_triage_routes import expect_problem, form, nothing_stored, photos_url
 from tests.test_triage_worker import classifier, make_worker, node  # noqa: F401  (fixtures)
-from triage import jobs, photo_gate, store
+from triage import jobs, photo_gate
 from triage.images import MAX_SIDE, normalise_photo
+from triage.store import photos as photo_store
 from web.app import SETTINGS, STORES, create_app
 
 SMALL_CAP = 1_000_000
@@ -111,7 +112,7 @@ async def test_a_scoring_failure_names_no_python_object(node, classifier):  # no
     broken = replace(good, image=b"\x89PNG\r\n\x1a\n" + b"\0" * 64, sha256="1" * 64)
     async with node.app[STORES].pool.acquire() as conn:
         quality = photo_gate.check_quality(Image.open(io.BytesIO(good.image)))
-        [stored] = await store.add_photos_txn(conn, case, "back", None, "unknown", [(broken, quality)], 6)
+        [stored] = await photo_store.add_photos_txn(conn, case, "back", None, "unknown", [(broken, quality)], 6)
     await jobs.enqueue_photo_jobs(
         node.app[STORES].redis, node.app[SETTINGS].triage.stream, [(stored.photo["id"], case)]
     )

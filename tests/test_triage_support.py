@@ -148,14 +148,7 @@ async def chat_on_scored(conn, consultation_id: uuid.UUID, summary) -> None:
     """Chat's side of a score, as the composition root (web/app.py, triage_hooks) lends it to triage."""
     from chat.queue import apply_triage_result
 
-    await apply_triage_result(
-        conn,
-        consultation_id,
-        image_band=summary.urgency,
-        p_malignant=summary.p_malignant,
-        model_version=summary.model_version,
-        trusted=summary.trusted,
-    )
+    await apply_triage_result(conn, consultation_id, summary)
 
 
 async def score_consultation(
@@ -171,9 +164,11 @@ async def score_consultation(
     """What the worker does for one photo, without the model: the photo stored and scored through triage's own
     store (the score's one home), with `on_scored` (chat's hook) in the same transaction. Each call scores a new
     photo under a fresh model version, so that photo decides. Trusted: dermoscopic, no quality problem, in range."""
-    from triage import bands, store
+    from triage import bands
     from triage.images import NormalisedPhoto
     from triage.photo_gate import QualityReport
+    from triage.store import photos as photo_store
+    from triage.store import scores as score_store
 
     photo = NormalisedPhoto(
         image=b"\xff\xd8\xff",
@@ -184,11 +179,11 @@ async def score_consultation(
         source_format="jpeg",
         warnings=(),
     )
-    [stored] = await store.add_photos_txn(
+    [stored] = await photo_store.add_photos_txn(
         conn, consultation_id, "back", "dermoscopic", "dermoscopic", [(photo, QualityReport({}, ()))], max_photos=1000
     )
     version = model_version or f"test-{uuid.uuid4().hex[:8]}"
-    result = store.PhotoResult(
+    result = score_store.PhotoResult(
         stored.photo["id"],
         consultation_id,
         version,
@@ -199,4 +194,4 @@ async def score_consultation(
         ood_score=0.0,
         in_distribution=trusted,
     )
-    await store.record_results_txn(conn, [result], bands.BANDS, on_scored)
+    await score_store.record_results_txn(conn, [result], bands.BANDS, on_scored)

@@ -24,10 +24,12 @@ from jax_models.serving import load_classifier
 from tests import test_chat_support as cs
 from tests import test_triage_support as ti
 from tests.test_triage_routes import form, photos_url
-from triage import jobs, photo_gate, scoring, store
+from triage import jobs, photo_gate, scoring
 from triage.config import TriageConfig
 from triage.images import normalise_photo
 from triage.rescore import rescore_consultations
+from triage.store import photos as photo_store
+from triage.store import scores as score_store
 from triage.worker import TriageWorker
 from web.app import SETTINGS, STORES, triage_hooks
 
@@ -109,7 +111,7 @@ async def test_upload_to_score_reorders_queue_and_tells_consoles(node, classifie
         )
         queue = snapshot["queue"]
         async with node.app[STORES].pool.acquire() as conn:
-            summaries = {c: await store.get_consultation_triage(conn, c) for c in cases}
+            summaries = {c: await score_store.get_consultation_triage(conn, c) for c in cases}
         for entry in queue:
             summary = summaries[uuid.UUID(entry["consultation_id"])]
             assert entry["image_band"] == summary["urgency"]
@@ -208,7 +210,7 @@ async def test_photo_the_model_cannot_read_is_failed_and_the_case_stays_queued(n
     cfg = node.app[SETTINGS].triage
     async with node.app[STORES].pool.acquire() as conn:
         quality = photo_gate.check_quality(Image.open(io.BytesIO(good.image)))
-        [stored] = await store.add_photos_txn(conn, case, "back", None, "unknown", [(broken, quality)], 6)
+        [stored] = await photo_store.add_photos_txn(conn, case, "back", None, "unknown", [(broken, quality)], 6)
     await jobs.enqueue_photo_jobs(node.app[STORES].redis, cfg.stream, [(stored.photo["id"], case)])
 
     worker = make_worker(node, classifier, "worker-a")
@@ -467,5 +469,5 @@ async def test_a_new_model_version_catches_up_on_the_cases_it_touches(node, clas
     assert await new_worker.run_once(block_ms=1000) == 2
     assert await new_worker.run_once(block_ms=100) == 0
     async with node.app[STORES].pool.acquire() as conn:
-        summary = await store.get_consultation_triage(conn, case)
+        summary = await score_store.get_consultation_triage(conn, case)
     assert summary["model_version"] == classifier.version and summary["scored_photos"] == 3

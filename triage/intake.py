@@ -19,9 +19,10 @@ import redis.asyncio as redis
 from PIL import Image
 
 from store.errors import DomainError
-from triage import jobs, photo_gate, store
+from triage import jobs, photo_gate
 from triage.config import TriageConfig
 from triage.images import NormalisedPhoto, normalise_photo
+from triage.store import photos as photo_store
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,9 @@ async def store_photos(
     body_site: str,
     tag: str | None,
     photos: Sequence[CheckedPhoto],
-) -> list[store.StoredPhoto]:
+) -> list[photo_store.StoredPhoto]:
     """Stores the photos, within the per-consultation cap; one already stored comes back as a duplicate."""
-    return await store.add_photos_txn(
+    return await photo_store.add_photos_txn(
         conn, consultation_id, body_site, tag, photo_gate.kind_of(tag), photos, config.max_photos_per_consultation
     )
 
@@ -73,7 +74,7 @@ async def queue_jobs(
     client: redis.Redis,
     config: TriageConfig,
     consultation_id: uuid.UUID,
-    stored: Sequence[store.StoredPhoto],
+    stored: Sequence[photo_store.StoredPhoto],
     report_outage: Callable[[BaseException], str | None] = lambda exc: None,
 ) -> None:
     """Queues a triage job for each photo stored now; call it after the photos' transaction commits.

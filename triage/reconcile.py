@@ -15,7 +15,8 @@ import logging
 import asyncpg
 import redis.asyncio as redis
 
-from triage import jobs, store
+from triage import jobs
+from triage.store import photos as photo_store
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ async def requeue_lost_photos(pool: asyncpg.Pool, client: redis.Redis, stream: s
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RECONCILE_LOCK):
             return 0  # another worker is reconciling right now
         try:
-            pending = await store.pending_photos(conn, grace_s)
+            pending = await photo_store.pending_photos(conn, grace_s)
             if not pending:
                 return 0
             queued = await jobs.queued_photo_ids(client, stream)

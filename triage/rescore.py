@@ -13,8 +13,10 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from triage import scoring, store
+from triage import scoring
 from triage.policy import ConsultationTriage
+from triage.store import photos as photo_store
+from triage.store import scores as score_store
 from triage.worker import QueueNotifier
 
 log = logging.getLogger(__name__)
@@ -25,13 +27,13 @@ async def rescore_consultations(
     classifier: scoring.Classifier,
     consultation_ids: Sequence[uuid.UUID],
     *,
-    on_scored: store.OnScored,
+    on_scored: score_store.OnScored,
     notifier: QueueNotifier | None,
 ) -> list[ConsultationTriage]:
     """Scores every photo of these consultations that `classifier`'s version has not scored; returns the
     consultations whose triage changed."""
     async with pool.acquire() as conn:
-        rows = await store.photos_to_rescore(conn, consultation_ids, classifier.version)
+        rows = await photo_store.photos_to_rescore(conn, consultation_ids, classifier.version)
     largest = max(classifier.batch_sizes)
     changed: list[ConsultationTriage] = []
     chunk: list[dict] = []
@@ -49,10 +51,10 @@ async def rescore_consultations(
 
 
 async def _score_chunk(
-    pool: asyncpg.Pool, classifier: scoring.Classifier, rows: list[dict], on_scored: store.OnScored
+    pool: asyncpg.Pool, classifier: scoring.Classifier, rows: list[dict], on_scored: score_store.OnScored
 ) -> list[ConsultationTriage]:
     async with pool.acquire() as conn:
-        images = await store.load_photo_images(conn, [row["id"] for row in rows])
+        images = await photo_store.load_photo_images(conn, [row["id"] for row in rows])
     photos = [scoring.PhotoToScore(r["id"], r["consultation_id"], r["image"]) for r in images]
     results = await scoring.predict_photos(classifier, photos)
     changed = await scoring.write_results(pool, classifier, results, on_scored)

@@ -17,10 +17,11 @@ import asyncpg
 import redis.asyncio as redis
 
 from store.outages import Backoff
-from triage import bands, rescore, scoring, store
+from triage import bands, rescore, scoring
 from triage.config import TriageConfig
 from triage.heartbeat import WorkerStatus
 from triage.policy import ConsultationTriage
+from triage.store import scores as score_store
 from triage.worker import QueueNotifier, TriageWorker
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TriageHooks:
-    on_scored: store.OnScored
+    on_scored: score_store.OnScored
     notifier: QueueNotifier | None
     open_consultations: Callable[[asyncpg.Connection], Awaitable[list[uuid.UUID]]]
 
@@ -94,17 +95,6 @@ class WorkerSupervisor:
             notifier=self._hooks.notifier,
         )
         await self.worker.run()
-
-
-async def run_worker(
-    pool: asyncpg.Pool,
-    client: redis.Redis,
-    config: TriageConfig,
-    hooks: TriageHooks,
-    classifier: scoring.Classifier | None = None,
-) -> None:
-    """A supervised worker (the classifier loaded unless given), consuming jobs until cancelled."""
-    await WorkerSupervisor(pool, client, config, hooks, classifier).run()
 
 
 async def rescore_open(

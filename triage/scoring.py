@@ -20,9 +20,11 @@ from typing import Any, Protocol
 import asyncpg
 from PIL import Image
 
-from triage import bands, store
+from triage import bands
 from triage.images import decode_for_model
 from triage.policy import ConsultationTriage
+from triage.store import saliency as saliency_store
+from triage.store import scores as score_store
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +66,12 @@ class PhotoToScore:
 
 def _result(
     photo: PhotoToScore, model_version: str, batch_size: int, prediction: Any = None, failure: str | None = None
-) -> store.PhotoResult:
+) -> score_store.PhotoResult:
     if failure is None and not (math.isfinite(prediction.p_malignant) and 0.0 <= prediction.p_malignant <= 1.0):
         failure = "the model produced no valid probability for this photo"
     if failure is not None:
-        return store.PhotoResult(photo.photo_id, photo.consultation_id, model_version, failure=failure)
-    return store.PhotoResult(
+        return score_store.PhotoResult(photo.photo_id, photo.consultation_id, model_version, failure=failure)
+    return score_store.PhotoResult(
         photo.photo_id,
         photo.consultation_id,
         model_version,
@@ -83,10 +85,10 @@ def _result(
     )
 
 
-def _predict_chunk(classifier: Classifier, photos: Sequence[PhotoToScore]) -> list[store.PhotoResult]:
+def _predict_chunk(classifier: Classifier, photos: Sequence[PhotoToScore]) -> list[score_store.PhotoResult]:
     """Runs in a worker thread: decode, predict, and isolate failures."""
     decoded: list[tuple[PhotoToScore, Image.Image]] = []
-    results: list[store.PhotoResult] = []
+    results: list[score_store.PhotoResult] = []
     for photo in photos:
         try:
             decoded.append((photo, decode_for_model(photo.image, 2 * classifier.image_size)))
@@ -115,19 +117,24 @@ def _predict_chunk(classifier: Classifier, photos: Sequence[PhotoToScore]) -> li
     return results
 
 
-async def predict_photos(classifier: Classifier, photos: Sequence[PhotoToScore]) -> list[store.PhotoResult]:
+async def predict_photos(classifier: Classifier, photos: Sequence[PhotoToScore]) -> list[score_store.PhotoResult]:
     largest = max(classifier.batch_sizes)
-    results: list[store.PhotoResult] = []
+    results: list[score_store.PhotoResult] = []
     for start in range(0, len(photos), largest):
         results += await asyncio.to_thread(_predict_chunk, classifier, photos[start : start + largest])
     return results
 
 
 async def write_results(
-    pool: asyncpg.Pool, classifier: Classifier, results: Sequence[store.PhotoResult], on_scored: store.OnScored
+    pool: asyncpg.Pool,
+    classifier: Classifier,
+    results: Sequence[score_store.PhotoResult],
+    on_scored: score_store.OnScored,
 ) -> list[ConsultationTriage]:
     async with pool.acquire() as conn:
-        return await store.record_results_txn(conn, results, bands.for_thresholds(classifier.thresholds), on_scored)
+        return await score_store.record_results_txn(
+            conn, results, bands.for_thresholds(classifier.thresholds), on_scored
+        )
 
 
 async def store_saliency(pool: asyncpg.Pool, classifier: Classifier, photos: Sequence[PhotoToScore]) -> list[uuid.UUID]:
@@ -142,5 +149,5 @@ async def store_saliency(pool: asyncpg.Pool, classifier: Classifier, photos: Seq
             failed.append(photo.photo_id)
             continue
         async with pool.acquire() as conn:
-            await store.store_saliency(conn, photo.photo_id, classifier.version, png)
+            await saliency_store.store_saliency(conn, photo.photo_id, classifier.version, png)
     return failed

@@ -7,7 +7,8 @@ after `claim_idle_ms`; the idempotent write makes their second run change nothin
 
 It never gives up: a turn that fails (PostgreSQL or Redis down, the stream's group lost with
 Redis's data) is retried after a capped, jittered backoff, logged once when the fault starts
-and once when work resumes; after any fault the reconciler re-queues photos whose job was lost.
+and once when work resumes (`worker_faults`); after any fault the reconciler re-queues photos whose job
+was lost.
 """
 
 from __future__ import annotations
@@ -28,9 +29,13 @@ import asyncpg
 import redis.asyncio as redis
 
 from store.outages import Backoff, outage_kind
-from triage import heartbeat, jobs, reconcile, scoring, store
+from triage import heartbeat, jobs, reconcile, scoring
 from triage.config import TriageConfig
 from triage.policy import ConsultationTriage
+from triage.store import photos as photo_store
+from triage.store import saliency as saliency_store
+from triage.store import scores as score_store
+from triage.worker_faults import FaultLog
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +66,7 @@ class TriageWorker:
         classifier: scoring.Classifier,
         config: TriageConfig,
         *,
-        on_scored: store.OnScored,
+        on_scored: score_store.OnScored,
         notifier: QueueNotifier | None,
         consumer: str | None = None,
     ) -> None:
@@ -78,8 +83,7 @@ class TriageWorker:
         # Photos whose overlay failed here: not retried by this process, so a bad one cannot spin the loop.
         self._unexplainable: set[uuid.UUID] = set()
         self.status = heartbeat.WorkerStatus(self.consumer, classifier.version, tuple(classifier.batch_sizes))
-        self._fault_since: float | None = None
-        self._failed_turns = 0
+        self._faults = FaultLog(self.consumer, self.status)
         # Set after a fault: the group may need creating again, the stream may have lost jobs, and
         # this consumer's own delivered jobs are taken up again before new ones.
         self._group_ready = False
@@ -154,7 +158,7 @@ class TriageWorker:
                             writing = None
                         if self.config.saliency:
                             saliency_backlog = await self.compute_missing_saliency(SALIENCY_PER_TURN) > 0
-                    self._turn_went_through()
+                    self._faults.turn_went_through()
                     backoff.reset()
                 except asyncio.CancelledError:
                     raise
@@ -169,46 +173,14 @@ class TriageWorker:
                 writing.cancel()
                 await asyncio.gather(writing, return_exceptions=True)
 
-    def _turn_went_through(self) -> None:
-        if self.status.last_ok_at is None:
-            log.info("triage worker ready", extra={"consumer": self.consumer})
-        self.status.last_ok_at = time.time()
-        if self._fault_since is None:
-            return
-        log.warning(
-            "triage worker working again",
-            extra={
-                "consumer": self.consumer,
-                "fault": self.status.fault,
-                "failed_turns": self._failed_turns,
-                "outage_s": round(time.monotonic() - self._fault_since, 2),
-            },
-        )
-        self.status.fault = None
-        self._fault_since = None
-        self._failed_turns = 0
-
     def _turn_failed(self, exc: Exception) -> None:
-        """Logs a fault once (a traceback only for what is not a store outage) and plans the recovery."""
+        """Reports the fault and plans the recovery."""
         missing_group = jobs.is_missing_group(exc)
-        fault = "redis_data_lost" if missing_group else outage_kind(exc) or type(exc).__name__
-        self._failed_turns += 1
+        self._faults.turn_failed(exc, missing_group=missing_group)
         # Whatever fault it was, Redis may have lost jobs and this consumer holds some it never finished.
         self._group_ready = self._group_ready and not missing_group
         self._next_reconcile = 0.0
         self._retry_own_jobs = True
-        if fault == self.status.fault:
-            return
-        if self._fault_since is None:
-            self._fault_since = time.monotonic()
-        self.status.fault = fault
-        if missing_group or outage_kind(exc) is not None:
-            log.warning(
-                "triage worker cannot work; retrying with backoff",
-                extra={"consumer": self.consumer, "fault": fault, "error": f"{type(exc).__name__}: {exc}"},
-            )
-        else:
-            log.exception("triage worker turn failed; retrying with backoff", extra={"consumer": self.consumer})
 
     async def reconcile(self) -> int:
         """Re-queues photos pending without a job (PostgreSQL is the truth); forgets departed consumers."""
@@ -276,7 +248,7 @@ class TriageWorker:
         """Scores a batch, writes it, then acknowledges it; a crash before the ack leaves it to be claimed."""
         await self.commit(batch, await self.score(batch))
 
-    async def score(self, batch: Sequence[jobs.Job]) -> list[store.PhotoResult]:
+    async def score(self, batch: Sequence[jobs.Job]) -> list[score_store.PhotoResult]:
         """The model's result, or the reason for failing, for each photo of the batch still to score."""
         started = time.perf_counter()
         to_score, failures = await self._load(batch)
@@ -292,7 +264,7 @@ class TriageWorker:
         )
         return results
 
-    async def commit(self, batch: Sequence[jobs.Job], results: Sequence[store.PhotoResult]) -> None:
+    async def commit(self, batch: Sequence[jobs.Job], results: Sequence[score_store.PhotoResult]) -> None:
         """Writes the results, acknowledges the jobs, then tells the consoles."""
         started = time.perf_counter()
         changed = await scoring.write_results(self.pool, self.classifier, results, self.on_scored)
@@ -314,7 +286,7 @@ class TriageWorker:
         """A consultation is summarised over its photos' scores from one model version: photos scored
         only by an earlier version (before this worker's model was deployed) are queued for this one."""
         async with self.pool.acquire() as conn:
-            behind = await store.photos_behind_version(conn, consultation_ids, self.classifier.version)
+            behind = await photo_store.photos_behind_version(conn, consultation_ids, self.classifier.version)
         if behind:
             await jobs.enqueue_photo_jobs(
                 self.redis, self.config.stream, [(row["id"], row["consultation_id"]) for row in behind]
@@ -323,17 +295,19 @@ class TriageWorker:
     async def compute_missing_saliency(self, limit: int) -> int:
         """Draws overlays for scored photos that lack one; returns how many it tried."""
         async with self.pool.acquire() as conn:
-            rows = await store.photos_missing_saliency(
+            rows = await saliency_store.photos_missing_saliency(
                 conn, self.classifier.version, limit, skip=list(self._unexplainable)
             )
         photos = [scoring.PhotoToScore(r["id"], r["consultation_id"], r["image"]) for r in rows]
         self._unexplainable.update(await scoring.store_saliency(self.pool, self.classifier, photos))
         return len(photos)
 
-    async def _load(self, batch: Sequence[jobs.Job]) -> tuple[list[scoring.PhotoToScore], list[store.PhotoResult]]:
+    async def _load(
+        self, batch: Sequence[jobs.Job]
+    ) -> tuple[list[scoring.PhotoToScore], list[score_store.PhotoResult]]:
         """The photos to score now, and the failures decided without the model (too many attempts)."""
         async with self.pool.acquire() as conn:
-            rows = await store.claim_photos_for_scoring_txn(
+            rows = await score_store.claim_photos_for_scoring_txn(
                 conn, [job.photo_id for job in batch], self.classifier.version
             )
         to_score, failures, seen = [], [], set()
@@ -343,7 +317,7 @@ class TriageWorker:
             seen.add(row["id"])
             if row["attempts"] > self.config.max_attempts:
                 failures.append(
-                    store.PhotoResult(
+                    score_store.PhotoResult(
                         row["id"],
                         row["consultation_id"],
                         self.classifier.version,

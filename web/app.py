@@ -152,20 +152,10 @@ def triage_hooks(settings: Settings, notifier) -> TriageHooks:
     from chat import queue
     from chat.store import waiting_queue
 
-    async def on_scored(conn, consultation_id, summary) -> None:
-        await queue.apply_triage_result(
-            conn,
-            consultation_id,
-            image_band=summary.urgency,
-            p_malignant=summary.p_malignant,
-            model_version=summary.model_version,
-            trusted=summary.trusted,
-        )
-
     async def open_consultations(conn) -> list:
         return [row["id"] for row in await waiting_queue.queue_rows(conn, settings.chat.queue_ageing_minutes * 60)]
 
-    return TriageHooks(on_scored=on_scored, notifier=notifier, open_consultations=open_consultations)
+    return TriageHooks(on_scored=queue.apply_triage_result, notifier=notifier, open_consultations=open_consultations)
 
 
 def _setup_triage(app: web.Application, stores: Stores, settings: Settings) -> None:

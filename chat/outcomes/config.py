@@ -5,20 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from store.env import env_int
-
-
-def _env_fraction(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be a number between 0 and 1, got {raw!r}") from None
-    if not 0 <= value <= 1:
-        raise SystemExit(f"{name} must be between 0 and 1, got {value}")
-    return value
+from store.env import env_fraction, env_int
 
 
 @dataclass(frozen=True)
@@ -34,8 +21,8 @@ class OutcomesConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OutcomesConfig:
-        reference = _env_fraction(env, "SKINDOC_OUTCOMES_REFERENCE_SENSITIVITY", cls.reference_sensitivity)
-        lower = _env_fraction(env, "SKINDOC_OUTCOMES_REFERENCE_LOWER", cls.reference_lower)
+        reference = env_fraction(env, "SKINDOC_OUTCOMES_REFERENCE_SENSITIVITY", cls.reference_sensitivity)
+        lower = env_fraction(env, "SKINDOC_OUTCOMES_REFERENCE_LOWER", cls.reference_lower)
         if lower > reference:
             raise SystemExit("SKINDOC_OUTCOMES_REFERENCE_LOWER must not exceed SKINDOC_OUTCOMES_REFERENCE_SENSITIVITY")
         changed = (reference, lower) != (cls.reference_sensitivity, cls.reference_lower)

@@ -24,7 +24,7 @@ import asyncpg
 
 from auth.audit import AuditContext
 from chat.outcomes import store
-from triage import store as triage_store
+from triage.store import photos as photo_store
 
 LABEL_COLUMNS = ("image_id", "lesion_id", "dx", "malignant", "age", "sex", "site", "split")
 
@@ -62,7 +62,7 @@ async def export_confirmed_cases(
     async with pool.acquire() as conn, conn.transaction():
         cases = await store.confirmed_cases_for_export(conn)
         photos = {
-            case["consultation_id"]: await triage_store.list_photos(conn, case["consultation_id"]) for case in cases
+            case["consultation_id"]: await photo_store.list_photos(conn, case["consultation_id"]) for case in cases
         }
         cases = [case for case in cases if photos[case["consultation_id"]]]
         await store.record_export(
@@ -90,7 +90,7 @@ async def _write_images(
         lesion_id = names.of("lesion", case["consultation_id"])
         split = "test" if held_out(case["consultation_id"], test_fraction) else "val"
         async with pool.acquire() as conn:
-            images = await triage_store.load_photo_images(conn, [p["id"] for p in photos[case["consultation_id"]]])
+            images = await photo_store.load_photo_images(conn, [p["id"] for p in photos[case["consultation_id"]]])
         for image in images:
             image_id = names.of("image", image["id"])
             (folder / "images" / f"{image_id}.jpg").write_bytes(image["image"])

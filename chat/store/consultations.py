@@ -11,6 +11,7 @@ from chat.store.case_scores import SELECT_SCORED, scored
 from chat.store.context import SYSTEM
 from store.errors import conflict
 from triage import checklist, urgency_policy
+from triage.policy import ConsultationTriage
 
 
 async def create_consultation_txn(
@@ -97,18 +98,17 @@ async def cancel_consultation_txn(
     reason: str | None,
     ctx: AuditContext,
 ) -> asyncpg.Record:
-    async with conn.transaction():
-        row = await conn.fetchrow(
-            scored("""UPDATE consultations SET state = 'cancelled', closed_at = now(), cancel_reason = $3
-                      WHERE id = $1 AND patient_id = $2 AND state IN ('waiting', 'active') RETURNING *"""),
-            consultation_id,
-            patient_id,
-            reason,
-        )
-        if row is None:
-            raise conflict("wrong_state", "Only a waiting or active consultation can be cancelled.")
-        await ctx.record(conn, "consultation.cancel", "consultation", consultation_id, {"reason": reason})
-        return row
+    return await _close_txn(
+        conn,
+        ctx,
+        """UPDATE consultations SET state = 'cancelled', closed_at = now(), cancel_reason = $3
+            WHERE id = $1 AND patient_id = $2 AND state IN ('waiting', 'active') RETURNING *""",
+        consultation_id,
+        (patient_id, reason),
+        refusal="Only a waiting or active consultation can be cancelled.",
+        action="consultation.cancel",
+        details={"reason": reason},
+    )
 
 
 async def resolve_txn(
@@ -120,32 +120,46 @@ async def resolve_txn(
     note: str,
     ctx: AuditContext,
 ) -> asyncpg.Record:
+    return await _close_txn(
+        conn,
+        ctx,
+        """UPDATE consultations SET state = 'resolved', closed_at = now(), outcome = $3, outcome_note = $4
+            WHERE id = $1 AND doctor_id = $2 AND state = 'active' RETURNING *""",
+        consultation_id,
+        (doctor_id, outcome, note),
+        refusal="Only an active consultation assigned to you can be resolved.",
+        action="consultation.resolve",
+        details={"outcome": outcome},
+    )
+
+
+async def _close_txn(
+    conn: asyncpg.Connection,
+    ctx: AuditContext,
+    update: str,
+    consultation_id: uuid.UUID,
+    args: tuple,
+    *,
+    refusal: str,
+    action: str,
+    details: dict,
+) -> asyncpg.Record:
+    """Closes a consultation by `update` (its arguments: the consultation's id, then `args`; it matches no row
+    unless the case is in a state it may leave), audited as `action`; else 409 wrong_state with `refusal`."""
     async with conn.transaction():
-        row = await conn.fetchrow(
-            scored("""UPDATE consultations SET state = 'resolved', closed_at = now(), outcome = $3, outcome_note = $4
-                      WHERE id = $1 AND doctor_id = $2 AND state = 'active' RETURNING *"""),
-            consultation_id,
-            doctor_id,
-            outcome,
-            note,
-        )
+        row = await conn.fetchrow(scored(update), consultation_id, *args)
         if row is None:
-            raise conflict("wrong_state", "Only an active consultation assigned to you can be resolved.")
-        await ctx.record(conn, "consultation.resolve", "consultation", consultation_id, {"outcome": outcome})
+            raise conflict("wrong_state", refusal)
+        await ctx.record(conn, action, "consultation", consultation_id, details)
         return row
 
 
 async def set_band_from_score_txn(
-    conn: asyncpg.Connection,
-    *,
-    consultation_id: uuid.UUID,
-    image_band: str,
-    p_malignant: float,
-    model_version: str,
-    trusted: bool,
+    conn: asyncpg.Connection, consultation_id: uuid.UUID, summary: ConsultationTriage
 ) -> str | None:
     """Sets the case's band by the urgency policy from the deciding photo's band, under the row lock; returns
     the band (None: no such case). The score itself is triage's to store (chat/store/case_scores.py)."""
+    image_band, trusted = summary.urgency, summary.trusted
     async with conn.transaction():
         current = await conn.fetchrow(
             "SELECT checklist_band, urgency FROM consultations WHERE id = $1 FOR UPDATE", consultation_id
@@ -165,8 +179,8 @@ async def set_band_from_score_txn(
                 "urgency": band,
                 "image_band": image_band,
                 "score_trusted": trusted,
-                "p_malignant": p_malignant,
-                "model_version": model_version,
+                "p_malignant": summary.p_malignant,
+                "model_version": summary.model_version,
             },
         )
         return band

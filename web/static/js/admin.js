@@ -1,6 +1,6 @@
 // The admin view: approve doctors waiting for it, search the audit log.
 
-import { $, h, fill, formValues, showFormError, busy } from './dom.js';
+import { $, h, fill, formValues, onSubmit, showFormError } from './dom.js';
 import { when } from './words.js';
 
 export function setupAdmin(session) {
@@ -45,12 +45,7 @@ export function setupAdmin(session) {
     $('#audit-more').hidden = !nextBefore;
   }
 
-  form.addEventListener('submit', (event) => {
-    event.preventDefault();
-    busy(form, async () => {
-      try { showFormError(form, null); await search(false); } catch (error) { showFormError(form, error); }
-    });
-  });
+  onSubmit(form, () => search(false));
   $('#audit-more').addEventListener('click', () => search(true).catch((error) => showFormError(form, error)));
   loadPending().catch((error) => fill($('#pending-doctors'), h('li', { class: 'form-error' }, error.message)));
   search(false).catch((error) => showFormError(form, error));

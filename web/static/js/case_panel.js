@@ -1,7 +1,7 @@
 // One active consultation's panel in the doctor console: the case and why it has its band, the photos with the
 // model's probabilities and saliency overlay, the chat, follow-up appointments, resolution and hand-over.
 
-import { h, fill, formValues, showFormError, busy } from './dom.js';
+import { h, fill, onSubmit } from './dom.js';
 import { ChatView } from './chat.js';
 import * as words from './words.js';
 import { WORKING_DIAGNOSES } from './diagnoses.js';
@@ -140,23 +140,15 @@ function appointmentForm(entry) {
     h('div', { class: 'actions' },
       h('button', { type: 'button', onclick: () => slots.append(slotRow()) }, 'Add another time'),
       h('button', { type: 'submit', class: 'primary' }, 'Propose')));
-  form.addEventListener('submit', (event) => {
-    event.preventDefault();
+  onSubmit(form, async () => {
     const proposed = [...slots.querySelectorAll('.slot-row')].map((row) => ({
       starts_at: new Date(row.querySelector('[name=starts_at]').value).toISOString(),
       minutes: Number(row.querySelector('[name=minutes]').value),
       kind: row.querySelector('[name=kind]').value,
       location: row.querySelector('[name=location]').value.trim(),
     }));
-    busy(form, async () => {
-      try {
-        showFormError(form, null);
-        await entry.desk.realtime.call('appointment:propose', { consultation_id: entry.consultation.id, slots: proposed });
-        await loadAppointments(entry);
-      } catch (error) {
-        showFormError(form, error);
-      }
-    });
+    await entry.desk.realtime.call('appointment:propose', { consultation_id: entry.consultation.id, slots: proposed });
+    await loadAppointments(entry);
   });
   return form;
 }
@@ -184,18 +176,9 @@ function resolveForm(entry) {
     h('label', {}, 'Note for the patient', h('textarea', { name: 'note', required: true, maxlength: 4000 })),
     h('p', { class: 'form-error', role: 'alert', hidden: true }),
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Resolve')));
-  form.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const values = formValues(form);
-    busy(form, async () => {
-      try {
-        showFormError(form, null);
-        await entry.desk.realtime.call('consultation:resolve', { consultation_id: entry.consultation.id, ...values });
-        entry.desk.closeCase(entry.consultation.id);
-      } catch (error) {
-        showFormError(form, error);
-      }
-    });
+  onSubmit(form, async (values) => {
+    await entry.desk.realtime.call('consultation:resolve', { consultation_id: entry.consultation.id, ...values });
+    entry.desk.closeCase(entry.consultation.id);
   });
   return form;
 }
@@ -212,19 +195,10 @@ function transferForm(entry) {
       h('option', { value: d.doctor_id }, `Doctor ${d.doctor_id.slice(0, 8)} (${d.availability}, ${d.active}/${d.capacity})`)));
   target.addEventListener('focus', refreshTargets);
   refreshTargets();
-  form.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const { reason, to_doctor_id: to } = formValues(form);
-    busy(form, async () => {
-      try {
-        showFormError(form, null);
-        await entry.desk.realtime.call('consultation:transfer',
-          { consultation_id: entry.consultation.id, reason, ...(to ? { to_doctor_id: to } : {}) });
-        entry.desk.closeCase(entry.consultation.id);
-      } catch (error) {
-        showFormError(form, error);
-      }
-    });
+  onSubmit(form, async ({ reason, to_doctor_id: to }) => {
+    await entry.desk.realtime.call('consultation:transfer',
+      { consultation_id: entry.consultation.id, reason, ...(to ? { to_doctor_id: to } : {}) });
+    entry.desk.closeCase(entry.consultation.id);
   });
   return form;
 }

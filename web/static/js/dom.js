@@ -51,6 +51,25 @@ export function showFormError(form, error) {
   if (field && field.focus) { field.setAttribute('aria-invalid', 'true'); field.focus(); }
 }
 
+/**
+ * On submit, `send(values)` with the form's values: the form is busy meanwhile, and what went wrong is
+ * shown in it (an earlier error is cleared first).
+ */
+export function onSubmit(form, send) {
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const values = formValues(form);
+    busy(form, async () => {
+      try {
+        showFormError(form, null);
+        await send(values);
+      } catch (error) {
+        showFormError(form, error);
+      }
+    });
+  });
+}
+
 /** Disables a form's submit button while `work` runs, so a double tap sends nothing twice. */
 export async function busy(form, work) {
   const buttons = $$('button', form);

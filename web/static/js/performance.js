@@ -2,10 +2,11 @@
 // the sensitivity alert, and the biopsies waiting for a histopathology result (entered here).
 
 import { Session } from '/static/client/src/session.js';  // sign-in only: no Socket.IO on this page
-import { $, h, fill, showOnly, formValues, showFormError, busy } from './dom.js';
+import { $, h, fill, showOnly, onSubmit } from './dom.js';
 import { when } from './words.js';
 import { FINDINGS, WORKING_DIAGNOSES } from './diagnoses.js';
 import { reliabilityPlot } from './performance_plots.js';
+import { setupSignInForm } from './signin.js';
 
 // The console's session: a doctor or admin who opens this page from the console is already signed in.
 const session = new Session({ storage: sessionStorage, storageKey: 'skindoc.console.refresh' });
@@ -82,19 +83,10 @@ function resultForm(item) {
     h('label', { class: 'grow' }, 'Note', h('input', { type: 'text', name: 'note', maxlength: 4000 })),
     h('p', { class: 'form-error', role: 'alert', hidden: true }),
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary small' }, 'Save result')));
-  form.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const values = formValues(form);
+  onSubmit(form, async (values) => {
     if (values.diagnosis !== 'other') delete values.malignant;
-    busy(form, async () => {
-      try {
-        showFormError(form, null);
-        await session.post(`/api/v1/consultations/${item.consultation_id}/histopathology`, values);
-        await Promise.all([loadAwaiting(), loadPerformance()]);
-      } catch (error) {
-        showFormError(form, error);
-      }
-    });
+    await session.post(`/api/v1/consultations/${item.consultation_id}/histopathology`, values);
+    await Promise.all([loadAwaiting(), loadPerformance()]);
   });
   return form;
 }
@@ -135,21 +127,7 @@ function signedOut() {
   showOnly('.view', $('#view-signin'));
 }
 
-$('#form-signin').addEventListener('submit', (event) => {
-  event.preventDefault();
-  const form = event.target;
-  const { email, password } = formValues(form);
-  busy(form, async () => {
-    try {
-      showFormError(form, null);
-      await session.signIn(email, password);
-      form.reset();
-      await signedIn();
-    } catch (error) {
-      showFormError(form, error);
-    }
-  });
-});
+setupSignInForm(session, signedIn);
 $('#refresh').addEventListener('click', () => loadPerformance().then(() => showError(null), showError));
 $('#sign-out').addEventListener('click', async () => { await session.signOut(); });
 session.onSignedOut(signedOut);

@@ -1,6 +1,6 @@
 // The sign-in / create-account card shared by the patient app and the doctor console.
 
-import { $, busy, formValues, showFormError } from './dom.js';
+import { $, onSubmit, showFormError } from './dom.js';
 
 /** Page settings the server writes into <meta name="skindoc-config"> when it loads the page. */
 export function pageConfig() {
@@ -23,38 +23,23 @@ export function setupSignIn(session, onSignedIn) {
   const tabUp = $('#tab-signup');
   tabIn.addEventListener('click', () => selectTab(tabIn, [tabUp], signIn, [signUp]));
   tabUp.addEventListener('click', () => selectTab(tabUp, [tabIn], signUp, [signIn]));
-
-  signIn.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const { email, password } = formValues(signIn);
-    busy(signIn, async () => {
-      try {
-        showFormError(signIn, null);
-        await session.signIn(email, password);
-        signIn.reset();
-        await onSignedIn();
-      } catch (error) {
-        showFormError(signIn, error);
-      }
-    });
-  });
-
-  signUp.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const fields = formValues(signUp);
-    busy(signUp, async () => {
-      try {
-        showFormError(signUp, null);
-        await session.signUp(fields);
-        signUp.reset();
-        await onSignedIn();
-      } catch (error) {
-        showFormError(signUp, error);
-      }
-    });
-  });
-
+  setupSignInForm(session, onSignedIn);
+  submitToSession(signUp, (fields) => session.signUp(fields), onSignedIn);
   setupOidc(session, onSignedIn);
+}
+
+/** The sign-in form alone, for pages where no account is created (the performance page). */
+export function setupSignInForm(session, onSignedIn) {
+  submitToSession($('#form-signin'), ({ email, password }) => session.signIn(email, password), onSignedIn);
+}
+
+/** On submit, `send(values)`; the form shows what went wrong, or is cleared and `onSignedIn` runs. */
+function submitToSession(form, send, onSignedIn) {
+  onSubmit(form, async (values) => {
+    await send(values);
+    form.reset();
+    await onSignedIn();
+  });
 }
 
 /**
