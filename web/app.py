@@ -147,25 +147,28 @@ def _setup_domains(app: web.Application, stores: Stores, settings: Settings) -> 
     _setup_triage(app, stores, settings)
 
 
+async def chat_on_scored(conn, consultation_id, summary) -> None:
+    """Chat's side of a score (the queue re-ranks the case), in triage's transaction."""
+    from chat import queue
+
+    await queue.apply_triage_result(
+        conn,
+        consultation_id,
+        image_band=summary.urgency,
+        p_malignant=summary.p_malignant,
+        model_version=summary.model_version,
+        trusted=summary.trusted,
+    )
+
+
 def triage_hooks(settings: Settings, notifier) -> TriageHooks:
     """Chat's side of triage, lent to it here so that triage imports no other domain."""
-    from chat import queue
     from chat.store import waiting_queue
-
-    async def on_scored(conn, consultation_id, summary) -> None:
-        await queue.apply_triage_result(
-            conn,
-            consultation_id,
-            image_band=summary.urgency,
-            p_malignant=summary.p_malignant,
-            model_version=summary.model_version,
-            trusted=summary.trusted,
-        )
 
     async def open_consultations(conn) -> list:
         return [row["id"] for row in await waiting_queue.queue_rows(conn, settings.chat.queue_ageing_minutes * 60)]
 
-    return TriageHooks(on_scored=on_scored, notifier=notifier, open_consultations=open_consultations)
+    return TriageHooks(on_scored=chat_on_scored, notifier=notifier, open_consultations=open_consultations)
 
 
 def _setup_triage(app: web.Application, stores: Stores, settings: Settings) -> None:
