@@ -13,17 +13,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from bench.cluster import Cluster
-
-SYMPTOMS = {
-    "size_changed": False,
-    "shape_irregular": False,
-    "colour_irregular": True,
-    "diameter_7mm": False,
-    "inflamed": False,
-    "oozing": False,
-    "sensation_changed": False,
-    "duration": "weeks",
-}
+from tests.test_triage_support import SYMPTOMS
 
 
 @dataclass

@@ -24,18 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-BN_EPSILON = 1e-3
-STEM, HEAD = 32, 1280
-# (expansion, kernel, stride, output channels, repeats) per stage: EfficientNet-B0.
-STAGES = (
-    (1, 3, 1, 16, 1),
-    (6, 3, 2, 24, 2),
-    (6, 5, 2, 40, 2),
-    (6, 3, 2, 80, 3),
-    (6, 5, 1, 112, 3),
-    (6, 5, 2, 192, 4),
-    (6, 3, 1, 320, 1),
-)
+from jax_models.lite0_blocks import BN_EPSILON, HEAD, STAGES, STEM
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:

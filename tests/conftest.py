@@ -13,7 +13,7 @@ import asyncio
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 
 import asyncpg
@@ -27,7 +27,7 @@ from store.embedded import EmbeddedServers
 from store.migrations import apply_migrations
 from tests.browsers import SKIP_REASON as NO_BROWSER
 from tests.contract_check import ContractCheck
-from tests.live_server import create_database, drop_database, scratch_database, start_server
+from tests.live_server import create_database, drop_database, production_env, scratch_database, start_server
 from web.app import all_migrations, create_app
 from web.settings import Settings
 
@@ -49,6 +49,16 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
+def _server_url(variable: str, port: int, local_url: str, start_embedded: Callable[[], str]) -> str:
+    """The URL the environment names, else the server listening locally on `port`, else an embedded one."""
+    url = os.environ.get(variable)
+    if url:
+        return url
+    if _reachable("127.0.0.1", port):
+        return local_url
+    return start_embedded()
+
+
 @pytest.fixture(scope="session")
 def embedded_servers(tmp_path_factory) -> Iterator[EmbeddedServers]:
     servers = EmbeddedServers(tmp_path_factory.mktemp("embedded"))
@@ -59,22 +69,14 @@ def embedded_servers(tmp_path_factory) -> Iterator[EmbeddedServers]:
 @pytest.fixture(scope="session")
 def server_database_url(embedded_servers) -> str:
     """A URL of a PostgreSQL server where tests may create databases (an admin database)."""
-    url = os.environ.get("SKINDOC_TEST_DATABASE_URL")
-    if url:
-        return url
-    if _reachable("127.0.0.1", 5432):
-        return "postgresql://postgres@127.0.0.1:5432/postgres"
-    return embedded_servers.start_postgres()
+    local = "postgresql://postgres@127.0.0.1:5432/postgres"
+    return _server_url("SKINDOC_TEST_DATABASE_URL", 5432, local, embedded_servers.start_postgres)
 
 
 @pytest.fixture(scope="session")
 def redis_url(embedded_servers) -> str:
-    url = os.environ.get("SKINDOC_TEST_REDIS_URL")
-    if url:
-        return url
-    if _reachable("127.0.0.1", 6379):
-        return f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
-    return embedded_servers.start_redis()
+    local = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+    return _server_url("SKINDOC_TEST_REDIS_URL", 6379, local, embedded_servers.start_redis)
 
 
 @pytest.fixture(scope="session")
@@ -171,18 +173,7 @@ def live_server(settings, runtime_database_url, tmp_path):
 
     It runs as production does: the owner (the test's superuser) migrates and grants, the server
     serves as a runtime role that cannot rewrite the audit log."""
-    server = start_server(
-        {
-            "SKINDOC_DATABASE_URL": runtime_database_url,
-            "SKINDOC_DATABASE_OWNER_URL": settings.database_url,
-            "SKINDOC_DEV_MODE": "false",
-            "SKINDOC_REDIS_URL": settings.redis_url,
-            "SKINDOC_DATA_DIR": str(settings.data_dir),
-            "SKINDOC_SOCKETIO_CHANNEL": settings.chat.socketio_channel,
-            "SKINDOC_LOG_FORMAT": "json",
-        },
-        tmp_path / "server.log",
-    )
+    server = start_server(production_env(settings, runtime_database_url), tmp_path / "server.log")
     yield server
     server.stop()
 

@@ -1,22 +1,15 @@
 """A seeded random EfficientNet-Lite0 state dict under the original (PyTorch) names.
 
-Pure numpy, so the same weights can be rebuilt in the tests and in the throwaway
-torch environment that wrote tests/fixtures/lite0/reference.npz (see
-tests/fixtures/lite0/make_reference.py): the port is checked against PyTorch
-without the wheel, torch or the ImageNet weights.
+Pure numpy (and the block table, which imports nothing), so the same weights can be
+rebuilt in the tests and in the throwaway torch environment that wrote
+tests/fixtures/lite0/reference.npz (see tests/fixtures/lite0/make_reference.py):
+the port is checked against PyTorch without the wheel, torch or the ImageNet weights.
 """
 
 import numpy as np
 
-STAGES = (
-    (1, 3, 1, 16, 1),
-    (6, 3, 2, 24, 2),
-    (6, 5, 2, 40, 2),
-    (6, 3, 2, 80, 3),
-    (6, 5, 1, 112, 3),
-    (6, 5, 2, 192, 4),
-    (6, 3, 1, 320, 1),
-)
+from jax_models.lite0_blocks import HEAD, STAGES, STEM
+
 NUM_CLASSES = 7
 SEED = 11
 
@@ -36,9 +29,9 @@ def _bn(rng, sd, name, c):
 def state_dict(seed: int = SEED) -> dict:
     rng = np.random.default_rng(seed)
     sd = {}
-    _conv(rng, sd, '_conv_stem', 32, 3, 3)
-    _bn(rng, sd, '_bn0', 32)
-    i, cin = 0, 32
+    _conv(rng, sd, '_conv_stem', STEM, 3, 3)
+    _bn(rng, sd, '_bn0', STEM)
+    i, cin = 0, STEM
     for expand, k, _, cout, repeats in STAGES:
         for _ in range(repeats):
             p, hidden = f'_blocks.{i}', cin * expand
@@ -52,9 +45,9 @@ def state_dict(seed: int = SEED) -> dict:
             _conv(rng, sd, f'{p}._project_conv', cout, hidden, 1)
             _bn(rng, sd, f'{p}._bn2', cout)
             i, cin = i + 1, cout
-    _conv(rng, sd, '_conv_head', 1280, cin, 1)
-    _bn(rng, sd, '_bn1', 1280)
-    sd['_fc.weight'] = (rng.standard_normal((NUM_CLASSES, 1280)) * 0.02).astype(np.float32)
+    _conv(rng, sd, '_conv_head', HEAD, cin, 1)
+    _bn(rng, sd, '_bn1', HEAD)
+    sd['_fc.weight'] = (rng.standard_normal((NUM_CLASSES, HEAD)) * 0.02).astype(np.float32)
     sd['_fc.bias'] = rng.normal(0, 0.1, NUM_CLASSES).astype(np.float32)
     return sd
 

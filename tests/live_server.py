@@ -127,6 +127,20 @@ def start_server(
     return start_process([*SKINDOC, "serve"], full_env, log_path, port, ready_timeout=ready_timeout, cwd=cwd)
 
 
+def production_env(settings, runtime_database_url: str) -> dict[str, str]:
+    """SKINDOC_* settings to serve a test's database and Redis as production does: the test's superuser
+    (settings.database_url) owns and migrates, the server connects as a runtime role."""
+    return {
+        "SKINDOC_DATABASE_URL": runtime_database_url,
+        "SKINDOC_DATABASE_OWNER_URL": settings.database_url,
+        "SKINDOC_DEV_MODE": "false",
+        "SKINDOC_REDIS_URL": settings.redis_url,
+        "SKINDOC_DATA_DIR": str(settings.data_dir),
+        "SKINDOC_SOCKETIO_CHANNEL": settings.chat.socketio_channel,
+        "SKINDOC_LOG_FORMAT": "json",
+    }
+
+
 def start_worker(
     env: Mapping[str, str], log_path: Path, *, ready_timeout: float | None = None, cwd: Path | None = None
 ) -> LiveServer:

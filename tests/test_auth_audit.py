@@ -106,16 +106,22 @@ async def test_audit_rows_cannot_be_changed_or_removed(client, db, statement):
     assert await _actions(db) == before
 
 
+async def _tamper(db, *statements: str) -> None:
+    """Runs statements on the audit log as its owner, with the append-only trigger off: what an intruder with
+    DDL rights could do behind the application's back."""
+    await db.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
+    for statement in statements:
+        await db.execute(statement)
+    await db.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
+
+
 async def test_verify_finds_a_row_altered_behind_the_applications_back(client, db, run_cli):  # noqa: F811
     for n in range(4):
         await register(client, f"user{n}@example.com")
     status, out, _ = await run_cli("audit", "verify")
     assert status == 0 and "intact: 4 rows" in out
 
-    # As the database owner, bypass the trigger the way an intruder with DDL rights could.
-    await db.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
-    await db.execute("UPDATE audit_log SET details = '{\"role\": \"admin\"}' WHERE id = 3")
-    await db.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
+    await _tamper(db, "UPDATE audit_log SET details = '{\"role\": \"admin\"}' WHERE id = 3")
     status, out, _ = await run_cli("audit", "verify")
     assert status == 1
     assert "broken at row 3" in out and "contents" in out
@@ -125,10 +131,11 @@ async def test_verify_finds_a_rehashed_row_by_its_broken_link(client, db, run_cl
     """An intruder who recomputes the altered row's own hash still breaks the next row's link."""
     for n in range(4):
         await register(client, f"user{n}@example.com")
-    await db.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
-    await db.execute("UPDATE audit_log SET subject_id = 'someone-else' WHERE id = 2")
-    await db.execute("UPDATE audit_log a SET hash = audit_log_digest(a) WHERE id = 2")
-    await db.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
+    await _tamper(
+        db,
+        "UPDATE audit_log SET subject_id = 'someone-else' WHERE id = 2",
+        "UPDATE audit_log a SET hash = audit_log_digest(a) WHERE id = 2",
+    )
     status, out, _ = await run_cli("audit", "verify")
     assert status == 1 and "broken at row 3" in out and "link" in out
 
@@ -136,9 +143,7 @@ async def test_verify_finds_a_rehashed_row_by_its_broken_link(client, db, run_cl
 async def test_verify_finds_a_deleted_row(client, db, run_cli):  # noqa: F811
     for n in range(3):
         await register(client, f"user{n}@example.com")
-    await db.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
-    await db.execute("DELETE FROM audit_log WHERE id = 2")
-    await db.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
+    await _tamper(db, "DELETE FROM audit_log WHERE id = 2")
     status, out, _ = await run_cli("audit", "verify")
     assert status == 1 and "broken at row 3" in out and "missing" in out
 

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.chaos_support import FAST_RECOVERY_ENV, register, report, sign_in, wait_until
+from tests.chaos_support import FAST_RECOVERY_ENV, open_case, register, report, sign_in, wait_until
 from tests.live_server import http_status, start_server
-from tests.test_chat_support import SYMPTOMS
 from tests.test_triage_support import PASSWORD, jpeg
 
 READY_S = 180.0
@@ -52,13 +51,7 @@ def _embedded_env(data_dir: Path) -> dict[str, str]:
 
 
 async def _upload_and_wait_for_score(session: aiohttp.ClientSession, url: str) -> float:
-    patient = await sign_in(session, url, await register(session, url, "patient"))
-    async with session.post(
-        f"{url}/api/v1/consultations",
-        headers=patient,
-        json={"description": "A new dark spot", "body_site": "arm", "symptoms": SYMPTOMS},
-    ) as r:
-        case_id = (await r.json())["id"]
+    patient, case_id = await open_case(session, url)
     form = aiohttp.FormData(default_to_multipart=True)
     form.add_field("body_site", "arm")
     form.add_field("photo", jpeg(seed=5), filename="spot.jpg", content_type="image/jpeg")

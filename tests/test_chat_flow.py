@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tests.test_chat_support import (
-    call,
-    connect,
-    make_user,
-    open_case,
-)
+from tests.test_chat_support import call, connect, make_user, open_case
 
 
 async def test_whole_consultation_over_sockets(node, db):

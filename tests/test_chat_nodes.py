@@ -6,12 +6,7 @@ import asyncio
 
 import redis.asyncio as redis_asyncio
 
-from tests.test_chat_support import (
-    call,
-    connect,
-    make_user,
-    open_case,
-)
+from tests.test_chat_support import call, connect, make_user, open_case, send_message
 
 
 async def _paired_case(node_a, node_b):
@@ -41,15 +36,9 @@ async def test_chat_between_nodes_and_queue_change_reaches_other_node(nodes):
         assert taken["consultation"]["id"] == case["id"]
         patient_sock, patient_events = await connect(node_a, patient)
         try:
-            await call(
-                patient_sock,
-                "message:send",
-                {"consultation_id": case["id"], "client_msg_id": "a1", "body": "from node A"},
-            )
+            await send_message(patient_sock, case["id"], "a1", "from node A")
             assert (await console_events.wait_for("message"))["body"] == "from node A"
-            await call(
-                console, "message:send", {"consultation_id": case["id"], "client_msg_id": "b1", "body": "from node B"}
-            )
+            await send_message(console, case["id"], "b1", "from node B")
             got = await patient_events.wait_for("message", lambda m: m["seq"] == 2)
             assert got["body"] == "from node B"
         finally:
@@ -148,23 +137,17 @@ async def test_a_room_channel_is_heard_only_by_nodes_holding_its_members(nodes, 
     doctor_sock, doctor_events = await connect(node_a, doctor)
     try:
         assert await _subscribers(settings.redis_url, channel) == 1  # node A only
-        await call(patient_sock, "message:send", {"consultation_id": case["id"], "client_msg_id": "p1", "body": "hi"})
+        await send_message(patient_sock, case["id"], "p1", "hi")
         assert (await doctor_events.wait_for("message"))["body"] == "hi"
         other_doctor_sock, other_events = await connect(node_b, doctor)  # the doctor's second device, on B
         try:
             assert await _subscribers(settings.redis_url, channel) == 2
-            await call(
-                doctor_sock,
-                "message:send",
-                {"consultation_id": case["id"], "client_msg_id": "d1", "body": "both devices"},
-            )
+            await send_message(doctor_sock, case["id"], "d1", "both devices")
             assert (await other_events.wait_for("message"))["body"] == "both devices"
         finally:
             await other_doctor_sock.disconnect()
         await _until(lambda: _subscribers(settings.redis_url, channel), 1)  # B left the room: B stops listening
-        await call(
-            patient_sock, "message:send", {"consultation_id": case["id"], "client_msg_id": "p2", "body": "A only"}
-        )
+        await send_message(patient_sock, case["id"], "p2", "A only")
         assert (await doctor_events.wait_for("message", lambda m: m["seq"] == 3))["body"] == "A only"
     finally:
         await patient_sock.disconnect()
@@ -194,11 +177,7 @@ async def test_room_channels_come_back_after_redis_drops_the_subscriptions(nodes
         finally:
             await admin.aclose()
         await _until(lambda: _subscribers(settings.redis_url, channel), 2, timeout=10)
-        await call(
-            patient_sock,
-            "message:send",
-            {"consultation_id": case["id"], "client_msg_id": "after-drop", "body": "still here"},
-        )
+        await send_message(patient_sock, case["id"], "after-drop", "still here")
         assert (await doctor_events.wait_for("message"))["body"] == "still here"
     finally:
         await patient_sock.disconnect()

@@ -6,12 +6,7 @@ import asyncio
 import random
 from collections import Counter
 
-from tests.test_chat_support import (
-    call,
-    connect,
-    make_user,
-    open_case,
-)
+from tests.test_chat_support import SYMPTOMS, call, connect, make_user, open_case
 
 
 async def _set_capacity(node, admin, doctor, capacity: int) -> None:
@@ -188,16 +183,7 @@ async def test_patient_limit_and_one_active_case_per_doctor_pair(nodes):
                 json={
                     "description": f"lesion {i}",
                     "body_site": "arm",
-                    "symptoms": {
-                        "size_changed": False,
-                        "shape_irregular": False,
-                        "colour_irregular": False,
-                        "diameter_7mm": False,
-                        "inflamed": False,
-                        "oozing": False,
-                        "sensation_changed": True,
-                        "duration": "days",
-                    },
+                    "symptoms": dict(SYMPTOMS, duration="days"),
                 },
             )
             for i in range(5)

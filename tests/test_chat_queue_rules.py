@@ -118,12 +118,38 @@ class QueueRules(RuleBasedStateMachine):
         async with self.pool.acquire() as conn:
             await doctors.ensure_doctor(conn, doctor_id, CAPACITY)
 
-    async def _call(self, fn, **kwargs):
-        async with self.pool.acquire() as conn:
-            try:
-                return await fn(conn, **kwargs), None
-            except DomainError as exc:
-                return None, exc.code
+    def _attempt(self, fn, **kwargs) -> tuple:
+        """fn(conn, **kwargs) on a pooled connection, as CTX: (its result, None), or (None, the refusal's code)."""
+
+        async def attempt():
+            async with self.pool.acquire() as conn:
+                try:
+                    return await fn(conn, ctx=CTX, **kwargs), None
+                except DomainError as exc:
+                    return None, exc.code
+
+        return self.run(attempt())
+
+    def _cancel(self, case: Case) -> str | None:
+        """The case's patient cancels it; the error code, if refused."""
+        _, error = self._attempt(
+            consultations.cancel_consultation_txn,
+            consultation_id=case.id,
+            patient_id=self.patients[case.patient],
+            reason=None,
+        )
+        return error
+
+    def _transfer(self, case: Case, to_doctor: int | None) -> str | None:
+        """The case's doctor hands it on (to a named doctor, or back to the queue); the error code, if refused."""
+        _, error = self._attempt(
+            pairing.transfer_txn,
+            consultation_id=case.id,
+            doctor_id=self.doctors[case.doctor],
+            to_doctor_id=None if to_doctor is None else self.doctors[to_doctor],
+            reason="r",
+        )
+        return error
 
     def _active(self, doctor: int | None = None, patient: int | None = None) -> list[Case]:
         return [
@@ -133,6 +159,14 @@ class QueueRules(RuleBasedStateMachine):
             and (doctor is None or c.doctor == doctor)
             and (patient is None or c.patient == patient)
         ]
+
+    def _refusal_to_take(self, doctor: int, patient: int) -> str | None:
+        """The code a doctor taking on one more case of this patient must get (None: allowed)."""
+        if len(self._active(doctor=doctor)) >= CAPACITY:
+            return "doctor_at_capacity"
+        if self._active(doctor=doctor, patient=patient):
+            return "already_with_doctor"
+        return None
 
     def _open(self, patient: int) -> list[Case]:
         return [c for c in self.cases if c.patient == patient and c.state in ("waiting", "active")]
@@ -145,16 +179,13 @@ class QueueRules(RuleBasedStateMachine):
         answers=st.fixed_dictionaries({item.key: st.booleans() for item in CHECKLIST}),
     )
     def open_case(self, patient, answers):
-        row, error = self.run(
-            self._call(
-                consultations.create_consultation_txn,
-                patient_id=self.patients[patient],
-                description="d",
-                body_site="arm",
-                symptoms={**answers, "duration": "weeks"},
-                max_open=MAX_OPEN,
-                ctx=CTX,
-            )
+        row, error = self._attempt(
+            consultations.create_consultation_txn,
+            patient_id=self.patients[patient],
+            description="d",
+            body_site="arm",
+            symptoms={**answers, "duration": "weeks"},
+            max_open=MAX_OPEN,
         )
         if len(self._open(patient)) >= MAX_OPEN:
             assert error == "patient_at_capacity"
@@ -191,9 +222,7 @@ class QueueRules(RuleBasedStateMachine):
 
     @rule(doctor=st.integers(0, DOCTORS - 1))
     def take_next(self, doctor):
-        row, error = self.run(
-            self._call(pairing.take_next_txn, doctor_id=self.doctors[doctor], ageing_s=AGEING_S, ctx=CTX)
-        )
+        row, error = self._attempt(pairing.take_next_txn, doctor_id=self.doctors[doctor], ageing_s=AGEING_S)
         seen_patients = {c.patient for c in self._active(doctor=doctor)}
         eligible = [c for c in self._waiting_sorted() if c.patient not in seen_patients]
         if len(self._active(doctor=doctor)) >= CAPACITY:
@@ -208,15 +237,10 @@ class QueueRules(RuleBasedStateMachine):
     @rule(data=st.data(), doctor=st.integers(0, DOCTORS - 1))
     def take_named(self, data, doctor):
         case = _pick(data, [c for c in self.cases if c.state == "waiting"])
-        row, error = self.run(
-            self._call(pairing.take_case_txn, doctor_id=self.doctors[doctor], consultation_id=case.id, ctx=CTX)
-        )
-        if len(self._active(doctor=doctor)) >= CAPACITY:
-            assert error == "doctor_at_capacity"
-        elif self._active(doctor=doctor, patient=case.patient):
-            assert error == "already_with_doctor"
-        else:
-            assert error is None
+        expected = self._refusal_to_take(doctor, case.patient)
+        _, error = self._attempt(pairing.take_case_txn, doctor_id=self.doctors[doctor], consultation_id=case.id)
+        assert error == expected
+        if error is None:
             case.state, case.doctor = "active", doctor
 
     @precondition(lambda self: any(c.state == "active" for c in self.cases))
@@ -225,39 +249,15 @@ class QueueRules(RuleBasedStateMachine):
         case = _pick(data, self._active())
         doctor_id = self.doctors[case.doctor]
         if how == "resolve":
-            _, error = self.run(
-                self._call(
-                    consultations.resolve_txn,
-                    consultation_id=case.id,
-                    doctor_id=doctor_id,
-                    outcome="monitor",
-                    note="",
-                    ctx=CTX,
-                )
+            _, error = self._attempt(
+                consultations.resolve_txn, consultation_id=case.id, doctor_id=doctor_id, outcome="monitor", note=""
             )
             case.state = "resolved"
         elif how == "cancel":
-            _, error = self.run(
-                self._call(
-                    consultations.cancel_consultation_txn,
-                    consultation_id=case.id,
-                    patient_id=self.patients[case.patient],
-                    reason=None,
-                    ctx=CTX,
-                )
-            )
+            error = self._cancel(case)
             case.state = "cancelled"
         else:
-            _, error = self.run(
-                self._call(
-                    pairing.transfer_txn,
-                    consultation_id=case.id,
-                    doctor_id=doctor_id,
-                    to_doctor_id=None,
-                    reason="r",
-                    ctx=CTX,
-                )
-            )
+            error = self._transfer(case, None)
             case.state, case.doctor = "waiting", None
         assert error is None
 
@@ -265,39 +265,20 @@ class QueueRules(RuleBasedStateMachine):
     @rule(data=st.data(), target_doctor=st.integers(0, DOCTORS - 1))
     def transfer_to_named_doctor(self, data, target_doctor):
         case = _pick(data, self._active())
-        _, error = self.run(
-            self._call(
-                pairing.transfer_txn,
-                consultation_id=case.id,
-                doctor_id=self.doctors[case.doctor],
-                to_doctor_id=self.doctors[target_doctor],
-                reason="r",
-                ctx=CTX,
-            )
-        )
         if target_doctor == case.doctor:
-            assert error == "invalid_field"
-        elif len(self._active(doctor=target_doctor)) >= CAPACITY:
-            assert error == "doctor_at_capacity"
-        elif self._active(doctor=target_doctor, patient=case.patient):
-            assert error == "already_with_doctor"
+            expected = "invalid_field"
         else:
-            assert error is None
+            expected = self._refusal_to_take(target_doctor, case.patient)
+        error = self._transfer(case, target_doctor)
+        assert error == expected
+        if error is None:
             case.doctor = target_doctor
 
     @precondition(lambda self: any(c.state == "waiting" for c in self.cases))
     @rule(data=st.data())
     def patient_cancels_while_waiting(self, data):
         case = _pick(data, [c for c in self.cases if c.state == "waiting"])
-        _, error = self.run(
-            self._call(
-                consultations.cancel_consultation_txn,
-                consultation_id=case.id,
-                patient_id=self.patients[case.patient],
-                reason=None,
-                ctx=CTX,
-            )
-        )
+        error = self._cancel(case)
         assert error is None
         case.state = "cancelled"
 

@@ -141,6 +141,13 @@ async def call(client: socketio.AsyncClient, event: str, payload: Any = None, ti
     return await client.call(event, payload if payload is not None else {}, timeout=timeout)
 
 
+async def send_message(client: socketio.AsyncClient, consultation_id: str, client_msg_id: str, body: str) -> dict:
+    """The ack of a `message:send`."""
+    return await call(
+        client, "message:send", {"consultation_id": consultation_id, "client_msg_id": client_msg_id, "body": body}
+    )
+
+
 async def connect_refusal(node: Node, auth: Any) -> Any:
     """What the server said when it refused a connection (the client's `connect_error` data)."""
     client = socketio.AsyncClient(reconnection=False)

@@ -9,26 +9,18 @@ import numpy as np
 from PIL import Image
 
 from jax_models import augment, camera, checkpoint, pretrained, train
-from jax_models.configs import lite0_cpu
+from jax_models.configs import lite0_cpu, tiny
 from tests import lite0_fixture
 from tests.test_jax_models_training import fixture_records
 
 
 def tiny_lite0_config(backbone):
+    """The v2 recipe at the tiny config's input size (that of the fixture images), for a few steps."""
     config = lite0_cpu.get_config()
+    config.update({key: tiny.get_config()[key] for key in ('image_size', 'canvas')})
+    config.update(batch_size=4, epochs=1, steps_per_epoch=2, eval_batch_size=8, linear_probe_steps=5, max_seconds=None)
     # All but the last block frozen: the backward pass (and its compilation) stays small.
-    config.update(
-        image_size=32,
-        canvas=40,
-        batch_size=4,
-        epochs=1,
-        steps_per_epoch=2,
-        eval_batch_size=8,
-        linear_probe_steps=5,
-        backbone_weights=str(backbone),
-        max_seconds=None,
-        model=dict(config['model'], frozen_blocks=15),
-    )
+    config.update(backbone_weights=str(backbone), model=dict(config['model'], frozen_blocks=15))
     return config
 
 
@@ -37,7 +29,9 @@ def test_lite0_fine_tune_end_to_end(tmp_path):
     imagenet = pretrained.convert(lite0_fixture.state_dict())
     np.savez(backbone, **imagenet)
     config = tiny_lite0_config(backbone)
-    metadata = train.train_and_evaluate(config, tmp_path / 'run', records=fixture_records(40), progress=False)
+    metadata = train.train_and_evaluate(
+        config, tmp_path / 'run', records=fixture_records(config['canvas']), progress=False
+    )
     log = (tmp_path / 'run' / 'train_log.jsonl').read_text()
     rows = [json.loads(line) for line in log.splitlines()]
     assert [r['epoch'] for r in rows] == [0, 1]  # the linear probe's figures, then the epoch

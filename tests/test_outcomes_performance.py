@@ -191,32 +191,29 @@ async def test_alert_trips_below_the_model_cards_interval(aiohttp_client, settin
         text = await (await node.client.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})).text()
         return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
 
-    # Four malignant cases caught: the window is not full, so nothing is judged yet.
-    for i in range(4):
+    async def resolve(malignant: bool, p: float, closed_offset_s: int) -> None:
+        """A resolved case with one photo scored p by version A."""
+        scores = {VERSION_A: [(p, None)]}
         await seed_case(
             db,
             patient.id,
             doctor.id,
-            malignant=True,
-            scores={VERSION_A: [(0.9, None)]},
+            malignant=malignant,
+            scores=scores,
             live_version=VERSION_A,
-            closed_offset_s=i,
+            closed_offset_s=closed_offset_s,
         )
+
+    # Four malignant cases caught: the window is not full, so nothing is judged yet.
+    for i in range(4):
+        await resolve(True, 0.9, i)
     state = await alert()
     assert (state["considered"], state["evaluated"], state["alert"]) == (4, False, False)
 
     # The fifth and sixth are missed (routine band): 3 of the last 5 caught, 60 % < 80 %.
     caplog.set_level(logging.WARNING, logger="chat.outcomes.service")
     for i in range(2):
-        await seed_case(
-            db,
-            patient.id,
-            doctor.id,
-            malignant=True,
-            scores={VERSION_A: [(0.05, None)]},
-            live_version=VERSION_A,
-            closed_offset_s=10 + i,
-        )
+        await resolve(True, 0.05, 10 + i)
     state = await alert()
     assert (state["considered"], state["caught"], state["alert"]) == (5, 3, True)
     assert state["sensitivity"] == pytest.approx(0.6)
@@ -225,25 +222,9 @@ async def test_alert_trips_below_the_model_cards_interval(aiohttp_client, settin
     assert [r for r in caplog.records if "sensitivity alert" in r.getMessage()]
 
     # Benign cases do not count; four more caught malignant cases leave one miss in the window: 80 %, not below.
-    await seed_case(
-        db,
-        patient.id,
-        doctor.id,
-        malignant=False,
-        scores={VERSION_A: [(0.05, None)]},
-        live_version=VERSION_A,
-        closed_offset_s=20,
-    )
+    await resolve(False, 0.05, 20)
     for i in range(4):
-        await seed_case(
-            db,
-            patient.id,
-            doctor.id,
-            malignant=True,
-            scores={VERSION_A: [(0.7, None)]},
-            live_version=VERSION_A,
-            closed_offset_s=30 + i,
-        )
+        await resolve(True, 0.7, 30 + i)
     state = await alert()
     assert (state["considered"], state["caught"], state["alert"]) == (5, 4, False)
     assert await metric("skindoc_triage_sensitivity_alert") == 0

@@ -9,8 +9,7 @@ import struct
 
 import aiohttp
 
-from tests.chaos_support import register, sign_in
-from tests.test_chat_support import SYMPTOMS
+from tests.chaos_support import open_case
 from tests.test_triage_support import jpeg
 
 GARBAGE_FRAMES = ["garbage", "4", "42[", '42["message:send"', "40/nope,", '451-["x",{"_placeholder":true,"num":5}]']
@@ -32,13 +31,7 @@ async def test_malformed_frames_and_exif_are_logged_once_as_json(live_server):
                     await ws.receive(timeout=5)
                     await ws.send_str(frame)
                     await ws.send_bytes(b"\x00\xff\xfe" * (round_ + 1))
-        patient = await sign_in(session, live_server.url, await register(session, live_server.url, "patient"))
-        async with session.post(
-            f"{live_server.url}/api/v1/consultations",
-            headers=patient,
-            json={"description": "A spot", "body_site": "arm", "symptoms": SYMPTOMS},
-        ) as r:
-            case_id = (await r.json())["id"]
+        patient, case_id = await open_case(session, live_server.url)
         for seed in range(4):
             form = aiohttp.FormData(default_to_multipart=True)
             form.add_field("body_site", "arm")

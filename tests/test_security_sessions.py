@@ -12,22 +12,8 @@ from dataclasses import replace
 
 import pytest
 
+from tests.test_auth_accounts import PASSWORD, login, register
 from tests.test_chat_support import Events, User, call, chat_settings, connect, start_node
-
-PASSWORD = "correct horse battery stapler"
-
-
-async def _register(node, email: str) -> None:
-    response = await node.client.post(
-        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Sam Doe"}
-    )
-    assert response.status == 201, await response.text()
-
-
-async def _login(node, email: str, password: str = PASSWORD) -> dict:
-    response = await node.client.post("/api/v1/auth/login", json={"email": email, "password": password})
-    assert response.status == 200, await response.text()
-    return await response.json()
 
 
 def _user(tokens: dict) -> User:
@@ -52,9 +38,9 @@ async def two_nodes(settings, aiohttp_client):
 
 async def test_logout_closes_the_sessions_socket_on_another_node_within_a_second(two_nodes):
     node_a, node_b = two_nodes
-    await _register(node_a, "leaving@example.com")
-    session = await _login(node_a, "leaving@example.com")
-    other = await _login(node_a, "leaving@example.com")  # a second sign-in, say on a phone
+    await register(node_a.client, "leaving@example.com")
+    session = await login(node_a.client, "leaving@example.com")
+    other = await login(node_a.client, "leaving@example.com")  # a second sign-in, say on a phone
     sock, events = await connect(node_b, _user(session))
     other_sock, other_events = await connect(node_b, _user(other))
     try:
@@ -79,8 +65,8 @@ async def test_a_revoked_session_cannot_reconnect(two_nodes):
     from tests.test_chat_support import connect_refusal
 
     node_a, node_b = two_nodes
-    await _register(node_a, "again@example.com")
-    session = await _login(node_a, "again@example.com")
+    await register(node_a.client, "again@example.com")
+    session = await login(node_a.client, "again@example.com")
     await node_a.client.post(
         "/api/v1/auth/logout",
         json={"refresh_token": session["refresh_token"]},
@@ -92,8 +78,8 @@ async def test_a_revoked_session_cannot_reconnect(two_nodes):
 
 async def test_refresh_token_theft_closes_the_stolen_sessions_sockets(two_nodes):
     node_a, node_b = two_nodes
-    await _register(node_a, "victim@example.com")
-    session = await _login(node_a, "victim@example.com")
+    await register(node_a.client, "victim@example.com")
+    session = await login(node_a.client, "victim@example.com")
     sock, events = await connect(node_b, _user(session))
     rotated = await (
         await node_a.client.post("/api/v1/auth/refresh", json={"refresh_token": session["refresh_token"]})
@@ -109,9 +95,9 @@ async def test_refresh_token_theft_closes_the_stolen_sessions_sockets(two_nodes)
 
 async def test_a_password_change_closes_the_other_sessions_and_keeps_this_one(two_nodes):
     node_a, node_b = two_nodes
-    await _register(node_a, "careful@example.com")
-    here = await _login(node_a, "careful@example.com")
-    elsewhere = await _login(node_a, "careful@example.com")
+    await register(node_a.client, "careful@example.com")
+    here = await login(node_a.client, "careful@example.com")
+    elsewhere = await login(node_a.client, "careful@example.com")
     here_sock, here_events = await connect(node_b, _user(here))
     there_sock, there_events = await connect(node_b, _user(elsewhere))
     try:
@@ -133,10 +119,10 @@ async def test_a_password_change_closes_the_other_sessions_and_keeps_this_one(tw
 async def test_the_sweep_closes_sockets_whose_revocation_signal_was_lost(settings, aiohttp_client, db):
     """No signal at all (revoked, or the account disabled, straight in the database): the sweep finds them."""
     node = await start_node(aiohttp_client, chat_settings(settings, revoked_session_sweep_s=1))
-    await _register(node, "swept@example.com")
-    await _register(node, "disabled@example.com")
-    swept = await _login(node, "swept@example.com")
-    disabled = await _login(node, "disabled@example.com")
+    await register(node.client, "swept@example.com")
+    await register(node.client, "disabled@example.com")
+    swept = await login(node.client, "swept@example.com")
+    disabled = await login(node.client, "disabled@example.com")
     swept_sock, swept_events = await connect(node, _user(swept))
     disabled_sock, disabled_events = await connect(node, _user(disabled))
     await db.execute(
@@ -149,12 +135,8 @@ async def test_the_sweep_closes_sockets_whose_revocation_signal_was_lost(setting
 
 
 async def test_two_tabs_refreshing_at_once_both_stay_signed_in(client, db):
-    await client.post(
-        "/api/v1/auth/register", json={"email": "tabs@example.com", "password": PASSWORD, "name": "Two Tabs"}
-    )
-    session = await (
-        await client.post("/api/v1/auth/login", json={"email": "tabs@example.com", "password": PASSWORD})
-    ).json()
+    await register(client, "tabs@example.com", name="Two Tabs")
+    session = await login(client, "tabs@example.com")
     body = {"refresh_token": session["refresh_token"]}
     first, second = await asyncio.gather(
         client.post("/api/v1/auth/refresh", json=body), client.post("/api/v1/auth/refresh", json=body)
@@ -179,12 +161,8 @@ async def test_the_grace_window_ends(aiohttp_client, settings):
     from web.app import create_app
 
     client = await aiohttp_client(create_app(replace(settings, auth=replace(settings.auth, refresh_grace_s=1))))
-    await client.post(
-        "/api/v1/auth/register", json={"email": "slow@example.com", "password": PASSWORD, "name": "Slow Tab"}
-    )
-    session = await (
-        await client.post("/api/v1/auth/login", json={"email": "slow@example.com", "password": PASSWORD})
-    ).json()
+    await register(client, "slow@example.com", name="Slow Tab")
+    session = await login(client, "slow@example.com")
     body = {"refresh_token": session["refresh_token"]}
     assert (await client.post("/api/v1/auth/refresh", json=body)).status == 200
     await asyncio.sleep(1.5)
@@ -201,8 +179,8 @@ async def test_an_identity_provider_relink_closes_the_squatters_socket(aiohttp_c
     issuer.url = str((await aiohttp_server(issuer.app(), host="127.0.0.1")).make_url("")).rstrip("/")
     auth = replace(settings.auth, oidc_issuer=issuer.url, oidc_client_id=CLIENT_ID)
     node = await start_node(aiohttp_client, chat_settings(replace(settings, auth=auth)))
-    await _register(node, "olivia@example.com")
-    squatter = await _login(node, "olivia@example.com")
+    await register(node.client, "olivia@example.com")
+    squatter = await login(node.client, "olivia@example.com")
     sock, events = await connect(node, _user(squatter))
     response = await node.client.post(
         "/api/v1/auth/oidc", json={"id_token": issuer.id_token(), "nonce": "nonce-from-the-auth-request"}

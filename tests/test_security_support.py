@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from tests.live_server import LiveServer, start_server
+from tests.live_server import LiveServer, production_env, start_server
 
 PASSWORD = "correct horse battery stapler"
 
@@ -20,17 +20,11 @@ def serve(
 ) -> LiveServer:
     """`skindoc serve` as production runs it: the test's superuser as owner, a runtime role to serve with."""
     env = {
-        "SKINDOC_DATABASE_URL": runtime_database_url,
-        "SKINDOC_DATABASE_OWNER_URL": settings.database_url,
-        "SKINDOC_DEV_MODE": "false",
-        "SKINDOC_REDIS_URL": settings.redis_url,
-        "SKINDOC_DATA_DIR": str(settings.data_dir),
-        "SKINDOC_SOCKETIO_CHANNEL": settings.chat.socketio_channel,
+        **production_env(settings, runtime_database_url),
         # The cheapest argon2id, so a test's accounts cost little on a small machine.
         "SKINDOC_ARGON2_TIME_COST": "1",
         "SKINDOC_ARGON2_MEMORY_KIB": "1024",
         "SKINDOC_ARGON2_PARALLELISM": "1",
-        "SKINDOC_LOG_FORMAT": "json",
         **(extra or {}),
     }
     return start_server(env, tmp_path / f"{name}.log")

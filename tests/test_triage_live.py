@@ -4,35 +4,18 @@ patient uploading over HTTP. The score lands and the console's queue changes wit
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import subprocess
-import sys
 import time
 
 import aiohttp
 import socketio
 
+from tests.chaos_support import approve_doctor, open_case, register, sign_in
 from tests.live_server import start_server
-from tests.test_chat_support import SYMPTOMS, Events
-from tests.test_triage_support import PASSWORD, jpeg
+from tests.test_chat_support import Events
+from tests.test_triage_support import jpeg
 
 SCORE_TIMEOUT_S = 60.0  # the worker compiles its batch sizes after the server is ready
-
-
-async def sign_up(session: aiohttp.ClientSession, url: str, role: str) -> tuple[str, str]:
-    email = f"{role}-{secrets.token_hex(5)}@example.org"
-    async with session.post(
-        f"{url}/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": f"Live {role}", "role": role}
-    ) as r:
-        assert r.status == 201, await r.text()
-    return email, PASSWORD
-
-
-async def sign_in(session: aiohttp.ClientSession, url: str, email: str) -> str:
-    async with session.post(f"{url}/api/v1/auth/login", json={"email": email, "password": PASSWORD}) as r:
-        assert r.status == 200, await r.text()
-        return (await r.json())["access_token"]
 
 
 async def test_upload_in_the_running_system_reorders_the_live_queue(settings, tmp_path):
@@ -50,30 +33,16 @@ async def test_upload_in_the_running_system_reorders_the_live_queue(settings, tm
     console = socketio.AsyncClient(reconnection=False)
     try:
         async with aiohttp.ClientSession() as session:
-            doctor_email, _ = await sign_up(session, server.url, "doctor")
-            await asyncio.to_thread(
-                subprocess.run,
-                [sys.executable, "-m", "web.cli", "admin", "approve", doctor_email],
-                env={**os.environ, **env},
-                check=True,
-                capture_output=True,
-                timeout=60,
-            )
-            doctor_token = await sign_in(session, server.url, doctor_email)
-            patient_email, _ = await sign_up(session, server.url, "patient")
-            patient = {"Authorization": f"Bearer {await sign_in(session, server.url, patient_email)}"}
+            doctor_email = await register(session, server.url, "doctor")
+            await asyncio.to_thread(approve_doctor, env, doctor_email)
+            doctor_token = (await sign_in(session, server.url, doctor_email))["Authorization"].removeprefix("Bearer ")
 
             events = Events()
             console.on("*", events.record)
             await console.connect(server.url, auth={"token": doctor_token}, transports=["websocket"])
             assert (await console.call("queue:subscribe", {}, timeout=10))["ok"]
 
-            async with session.post(
-                f"{server.url}/api/v1/consultations",
-                headers=patient,
-                json={"description": "A new dark spot", "body_site": "arm", "symptoms": SYMPTOMS},
-            ) as r:
-                case_id = (await r.json())["id"]
+            patient, case_id = await open_case(session, server.url)
             await events.wait_for(
                 "queue:snapshot",
                 lambda s: any(e["consultation_id"] == case_id and e["awaiting_score"] for e in s["queue"]),

@@ -13,6 +13,17 @@ from PIL import Image
 GPS_IFD = {1: "N", 2: (51.0, 30.0, 26.0), 3: "W", 4: (0.0, 7.0, 39.0)}
 GPS_TAG = 0x8825
 ORIENTATION_TAG = 0x0112
+# One irregular colour for weeks: checklist score 2 (the benchmarks' cases too).
+SYMPTOMS = {
+    "size_changed": False,
+    "shape_irregular": False,
+    "colour_irregular": True,
+    "diameter_7mm": False,
+    "inflamed": False,
+    "oozing": False,
+    "sensation_changed": False,
+    "duration": "weeks",
+}
 
 
 def lesion(width: int = 900, height: int = 700, seed: int = 0) -> Image.Image:
@@ -119,16 +130,7 @@ async def consultation(pool, patient: Account, body_site: str = "back") -> uuid.
             patient_id=patient.user_id,
             description="A mole that changed colour",
             body_site=body_site,
-            symptoms={
-                "size_changed": False,
-                "shape_irregular": False,
-                "colour_irregular": True,
-                "diameter_7mm": False,
-                "inflamed": False,
-                "oozing": False,
-                "sensation_changed": False,
-                "duration": "weeks",
-            },
+            symptoms=SYMPTOMS,
             max_open=3,
             ctx=SYSTEM,
         )
@@ -144,13 +146,6 @@ async def assign(pool, consultation_id: uuid.UUID, doctor_id: uuid.UUID) -> None
         await pairing.take_case_txn(conn, doctor_id=doctor_id, consultation_id=consultation_id, ctx=SYSTEM)
 
 
-async def chat_on_scored(conn, consultation_id: uuid.UUID, summary) -> None:
-    """Chat's side of a score, as the composition root (web/app.py, triage_hooks) lends it to triage."""
-    from chat.queue import apply_triage_result
-
-    await apply_triage_result(conn, consultation_id, summary)
-
-
 async def score_consultation(
     conn,
     consultation_id: uuid.UUID,
@@ -158,12 +153,12 @@ async def score_consultation(
     band: str,
     p_malignant: float,
     trusted: bool,
-    on_scored=chat_on_scored,
     model_version: str | None = None,
 ) -> None:
     """What the worker does for one photo, without the model: the photo stored and scored through triage's own
-    store (the score's one home), with `on_scored` (chat's hook) in the same transaction. Each call scores a new
-    photo under a fresh model version, so that photo decides. Trusted: dermoscopic, no quality problem, in range."""
+    store (the score's one home), with chat's hook (the one web.app lends triage) in the same transaction. Each call
+    scores a new photo under a fresh model version, so that photo decides. Trusted: dermoscopic, no quality problem, in range."""
+    from chat.queue import apply_triage_result
     from triage import bands
     from triage.images import NormalisedPhoto
     from triage.photo_gate import QualityReport
@@ -194,4 +189,4 @@ async def score_consultation(
         ood_score=0.0,
         in_distribution=trusted,
     )
-    await score_store.record_results_txn(conn, [result], bands.BANDS, on_scored)
+    await score_store.record_results_txn(conn, [result], bands.BANDS, apply_triage_result)

@@ -71,6 +71,19 @@ def test_every_combination_of_answers_scores_and_bands(answers):
     assert result.band == ("urgent" if score >= 3 else "soon" if score == 2 else "routine")
 
 
+# Checklist 5: size and colour (2 each), oozing (1).
+FIVE = {
+    "size_changed": True,
+    "shape_irregular": False,
+    "colour_irregular": True,
+    "diameter_7mm": False,
+    "inflamed": False,
+    "oozing": True,
+    "sensation_changed": False,
+}
+NONE = dict.fromkeys(FIVE, False)
+
+
 def test_items_never_asked_count_nothing_and_are_named():
     result = checklist.evaluate({"size_changed": True, "oozing": True, "sensation_changed": None})
     assert result.score == 3 and result.band == "urgent"
@@ -81,22 +94,7 @@ def test_items_never_asked_count_nothing_and_are_named():
         "inflamed",
         "sensation_changed",
     }
-    assert (
-        checklist.summary_for_doctor(
-            checklist.evaluate(
-                {
-                    "size_changed": True,
-                    "shape_irregular": False,
-                    "colour_irregular": True,
-                    "diameter_7mm": False,
-                    "inflamed": False,
-                    "oozing": True,
-                    "sensation_changed": False,
-                }
-            )
-        )
-        == "checklist 5: size, colour, oozing"
-    )
+    assert checklist.summary_for_doctor(checklist.evaluate(FIVE)) == "checklist 5: size, colour, oozing"
 
 
 @pytest.mark.parametrize("checklist_band, image_band, expected", TRUSTED_TABLE)
@@ -146,18 +144,6 @@ def _row(symptoms, band, image_band=None, p=None, verdict=None):
         "scored_at": None if p is None else "now",
         "gate": None if verdict is None else verdict.as_dict(),
     }
-
-
-FIVE = {
-    "size_changed": True,
-    "shape_irregular": False,
-    "colour_irregular": True,
-    "diameter_7mm": False,
-    "inflamed": False,
-    "oozing": True,
-    "sensation_changed": False,
-}
-NONE = dict.fromkeys(FIVE, False)
 
 
 def test_the_explanation_for_doctors_and_patients():

