@@ -156,8 +156,9 @@ async def score_consultation(
     model_version: str | None = None,
 ) -> None:
     """What the worker does for one photo, without the model: the photo stored and scored through triage's own
-    store (the score's one home), with chat's hook (the one web.app lends triage) in the same transaction. Each call
-    scores a new photo under a fresh model version, so that photo decides. Trusted: dermoscopic, no quality problem, in range."""
+    store (the score's one home), with chat's hook (the one web.app lends triage) in the same transaction. Each
+    call scores a new photo under a fresh model version, so that photo decides. Trusted: dermoscopic, no quality
+    problem, in range."""
     from chat.queue import apply_triage_result
     from triage import bands
     from triage.images import NormalisedPhoto
