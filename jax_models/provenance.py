@@ -41,6 +41,12 @@ IMAGENET_LITE0 = {
 _DEFAULT_SOURCES = ('ham10000', 'isic2017')
 
 
+def from_imagenet(config: dict) -> bool:
+    """Whether a run's weights descend from ImageNet: fine-tuned from them, or continued (`--init`) from a
+    checkpoint that was."""
+    return bool(config.get('backbone_weights')) or config['model'].get('arch') == 'efficientnet_lite0'
+
+
 def data_note(sources=_DEFAULT_SOURCES, pretrained: bool = False) -> dict:
     """The `data` block of a checkpoint trained on `sources` (from ImageNet if `pretrained`)."""
     note = {'sources': [SOURCES[s] for s in sources if s in SOURCES], 'weights_licence': WEIGHTS_LICENCE}

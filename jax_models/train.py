@@ -320,16 +320,11 @@ def checkpoint_metadata(config: dict, weights: np.ndarray, calibration: dict, tr
             **training,
         },
         'data': provenance.data_note(
-            sources if _from_imagenet(config) else ('ham10000', 'isic2017'), pretrained=_from_imagenet(config)
+            sources if provenance.from_imagenet(config) else ('ham10000', 'isic2017'),
+            pretrained=provenance.from_imagenet(config),
         ),
         'metrics_canvas_path': calibration['metrics'],
     }
-
-
-def _from_imagenet(config: dict) -> bool:
-    """Whether the weights descend from ImageNet: fine-tuned from them here, or continued (`--init`)
-    from a checkpoint that was."""
-    return bool(config.get('backbone_weights')) or config['model'].get('arch') == 'efficientnet_lite0'
 
 
 def save_provisional(directory: Path, model, best: dict, config: dict, weights: np.ndarray, history: list) -> None:
