@@ -20,6 +20,7 @@ from chat.presence import DoctorPresence
 from chat.realtime import QUEUE_SIGNAL, SESSIONS_SIGNAL, announce_revoked_sessions, create_server
 from chat.routes import ChatRoutes
 from chat.service import ChatService
+from chat.socketio_adapter import disconnect_all, start_manager
 from store.connections import Stores
 from store.migrations import Migration, discover
 from store.outages import repeat_every
@@ -55,8 +56,7 @@ def setup(app: web.Application, stores: Stores, settings, auth_service: AuthServ
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         # Listen to the other nodes from the start, not from this node's first connection.
-        server.manager_initialized = True
-        server.manager.initialize()
+        start_manager(server)
         writer.start()
         presence.start()
         sweeper = asyncio.create_task(_sweep_revoked_sessions(namespace, config.revoked_session_sweep_s))
@@ -71,8 +71,7 @@ def setup(app: web.Application, stores: Stores, settings, auth_service: AuthServ
     async def disconnect_clients(app: web.Application) -> None:
         # Before aiohttp waits for open connections: otherwise every websocket holds a
         # stopping server for its whole shutdown timeout. Clients reconnect to another node.
-        if server.eio.sockets:  # engineio's disconnect-all fails when there is no one to disconnect
-            await server.eio.disconnect()
+        await disconnect_all(server)
         await server.shutdown()
 
     app.cleanup_ctx.append(background)

@@ -9,6 +9,9 @@ published on the room's channel, which only the other nodes holding members hear
 
 Everything else keeps the stock shared channel: the doctors' queue room, the
 internal signals (see chat.realtime), disconnects and callbacks.
+
+It builds on chat.socketio_adapter.RedisManagerAdapter, which holds every use of the
+library's private names: here only its public API and the adapter's own names.
 """
 
 from __future__ import annotations
@@ -19,11 +22,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as redis_asyncio
-import socketio
-from engineio import packet as eio_packet
 from redis.exceptions import RedisError
-from socketio import packet
 
+from chat.socketio_adapter import RedisManagerAdapter
 from store.connections import Stores
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def is_routed(room: Any) -> bool:
     return isinstance(room, str) and room.startswith(ROUTED_ROOM_PREFIXES)
 
 
-class ChatRedisManager(socketio.AsyncRedisManager):
+class ChatRedisManager(RedisManagerAdapter):
     """Per-room channels on top of the stock manager; `signal_handlers` receive internal signals on every node.
 
     It borrows the process's Redis connection pool (opened at start-up, embedded
@@ -103,25 +104,18 @@ class ChatRedisManager(socketio.AsyncRedisManager):
         await super().emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs)
 
     async def _emit_here(self, event: str, data: Any, namespace: str, room: Any, skip_sid: Any) -> None:
-        """This node's members of `room` get the event: encoded once, queued on each socket in turn.
-
-        (The stock manager spawns a task per recipient; queueing a packet never blocks,
-        so the tasks only cost time.)
-        """
+        """This node's members of `room` get the event (encoded once: see send_event)."""
         skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
         recipients = [eio_sid for sid, eio_sid in self.get_participants(namespace, room) if sid not in skip]
         if not recipients:
             return
-        encoded = self.server.packet_class(packet.EVENT, namespace=namespace, data=[event, data]).encode()
-        frame = eio_packet.Packet(eio_packet.MESSAGE, encoded)
-        for eio_sid in recipients:
-            await self.server._send_eio_packet(eio_sid, frame)
+        await self.send_event(recipients, namespace, event, data)
 
-    async def _publish(self, data: Any) -> Any:
+    async def publish_shared(self, data: Any) -> Any:
         # Bounded, so a burst of emits waits for a connection instead of draining the shared
         # pool (redis-py refuses, rather than waits, past its connection limit).
         async with self._publishing:
-            return await super()._publish(data)
+            return await super().publish_shared(data)
 
     def _publish_to(self, channel: str, message: dict[str, Any]) -> None:
         """Queues the message for the room's channel; one task sends what has queued up as one pipeline.
@@ -137,7 +131,7 @@ class ChatRedisManager(socketio.AsyncRedisManager):
         while self._outbox:
             batch, self._outbox = self._outbox, []
             try:
-                self._redis_connect()
+                self.connect_redis()
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for channel, payload in batch:
                         pipe.publish(channel, payload)
@@ -148,7 +142,7 @@ class ChatRedisManager(socketio.AsyncRedisManager):
                 if self._stores.report_outage(exc) is None:
                     log.warning("could not publish %d room events", len(batch), exc_info=True)
 
-    async def _handle_emit(self, message: dict[str, Any]) -> None:
+    async def deliver_emit(self, message: dict[str, Any]) -> None:
         event = message.get("event")
         handler = self.signal_handlers.get(event)
         if handler is not None:
@@ -162,7 +156,7 @@ class ChatRedisManager(socketio.AsyncRedisManager):
                 message.get("skip_sid"),
             )
         else:
-            await super()._handle_emit(message)
+            await super().deliver_emit(message)
 
     # ---- room channels ----------------------------------------------------------------------
 
@@ -217,7 +211,7 @@ class ChatRedisManager(socketio.AsyncRedisManager):
             channels = [channel for _, channel in self._changes[:run]]
             del self._changes[:run]
             try:
-                self._redis_connect()
+                self.connect_redis()
                 await getattr(self.pubsub, command)(*channels)
             except RedisError as exc:
                 # redis-py records the channels first and subscribes to them again when it reconnects.
@@ -226,7 +220,7 @@ class ChatRedisManager(socketio.AsyncRedisManager):
 
     # ---- listening --------------------------------------------------------------------------
 
-    def _redis_connect(self) -> None:
+    def connect_redis(self) -> None:
         # One pub/sub connection for the node's life: after a drop, redis-py reconnects it and
         # subscribes again to every channel it holds (the shared one and the rooms').
         if self.pubsub is None:
@@ -235,11 +229,11 @@ class ChatRedisManager(socketio.AsyncRedisManager):
             self.pubsub = self.redis.pubsub(ignore_subscribe_messages=False)
         self.connected = True
 
-    async def _redis_listen_with_retries(self) -> AsyncIterator[dict[str, Any]]:
+    async def redis_messages(self) -> AsyncIterator[dict[str, Any]]:
         retry_s = 1.0
         while True:
             try:
-                self._redis_connect()
+                self.connect_redis()
                 await self.pubsub.subscribe(self.channel)
                 retry_s = 1.0
                 async for message in self.pubsub.listen():
@@ -251,9 +245,9 @@ class ChatRedisManager(socketio.AsyncRedisManager):
                 # Capped low: until it is back this node hears no other node.
                 retry_s = min(retry_s * 2, MAX_RESUBSCRIBE_S)
 
-    async def _listen(self) -> AsyncIterator[bytes]:
+    async def shared_messages(self) -> AsyncIterator[bytes]:
         own_echo = self.json.dumps({"host_id": self.host_id})[:-1].encode()
-        async for message in self._redis_listen_with_retries():
+        async for message in self.redis_messages():
             if message["type"] == "message":
                 if not message["data"].startswith(own_echo):
                     yield message["data"]
@@ -265,10 +259,10 @@ class ChatRedisManager(socketio.AsyncRedisManager):
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)  # what was emitted still goes out
-        for task in (getattr(self, "thread", None), self._sender):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await self.stop_listener()
+        if self._sender is not None:
+            self._sender.cancel()
+            await asyncio.gather(self._sender, return_exceptions=True)
         if self.pubsub is not None:
             await self.pubsub.aclose()
         self.redis = self.pubsub = None

@@ -20,7 +20,7 @@ import socketio
 
 from chat.config import ChatConfig
 from chat.pubsub import NAMESPACE, ChatRedisManager
-from chat.socketio_adapter import GuardedServer, use_uncompressed_websocket
+from chat.socketio_adapter import GuardedServer, close_write_only, use_uncompressed_websocket
 from store.connections import Stores
 from store.payloads import DepthLimitedJson
 
@@ -101,10 +101,8 @@ class QueueNotifier:
 
     async def close(self) -> None:
         """Closes a write-only notifier's Redis connection (a server's notifier closes with the server)."""
-        if isinstance(self._emitter, socketio.AsyncRedisManager) and self._emitter.redis is not None:
-            await self._emitter.redis.aclose()
-            self._emitter.redis = None
-            self._emitter.connected = False
+        if isinstance(self._emitter, socketio.AsyncRedisManager):
+            await close_write_only(self._emitter)
 
 
 async def move_users(server: socketio.AsyncServer, user_ids: list[uuid.UUID], room: str, *, join: bool) -> None:

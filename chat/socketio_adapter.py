@@ -1,8 +1,8 @@
-"""Where chat relies on python-socketio / python-engineio internals (private names), so an upgrade breaks here.
+"""Every use chat makes of python-socketio / python-engineio internals (private names), so an upgrade breaks here.
 
-tests/test_chat_socketio_adapter.py checks that every private name used here and in
-chat.pubsub (the Redis manager's overrides, which stay beside the rest of that manager)
-still exists with the shape relied on; setup.cfg pins both libraries to the tested range.
+No other module names a private attribute of either library: tests/test_chat_socketio_adapter.py
+checks that every internal used here still exists with the shape relied on, and that no
+module under chat/ or web/ reaches one directly; setup.cfg pins both libraries to the tested range.
 
 - `GuardedServer`: a client can no longer wedge its connection with a malformed packet.
   Events carry JSON only, so a binary event is answered with `binary_not_supported` and
@@ -11,16 +11,22 @@ still exists with the shape relied on; setup.cfg pins both libraries to the test
   whose data is not `[name, ...]`, is answered with `malformed_packet` when it has an
   ack id. Oversized frames never get here: the transport closes the connection (1009).
 - `UncompressedWebSocket`: the aiohttp websocket without permessage-deflate.
+- `RedisManagerAdapter`: the stock Redis manager with the private hooks chat.pubsub
+  builds on routed to methods of our own names, plus `send_event` (one encoding for many
+  sockets); `start_manager`, `disconnect_all` and `close_write_only` for the rest.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import socketio
 from aiohttp.web import WebSocketResponse
+from engineio import packet as eio_packet
 from engineio.async_drivers.aiohttp import WebSocket as EngineIoWebSocket
 from socketio import packet
 
@@ -94,3 +100,91 @@ class UncompressedWebSocket(EngineIoWebSocket):
 def use_uncompressed_websocket(server: socketio.AsyncServer) -> None:
     # Per server (not the module-wide driver table), so two servers in one process may differ.
     server.eio._async = {**server.eio._async, "websocket": UncompressedWebSocket}
+
+
+def start_manager(server: socketio.AsyncServer) -> None:
+    """Starts the client manager (its listener) now; the stock server waits for its first connection."""
+    server.manager_initialized = True
+    server.manager.initialize()
+
+
+async def disconnect_all(server: socketio.AsyncServer) -> None:
+    if server.eio.sockets:  # engineio's disconnect-all fails when there is no one to disconnect
+        await server.eio.disconnect()
+
+
+async def close_write_only(manager: socketio.AsyncRedisManager) -> None:
+    """Closes a write-only manager's Redis connection (the stock manager has no close of its own)."""
+    if manager.redis is not None:
+        await manager.redis.aclose()
+        manager.redis = None
+        manager.connected = False
+
+
+class RedisManagerAdapter(socketio.AsyncRedisManager):
+    """The stock Redis manager, each private hook it calls routed to a method of our own name.
+
+    Each of those does what the stock hook did until a subclass overrides it, and a
+    subclass's `super().name()` still reaches the stock code; the stock code calling one
+    hook from another (its publish reconnecting, its listener reading messages) reaches the
+    subclass's version, as an override of the private name would.
+    """
+
+    # ---- the library's private hooks ----------------------------------------------------------
+
+    async def _publish(self, data: Any) -> Any:
+        return await self.publish_shared(data)
+
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        await self.deliver_emit(message)
+
+    def _redis_connect(self) -> None:
+        self.connect_redis()
+
+    def _redis_listen_with_retries(self) -> AsyncIterator[dict[str, Any]]:
+        return self.redis_messages()
+
+    def _listen(self) -> AsyncIterator[Any]:
+        return self.shared_messages()
+
+    # ---- the same hooks under our names, stock by default -------------------------------------
+
+    async def publish_shared(self, data: Any) -> Any:
+        """Publishes a message (an emit, a disconnect, a room change...) on the shared channel."""
+        return await super()._publish(data)
+
+    async def deliver_emit(self, message: dict[str, Any]) -> None:
+        """An emit message, this node's own or one heard on Redis, reaches this node's clients."""
+        await super()._handle_emit(message)
+
+    def connect_redis(self) -> None:
+        """Sets `redis` and `pubsub` (a redis.asyncio client and its PubSub) and `connected`."""
+        super()._redis_connect()
+
+    def redis_messages(self) -> AsyncIterator[dict[str, Any]]:
+        """Every message of the pub/sub connection, subscribed to the shared channel, surviving drops."""
+        return super()._redis_listen_with_retries()
+
+    def shared_messages(self) -> AsyncIterator[Any]:
+        """What the manager's listener decodes and dispatches (another node's emits, room changes...)."""
+        return super()._listen()
+
+    # ---- beyond the hooks ---------------------------------------------------------------------
+
+    async def send_event(self, eio_sids: list[str], namespace: str, event: str, data: Any) -> None:
+        """These sockets of this node get the event: encoded once, queued on each socket in turn.
+
+        (The stock manager spawns a task per recipient; queueing a packet never blocks,
+        so the tasks only cost time.)
+        """
+        encoded = self.server.packet_class(packet.EVENT, namespace=namespace, data=[event, data]).encode()
+        frame = eio_packet.Packet(eio_packet.MESSAGE, encoded)
+        for eio_sid in eio_sids:
+            await self.server._send_eio_packet(eio_sid, frame)
+
+    async def stop_listener(self) -> None:
+        """Cancels the listener task that `initialize()` started, if it did, and waits for it."""
+        task = getattr(self, "thread", None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
