@@ -129,6 +129,8 @@ async def test_doctor_enters_a_result_and_reads_the_figures_and_the_alert(outcom
         await expect(page.locator("#sensitivity-alert")).to_be_visible()
         await expect(page.locator("#sensitivity-alert")).to_contain_text("1 of the last 3")
         await expect(page.locator("#queue-rows .waited")).to_have_text("2")
+        # The bands' words come from the server (GET /api/v1/triage/bands), not from the page.
+        await expect(page.locator("#queue-rows .by-band")).to_have_text("Soon: 0, Routine: 2")
         await expect(page.locator(".screening-aid")).to_contain_text("never a diagnosis")
         await page.screenshot(path=SCREENSHOTS / "performance.png", full_page=True)
 

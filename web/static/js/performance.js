@@ -3,7 +3,7 @@
 
 import { Session } from '/static/client/src/session.js';  // sign-in only: no Socket.IO on this page
 import { $, h, fill, showOnly, onSubmit } from './dom.js';
-import { when } from './words.js';
+import { bandLabel, loadBands, when } from './words.js';
 import { FINDINGS, WORKING_DIAGNOSES } from './diagnoses.js';
 import { reliabilityPlot } from './performance_plots.js';
 import { setupSignInForm } from './signin.js';
@@ -69,7 +69,7 @@ async function loadPerformance() {
   fill($('#versions'), body.versions.map(versionCard));
   fill($('#queue-rows'), body.queue.map((q) => h('tr', {},
     h('td', {}, q.model_version || 'unscored'), h('td', {}, String(q.malignant_cases)),
-    h('td', { class: 'waited' }, String(q.waited_in_lower_band)), h('td', {}, `${q.by_band.soon} / ${q.by_band.routine}`),
+    h('td', { class: 'waited' }, String(q.waited_in_lower_band)), h('td', { class: 'by-band' }, Object.entries(q.by_band).map(([band, n]) => `${bandLabel(band)}: ${n}`).join(', ')),
     h('td', {}, minutes(q.median_wait_seconds)), h('td', {}, minutes(q.max_wait_seconds)))));
 }
 
@@ -115,6 +115,7 @@ async function signedIn() {
   showOnly('.view', $('#view-performance'));
   showError(null);
   try {
+    await loadBands(session);
     await Promise.all([loadPerformance(), loadAwaiting()]);
   } catch (error) {
     showError(error);

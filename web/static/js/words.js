@@ -34,10 +34,15 @@ export function screeningAid() {
   return h('p', { class: 'screening-aid' }, SCREENING_AID);
 }
 
+/** A band's words (its code until the bands have arrived). */
+export function bandLabel(name) {
+  return BANDS[name]?.label || name;
+}
+
 /** The band as a labelled chip (words, not colour alone). */
 export function bandChip(urgency, awaitingScore) {
   if (awaitingScore || !urgency) return h('span', { class: 'band band-awaiting' }, 'Awaiting score');
-  return h('span', { class: `band band-${urgency}` }, BANDS[urgency]?.label || urgency);
+  return h('span', { class: `band band-${urgency}` }, bandLabel(urgency));
 }
 
 export function patientGuidance(consultation) {
