@@ -24,8 +24,8 @@ async def apply_triage_result(
     one home. It is triage's `OnScored` hook: the composition root lends it to the worker as it is.
 
     Call it inside the transaction that stores the score (triage's store does), then
-    `QueueNotifier.queue_changed("scored", id)`
-    after commit so every console re-sorts. An unknown consultation is ignored (it may have been deleted).
+    `QueueNotifier.queue_changed("scored", id)` after commit so every console re-sorts. An unknown
+    consultation is ignored (it may have been deleted).
     """
     if summary.urgency not in bands.NAMES:
         raise unprocessable(

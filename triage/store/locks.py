@@ -12,9 +12,7 @@ _CONSULTATION_LOCK_SPACE = 0x54524947  # "TRIG"
 
 
 async def lock_consultation(conn: asyncpg.Connection, consultation_id: uuid.UUID) -> None:
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))", _CONSULTATION_LOCK_SPACE, consultation_id
-    )
+    await lock_consultations(conn, [consultation_id])
 
 
 async def lock_consultations(conn: asyncpg.Connection, consultation_ids: Sequence[uuid.UUID]) -> None:
