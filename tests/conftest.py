@@ -25,6 +25,7 @@ from auth.config import AuthConfig
 from chat.config import ChatConfig
 from store.embedded import EmbeddedServers
 from store.migrations import apply_migrations
+from store.postgres import with_user
 from tests.browsers import SKIP_REASON as NO_BROWSER
 from tests.contract_check import ContractCheck
 from tests.live_server import create_database, drop_database, production_env, scratch_database, start_server
@@ -138,15 +139,6 @@ async def db(database_url) -> AsyncIterator[asyncpg.Connection]:
 async def client(aiohttp_client, settings):
     """An HTTP client against a real app on a real socket, backed by the test's database and Redis."""
     return await aiohttp_client(create_app(settings))
-
-
-def with_user(url: str, user: str) -> str:
-    """The same server and database URL, connecting as another role (the test servers trust local roles)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, f"{user}@{host}", parts.path, parts.query, parts.fragment))
 
 
 @pytest.fixture

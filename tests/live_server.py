@@ -19,9 +19,10 @@ import urllib.request
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
+from store.postgres import with_database
 
 # Accounts at the cheapest argon2id cost and registrations unthrottled: setting up many accounts from
 # 127.0.0.1 is not what a test or a benchmark measures.
@@ -158,12 +159,6 @@ def start_worker(
 
 
 # ---- scratch databases ----------------------------------------------------------------------------
-
-
-def with_database(url: str, name: str) -> str:
-    """The same server URL pointed at another database."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
 async def create_database(admin_url: str, name: str, template: str | None = None) -> str:

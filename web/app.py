@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from aiohttp import web
@@ -13,6 +12,7 @@ from aiohttp import web
 from store.connections import Stores
 from store.embedded import EmbeddedServers
 from store.migrations import Migration, migrate_as_owner
+from store.postgres import with_user
 from triage.runner import TriageHooks, WorkerSupervisor
 from web import headers, health, metrics, openapi, pages
 from web.outages import outage_middleware
@@ -80,16 +80,7 @@ async def _embedded_runtime_role(owner_url: str) -> str:
                                END $$""")
     finally:
         await conn.close()
-    parts = urlsplit(owner_url)
-    return urlunsplit(
-        (
-            parts.scheme,
-            f"{EMBEDDED_RUNTIME_ROLE}@{parts.netloc.rpartition('@')[2]}",
-            parts.path,
-            parts.query,
-            parts.fragment,
-        )
-    )
+    return with_user(owner_url, EMBEDDED_RUNTIME_ROLE)
 
 
 def create_app(settings: Settings) -> web.Application:
