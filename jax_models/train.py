@@ -127,8 +127,22 @@ def class_weights(labels: np.ndarray, num_classes: int, power: float) -> np.ndar
     return (w / (w * counts).sum() * counts.sum()).astype(np.float32)
 
 
-def sampling_probabilities(records: data.Records, source_weights: dict) -> np.ndarray:
+def sampling_probabilities(records: data.Records, source_weights: dict, prevalence_balance: float = 0.0) -> np.ndarray:
+    """How often each training image is drawn: its source's weight, and with `prevalence_balance`
+    b > 0 each source's malignant share moved towards the pooled share (b = 1: equal, the source's
+    total unchanged). ISIC 2020 is 2 % malignant, HAM10000 20 %: unbalanced, what a source's images
+    look like (its clinic, its camera) tells the network how likely they are to be malignant, and
+    a whole source can be scored low as a block."""
     w = np.array([source_weights.get(s, 1.0) for s in records.source], np.float64)
+    if prevalence_balance:
+        pooled = records.malignant.mean()
+        for source in np.unique(records.source):
+            in_source = records.source == source
+            rate = records.malignant[in_source].mean()
+            if 0 < rate < 1:
+                malignant = in_source & (records.malignant == 1)
+                w[malignant] *= (pooled / rate) ** prevalence_balance
+                w[in_source & ~malignant] *= ((1 - pooled) / (1 - rate)) ** prevalence_balance
     return w / w.sum()
 
 
@@ -171,7 +185,7 @@ def train_and_evaluate(
     val = records.subset(split='val')
 
     weights = class_weights(train.label, num_classes, config['class_weight_power'])
-    probs = sampling_probabilities(train, config['source_weights'])
+    probs = sampling_probabilities(train, config['source_weights'], config.get('prevalence_balance', 0.0))
     pool, pool_labels = train.images, train.label
     n_real = len(pool)
     synthetic_fraction = 0.0
