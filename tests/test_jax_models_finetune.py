@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from jax_models import augment, camera, checkpoint, pretrained, train
+from jax_models import augment, camera, checkpoint, data, pretrained, train
 from jax_models.configs import lite0_cpu, tiny
 from tests import lite0_fixture
 from tests.test_jax_models_training import fixture_records
@@ -89,3 +89,24 @@ def test_camera_augmentation_stays_in_range_and_changes_the_image():
     assert out.shape == (2, 32, 32, 3) and float(out.min()) >= 0 and float(out.max()) <= 255
     # Blur and resolution loss remove the noise's fine detail.
     assert float(jnp.abs(jnp.diff(out, axis=1)).mean()) < float(jnp.abs(jnp.diff(ref, axis=1)).mean())
+
+
+def test_prevalence_balance_moves_each_source_to_the_pooled_malignant_share():
+    # Source a: 1 malignant of 10; source b: 5 of 10; pooled 6 of 20.
+    malignant = np.array([1] + [0] * 9 + [1] * 5 + [0] * 5, np.int32)
+    sources = np.array(['a'] * 10 + ['b'] * 10)
+    ids = np.array([f'img{i}' for i in range(20)])
+    records = data.Records(ids, ids, sources, np.array(['train'] * 20), malignant, malignant)
+
+    def share(probs, source):
+        in_source = records.source == source
+        return probs[in_source & (malignant == 1)].sum() / probs[in_source].sum(), probs[in_source].sum()
+
+    plain = train.sampling_probabilities(records, {'a': 1.0, 'b': 1.0})
+    assert np.allclose(share(plain, 'a'), (0.1, 0.5))
+    balanced = train.sampling_probabilities(records, {'a': 1.0, 'b': 1.0}, prevalence_balance=1.0)
+    for source in ('a', 'b'):
+        mal_share, total = share(balanced, source)
+        assert np.isclose(mal_share, 0.3) and np.isclose(total, 0.5)  # pooled share, same source total
+    half = train.sampling_probabilities(records, {'a': 1.0, 'b': 1.0}, prevalence_balance=0.5)
+    assert 0.1 < share(half, 'a')[0] < 0.3 < share(half, 'b')[0] < 0.5
