@@ -2,9 +2,12 @@
 
 Lee et al. (NeurIPS 2018): fit one mean per class and a shared covariance to the globally pooled last
 feature map (`model.features(x)` averaged over space) of the training images; a photo's score is its
-squared Mahalanobis distance to the nearest class mean. The threshold is the score that VAL_PASS of
-the validation images stay under. Nothing here knows the network's shape: any checkpoint whose
-network has `features(x)` works, and the feature size is read from the data.
+squared Mahalanobis distance to the nearest class mean. The pooled features are scaled to unit length
+first: on EfficientNet-Lite0's 1,280 features the raw distances let 12 of 26 non-lesion photos (grass,
+gravel, a rocket) through at the same 99.5 % val pass; unit-length features let 5 through. The
+threshold is the score that VAL_PASS of the validation images stay under. Nothing here knows the
+network's shape: any checkpoint whose network has `features(x)` works, and the feature size is read
+from the data.
 
 The statistics live beside the weights (`ood.npz`) and are described in `metadata.json` under `ood`,
 with a digest of the weights they were fitted on: statistics of other weights are ignored (the gate
@@ -24,7 +27,9 @@ import numpy as np
 from jax_models import checkpoint
 
 OOD_FILE = 'ood.npz'
-METHOD = 'mahalanobis-tied-covariance-on-pooled-features'
+METHOD = 'mahalanobis-tied-covariance-on-unit-pooled-features'
+# Statistics fitted before unit-length features (the first classifier's): still read, scored as fitted.
+RAW_FEATURES_METHOD = 'mahalanobis-tied-covariance-on-pooled-features'
 # Share of validation images that must pass: the gate's false alarms on in-distribution photos.
 VAL_PASS = 0.995
 # Ledoit-Wolf-style shrinkage of the covariance towards a scaled identity, so it can be inverted
@@ -37,16 +42,23 @@ class OodStatistics:
     means: np.ndarray  # classes x features
     precision: np.ndarray  # features x features
     threshold: float
+    unit_features: bool = True
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Squared Mahalanobis distance of each row of `features` to the nearest class mean."""
         features = np.asarray(features, np.float64)
+        if self.unit_features:
+            features = unit_length(features)
         best = None
         for mean in self.means:
             diff = features - mean
-            d2 = np.einsum('nd,de,ne->n', diff, self.precision, diff)
+            d2 = ((diff @ self.precision) * diff).sum(axis=1)  # a matrix product: einsum took minutes to fit
             best = d2 if best is None else np.minimum(best, d2)
         return best
+
+
+def unit_length(features: np.ndarray) -> np.ndarray:
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
 def weights_digest(directory: str | Path) -> str:
@@ -61,7 +73,7 @@ def weights_digest(directory: str | Path) -> str:
 
 def fit(features: np.ndarray, labels: np.ndarray, val_features: np.ndarray) -> tuple[OodStatistics, dict]:
     """Class means and shared covariance on training features, threshold on validation features."""
-    features = np.asarray(features, np.float64)
+    features = unit_length(np.asarray(features, np.float64))
     classes = sorted(set(labels.tolist()))
     means = np.stack([features[labels == c].mean(axis=0) for c in classes])
     centred = features - means[np.searchsorted(classes, labels)]
@@ -111,5 +123,8 @@ def load(directory: str | Path, metadata: dict) -> OodStatistics | None:
         return None
     with np.load(directory / entry['file']) as z:
         return OodStatistics(
-            z['means'].astype(np.float64), z['precision'].astype(np.float64), float(entry['threshold'])
+            z['means'].astype(np.float64),
+            z['precision'].astype(np.float64),
+            float(entry['threshold']),
+            unit_features=entry.get('method') != RAW_FEATURES_METHOD,
         )

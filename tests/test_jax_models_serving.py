@@ -21,7 +21,6 @@ HAM_DATA = Path(os.environ.get('SKINDOC_HAM10000', Path(__file__).parents[2] / '
 CLEAR = {
     'ISIC_0028747': 'bcc',
     'ISIC_0024443': 'bcc',
-    'ISIC_0029505': 'bkl',
     'ISIC_0024318': 'df',
     'ISIC_0025223': 'df',
     'ISIC_0034253': 'mel',
@@ -99,7 +98,7 @@ def test_fixture_predictions(clf):
         assert by_id[image_id].urgency == 'urgent'
     for image_id in ('ISIC_0028434', 'ISIC_0030516'):
         assert by_id[image_id].urgency == 'routine'
-    assert by_id['ISIC_0026311'].urgency == 'soon'  # the medium-risk keratosis
+    assert by_id['ISIC_0029505'].urgency == 'soon'  # a medium-risk keratosis
 
 
 def test_compile_count_fixed_after_warmup(clf):

@@ -125,12 +125,18 @@ def test_statistics_fitted_on_other_weights_are_ignored(tmp_path, classifier):
 
 def test_fit_puts_the_threshold_at_the_validation_quantile():
     rng = np.random.default_rng(0)
-    train = rng.normal(size=(2000, 16))
+    # Three classes around distinct directions, all features positive like pooled ReLU6 activations.
+    centres = 5.0 + 10.0 * np.eye(16)[:3]
     labels = rng.integers(0, 3, size=2000)
-    train += labels[:, None] * 3.0
-    val = rng.normal(size=(1000, 16)) + rng.integers(0, 3, size=1000)[:, None] * 3.0
+    train = centres[labels] + rng.normal(size=(2000, 16))
+    val = centres[rng.integers(0, 3, size=1000)] + rng.normal(size=(1000, 16))
     stats, summary = ood.fit(train, labels, val)
     assert np.mean(stats.scores(val) <= stats.threshold) == pytest.approx(ood.VAL_PASS, abs=0.002)
     assert summary["feature_dim"] == 16 and summary["classes"] == 3
-    far = rng.normal(size=(100, 16)) + 40.0
+    # Features are compared by direction (scaled to unit length): a photo pointing elsewhere is out of range,
+    # a brighter or darker copy of an in-range one (every feature scaled) is not.
+    far = rng.normal(size=(100, 16)) + np.where(np.arange(16) < 8, 40.0, -40.0)
     assert np.all(stats.scores(far) > stats.threshold)
+    np.testing.assert_allclose(stats.scores(val * 5.0), stats.scores(val))
+    raw = ood.OodStatistics(stats.means, stats.precision, stats.threshold, unit_features=False)
+    assert not np.allclose(raw.scores(val * 5.0), raw.scores(val))  # statistics fitted the old way: scored raw

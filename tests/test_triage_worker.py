@@ -390,7 +390,7 @@ async def test_real_lesions_reorder_the_queue_most_severe_first(node, classifier
         # Opened in this order, so before scoring the queue is first come, first served.
         photos = {
             "naevus": [ham10000_image("nv")],
-            "keratosis": [ham10000_image("bkl", 1)],
+            "keratosis": [ham10000_image("bkl")],
             "naevus and melanoma": [ham10000_image("nv", 1), ham10000_image("mel")],
         }
         cases = {}
