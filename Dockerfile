@@ -7,7 +7,9 @@ RUN npm ci --omit=dev --ignore-scripts
 FROM python:3.11-slim AS cpu
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 SKINDOC_DATA_DIR=/var/lib/skindoc \
     SKINDOC_NODE_MODULES_DIR=/app/node_modules SKINDOC_CLIENT_JS_DIR=/app/clients/js
-RUN useradd --system --home /var/lib/skindoc --create-home skindoc
+# The worker's compiled-executable cache (JAX_COMPILATION_CACHE_DIR in docker-compose.yml), owned by its user.
+RUN useradd --system --home /var/lib/skindoc --create-home skindoc \
+    && mkdir -p /var/cache/skindoc/jax && chown skindoc /var/cache/skindoc/jax
 WORKDIR /app
 COPY . .
 COPY --from=browser-deps /src/node_modules ./node_modules

@@ -114,12 +114,13 @@ def save(directory: str | Path, stats: OodStatistics, summary: dict, fitted_on: 
 
 
 def load(directory: str | Path, metadata: dict) -> OodStatistics | None:
-    """The checkpoint's statistics, or None when it has none or they were fitted on other weights."""
+    """The checkpoint's statistics, or None when it has none, they were fitted on other weights, or by a
+    method this code does not know (the gate then fails closed)."""
     entry = metadata.get('ood')
     directory = Path(directory)
     if not entry or not (directory / entry['file']).exists():
         return None
-    if entry['weights_digest'] != weights_digest(directory):
+    if entry['weights_digest'] != weights_digest(directory) or entry.get('method') not in (METHOD, RAW_FEATURES_METHOD):
         return None
     with np.load(directory / entry['file']) as z:
         return OodStatistics(

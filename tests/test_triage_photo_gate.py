@@ -117,6 +117,8 @@ def test_statistics_fitted_on_other_weights_are_ignored(tmp_path, classifier):
     shutil.copytree(checkpoint.SHIPPED_DIR, folder, ignore=shutil.ignore_patterns("gan"))
     metadata = checkpoint.read_metadata(folder)
     assert ood.load(folder, metadata) is not None
+    metadata["ood"]["method"] = "a method this code does not know"
+    assert ood.load(folder, metadata) is None
     metadata["ood"]["weights_digest"] = "0" * 16
     assert ood.load(folder, metadata) is None
     del metadata["ood"]
