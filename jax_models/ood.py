@@ -4,7 +4,8 @@ Lee et al. (NeurIPS 2018): fit one mean per class and a shared covariance to the
 feature map (`model.features(x)` averaged over space) of the training images; a photo's score is its
 squared Mahalanobis distance to the nearest class mean. The pooled features are scaled to unit length
 first: on EfficientNet-Lite0's 1,280 features the raw distances let 12 of 26 non-lesion photos (grass,
-gravel, a rocket) through at the same 99.5 % val pass; unit-length features let 5 through. The
+gravel, a rocket) through at the same 99.5 % val pass; unit-length features let 5 through. The price:
+a weak response (a lesion shrunk to a small spot) looks like a strong one (docs/model-card.md). The
 threshold is the score that VAL_PASS of the validation images stay under. Nothing here knows the
 network's shape: any checkpoint whose network has `features(x)` works, and the feature size is read
 from the data.
