@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from jax_models import augment, camera, checkpoint, data, pretrained, train
+from jax_models import augment, camera, checkpoint, data, pretrained, sampling, train
 from jax_models.configs import lite0_cpu, tiny
 from tests import lite0_fixture
 from tests.test_jax_models_training import fixture_records
@@ -102,11 +102,11 @@ def test_prevalence_balance_moves_each_source_to_the_pooled_malignant_share():
         in_source = records.source == source
         return probs[in_source & (malignant == 1)].sum() / probs[in_source].sum(), probs[in_source].sum()
 
-    plain = train.sampling_probabilities(records, {'a': 1.0, 'b': 1.0})
+    plain = sampling.sampling_probabilities(records, {'a': 1.0, 'b': 1.0})
     assert np.allclose(share(plain, 'a'), (0.1, 0.5))
-    balanced = train.sampling_probabilities(records, {'a': 1.0, 'b': 1.0}, prevalence_balance=1.0)
+    balanced = sampling.sampling_probabilities(records, {'a': 1.0, 'b': 1.0}, prevalence_balance=1.0)
     for source in ('a', 'b'):
         mal_share, total = share(balanced, source)
         assert np.isclose(mal_share, 0.3) and np.isclose(total, 0.5)  # pooled share, same source total
-    half = train.sampling_probabilities(records, {'a': 1.0, 'b': 1.0}, prevalence_balance=0.5)
+    half = sampling.sampling_probabilities(records, {'a': 1.0, 'b': 1.0}, prevalence_balance=0.5)
     assert 0.1 < share(half, 'a')[0] < 0.3 < share(half, 'b')[0] < 0.5
