@@ -125,12 +125,13 @@ def load(directory: str | Path, metadata: dict) -> OodStatistics | None:
     directory = Path(directory)
     if not entry or not (directory / entry['file']).exists():
         return None
-    if entry['weights_digest'] != weights_digest(directory) or entry.get('method') not in (METHOD, RAW_FEATURES_METHOD):
+    method = entry.get('method')
+    if entry['weights_digest'] != weights_digest(directory) or method not in (METHOD, RAW_FEATURES_METHOD):
         return None
     with np.load(directory / entry['file']) as z:
         return OodStatistics(
             z['means'].astype(np.float64),
             z['precision'].astype(np.float64),
             float(entry['threshold']),
-            unit_features=entry.get('method') != RAW_FEATURES_METHOD,
+            unit_features=method == METHOD,
         )
